@@ -1,0 +1,53 @@
+# SORL Lab — every target bootstraps first (scripts/bootstrap.sh is a
+# sub-second no-op once .venv is up to date).
+#
+#   make app     the Streamlit app on http://localhost:8501
+#   make test    the whole test suite (this is what CI runs)
+#   make lab     JupyterLab on notebooks/
+#   make bench   the benchmark, as JSON
+#   make setup   bootstrap only
+#   make clean   caches and build output (make distclean also drops .venv)
+
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+
+# Bind to localhost only; override e.g. make app APP_PORT=8502
+APP_HOST ?= localhost
+APP_PORT ?= 8501
+LAB_PORT ?= 8888
+# (APP_HOST/APP_PORT, not HOST/PORT: some shells and platforms export those.)
+# Extra pytest arguments, e.g. make test ARGS="-k shortcut -x"
+ARGS ?=
+PYTEST_FLAGS ?= -q --timeout=600 --durations=15
+
+.PHONY: setup app test lab bench clean distclean
+
+setup:
+	@bash scripts/bootstrap.sh
+
+app: setup
+	$(PY) -m streamlit run app/Home.py \
+		--server.headless true --browser.gatherUsageStats false \
+		--server.address $(APP_HOST) --server.port $(APP_PORT)
+
+# pytest exits 5 when it collects no test; make turns any non-zero exit
+# into a failure, so an empty run fails CI.
+test: setup
+	$(PY) -m pytest $(PYTEST_FLAGS) $(ARGS)
+
+# Jupyter refuses to run as root (containers, CI) unless told --allow-root.
+lab: setup
+	$(VENV)/bin/jupyter lab --no-browser --ip=$(APP_HOST) --port=$(LAB_PORT) \
+		--ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+
+bench: setup
+	$(VENV)/bin/sorl-lab bench --json
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache test-artifacts
+	find . -path ./$(VENV) -prune -o \
+		\( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -print0 | xargs -0 rm -rf
+
+distclean: clean
+	rm -rf $(VENV)
