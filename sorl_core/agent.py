@@ -1,0 +1,401 @@
+"""SORL in PyTorch: losses as small pure functions, one update, one sampler (spec sections 1-5)."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import SORLConfig, is_power_of_two
+from .networks import CriticEnsemble, ShortcutActor
+
+Batch = dict[str, torch.Tensor]  # observations, actions, rewards, next_observations, masks
+
+
+# ----------------------------------------------------------------------------- flow basics
+def interpolate(x0: torch.Tensor, actions: torch.Tensor, t: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """x_t = (1 - (1 - eps) t) x0 + t a and the flow's target velocity a - (1 - eps) x0."""
+    return (1 - (1 - eps) * t) * x0 + t * actions, actions - (1 - eps) * x0
+
+
+def level_of(steps: int) -> int:
+    """Step count M -> level log2(M) (level 0 is one jump of size 1)."""
+    return steps.bit_length() - 1
+
+
+def integrate(actor: nn.Module, obs: torch.Tensor, x: torch.Tensor, steps: int, keep_path: bool = False):
+    """Euler integration from noise x (t=0) to t=1 in `steps` steps of size 1/steps.
+
+    The one Euler loop of the project: training (critic target, Q loss) and `SORLAgent.sample` use it.
+    Returns the unclipped end point and, with keep_path, the list of all steps + 1 states.
+    """
+    level = obs.new_full((obs.shape[0], 1), float(level_of(steps)))
+    path = [x] if keep_path else None
+    for i in range(steps):
+        t = obs.new_full((obs.shape[0], 1), i / steps)
+        x = x + actor(obs, x, t, level) / steps
+        if keep_path:
+            path.append(x)
+    return x, path
+
+
+def aggregate(qs: torch.Tensor, how: str) -> torch.Tensor:
+    """Ensemble (E, ...) -> (...) by min or mean."""
+    return qs.min(dim=0).values if how == "min" else qs.mean(dim=0)
+
+
+# ----------------------------------------------------------------------------- losses
+def critic_loss(critic, target_critic, batch: Batch, next_actions: torch.Tensor, k: int, discount: float, q_agg: str):
+    """TD loss of every ensemble member against r + gamma * mask * AGG_j Qtarget_j(s', a', k)."""
+    next_q = aggregate(target_critic(batch["next_observations"], next_actions, k), q_agg)
+    target = batch["rewards"] + discount * batch["masks"] * next_q
+    q = critic(batch["observations"], batch["actions"], k)
+    loss = (q - target).square().mean()
+    return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean(), "target_mean": target.detach().mean()}
+
+
+def self_consistency_target(target_actor, obs, x_t, t, level, step):
+    """Two half steps of the target actor at level+1: their mean velocity is the target of one full step."""
+    with torch.no_grad():
+        v1 = target_actor(obs, x_t, t, level + 1)
+        v2 = target_actor(obs, x_t + (step / 2) * v1, t + step / 2, level + 1)
+    return (v1 + v2) / 2
+
+
+def q_loss(critic, obs: torch.Tensor, policy_actions: torch.Tensor, k: int):
+    """-mean Q / stopgrad(mean |Q|) with the ensemble mean; normalising makes q_loss_coef scale-free."""
+    q = critic(obs, policy_actions, k).mean(dim=0)
+    loss = -q.mean() / q.abs().mean().detach()
+    return loss, {"q_loss": loss.detach(), "policy_q": q.detach().mean()}
+
+
+def velocity_losses(actor, obs: torch.Tensor, problems: list[tuple[torch.Tensor, ...]]) -> list[torch.Tensor]:
+    """Mean squared error of the actor on several (x, t, level, target) problems of the same states.
+
+    They share weights, so they are stacked into one forward pass (faster than one pass each).
+    """
+    n = obs.shape[0]
+    x, t, level, target = (torch.cat(parts) for parts in zip(*problems))
+    pred = actor(obs.repeat(len(problems), 1), x, t, level)
+    return [((pred - target)[i * n:(i + 1) * n]).square().mean() for i in range(len(problems))]
+
+
+# ----------------------------------------------------------------------------- sampling result
+@dataclass
+class SampleResult:
+    """What `SORLAgent.sample` returns for S states and N candidates each."""
+
+    actions: torch.Tensor  # (S, A) chosen actions, clipped to [-1, 1]
+    candidates: torch.Tensor  # (S, N, A) all candidates, clipped
+    q: torch.Tensor | None  # (S, N) AGG of the online critic at k = m_inf (None when not scored)
+    chosen: torch.Tensor  # (S,) index of the chosen candidate
+    m_inf: int
+    n: int
+    actor_calls: int  # per state: m_inf * n
+    critic_calls: int  # per state: n when scored, else 0
+    trajectory: torch.Tensor | None = None  # (S, N, m_inf + 1, A) unclipped Euler states
+
+    @property
+    def network_calls(self) -> int:
+        return self.actor_calls + self.critic_calls
+
+
+@dataclass
+class ConsistencyProbe:
+    """Self-consistency error of the trained model: one step of size d vs two steps of size d/2."""
+
+    t: np.ndarray  # (T,) flow times
+    step_sizes: np.ndarray  # (L,) the big step d = 2^-level
+    levels: np.ndarray  # (L,) level of the big step
+    error: np.ndarray  # (L, T) mean squared velocity difference (NaN where t + d > 1)
+    per_state: np.ndarray  # (S, L, T)
+
+
+# ----------------------------------------------------------------------------- the agent
+class SORLAgent:
+    """Shortcut-model actor + critic ensemble with targets. `update(batch)` is one SORL iteration."""
+
+    def __init__(self, config: SORLConfig, seed: int = 0):
+        self.config = cfg = config
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(seed)  # network initialisation
+        self.actor = ShortcutActor(cfg.obs_dim, cfg.action_dim, cfg.hidden).to(self.device)
+        self.critic = CriticEnsemble(cfg.obs_dim, cfg.action_dim, cfg.hidden, cfg.num_critics, cfg.critic_layer_norm).to(self.device)
+        self.target_actor = _frozen_copy(self.actor)
+        self.target_critic = _frozen_copy(self.critic)
+        # Training noise comes from one device generator; step counts k from a host generator so that
+        # reading k as a Python int never syncs with the device.
+        self.generator = torch.Generator(self.device).manual_seed(seed)
+        self.host_generator = torch.Generator().manual_seed(seed + 1)
+        self.step = 0
+        self._params = list(self.actor.parameters()) + list(self.critic.parameters())
+        if cfg.mode == "faithful":
+            # Pre-iteration copies: the Q term and the Polyak updates see the weights from before the step.
+            self.actor_before = _frozen_copy(self.actor)
+            self.critic_before = _frozen_copy(self.critic)
+            self.optimizers = {"all": _adam(self._params, cfg.lr)}
+            for p in self._params:  # zero (not None) grads: Adam then moves every weight on momentum
+                p.grad = torch.zeros_like(p)
+        else:
+            self.optimizers = {"critic": _adam(self.critic.parameters(), cfg.lr), "actor": _adam(self.actor.parameters(), cfg.lr)}
+
+    # ------------------------------------------------------------------ helpers
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
+
+    def _draw_k(self) -> int:
+        ks = self.config.step_counts
+        return ks[int(torch.randint(len(ks), (1,), generator=self.host_generator))]
+
+    def _randn(self, *shape) -> torch.Tensor:
+        return torch.randn(*shape, generator=self.generator, device=self.device)
+
+    def _policy_actions(self, obs: torch.Tensor, k: int) -> torch.Tensor:
+        x, _ = integrate(self.actor, obs, self._randn(obs.shape[0], self.config.action_dim), k)
+        return x.clamp(-1, 1)
+
+    # ------------------------------------------------------------------ losses of one iteration
+    def compute_critic_loss(self, batch: Batch, k: int):
+        cfg = self.config
+        if cfg.discount == 0:  # one-step problems (toy bandits): the target is r, no a' rollout needed
+            q = self.critic(batch["observations"], batch["actions"], k)
+            loss = (q - batch["rewards"]).square().mean()
+            return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean(), "target_mean": batch["rewards"].mean()}
+        # Faithful: the authors sample a' with gradients on, so this loss also moves the actor.
+        with contextlib.nullcontext() if cfg.mode == "faithful" else torch.no_grad():
+            next_actions = self._policy_actions(batch["next_observations"], k)
+        return critic_loss(self.critic, self.target_critic, batch, next_actions, k, cfg.discount, cfg.q_agg)
+
+    def compute_actor_loss(self, batch: Batch, k: int, critic: nn.Module):
+        cfg = self.config
+        obs, actions = batch["observations"], batch["actions"]
+        b, a_dim = actions.shape
+        # Flow matching at the finest level, t on the grid {0, 1/M_disc, ...}.
+        t_fm = torch.randint(cfg.m_disc, (b, 1), generator=self.generator, device=self.device) / cfg.m_disc
+        x_fm, v_fm = interpolate(self._randn(b, a_dim), actions, t_fm, cfg.flow_eps)
+        problems = [(x_fm, t_fm, torch.full_like(t_fm, cfg.max_level), v_fm)]
+        # Self-consistency: near-equal parts of the batch at levels max_level-1 .. 0 (85/85/86 for 256).
+        if cfg.max_level > 0:
+            level = self.sc_levels(b).unsqueeze(1)
+            step = 2.0 ** -level
+            t_sc = torch.floor(torch.rand(b, 1, generator=self.generator, device=self.device) * 2**level) * step
+            x_sc, _ = interpolate(self._randn(b, a_dim), actions, t_sc, cfg.flow_eps)
+            problems.append((x_sc, t_sc, level, self_consistency_target(self.target_actor, obs, x_sc, t_sc, level, step)))
+        losses = velocity_losses(self.actor, obs, problems)
+        fm = losses[0]
+        sc = losses[1] if len(losses) > 1 else torch.zeros((), device=self.device)
+        ql, q_info = q_loss(critic, obs, self._policy_actions(obs, k), k)
+        total = cfg.fm_coef * fm + cfg.sc_coef * sc + cfg.q_loss_coef * ql
+        return total, {"actor_loss": total.detach(), "fm_loss": fm.detach(), "sc_loss": sc.detach(), **q_info}
+
+    def sc_levels(self, batch_size: int) -> torch.Tensor:
+        """Level of each batch row in the self-consistency loss: equal blocks, remainder to level 0."""
+        levels = torch.arange(self.config.max_level - 1, -1, -1, device=self.device, dtype=torch.float32)
+        block = batch_size // self.config.max_level
+        out = levels.repeat_interleave(block)
+        return torch.cat([out, out.new_zeros(batch_size - out.numel())])
+
+    # ------------------------------------------------------------------ one iteration
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One SORL iteration: critic step, actor step, Polyak. Metrics stay tensors (no host sync)."""
+        batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+        k_critic, k_actor = self._draw_k(), self._draw_k()
+        info = self._update_faithful(batch, k_critic, k_actor) if self.config.mode == "faithful" else self._update_clean(batch, k_critic, k_actor)
+        self.step += 1
+        return info
+
+    def _update_faithful(self, batch, k_critic, k_actor):
+        cfg, opt = self.config, self.optimizers["all"]
+        with torch.no_grad():
+            torch._foreach_copy_(list(self.actor_before.parameters()), list(self.actor.parameters()))
+            torch._foreach_copy_(list(self.critic_before.parameters()), list(self.critic.parameters()))
+        # 1) critic loss over all parameters (a' carries gradient into the actor), one shared Adam.
+        opt.zero_grad(set_to_none=False)
+        with self._autocast():
+            loss, info = self.compute_critic_loss(batch, k_critic)
+        loss.backward()
+        info["grad_norm_critic_step"] = nn.utils.clip_grad_norm_(self._params, cfg.grad_clip, foreach=True)
+        opt.step()
+        # 2) actor loss against the pre-iteration critic; the critic's zero grads still step it on momentum.
+        opt.zero_grad(set_to_none=False)
+        with self._autocast():
+            loss, actor_info = self.compute_actor_loss(batch, k_actor, self.critic_before)
+        loss.backward()
+        info["grad_norm_actor_step"] = nn.utils.clip_grad_norm_(self._params, cfg.grad_clip, foreach=True)
+        opt.step()
+        # 3) targets move toward the pre-iteration weights.
+        polyak(self.target_actor, self.actor_before, cfg.tau)
+        polyak(self.target_critic, self.critic_before, cfg.tau)
+        return {**info, **actor_info}
+
+    def _update_clean(self, batch, k_critic, k_actor):
+        cfg = self.config
+        opt_c, opt_a = self.optimizers["critic"], self.optimizers["actor"]
+        opt_c.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss, info = self.compute_critic_loss(batch, k_critic)
+        loss.backward()
+        info["grad_norm_critic_step"] = nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.grad_clip, foreach=True)
+        opt_c.step()
+        opt_a.zero_grad(set_to_none=True)
+        with self._autocast(), requires_grad(self.critic, False):
+            loss, actor_info = self.compute_actor_loss(batch, k_actor, self.critic)
+        loss.backward()
+        info["grad_norm_actor_step"] = nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip, foreach=True)
+        opt_a.step()
+        polyak(self.target_actor, self.actor, cfg.tau)
+        polyak(self.target_critic, self.critic, cfg.tau)
+        return {**info, **actor_info}
+
+    # ------------------------------------------------------------------ inference
+    def as_obs(self, obs) -> torch.Tensor:
+        """Array-like (S, obs_dim) or (obs_dim,) -> float32 tensor (S, obs_dim) on the agent's device."""
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        if obs.ndim == 1:
+            obs = obs.unsqueeze(0)
+        if obs.ndim != 2 or obs.shape[1] != self.config.obs_dim:
+            raise ValueError(f"observations must have shape (states, {self.config.obs_dim}); got {tuple(obs.shape)}")
+        return obs
+
+    def check_m_inf(self, m_inf: int, extrapolate: bool = False) -> None:
+        if not isinstance(m_inf, (int, np.integer)) or not is_power_of_two(int(m_inf)):
+            raise ValueError(f"m_inf must be a power of two (1, 2, 4, 8, ...), got {m_inf!r}")
+        if m_inf > self.config.m_disc and not extrapolate:
+            raise ValueError(
+                f"m_inf={m_inf} needs levels beyond the trained m_disc={self.config.m_disc}; "
+                "pass extrapolate=True to run it as an extrapolation experiment"
+            )
+
+    @torch.no_grad()
+    def sample(self, obs, m_inf: int = 8, n: int = 1, return_trajectory: bool = False, generator=None,
+               extrapolate: bool = False, score: bool | None = None) -> SampleResult:
+        """Sequential (m_inf Euler steps) and parallel (best-of-n by the online critic) test-time scaling.
+
+        obs: (S, obs_dim). Each state gets its own n candidates; candidate j of state s is scored with
+        state s only. generator: a torch.Generator on the agent's device, an int seed, or None (global RNG).
+        score: compute Q of the candidates (default: only when n > 1, as the spec counts compute).
+        """
+        self.check_m_inf(m_inf, extrapolate)
+        m_inf = int(m_inf)
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n (candidates per state) must be an integer >= 1, got {n!r}")
+        n = int(n)
+        obs = self.as_obs(obs)
+        s, a_dim = obs.shape[0], self.config.action_dim
+        if isinstance(generator, (int, np.integer)):
+            generator = torch.Generator(self.device).manual_seed(int(generator))
+        noise = torch.randn(s, n, a_dim, generator=generator, device=self.device)
+        obs_rep = obs.repeat_interleave(n, dim=0)  # row s*n + j is candidate j of state s
+        x, path = integrate(self.actor, obs_rep, noise.reshape(s * n, a_dim), m_inf, keep_path=return_trajectory)
+        candidates = x.clamp(-1, 1).reshape(s, n, a_dim)
+        score = n > 1 if score is None else score
+        q = None
+        chosen = torch.zeros(s, dtype=torch.long, device=self.device)
+        if score:
+            q = aggregate(self.critic(obs_rep, candidates.reshape(s * n, a_dim), m_inf), self.config.q_agg).reshape(s, n)
+            chosen = q.argmax(dim=1)
+        actions = candidates[torch.arange(s, device=self.device), chosen]
+        trajectory = torch.stack(path, dim=1).reshape(s, n, m_inf + 1, a_dim) if return_trajectory else None
+        return SampleResult(actions, candidates, q, chosen, m_inf, n, m_inf * n, n if score else 0, trajectory)
+
+    @torch.no_grad()
+    def q_value(self, obs, actions, k: int = 8) -> torch.Tensor:
+        """AGG of the online critic for paired (obs, action) rows, or one obs against many actions."""
+        obs = self.as_obs(obs)
+        actions = torch.as_tensor(actions, dtype=torch.float32, device=self.device).reshape(-1, self.config.action_dim)
+        if obs.shape[0] == 1 and actions.shape[0] > 1:
+            obs = obs.expand(actions.shape[0], -1)
+        return aggregate(self.critic(obs, actions, k), self.config.q_agg)
+
+    @torch.no_grad()
+    def consistency_probe(self, obs, samples: int = 64, generator=None) -> ConsistencyProbe:
+        """Self-consistency error on the model's own sampling paths.
+
+        For every big step d = 2^-level (level 0 .. max_level-1) and flow time t on the finest grid
+        with t + d <= 1: || s(x_t, t, level) - (v1 + v2) / 2 ||^2 / action_dim, where v1, v2 are the two
+        half steps at level+1 and x_t is reached from noise with the finest steps.
+        """
+        cfg = self.config
+        obs = self.as_obs(obs)
+        s, a_dim, m = obs.shape[0], cfg.action_dim, cfg.m_disc
+        if isinstance(generator, (int, np.integer)):
+            generator = torch.Generator(self.device).manual_seed(int(generator))
+        obs_rep = obs.repeat_interleave(samples, dim=0)
+        noise = torch.randn(s * samples, a_dim, generator=generator, device=self.device)
+        _, path = integrate(self.actor, obs_rep, noise, m, keep_path=True)
+        levels = np.arange(cfg.max_level)
+        t_grid = np.arange(m) / m
+        err = np.full((s, len(levels), m), np.nan)
+        for li, level in enumerate(levels):
+            d = 2.0 ** -level
+            lv = obs_rep.new_full((obs_rep.shape[0], 1), float(level))
+            for ti, t in enumerate(t_grid):
+                if t + d > 1 + 1e-9:
+                    continue
+                x_t, tt = path[ti], obs_rep.new_full((obs_rep.shape[0], 1), float(t))
+                target = self_consistency_target(self.actor, obs_rep, x_t, tt, lv, d)
+                diff = (self.actor(obs_rep, x_t, tt, lv) - target).square().mean(dim=1)
+                err[:, li, ti] = diff.reshape(s, samples).mean(dim=1).cpu().numpy()
+        return ConsistencyProbe(t_grid, 2.0 ** -levels, levels, err.mean(axis=0), err)  # NaN cells are the same for every state
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict:
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "target_actor": self.target_actor.state_dict(),
+            "target_critic": self.target_critic.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "generator": self.generator.get_state(),
+            "host_generator": self.host_generator.get_state(),
+            "step": self.step,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in ("actor", "critic", "target_actor", "target_critic"):
+            getattr(self, name).load_state_dict(state[name])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.generator.set_state(state["generator"])
+        self.host_generator.set_state(state["host_generator"])
+        self.step = int(state["step"])
+
+
+# ----------------------------------------------------------------------------- small utilities
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _frozen_copy(module: nn.Module) -> nn.Module:
+    clone = copy.deepcopy(module)
+    clone.requires_grad_(False)
+    return clone
+
+
+def _adam(params, lr: float) -> torch.optim.Adam:
+    return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
+
+
+@torch.no_grad()
+def polyak(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """target <- (1 - tau) target + tau source."""
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+
+
+@contextlib.contextmanager
+def requires_grad(module: nn.Module, flag: bool) -> Iterator[None]:
+    """Temporarily freeze a module: gradients still flow through it to its inputs."""
+    saved = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(flag)
+    try:
+        yield
+    finally:
+        for p, r in zip(module.parameters(), saved):
+            p.requires_grad_(r)

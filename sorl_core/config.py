@@ -1,0 +1,154 @@
+"""SORL configuration: every number of ../shared/SORL-SPEC.md lives here, one field each."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from tyro.conf import Suppress
+
+# Network sizes. `paper` is the spec's 4 x 512; `lab` is what a 2-core CPU trains in seconds
+# (chosen by measurement, see README "Speed").
+SIZES: dict[str, tuple[int, ...]] = {
+    "paper": (512, 512, 512, 512),
+    "lab": (256, 256, 256),
+    "tiny": (64, 64, 64),
+}
+
+
+@dataclass
+class SORLConfig:
+    """Hyper-parameters of the SORL agent (spec sections 2-5)."""
+
+    obs_dim: Suppress[int] = 1
+    """Size of the observation vector (taken from the data; not a CLI flag)."""
+    action_dim: Suppress[int] = 2
+    """Size of the action vector; actions live in [-1, 1] (taken from the data)."""
+    size: Literal["paper", "lab", "tiny"] = "paper"
+    """Named network size; `hidden_dims` overrides it when given."""
+    hidden_dims: tuple[int, ...] | None = None
+    """Hidden layer widths of actor and each critic member (None: taken from `size`)."""
+    mode: Literal["faithful", "clean"] = "faithful"
+    """`faithful` reproduces the authors' code (spec 4: gradient through a', one shared Adam stepped
+    twice, targets and Q term from pre-iteration weights); `clean` is the textbook version."""
+    lr: float = 1e-4
+    """Adam learning rate (betas 0.9/0.999, eps 1e-8)."""
+    batch_size: int = 256
+    """Transitions per update."""
+    discount: float = 0.99
+    """Gamma of the critic's bootstrap target."""
+    tau: float = 0.005
+    """Polyak rate of the target actor and target critic."""
+    q_agg: Literal["min", "mean"] = "mean"
+    """How the critic ensemble is aggregated in the target and in best-of-N scoring."""
+    q_loss_coef: float = 10.0
+    """Weight of the normalised Q loss in the actor objective (alpha in the paper)."""
+    fm_coef: float = 10.0
+    """Weight of the flow-matching (behaviour regularisation) loss."""
+    sc_coef: float = 10.0
+    """Weight of the self-consistency loss."""
+    m_disc: int = 8
+    """Finest trained step count: levels 0..log2(m_disc); flow matching trains the finest."""
+    m_btt: int = 8
+    """Largest number of Euler steps back-propagated through in the Q loss; k ~ U{1,2,..,m_btt}."""
+    num_critics: int = 2
+    """Members of the critic ensemble."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip (over all parameters in faithful mode, per network in clean)."""
+    flow_eps: float = 1e-5
+    """eps of the interpolation x_t = (1 - (1 - eps) t) x0 + t a."""
+    critic_layer_norm: bool = True
+    """LayerNorm after each hidden GELU of the critic (spec: yes)."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """Matrix precision of training: bf16 runs the matmuls under autocast, weights stay float32."""
+    device: str = "auto"
+    """`auto` (CUDA when present, else CPU), `cpu`, `cuda`, `cuda:1`, ..."""
+
+    def __post_init__(self) -> None:
+        if self.size not in SIZES:
+            raise ValueError(f"unknown size {self.size!r}; choose one of {sorted(SIZES)}")
+        if self.mode not in ("faithful", "clean"):
+            raise ValueError(f"mode must be 'faithful' or 'clean', not {self.mode!r}")
+        if self.q_agg not in ("min", "mean"):
+            raise ValueError(f"q_agg must be 'min' or 'mean', not {self.q_agg!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', not {self.precision!r}")
+        for name in ("m_disc", "m_btt"):
+            value = getattr(self, name)
+            if not is_power_of_two(value):
+                raise ValueError(f"{name} must be a power of two (1, 2, 4, 8, ...), got {value}")
+        if self.m_btt > self.m_disc:
+            raise ValueError(f"m_btt ({self.m_btt}) cannot exceed m_disc ({self.m_disc})")
+        if self.hidden_dims is not None:
+            self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        return self.hidden_dims if self.hidden_dims is not None else SIZES[self.size]
+
+    @property
+    def max_level(self) -> int:
+        """Level of the finest trained step, log2(m_disc)."""
+        return self.m_disc.bit_length() - 1
+
+    @property
+    def step_counts(self) -> tuple[int, ...]:
+        """K = {1, 2, 4, ..., m_btt}: step counts drawn for the critic target and the Q loss."""
+        return tuple(2**i for i in range(self.m_btt.bit_length()))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        if d["hidden_dims"] is not None:
+            d["hidden_dims"] = list(d["hidden_dims"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SORLConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown SORLConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+def is_power_of_two(m: int) -> bool:
+    return isinstance(m, int) and m >= 1 and (m & (m - 1)) == 0
+
+
+@dataclass(frozen=True)
+class EnvPreset:
+    """Per-environment SORL settings of spec section 6."""
+
+    discount: float
+    q_agg: Literal["min", "mean"]
+    q_loss_coef: float
+    default_task: int
+
+
+ENV_PRESETS: dict[str, EnvPreset] = {
+    "antmaze-large-navigate": EnvPreset(0.99, "min", 500, 1),
+    "antmaze-giant-navigate": EnvPreset(0.995, "min", 500, 1),
+    "humanoidmaze-medium-navigate": EnvPreset(0.995, "mean", 100, 1),
+    "humanoidmaze-large-navigate": EnvPreset(0.995, "mean", 500, 1),
+    "antsoccer-arena-navigate": EnvPreset(0.995, "mean", 500, 4),
+    "cube-single-play": EnvPreset(0.99, "mean", 10, 2),
+    "cube-double-play": EnvPreset(0.99, "mean", 50, 2),
+    "scene-play": EnvPreset(0.99, "mean", 100, 2),
+}
+
+
+def preset_for(env_name: str) -> EnvPreset:
+    """Preset for an OGBench name such as `cube-single-play-singletask-task2-v0`."""
+    base = env_name.split("-singletask")[0].removesuffix("-v0")
+    if base not in ENV_PRESETS:
+        raise ValueError(
+            f"no SORL preset for {env_name!r}; supported environments: {', '.join(sorted(ENV_PRESETS))}"
+        )
+    return ENV_PRESETS[base]
+
+
+# Defaults for the toy worlds, chosen by measurement to train in ~15 s on 2 cores (README "Toy worlds").
+# A one-step bandit: discount 0 makes the target the reward itself. Small nets train faster with a
+# larger learning rate and faster targets; the Q weight is high because flow matching pins level 3.
+TOY_DEFAULTS = dict(size="tiny", lr=3e-3, tau=0.05, q_loss_coef=100.0, q_agg="mean", discount=0.0)
