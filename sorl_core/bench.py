@@ -1,0 +1,153 @@
+"""Speed benchmark: seconds per training iteration, analytic FLOPs, matmul roofline, sampling latency."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from .agent import SORLAgent
+from .config import SIZES, SORLConfig
+
+
+@dataclass
+class BenchConfig:
+    """Time SORL iterations on random data shaped like cube-single (observation 28, action 5)."""
+
+    size: Literal["paper", "lab", "tiny"] = "paper"
+    """Network size to time."""
+    mode: Literal["faithful", "clean"] = "faithful"
+    """Update variant to time."""
+    precision: Literal["fp32", "bf16", "both"] = "both"
+    """Matrix precision; `both` prints float32 and bf16 side by side."""
+    obs_dim: int = 28
+    """Observation size (cube-single: 28)."""
+    action_dim: int = 5
+    """Action size (cube-single: 5)."""
+    batch_size: int = 256
+    """Transitions per iteration."""
+    iterations: int = 30
+    """Timed iterations (after warm-up)."""
+    warmup: int = 5
+    """Untimed iterations first."""
+    threads: int = 0
+    """torch threads (0: torch's default, one per core)."""
+    json: bool = False
+    """Print one JSON object instead of a table."""
+
+
+def _mlp_macs(dims: list[int]) -> int:
+    return sum(i * o for i, o in zip(dims[:-1], dims[1:]))
+
+
+def iteration_flops(cfg: SORLConfig, batch: int) -> dict[str, float]:
+    """Analytic FLOPs (2 per multiply-add, matmuls only) of one iteration, averaged over the k draws.
+
+    Backward through a layer costs 2x its forward when weights get gradients, 1x when only the input
+    does (frozen or target networks). The actor sees obs+action+2 inputs, each critic obs+action+1.
+    """
+    h = list(cfg.hidden)
+    actor = 2 * _mlp_macs([cfg.obs_dim + cfg.action_dim + 2, *h, cfg.action_dim])
+    critic = 2 * _mlp_macs([cfg.obs_dim + cfg.action_dim + 1, *h, 1]) * cfg.num_critics
+    k = sum(cfg.step_counts) / len(cfg.step_counts)  # mean Euler steps of a uniform k draw
+    faithful = cfg.mode == "faithful"
+    critic_step = (
+        k * actor * (3 if faithful else 1)  # a' from the online actor (with its backward in faithful mode)
+        + critic * (2 if faithful else 1)  # target critic; input-gradient to a' in faithful mode
+        + 3 * critic  # online critic forward + backward
+    )
+    sc = 1 if cfg.max_level > 0 else 0
+    actor_step = (
+        3 * actor * (1 + sc)  # flow matching and self-consistency online passes
+        + 2 * actor * sc  # the two target half steps
+        + 3 * k * actor  # backprop through time
+        + 2 * critic  # frozen critic, input gradient only
+    )
+    return {"critic_step": critic_step * batch, "actor_step": actor_step * batch, "total": (critic_step + actor_step) * batch}
+
+
+def matmul_rate(dtype: torch.dtype, n: int = 512, batch: int = 256, reps: int = 100) -> float:
+    """Measured GFLOP/s of the iteration's dominant shape, (batch x n) @ (n x n)."""
+    a, w = torch.randn(batch, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(10):
+        a @ w
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ w
+    return 2 * batch * n * n * reps / (time.perf_counter() - t) / 1e9
+
+
+def _random_batch(cfg: BenchConfig, g: torch.Generator) -> dict[str, torch.Tensor]:
+    b = cfg.batch_size
+    return {
+        "observations": torch.randn(b, cfg.obs_dim, generator=g),
+        "actions": torch.rand(b, cfg.action_dim, generator=g) * 2 - 1,
+        "rewards": -torch.rand(b, generator=g),
+        "next_observations": torch.randn(b, cfg.obs_dim, generator=g),
+        "masks": torch.ones(b),
+    }
+
+
+def time_iterations(agent: SORLAgent, batch: dict, iterations: int, warmup: int) -> float:
+    for _ in range(warmup):
+        agent.update(batch)
+    t = time.perf_counter()
+    for _ in range(iterations):
+        info = agent.update(batch)
+    float(info["critic_loss"])  # wait for the device before stopping the clock
+    if agent.device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t) / iterations
+
+
+def sample_latency_ms(agent: SORLAgent, obs_dim: int, m_inf: int = 8, n: int = 32, reps: int = 50) -> float:
+    obs = torch.randn(1, obs_dim)
+    for _ in range(5):
+        agent.sample(obs, m_inf=m_inf, n=n, generator=0)
+    t = time.perf_counter()
+    for i in range(reps):
+        agent.sample(obs, m_inf=m_inf, n=n, generator=i)
+    return (time.perf_counter() - t) / reps * 1e3
+
+
+def run_bench(cfg: BenchConfig) -> dict:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    precisions = ["fp32", "bf16"] if cfg.precision == "both" else [cfg.precision]
+    report = {
+        "size": cfg.size, "hidden": list(SIZES[cfg.size]), "mode": cfg.mode, "batch_size": cfg.batch_size,
+        "obs_dim": cfg.obs_dim, "action_dim": cfg.action_dim, "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "machine": platform.processor() or platform.machine(), "results": {},
+    }
+    for precision in precisions:
+        agent_cfg = SORLConfig(obs_dim=cfg.obs_dim, action_dim=cfg.action_dim, size=cfg.size, mode=cfg.mode,
+                               precision=precision, batch_size=cfg.batch_size, device="cpu")
+        agent = SORLAgent(agent_cfg, seed=0)
+        seconds = time_iterations(agent, _random_batch(cfg, torch.Generator().manual_seed(0)), cfg.iterations, cfg.warmup)
+        flops = iteration_flops(agent_cfg, cfg.batch_size)["total"]
+        rate = matmul_rate(torch.float32 if precision == "fp32" else torch.bfloat16)
+        report["results"][precision] = {
+            "seconds_per_iteration": round(seconds, 4),
+            "iteration_gflop": round(flops / 1e9, 2),
+            "achieved_gflops": round(flops / seconds / 1e9, 1),
+            "matmul_gflops": round(rate, 1),
+            "fraction_of_matmul_rate": round(flops / seconds / 1e9 / rate, 3),
+            "sample_ms_m8_n32": round(sample_latency_ms(agent, cfg.obs_dim), 2),
+        }
+    return report
+
+
+def print_report(report: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"SORL iteration, size={report['size']} {report['hidden']}, mode={report['mode']}, batch={report['batch_size']}, "
+          f"obs={report['obs_dim']}, act={report['action_dim']}, threads={report['threads']}, torch {report['torch']}")
+    print(f"{'precision':>9} {'s/iter':>8} {'GFLOP/it':>9} {'GFLOP/s':>8} {'matmul':>8} {'frac':>6} {'sample ms (M=8,N=32)':>21}")
+    for p, r in report["results"].items():
+        print(f"{p:>9} {r['seconds_per_iteration']:>8.4f} {r['iteration_gflop']:>9.2f} {r['achieved_gflops']:>8.1f} "
+              f"{r['matmul_gflops']:>8.1f} {r['fraction_of_matmul_rate']:>6.3f} {r['sample_ms_m8_n32']:>21.2f}")

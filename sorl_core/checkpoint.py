@@ -1,0 +1,72 @@
+"""Checkpoints: a plain dict of tensors and config, written atomically, read without unpickling."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .agent import SORLAgent
+from .config import SORLConfig
+
+FORMAT = "sorl-lab-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable SORL Lab checkpoint; the message says why and what to do."""
+
+
+def save_checkpoint(path: str | Path, agent: SORLAgent, extra: dict | None = None) -> Path:
+    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "version": VERSION, "config": agent.config.to_dict(), "agent": agent.state_dict(), "extra": extra or {}}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(source) -> dict:
+    """Load and validate a checkpoint payload from a path or a binary file object (e.g. an upload)."""
+    name = str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "upload")
+    if isinstance(source, (str, Path)) and not Path(source).is_file():
+        raise CheckpointError(f"no checkpoint at {name}")
+    try:
+        payload = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, random bytes, pickled objects that weights_only refuses...
+        raise CheckpointError(
+            f"{name} is not a readable SORL Lab checkpoint (corrupt, truncated or foreign file: {type(exc).__name__}). "
+            "Use a .pt file written by `sorl-lab train`."
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{name} is a PyTorch file but not a SORL Lab checkpoint (no '{FORMAT}' marker).")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"{name} has checkpoint version {payload.get('version')}; this SORL Lab reads version {VERSION}.")
+    for key in ("config", "agent", "extra"):
+        if key not in payload:
+            raise CheckpointError(f"{name} is missing its '{key}' section.")
+    return payload
+
+
+def load_agent(source, device: str = "auto") -> tuple[SORLAgent, dict]:
+    """Rebuild an agent (weights, optimiser and RNG state) from a checkpoint; returns (agent, extra)."""
+    payload = read_checkpoint(source)
+    name = str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "upload")
+    try:
+        config = SORLConfig.from_dict({**payload["config"], "device": device})
+        agent = SORLAgent(config)
+        agent.load_state_dict(payload["agent"])
+    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"{name} does not match the SORL agent it describes: {exc}") from None
+    return agent, payload["extra"]

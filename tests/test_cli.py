@@ -1,0 +1,121 @@
+"""The real `sorl-lab` CLI end to end with tiny budgets, resume and bad checkpoints included."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sorl_core.checkpoint import CheckpointError, load_agent, read_checkpoint
+from sorl_core.config import SORLConfig
+from sorl_core.train import ToyTrainConfig, train_toy
+
+CLI = str(Path(sys.executable).parent / "sorl-lab")
+TINY = ["--agent.size", "tiny", "--log-every", "5", "--eval-every", "10", "--checkpoint-every", "10", "--eval-contexts", "32", "--no-progress"]
+
+
+def run_cli(*args, check=True):
+    proc = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"sorl-lab {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def weights(path):
+    agent, _ = load_agent(path, device="cpu")
+    return [p.detach().clone() for p in list(agent.actor.parameters()) + list(agent.critic.parameters())]
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "straight"
+    run_cli("train", "--world", "moons", "--iterations", "20", "--out", str(out), *TINY)
+    return out
+
+
+def test_train_writes_config_metrics_eval_and_checkpoint(straight_run):
+    cfg = json.loads((straight_run / "config.json").read_text())
+    assert cfg["world"] == "moons" and cfg["agent"]["hidden_dims"] is None and cfg["agent"]["size"] == "tiny"
+    assert cfg["agent"]["obs_dim"] == 1 and cfg["agent"]["action_dim"] == 2
+    metrics = rows(straight_run / "metrics.csv")
+    assert [int(r["step"]) for r in metrics] == [5, 10, 15, 20]
+    assert all(float(r["critic_loss"]) >= 0 for r in metrics)
+    evals = rows(straight_run / "eval.csv")
+    assert {(int(r["step"]), int(r["m_inf"])) for r in evals} == {(s, m) for s in (10, 20) for m in (1, 2, 4, 8)}
+    payload = read_checkpoint(straight_run / "checkpoint.pt")  # weights_only load of a plain dict
+    assert payload["agent"]["step"] == 20
+
+
+def test_resume_reaches_the_same_result_as_an_uninterrupted_run(straight_run, tmp_path):
+    out = tmp_path / "resumed"
+    run_cli("train", "--world", "moons", "--iterations", "10", "--out", str(out), *TINY)
+    run_cli("train", "--world", "moons", "--iterations", "20", "--out", str(out), "--resume", *TINY)
+    for a, b in zip(weights(straight_run / "checkpoint.pt"), weights(out / "checkpoint.pt")):
+        assert torch.equal(a, b)
+    drop_time = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
+    assert drop_time(rows(out / "metrics.csv")) == drop_time(rows(straight_run / "metrics.csv"))
+    assert rows(out / "eval.csv") == rows(straight_run / "eval.csv")
+
+
+def test_interrupted_run_saves_and_resumes(straight_run, tmp_path):
+    out = tmp_path / "interrupted"
+    cfg = ToyTrainConfig(world="moons", iterations=20, out=str(out), log_every=5, eval_every=10, checkpoint_every=10,
+                         eval_contexts=32, progress=False, agent=SORLConfig(size="tiny", discount=0.0, q_loss_coef=1.0))
+
+    def interrupt(step, total):
+        if step == 13:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_toy(cfg, on_progress=interrupt)
+    assert read_checkpoint(out / "checkpoint.pt")["agent"]["step"] == 13
+    run_cli("train", "--world", "moons", "--iterations", "20", "--out", str(out), "--resume", *TINY)
+    for a, b in zip(weights(straight_run / "checkpoint.pt"), weights(out / "checkpoint.pt")):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["random bytes", "truncated", "foreign dict", "pickled object", "empty"])
+def test_bad_checkpoints_get_clear_errors(straight_run, tmp_path, kind):
+    bad = tmp_path / "bad.pt"
+    good = (straight_run / "checkpoint.pt").read_bytes()
+    if kind == "random bytes":
+        bad.write_bytes(b"\x00\x01not a checkpoint" * 100)
+    elif kind == "truncated":
+        bad.write_bytes(good[: len(good) // 2])
+    elif kind == "foreign dict":
+        torch.save({"state_dict": {"w": torch.zeros(3)}}, bad)
+    elif kind == "pickled object":
+        torch.save({"format": "sorl-lab-checkpoint", "obj": Path("x")}, bad)  # weights_only refuses classes
+    else:
+        bad.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="checkpoint"):
+        load_agent(bad)
+
+
+def test_cli_reports_bad_resume_and_unknown_world(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"garbage")
+    proc = run_cli("train", "--out", str(out), "--resume", *TINY, check=False)
+    assert proc.returncode == 2 and "not a readable SORL Lab checkpoint" in proc.stderr
+    proc = run_cli("train", "--world", "donut", "--out", str(tmp_path / "x"), *TINY, check=False)
+    assert proc.returncode == 2 and "ring" in proc.stderr and "spiral" in proc.stderr
+    proc = run_cli("train", "--out", str(tmp_path / "fresh"), "--resume", *TINY, check=False)
+    assert proc.returncode == 2 and "no checkpoint" in proc.stderr
+
+
+def test_bench_prints_json_figures():
+    proc = run_cli("bench", "--size", "tiny", "--iterations", "2", "--warmup", "1", "--json")
+    report = json.loads(proc.stdout)
+    for precision in ("fp32", "bf16"):
+        r = report["results"][precision]
+        assert r["seconds_per_iteration"] > 0 and r["iteration_gflop"] > 0 and r["sample_ms_m8_n32"] > 0
+        assert 0 < r["fraction_of_matmul_rate"]
