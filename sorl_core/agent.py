@@ -28,13 +28,16 @@ def level_of(steps: int) -> int:
     return steps.bit_length() - 1
 
 
-def integrate(actor: nn.Module, obs: torch.Tensor, x: torch.Tensor, steps: int, keep_path: bool = False):
+def integrate(actor: nn.Module, obs: torch.Tensor, x: torch.Tensor, steps: int, keep_path: bool = False,
+              level: int | None = None):
     """Euler integration from noise x (t=0) to t=1 in `steps` steps of size 1/steps.
 
     The one Euler loop of the project: training (critic target, Q loss) and `SORLAgent.sample` use it.
-    Returns the unclipped end point and, with keep_path, the list of all steps + 1 states.
+    `level` defaults to log2(steps), the shortcut model's step-size input; fixing it to the finest level
+    runs the network as a plain flow-matching policy. Returns the unclipped end point and, with
+    keep_path, the list of all steps + 1 states.
     """
-    level = obs.new_full((obs.shape[0], 1), float(level_of(steps)))
+    level = obs.new_full((obs.shape[0], 1), float(level_of(steps) if level is None else level))
     path = [x] if keep_path else None
     for i in range(steps):
         t = obs.new_full((obs.shape[0], 1), i / steps)
@@ -273,12 +276,14 @@ class SORLAgent:
 
     @torch.no_grad()
     def sample(self, obs, m_inf: int = 8, n: int = 1, return_trajectory: bool = False, generator=None,
-               extrapolate: bool = False, score: bool | None = None) -> SampleResult:
+               extrapolate: bool = False, score: bool | None = None, as_flow: bool = False) -> SampleResult:
         """Sequential (m_inf Euler steps) and parallel (best-of-n by the online critic) test-time scaling.
 
         obs: (S, obs_dim). Each state gets its own n candidates; candidate j of state s is scored with
         state s only. generator: a torch.Generator on the agent's device, an int seed, or None (global RNG).
         score: compute Q of the candidates (default: only when n > 1, as the spec counts compute).
+        as_flow: give every step the finest level, i.e. sample as a plain flow-matching policy that
+        ignores the step size (for comparisons with flow matching; not SORL's sampler).
         """
         self.check_m_inf(m_inf, extrapolate)
         m_inf = int(m_inf)
@@ -291,7 +296,8 @@ class SORLAgent:
             generator = torch.Generator(self.device).manual_seed(int(generator))
         noise = torch.randn(s, n, a_dim, generator=generator, device=self.device)
         obs_rep = obs.repeat_interleave(n, dim=0)  # row s*n + j is candidate j of state s
-        x, path = integrate(self.actor, obs_rep, noise.reshape(s * n, a_dim), m_inf, keep_path=return_trajectory)
+        level = self.config.max_level if as_flow else None
+        x, path = integrate(self.actor, obs_rep, noise.reshape(s * n, a_dim), m_inf, return_trajectory, level)
         candidates = x.clamp(-1, 1).reshape(s, n, a_dim)
         score = n > 1 if score is None else score
         q = None
@@ -313,12 +319,13 @@ class SORLAgent:
         return aggregate(self.critic(obs, actions, k), self.config.q_agg)
 
     @torch.no_grad()
-    def consistency_probe(self, obs, samples: int = 64, generator=None) -> ConsistencyProbe:
+    def consistency_probe(self, obs, samples: int = 64, generator=None, as_flow: bool = False) -> ConsistencyProbe:
         """Self-consistency error on the model's own sampling paths.
 
         For every big step d = 2^-level (level 0 .. max_level-1) and flow time t on the finest grid
         with t + d <= 1: || s(x_t, t, level) - (v1 + v2) / 2 ||^2 / action_dim, where v1, v2 are the two
-        half steps at level+1 and x_t is reached from noise with the finest steps.
+        half steps at level+1 and x_t is reached from noise with the finest steps. as_flow: every
+        velocity at the finest level, i.e. the error of a plain flow-matching policy taking big steps.
         """
         cfg = self.config
         obs = self.as_obs(obs)
@@ -333,13 +340,14 @@ class SORLAgent:
         err = np.full((s, len(levels), m), np.nan)
         for li, level in enumerate(levels):
             d = 2.0 ** -level
-            lv = obs_rep.new_full((obs_rep.shape[0], 1), float(level))
+            big = obs_rep.new_full((obs_rep.shape[0], 1), float(cfg.max_level if as_flow else level))
+            half = big if as_flow else big + 1  # self_consistency_target adds 1 for the half steps
             for ti, t in enumerate(t_grid):
                 if t + d > 1 + 1e-9:
                     continue
                 x_t, tt = path[ti], obs_rep.new_full((obs_rep.shape[0], 1), float(t))
-                target = self_consistency_target(self.actor, obs_rep, x_t, tt, lv, d)
-                diff = (self.actor(obs_rep, x_t, tt, lv) - target).square().mean(dim=1)
+                target = self_consistency_target(self.actor, obs_rep, x_t, tt, half - 1, d)
+                diff = (self.actor(obs_rep, x_t, tt, big) - target).square().mean(dim=1)
                 err[:, li, ti] = diff.reshape(s, samples).mean(dim=1).cpu().numpy()
         return ConsistencyProbe(t_grid, 2.0 ** -levels, levels, err.mean(axis=0), err)  # NaN cells are the same for every state
 
