@@ -41,7 +41,7 @@ def integrate(actor: nn.Module, obs: torch.Tensor, x: torch.Tensor, steps: int, 
     path = [x] if keep_path else None
     for i in range(steps):
         t = obs.new_full((obs.shape[0], 1), i / steps)
-        x = x + actor(obs, x, t, level) / steps
+        x = torch.add(x, actor(obs, x, t, level), alpha=1.0 / steps)
         if keep_path:
             path.append(x)
     return x, path
@@ -138,9 +138,11 @@ class SORLAgent:
         self.step = 0
         self._params = list(self.actor.parameters()) + list(self.critic.parameters())
         if cfg.mode == "faithful":
-            # Pre-iteration copies: the Q term and the Polyak updates see the weights from before the step.
-            self.actor_before = _frozen_copy(self.actor)
+            # Pre-iteration copy of the critic for the actor's Q term. Under bf16 it is kept in bf16: its
+            # matmuls run in bf16 anyway, and the copy then also saves the per-call weight casts.
             self.critic_before = _frozen_copy(self.critic)
+            if cfg.precision == "bf16":
+                self.critic_before.to(torch.bfloat16)
             self.optimizers = {"all": _adam(self._params, cfg.lr)}
             for p in self._params:  # zero (not None) grads: Adam then moves every weight on momentum
                 p.grad = torch.zeros_like(p)
@@ -174,7 +176,27 @@ class SORLAgent:
             next_actions = self._policy_actions(batch["next_observations"], k)
         return critic_loss(self.critic, self.target_critic, batch, next_actions, k, cfg.discount, cfg.q_agg)
 
-    def compute_actor_loss(self, batch: Batch, k: int, critic: nn.Module):
+    def self_consistency_problem(self, batch: Batch):
+        """(x_t, t, level, target) of the self-consistency loss, targets from the target actor.
+
+        Near-equal parts of the batch at levels max_level-1 .. 0 (85/85/86 for 256); t on each level's grid.
+        None when m_disc is 1 (a single level: nothing to be consistent with).
+        """
+        cfg = self.config
+        if cfg.max_level == 0:
+            return None
+        obs, actions = batch["observations"], batch["actions"]
+        b, a_dim = actions.shape
+        level = self.sc_levels(b).unsqueeze(1)
+        step = 2.0 ** -level
+        t = torch.floor(torch.rand(b, 1, generator=self.generator, device=self.device) * 2**level) * step
+        x_t, _ = interpolate(self._randn(b, a_dim), actions, t, cfg.flow_eps)
+        with self._autocast():
+            target = self_consistency_target(self.target_actor, obs, x_t, t, level, step)
+        return x_t, t, level, target.float()
+
+    def compute_actor_loss(self, batch: Batch, k: int, critic: nn.Module, sc_problem=None):
+        """10 FM + 10 SC + q_loss_coef * Q loss. sc_problem: precomputed (faithful mode), else built here."""
         cfg = self.config
         obs, actions = batch["observations"], batch["actions"]
         b, a_dim = actions.shape
@@ -182,13 +204,9 @@ class SORLAgent:
         t_fm = torch.randint(cfg.m_disc, (b, 1), generator=self.generator, device=self.device) / cfg.m_disc
         x_fm, v_fm = interpolate(self._randn(b, a_dim), actions, t_fm, cfg.flow_eps)
         problems = [(x_fm, t_fm, torch.full_like(t_fm, cfg.max_level), v_fm)]
-        # Self-consistency: near-equal parts of the batch at levels max_level-1 .. 0 (85/85/86 for 256).
-        if cfg.max_level > 0:
-            level = self.sc_levels(b).unsqueeze(1)
-            step = 2.0 ** -level
-            t_sc = torch.floor(torch.rand(b, 1, generator=self.generator, device=self.device) * 2**level) * step
-            x_sc, _ = interpolate(self._randn(b, a_dim), actions, t_sc, cfg.flow_eps)
-            problems.append((x_sc, t_sc, level, self_consistency_target(self.target_actor, obs, x_sc, t_sc, level, step)))
+        sc_problem = self.self_consistency_problem(batch) if sc_problem is None else sc_problem
+        if sc_problem is not None:
+            problems.append(sc_problem)
         losses = velocity_losses(self.actor, obs, problems)
         fm = losses[0]
         sc = losses[1] if len(losses) > 1 else torch.zeros((), device=self.device)
@@ -214,26 +232,28 @@ class SORLAgent:
 
     def _update_faithful(self, batch, k_critic, k_actor):
         cfg, opt = self.config, self.optimizers["all"]
+        # Everything that must see pre-iteration weights is taken first: a copy of the critic for the
+        # actor's Q term, the self-consistency targets from the old target actor, and the target actor's
+        # Polyak step toward the actor as it is now.
         with torch.no_grad():
-            torch._foreach_copy_(list(self.actor_before.parameters()), list(self.actor.parameters()))
             torch._foreach_copy_(list(self.critic_before.parameters()), list(self.critic.parameters()))
+        sc_problem = self.self_consistency_problem(batch)
+        polyak(self.target_actor, self.actor, cfg.tau)
         # 1) critic loss over all parameters (a' carries gradient into the actor), one shared Adam.
         opt.zero_grad(set_to_none=False)
         with self._autocast():
             loss, info = self.compute_critic_loss(batch, k_critic)
         loss.backward()
+        polyak(self.target_critic, self.critic, cfg.tau)  # after its use in the backward, before the step
         info["grad_norm_critic_step"] = nn.utils.clip_grad_norm_(self._params, cfg.grad_clip, foreach=True)
         opt.step()
         # 2) actor loss against the pre-iteration critic; the critic's zero grads still step it on momentum.
         opt.zero_grad(set_to_none=False)
         with self._autocast():
-            loss, actor_info = self.compute_actor_loss(batch, k_actor, self.critic_before)
+            loss, actor_info = self.compute_actor_loss(batch, k_actor, self.critic_before, sc_problem)
         loss.backward()
         info["grad_norm_actor_step"] = nn.utils.clip_grad_norm_(self._params, cfg.grad_clip, foreach=True)
         opt.step()
-        # 3) targets move toward the pre-iteration weights.
-        polyak(self.target_actor, self.actor_before, cfg.tau)
-        polyak(self.target_critic, self.critic_before, cfg.tau)
         return {**info, **actor_info}
 
     def _update_clean(self, batch, k_critic, k_actor):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -30,8 +31,8 @@ class BenchConfig:
     """Action size (cube-single: 5)."""
     batch_size: int = 256
     """Transitions per iteration."""
-    iterations: int = 30
-    """Timed iterations (after warm-up)."""
+    iterations: int = 50
+    """Timed iterations (after warm-up), in 5 blocks; the median block is reported."""
     warmup: int = 5
     """Untimed iterations first."""
     threads: int = 0
@@ -92,16 +93,21 @@ def _random_batch(cfg: BenchConfig, g: torch.Generator) -> dict[str, torch.Tenso
     }
 
 
-def time_iterations(agent: SORLAgent, batch: dict, iterations: int, warmup: int) -> float:
+def time_iterations(agent: SORLAgent, batch: dict, iterations: int, warmup: int, blocks: int = 5) -> float:
+    """Median seconds per iteration over `blocks` timed blocks (robust to a busy neighbour)."""
     for _ in range(warmup):
         agent.update(batch)
-    t = time.perf_counter()
-    for _ in range(iterations):
-        info = agent.update(batch)
-    float(info["critic_loss"])  # wait for the device before stopping the clock
-    if agent.device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t) / iterations
+    per_block = max(1, iterations // blocks)
+    times = []
+    for _ in range(blocks):
+        t = time.perf_counter()
+        for _ in range(per_block):
+            info = agent.update(batch)
+        float(info["critic_loss"])  # wait for the device before stopping the clock
+        if agent.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t) / per_block)
+    return statistics.median(times)
 
 
 def sample_latency_ms(agent: SORLAgent, obs_dim: int, m_inf: int = 8, n: int = 32, reps: int = 50) -> float:

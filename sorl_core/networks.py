@@ -65,7 +65,7 @@ class CriticEnsemble(nn.Module):
             if i < last:
                 h = _gelu(h)
                 if self.layer_norm:
-                    h = F.layer_norm(h, h.shape[-1:], eps=1e-6) * self.ln_scales[i] + self.ln_shifts[i]
+                    h = torch.addcmul(self.ln_shifts[i], F.layer_norm(h, h.shape[-1:], eps=1e-6), self.ln_scales[i])
         return h.squeeze(-1)
 
     def member(self, j: int, obs: torch.Tensor, action: torch.Tensor, k: torch.Tensor | float) -> torch.Tensor:

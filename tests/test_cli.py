@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from sorl_core.checkpoint import CheckpointError, load_agent, read_checkpoint
-from sorl_core.config import SORLConfig
 from sorl_core.train import ToyTrainConfig, train_toy
 
 CLI = str(Path(sys.executable).parent / "sorl-lab")
@@ -68,7 +67,7 @@ def test_resume_reaches_the_same_result_as_an_uninterrupted_run(straight_run, tm
 def test_interrupted_run_saves_and_resumes(straight_run, tmp_path):
     out = tmp_path / "interrupted"
     cfg = ToyTrainConfig(world="moons", iterations=20, out=str(out), log_every=5, eval_every=10, checkpoint_every=10,
-                         eval_contexts=32, progress=False, agent=SORLConfig(size="tiny", discount=0.0, q_loss_coef=1.0))
+                         eval_contexts=32, progress=False)  # the CLI defaults
 
     def interrupt(step, total):
         if step == 13:
@@ -119,3 +118,16 @@ def test_bench_prints_json_figures():
         r = report["results"][precision]
         assert r["seconds_per_iteration"] > 0 and r["iteration_gflop"] > 0 and r["sample_ms_m8_n32"] > 0
         assert 0 < r["fraction_of_matmul_rate"]
+
+
+def test_data_generate_and_info_end_to_end(tmp_path):
+    out = run_cli("data", "generate", "cube-single-play-v0", "--episodes", "1", "--episode-length", "30",
+                  "--workers", "1", "--no-progress", "--dataset-dir", str(tmp_path))
+    assert (tmp_path / "cube-single-play-v0.npz").exists() and (tmp_path / "cube-single-play-v0-val.npz").exists()
+    assert "cube-single-play-v0.npz" in out.stdout
+    info = run_cli("data", "info", "cube-single-play-v0", "--dataset-dir", str(tmp_path))
+    assert info.stdout.count("found") == 2
+    info = run_cli("data", "info", "antmaze-large-navigate-v0", "--dataset-dir", str(tmp_path))
+    assert "expert policies" in info.stdout and "antmaze-large-navigate-v0-val.npz" in info.stdout
+    bad = run_cli("data", "generate", "cube-sextuple-play-v0", "--dataset-dir", str(tmp_path), check=False)
+    assert bad.returncode == 2 and "cube-single-play-v0" in bad.stderr
