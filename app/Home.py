@@ -1,0 +1,415 @@
+"""SORL Lab — the toy 2-D lab: drag M_inf and N and watch test-time scaling of a shortcut policy.
+
+Opens on the bundled policy of the ring world (assets/toy/ring.pt): no training, no network.
+Run it with `make app`, or `python -m streamlit run app/Home.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402  (app/ is not a package)
+
+from sorl_core import toy, viz  # noqa: E402
+
+st.set_page_config(page_title="SORL Lab — toy 2D", page_icon="🎯", layout="wide")
+
+HELP = {
+    "world": "The offline dataset. Behaviour actions come from a multimodal 2-D distribution that ignores the "
+             "state; the true reward is r(a, c) = 1 − ‖a − g(c)‖² − 4·(distance of a off the data support), so the "
+             "best actions are data modes near the goal g(c), and leaving the data is punished.",
+    "tseed": "Training seed: the dataset, the network initialisation and all training noise.",
+    "titers": "Training budget: SORL iterations (one critic and one actor update each). "
+              "The bundled policies used 1500.",
+    "m": "M_inf: Euler steps of the shortcut model at inference (sequential test-time scaling). "
+         "The model was trained with step sizes 1, 1/2, …, 1/M_disc (M_disc = 8) — flow matching at the finest "
+         "level, self-consistency between levels — so each power of two up to M_disc is in distribution. "
+         "Each candidate costs M_inf actor calls.",
+    "ext": "Also offer M_inf = 2·M_disc and 4·M_disc (16, 32): step sizes finer than any seen in training. "
+           "This is the paper's extrapolation experiment: the step-size input leaves its training range.",
+    "n": "N: best-of-N candidates (parallel test-time scaling). The policy draws N actions from independent "
+         "noise, the learned critic Q(s, a) scores them and the argmax is taken. N = 1 calls no critic. "
+         "Compute per action: M_inf·N actor calls + N critic calls (when N > 1).",
+    "seed": "Sampling seed: the noise x₀ ~ N(0, I) every Euler path starts from. With the same seed, what changes "
+            "when you move M_inf or N is the method, not luck.",
+    "c": "The state s: a context c ∈ [−1, 1] that swings the rewarded goal g(c) = 0.75·(cos θ, sin θ), "
+         "θ = π/2 + c·π/4, around the ring. The single-state panels use this c; the metrics row uses "
+         f"{C.EVAL_STATES} fixed random contexts.",
+    "group": "Sequential scaling: one line per N, M_inf grows along it. Parallel scaling: one line per M_inf, "
+             "N grows along it. Both against the same compute axis.",
+}
+
+
+# --------------------------------------------------------------------------- cached resources and data
+@st.cache_resource(show_spinner="Loading the bundled policy…")
+def load_bundled(path: str, mtime: float):
+    from sorl_core.checkpoint import load_agent
+
+    agent, extra = load_agent(path, device="cpu")
+    C.warm_up(agent)
+    return agent, extra
+
+
+@st.cache_resource
+def train_store() -> dict:
+    """Background training jobs keyed (world, seed, iterations), shared by all sessions of this server."""
+    return {"lock": threading.Lock(), "jobs": {}}
+
+
+@st.cache_data(show_spinner=False)
+def data_actions(world: str, seed: int) -> np.ndarray:
+    return toy.make_dataset(world, size=C.DATASET_SIZE, seed=seed)["actions"]
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def batch_result(_agent, key: str, world: str, data_seed: int, m: int, n: int, seed: int, ext: bool) -> dict:
+    return C.sample_batch(_agent, world, data_actions(world, data_seed), m, n, seed, ext)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def cloud_result(_agent, key: str, world: str, c: float, m: int, n: int, seed: int, ext: bool) -> dict:
+    return C.sample_cloud(_agent, world, c, m, n, seed, ext)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def state_result(_agent, key: str, c: float, m: int, n: int, seed: int, ext: bool) -> dict:
+    return C.sample_state(_agent, c, m, n, seed, ext)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def q_grid_result(_agent, key: str, c: float, k: int):
+    return C.q_grid(_agent, c, k)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def probe_result(_agent, key: str, c: float, seed: int):
+    return _agent.consistency_probe(np.array([[c]], dtype=np.float32), samples=C.PROBE_SAMPLES, generator=seed)
+
+
+@contextmanager
+def guarded(what: str):
+    """Any failure inside becomes an error box on the page; the rest of the page still renders."""
+    try:
+        yield
+    except Exception as exc:  # Streamlit's own stop/rerun signals are BaseExceptions and pass through
+        st.error(f"Could not show {what}: {type(exc).__name__}: {exc}")
+
+
+# --------------------------------------------------------------------------- state: URL -> widgets, once
+def init_state() -> None:
+    if st.session_state.get("_init_done"):
+        return
+    values, warnings = C.parse_query_params(st.query_params.to_dict())
+    for key, default in C.DEFAULTS.items():
+        st.session_state[key] = values.get(key, default)
+    st.session_state.tseed = values.get("tseed", C.BUNDLED_SEED)
+    st.session_state.titers = values.get("titers", C.BUNDLED_ITERATIONS)
+    if "tseed" in values:
+        st.session_state.policy = {"kind": "trained", "world": st.session_state.world,
+                                   "seed": values["tseed"], "iterations": values["titers"]}
+    else:
+        st.session_state.policy = {"kind": "bundled"}
+    st.session_state._qp_warnings = warnings
+    st.session_state._init_done = True
+
+
+def on_world_change() -> None:
+    st.session_state.policy = {"kind": "bundled"}  # a policy belongs to one world
+
+
+def on_train_click() -> None:
+    st.session_state.policy = {"kind": "trained", "world": st.session_state.world,
+                               "seed": int(st.session_state.tseed), "iterations": int(st.session_state.titers)}
+
+
+def on_bundled_click() -> None:
+    st.session_state.policy = {"kind": "bundled"}
+
+
+def on_upload() -> None:
+    file = st.session_state.get("upload")
+    st.session_state.pop("_upload_error", None)
+    if file is None:
+        if st.session_state.policy.get("kind") == "upload":
+            st.session_state.policy = {"kind": "bundled"}
+        return
+    data = file.getvalue()
+    try:
+        agent, extra = C.read_upload(data, file.name)
+        C.warm_up(agent)
+    except Exception as exc:  # CheckpointError (a ValueError) or anything torch raises
+        st.session_state._upload_error = str(exc)
+        return
+    digest = hashlib.sha1(data).hexdigest()[:12]
+    st.session_state._uploaded = {"agent": agent, "extra": extra, "name": file.name, "digest": digest}
+    st.session_state.world = extra["world"]
+    st.session_state.policy = {"kind": "upload", "world": extra["world"], "digest": digest}
+
+
+# --------------------------------------------------------------------------- policy
+def trained_agent(world: str, seed: int, iterations: int, why: str):
+    """Train (in the background, shared across reruns and sessions) with a progress bar; None on failure."""
+    store = train_store()
+    key = (world, int(seed), int(iterations))
+    with store["lock"]:
+        job = store["jobs"].get(key)
+        if job is None:
+            job = store["jobs"][key] = C.TrainJob(world, int(seed), int(iterations)).start()
+    if not job.done.is_set():
+        if why:
+            st.info(why)
+        bar = st.progress(0.0, text=f"Training {world} (seed {seed}): starting…")
+        while not job.done.wait(0.3):
+            bar.progress(min(job.step / job.total, 1.0),
+                         text=f"Training {world} (seed {seed}): iteration {job.step} / {job.total}")
+        bar.empty()
+    if job.error:
+        with store["lock"]:
+            store["jobs"].pop(key, None)  # the next click retries
+        st.error(f"Training {world} (seed {seed}, {iterations} iterations) failed: {job.error}")
+        return None
+    return job.agent
+
+
+def resolve_policy(world: str):
+    """(agent, cache key, description, dataset seed) of the policy in use, or None (an error is shown)."""
+    policy = st.session_state.policy
+    if policy.get("kind") == "upload":
+        up = st.session_state.get("_uploaded")
+        if up and up["extra"].get("world") == world:
+            cfg = up["extra"].get("train_config", {})
+            return up["agent"], f"upload:{up['digest']}", f"uploaded checkpoint **{up['name']}**", int(cfg.get("seed", 0))
+        st.session_state.policy = policy = {"kind": "bundled"}
+    if policy.get("kind") == "trained" and policy.get("world", world) == world:
+        seed, iters = int(policy["seed"]), int(policy["iterations"])
+        agent = trained_agent(world, seed, iters, f"Training a {world} policy (seed {seed}, {iters} iterations) "
+                                                  "with the progress bar below; it is cached for this server.")
+        if agent is None:
+            return None
+        return agent, f"trained:{world}:{seed}:{iters}", f"trained here: seed {seed}, {iters} iterations", seed
+    path = C.toy_checkpoint_path(world)
+    if not path.is_file():
+        agent = trained_agent(world, C.BUNDLED_SEED, C.BUNDLED_ITERATIONS,
+                              f"No bundled checkpoint at `{path}`: training the default {world} policy "
+                              f"(seed {C.BUNDLED_SEED}, {C.BUNDLED_ITERATIONS} iterations) once for this server.")
+        if agent is None:
+            return None
+        return (agent, f"trained:{world}:{C.BUNDLED_SEED}:{C.BUNDLED_ITERATIONS}",
+                f"trained here (no bundled file): seed {C.BUNDLED_SEED}, {C.BUNDLED_ITERATIONS} iterations", C.BUNDLED_SEED)
+    try:
+        agent, extra = load_bundled(str(path), path.stat().st_mtime)
+    except Exception as exc:
+        st.error(f"The bundled checkpoint {path} could not be loaded: {exc}")
+        return None
+    if extra.get("world", world) != world:
+        st.error(f"{path} holds a policy for world {extra.get('world')!r}, not {world!r}.")
+        return None
+    cfg = extra.get("train_config", {})
+    seed = int(cfg.get("seed", C.BUNDLED_SEED))
+    try:
+        shown = path.resolve().relative_to(C.REPO_ROOT)
+    except ValueError:
+        shown = path
+    desc = f"bundled `{shown}` (seed {seed}, {cfg.get('iterations', '?')} iterations)"
+    return agent, f"bundled:{world}:{path.stat().st_mtime_ns}", desc, seed
+
+
+# --------------------------------------------------------------------------- page
+init_state()
+st.title("SORL Lab · toy 2-D worlds")
+st.markdown(
+    "A **shortcut-model policy** turns noise into an action in **M_inf** Euler steps; **best-of-N** draws N such "
+    "actions and keeps the one the learned critic likes best. Move the two knobs and watch reward, compute and "
+    "the action distribution change (SORL, [arXiv 2505.22866](https://arxiv.org/abs/2505.22866))."
+)
+for w in st.session_state.pop("_qp_warnings", []):
+    st.warning(w)
+
+with st.sidebar:
+    st.header("Policy")
+    st.selectbox("World", toy.WORLDS, key="world", help=HELP["world"], on_change=on_world_change)
+    with st.expander("Train your own", expanded=False):
+        st.number_input("Training seed", min_value=0, max_value=1_000_000, step=1, key="tseed", help=HELP["tseed"])
+        st.select_slider("Training budget (iterations)", options=C.TRAIN_ITERATION_CHOICES, key="titers",
+                         help=HELP["titers"])
+        st.button("Train", on_click=on_train_click, type="primary", width="stretch",
+                  help="Train SORL on this world with the seed and budget above (about 15–25 s for 1500 iterations "
+                       "on an idle two-core CPU). Trained policies are cached for as long as the server runs.")
+    with st.expander("Load a checkpoint", expanded=False):
+        st.file_uploader("SORL Lab toy checkpoint (.pt)", type=["pt"], key="upload", on_change=on_upload,
+                         help="A checkpoint written by `sorl-lab train` on a toy world.")
+        if st.session_state.get("_upload_error"):
+            st.error(st.session_state._upload_error)
+    if st.session_state.policy.get("kind") != "bundled":
+        st.button("Back to the bundled policy", on_click=on_bundled_click, width="stretch")
+
+world = st.session_state.world
+resolved = resolve_policy(world)
+if resolved is None:
+    st.stop()
+agent, agent_key, policy_desc, data_seed = resolved
+m_disc = int(agent.config.m_disc)
+st.sidebar.caption(f"In use: {policy_desc}. Trained step counts: 1 … {m_disc} (M_disc).")
+
+# ---- controls
+with st.container(border=True):
+    c1, c2, c3, c4 = st.columns([1.3, 1.2, 1.2, 0.8])
+    with c1:
+        m_slot = st.container()
+        ext = st.checkbox("extrapolate beyond M_disc", key="ext", help=HELP["ext"])
+        options = C.m_options(m_disc, ext)
+        if st.session_state.get("m") not in options:
+            smaller = [o for o in options if o <= (st.session_state.get("m") or 1)]
+            st.session_state.m = smaller[-1] if smaller else options[0]
+        with m_slot:
+            m = st.select_slider("M_inf — Euler steps", options=options, key="m", help=HELP["m"],
+                                 format_func=lambda v: f"{v}*" if v > m_disc else str(v))
+    with c2:
+        n = st.slider("N — best-of-N candidates", min_value=1, max_value=C.N_MAX, key="n", help=HELP["n"])
+    with c3:
+        c = st.slider("State: context c", min_value=-1.0, max_value=1.0, step=0.05, key="c", help=HELP["c"],
+                      format="%.2f")
+    with c4:
+        seed = st.number_input("Sampling seed", min_value=0, max_value=1_000_000, step=1, key="seed", help=HELP["seed"])
+m, n, seed, c = int(m), int(n), int(seed), round(float(c), 2)
+ext_used = bool(m > m_disc)  # the flag only matters past M_disc: keep cache keys canonical
+
+# ---- shareable URL: written back whenever the view changes
+wanted = C.query_params_for({"world": world, "m": m, "ext": ext, "n": n, "seed": seed, "c": c}, st.session_state.policy)
+if st.query_params.to_dict() != wanted:
+    st.query_params.from_dict(wanted)
+
+# ---- metrics on a batch of states
+batch = None
+with guarded("the metrics"):
+    batch = batch_result(agent, agent_key, world, data_seed, m, n, seed, ext_used)
+    base = batch_result(agent, agent_key, world, data_seed, 1, 1, seed, False)
+    is_base = m == 1 and n == 1
+    k1, k2, k3, k4 = st.columns(4)
+    k1.metric("Mean true reward", f"{batch['mean_reward']:.3f}",
+              delta=None if is_base else f"{batch['mean_reward'] - base['mean_reward']:+.3f} vs M=1, N=1",
+              help=f"Average of the known reward r(a, c) of the chosen action over {C.EVAL_STATES} fixed random "
+                   "states (the best possible is ≈ 1).")
+    k2.metric("In data support", f"{100 * batch['frac_in_support']:.1f} %",
+              delta=None if is_base else f"{100 * (batch['frac_in_support'] - base['frac_in_support']):+.1f} pts vs M=1, N=1",
+              help="Share of chosen actions inside the support of the offline data (where the critic was trained).")
+    k3.metric("Network calls / action", f"{batch['network_calls']}",
+              help="Test-time compute: M_inf·N actor calls + N critic calls when N > 1.")
+    k4.metric("ms / action", f"{batch['ms_per_action']:.3f}",
+              help=f"Wall time of one batched call for {C.EVAL_STATES} states on this machine's CPU, divided by "
+                   f"{C.EVAL_STATES}; measured when this setting was first computed.")
+    star = "  (* = extrapolated beyond the trained M_disc)" if ext_used else ""
+    st.caption(f"M_inf = {m}, N = {n}, sampling seed {seed}, {C.EVAL_STATES} states; gap to the best possible "
+               f"reward {batch['reward_gap']:.3f}; sliced Wasserstein distance to the data "
+               f"{batch['sliced_wasserstein']:.3f}.{star}")
+
+# ---- single-state panels
+data = data_actions(world, data_seed)
+figures: list[tuple[str, object]] = []
+state = None
+left, right = st.columns(2)
+with left:
+    with guarded("the reward map"):
+        cloud = cloud_result(agent, agent_key, world, c, m, n, seed, ext_used)
+        state = state_result(agent, agent_key, c, m, n, seed, ext_used)
+        fig = viz.reward_map_figure(world, c, samples=cloud["actions"], data=data, chosen=state["action"],
+                                    title=f"True reward at c = {c:+.2f}, {C.CLOUD_SIZE} actions (M={m}, N={n})")
+        st.plotly_chart(fig, key="fig_reward", theme=None, config={"displaylogo": False})
+        figures.append(("True reward and policy actions", fig))
+        st.caption(f"At this state: mean true reward {cloud['mean_reward']:.3f}, {100 * cloud['frac_in_support']:.0f} % "
+                   "in support. ✕ is the goal g(c); ★ the action chosen in the panels on the right and below.")
+with right:
+    with guarded("the Euler trajectories"):
+        if state is None:
+            state = state_result(agent, agent_key, c, m, n, seed, ext_used)
+        fig = viz.trajectory_figure(state["trajectory"], data=data[:600], chosen=state["chosen"] if n > 1 else None)
+        st.plotly_chart(fig, key="fig_traj", theme=None, config={"displaylogo": False})
+        figures.append(("Euler trajectories", fig))
+        st.caption("Press ▶ Play: each frame is one Euler step of size 1/M_inf from noise (t = 0) to the action "
+                   "(t = 1). The dashed square is the action box the final actions are clipped to.")
+
+left, right = st.columns(2)
+with left:
+    with guarded("the Q landscape"):
+        qx, qy, qz = q_grid_result(agent, agent_key, c, m)
+        fig = viz.q_landscape_figure(qx, qy, qz, state["candidates"], state["q"], state["chosen"] if n > 1 else None)
+        st.plotly_chart(fig, key="fig_q", theme=None, config={"displaylogo": False})
+        figures.append(("Learned Q and the candidates", fig))
+        if state["q"] is None:
+            st.caption("N = 1: the single candidate is taken as is; the critic is not called, nothing is ranked.")
+        else:
+            order = np.sort(state["q"])[::-1]
+            st.caption(f"Best-of-{n}: the critic Q(s, a, k = {m}) scores every candidate and the argmax (★, "
+                       f"Q = {order[0]:.3f}) is taken; the median candidate scores {np.median(state['q']):.3f}.")
+with right:
+    with guarded("the self-consistency heatmap"):
+        probe = probe_result(agent, agent_key, c, seed)
+        fig = viz.consistency_figure(probe)
+        st.plotly_chart(fig, key="fig_sc", theme=None, config={"displaylogo": False})
+        figures.append(("Self-consistency error", fig))
+        st.caption("How far one shortcut step of size d is from two steps of size d/2 along the model's own paths "
+                   f"(context c, {C.PROBE_SAMPLES} samples). Small everywhere = the step sizes agree, so fewer "
+                   "steps lose little.")
+
+# ---- scaling
+st.subheader("Test-time scaling: true reward against compute")
+scaling_rows = []
+with guarded("the scaling panel"):
+    group = st.radio("Lines", ["one per N (sequential scaling)", "one per M_inf (parallel scaling)"], key="group",
+                     horizontal=True, help=HELP["group"])
+    progress = st.empty()
+    grid = [(mm, nn) for mm in C.SCALING_M if mm <= m_disc for nn in C.SCALING_N]
+    for i, (mm, nn) in enumerate(grid):
+        progress.caption(f"Computing the scaling grid… {i}/{len(grid)}")
+        scaling_rows.append(batch_result(agent, agent_key, world, data_seed, mm, nn, seed, False))
+    progress.empty()
+    fig = viz.scaling_figure(scaling_rows, group_by="n" if group.startswith("one per N") else "m",
+                             current=batch)
+    st.plotly_chart(fig, key="fig_scaling", theme=None, config={"displaylogo": False})
+    figures.append(("Test-time scaling", fig))
+    st.caption(f"Every point is {C.EVAL_STATES} states with sampling seed {seed}, M_inf ∈ {list(C.SCALING_M)} × "
+               f"N ∈ {list(C.SCALING_N)}; the ★ is the setting above.")
+
+# ---- downloads
+with guarded("the downloads"):
+    d1, d2, d3 = st.columns(3)
+    stem = f"sorl-lab-{world}-M{m}-N{n}-seed{seed}"
+    if batch is not None:
+        meta = {"world": world, "policy": policy_desc.replace("`", "").replace("**", ""), "m_inf": m, "n": n,
+                "sampling_seed": seed}
+        d1.download_button("Sampled actions (CSV)", C.actions_csv(batch, meta), file_name=f"{stem}-actions.csv",
+                           mime="text/csv", on_click="ignore", icon=":material/download:",
+                           help=f"One row per evaluation state ({C.EVAL_STATES}): context, chosen action, true "
+                                "reward, in-support flag, chosen candidate and its Q.")
+    if scaling_rows:
+        d2.download_button("Scaling table (CSV)", C.scaling_csv(scaling_rows), file_name=f"sorl-lab-{world}-seed{seed}-scaling.csv",
+                           mime="text/csv", on_click="ignore", icon=":material/download:",
+                           help="Metrics for every (M_inf, N) of the scaling panel.")
+    if figures:
+        figs = list(figures)
+        notes = f"world {world}, policy: {policy_desc.replace('`', '').replace('**', '')}, M_inf={m}, N={n}, sampling seed {seed}, context c={c:+.2f}"
+        d3.download_button("Figures (HTML)", lambda: viz.figures_html(figs, f"SORL Lab — {world}", notes).encode(),
+                           file_name=f"{stem}-figures.html", mime="text/html", on_click="ignore",
+                           icon=":material/download:",
+                           help="All figures on this page in one interactive HTML file (works offline).")
+
+with st.expander("How to read this page"):
+    st.markdown(
+        f"""
+- **Sequential scaling (M_inf).** The actor is a shortcut model s(x, t, d | s): a velocity that also knows the step
+  size d. Sampling starts from noise x₀ ~ N(0, I) and takes M_inf Euler steps of size d = 1/M_inf. Training taught it
+  d = 1, 1/2, …, 1/{m_disc}: flow matching at the finest step, and self-consistency (one step of size 2d ≈ two of d).
+- **Parallel scaling (N).** N candidates from independent noise, scored by the learned critic Q(s, a); the argmax is
+  executed. The critic is only reliable near the data, which is why the reward also punishes leaving the support.
+- **Compute** counts network evaluations per action: M_inf·N actor calls plus N critic calls when N > 1.
+- **Share** this view: the address bar holds every setting (world, M_inf, N, seed, c); opening it restores the page.
+        """
+    )

@@ -1,0 +1,322 @@
+"""Plotly figures shared by the Streamlit app and the notebooks.
+
+Every builder is a small pure function: arrays in, ``go.Figure`` out. Nothing here
+samples, trains or integrates: callers get actions, trajectories, Q values and probes
+from ``SORLAgent`` and hand the arrays over. Action-space figures have fixed axis
+ranges and a square aspect, so two figures side by side (or two settings of a slider)
+compare point for point.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from . import toy
+
+LIM = 1.0  # actions live in [-1, 1]^2
+TRAJECTORY_LIM = 2.0  # the flow starts from N(0, I) noise: most starting points lie in [-2, 2]^2
+FIG_HEIGHT = 500
+
+# Colours that read on both a dark and a light heatmap.
+DATA_COLOR = "rgba(255, 255, 255, 0.35)"
+SAMPLE_COLOR = "#ff4b4b"
+CHOSEN_COLOR = "#ffd700"
+GOAL_COLOR = "#00e5ff"
+PATH_COLOR = "rgba(255, 110, 110, 0.5)"
+
+
+# --------------------------------------------------------------------------- helpers
+def _points(a, name: str) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 1 and a.shape == (2,):
+        a = a[None]
+    if a.ndim != 2 or a.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (K, 2), got {a.shape}")
+    return a
+
+
+def _square_layout(fig: go.Figure, title: str, lim: float = LIM, height: int = FIG_HEIGHT) -> go.Figure:
+    """Fixed ranges, equal aspect, axis titles a₁ / a₂, legend in one band between the title and the plot."""
+    axis = dict(range=[-lim, lim], autorange=False, zeroline=False, constrain="domain", gridcolor="rgba(255,255,255,0.12)")
+    fig.update_layout(
+        title=dict(text=title, x=0.0, xanchor="left", y=0.985, yanchor="top", font=dict(size=15)),
+        height=height,
+        margin=dict(l=50, r=10, t=95, b=45),
+        xaxis=dict(axis, title=dict(text="action a₁", standoff=4)),
+        yaxis=dict(axis, title=dict(text="action a₂", standoff=4), scaleanchor="x", scaleratio=1),
+        showlegend=True,  # even with one entry: the legend names what the markers are
+        legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0.0, font=dict(size=11)),
+        plot_bgcolor="#111",
+    )
+    return fig
+
+
+def _data_trace(data, max_points: int = 1500) -> go.Scatter:
+    d = _points(data, "data")
+    if len(d) > max_points:  # keep the figure light: an evenly spread subset reads the same
+        d = d[np.linspace(0, len(d) - 1, max_points).astype(int)]
+    return go.Scatter(
+        x=d[:, 0], y=d[:, 1], mode="markers", name="offline data",
+        marker=dict(size=3, color=DATA_COLOR), hoverinfo="skip",
+    )
+
+
+def _goal_trace(context: float) -> go.Scatter:
+    g = toy.goal(np.array([float(context)]))
+    return go.Scatter(
+        x=[g[0]], y=[g[1]], mode="markers", name="goal g(c)",
+        marker=dict(symbol="x", size=13, color=GOAL_COLOR, line=dict(width=1, color="black")),
+        hovertemplate="goal g(c)<br>(%{x:.2f}, %{y:.2f})<extra></extra>",
+    )
+
+
+def _nan_separated(paths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K, 2) polylines -> x and y of one line trace, NaN between paths."""
+    n, k, _ = paths.shape
+    buf = np.full((n, k + 1, 2), np.nan)
+    buf[:, :k] = paths
+    flat = buf.reshape(-1, 2)
+    return flat[:, 0], flat[:, 1]
+
+
+def fraction_label(d: float) -> str:
+    """Step size 1, 0.5, 0.25 -> '1', '1/2', '1/4'."""
+    inv = 1.0 / float(d)
+    return "1" if abs(inv - 1) < 1e-9 else f"1/{int(round(inv))}"
+
+
+# --------------------------------------------------------------------------- figures
+def reward_map_figure(world, context: float, samples=None, data=None, chosen=None,
+                      resolution: int = 101, title: str | None = None) -> go.Figure:
+    """True reward r(a, c) over the action square, the data (faint), the policy's actions and the goal.
+
+    world: a ToyWorld or its name; samples: (K, 2) actions of the policy at this context;
+    chosen: (2,) or (K, 2) actions to highlight (e.g. the candidate best-of-N picked).
+    """
+    world = toy.make_world(world) if isinstance(world, str) else world
+    xs, ys, r = toy.reward_grid(world, context, resolution=resolution, lim=LIM)
+    fig = go.Figure()
+    fig.add_trace(go.Heatmap(
+        x=xs, y=ys, z=r, name="true reward", colorscale="Viridis", zmin=max(float(r.min()), -3.0), zmax=1.0,
+        colorbar=dict(title=dict(text="r(a, c)"), thickness=12, len=0.8),
+        hovertemplate="a=(%{x:.2f}, %{y:.2f})<br>r=%{z:.3f}<extra>true reward</extra>",
+    ))
+    if data is not None:
+        fig.add_trace(_data_trace(data))
+    if samples is not None:
+        s = _points(samples, "samples")
+        fig.add_trace(go.Scatter(
+            x=s[:, 0], y=s[:, 1], mode="markers", name=f"policy actions ({len(s)})",
+            marker=dict(size=6, color=SAMPLE_COLOR, line=dict(width=0.5, color="white"), opacity=0.85),
+            hovertemplate="(%{x:.2f}, %{y:.2f})<extra>policy action</extra>",
+        ))
+    if chosen is not None:
+        ch = _points(chosen, "chosen")
+        fig.add_trace(go.Scatter(
+            x=ch[:, 0], y=ch[:, 1], mode="markers", name="chosen action",
+            marker=dict(symbol="star", size=16, color=CHOSEN_COLOR, line=dict(width=1, color="black")),
+            hovertemplate="chosen (%{x:.2f}, %{y:.2f})<extra></extra>",
+        ))
+    fig.add_trace(_goal_trace(context))
+    return _square_layout(fig, title or f"True reward at context c = {float(context):+.2f}")
+
+
+def trajectory_figure(trajectory, data=None, chosen: int | None = None, lim: float = TRAJECTORY_LIM,
+                      frame_ms: int = 450, title: str | None = None) -> go.Figure:
+    """Euler paths of the shortcut model for one state, with an animated particle per candidate.
+
+    trajectory: (N, M+1, 2), state k of every candidate after k Euler steps of size 1/M (k=0 is noise).
+    All paths are one NaN-separated line trace; only the particle trace is animated (one frame per
+    Euler step, play/pause buttons and a step slider). The figure opens on the last step (t = 1).
+    The axes span [-lim, lim]^2 (default [-2, 2]^2: the noise at t = 0 is N(0, I)); the dashed square
+    is the action box [-1, 1]^2 the final actions are clipped to.
+    """
+    traj = np.asarray(trajectory, dtype=np.float64)
+    if traj.ndim != 3 or traj.shape[2] != 2 or traj.shape[1] < 2:
+        raise ValueError(f"trajectory must have shape (N, M+1, 2) with M >= 1, got {traj.shape}")
+    n, k1, _ = traj.shape
+    m = k1 - 1
+    fig = go.Figure()
+    if data is not None:
+        fig.add_trace(_data_trace(data))
+    px, py = _nan_separated(traj)
+    fig.add_trace(go.Scatter(x=px, y=py, mode="lines", name="Euler paths", line=dict(width=1.3, color=PATH_COLOR),
+                             hoverinfo="skip"))
+    if chosen is not None and 0 <= int(chosen) < n:
+        c = traj[int(chosen)]
+        fig.add_trace(go.Scatter(x=c[:, 0], y=c[:, 1], mode="lines+markers", name="chosen candidate",
+                                 line=dict(width=2.5, color=CHOSEN_COLOR), marker=dict(size=5),
+                                 hovertemplate="(%{x:.2f}, %{y:.2f})<extra>chosen path</extra>"))
+    particle_idx = len(fig.data)
+
+    def particles(k: int) -> go.Scatter:
+        return go.Scatter(x=traj[:, k, 0], y=traj[:, k, 1], mode="markers", name="particles",
+                          marker=dict(size=7, color=SAMPLE_COLOR, line=dict(width=0.5, color="white")),
+                          hovertemplate="(%{x:.2f}, %{y:.2f})<extra>particle</extra>")
+
+    fig.add_trace(particles(m))
+    fig.frames = [go.Frame(data=[particles(k)], traces=[particle_idx], name=str(k)) for k in range(k1)]
+    fig.add_shape(type="rect", x0=-1, y0=-1, x1=1, y1=1, line=dict(color="rgba(255,255,255,0.6)", dash="dash", width=1))
+    anim = dict(frame=dict(duration=frame_ms, redraw=False), transition=dict(duration=int(frame_ms * 0.6), easing="linear"),
+                mode="immediate")
+    fig.update_layout(
+        updatemenus=[dict(
+            type="buttons", direction="left", showactive=False, x=0.0, y=-0.16, xanchor="left", yanchor="top",
+            pad=dict(r=4, t=0), bgcolor="#eee", font=dict(size=11),
+            buttons=[
+                dict(label="▶ Play", method="animate", args=[None, {**anim, "fromcurrent": False}]),
+                dict(label="❚❚ Pause", method="animate",
+                     args=[[None], dict(frame=dict(duration=0, redraw=False), transition=dict(duration=0), mode="immediate")]),
+            ],
+        )],
+        sliders=[dict(
+            active=m, x=0.36, len=0.64, y=-0.12, yanchor="top", pad=dict(t=0, b=0),
+            currentvalue=dict(prefix="Euler step ", suffix=f" of {m}", xanchor="right", font=dict(size=12)), font=dict(size=10),
+            steps=[dict(method="animate", label=str(k),
+                        args=[[str(k)], dict(frame=dict(duration=0, redraw=False), transition=dict(duration=0), mode="immediate")])
+                   for k in range(k1)],
+        )],
+    )
+    _square_layout(fig, title or f"Euler paths of {n} candidate{'s' if n != 1 else ''}, M = {m}",
+                   lim=lim, height=FIG_HEIGHT + 110)
+    fig.update_layout(margin=dict(b=150))
+    return fig
+
+
+def q_landscape_figure(xs, ys, q_grid, candidates, q=None, chosen: int | None = None,
+                       title: str | None = None) -> go.Figure:
+    """Learned Q over the action square with the N candidates; the chosen (argmax Q) one is a star.
+
+    q_grid[i, j] is Q at (xs[j], ys[i]). q: (N,) Q of each candidate, or None when N = 1 (the single
+    candidate is taken without calling the critic, so nothing is ranked).
+    """
+    cand = _points(candidates, "candidates")
+    fig = go.Figure()
+    fig.add_trace(go.Heatmap(
+        x=np.asarray(xs), y=np.asarray(ys), z=np.asarray(q_grid), name="learned Q", colorscale="Cividis",
+        colorbar=dict(title=dict(text="Q(s, a)"), thickness=12, len=0.8),
+        hovertemplate="a=(%{x:.2f}, %{y:.2f})<br>Q=%{z:.3f}<extra>learned Q</extra>",
+    ))
+    if q is None:
+        fig.add_trace(go.Scatter(
+            x=cand[:, 0], y=cand[:, 1], mode="markers", name="the only candidate (not scored)",
+            marker=dict(size=10, color=SAMPLE_COLOR, line=dict(width=1, color="white")),
+            hovertemplate="(%{x:.2f}, %{y:.2f})<extra>candidate</extra>",
+        ))
+        return _square_layout(fig, title or "N = 1: one candidate, no ranking by Q")
+    qv = np.asarray(q, dtype=np.float64).reshape(-1)
+    if len(qv) != len(cand):
+        raise ValueError(f"q has {len(qv)} values for {len(cand)} candidates")
+    rank = np.empty(len(qv), dtype=int)
+    rank[np.argsort(-qv)] = np.arange(1, len(qv) + 1)
+    fig.add_trace(go.Scatter(
+        x=cand[:, 0], y=cand[:, 1], mode="markers", name=f"candidates (N = {len(cand)})",
+        customdata=np.stack([qv, rank], axis=1),
+        marker=dict(size=8, color=SAMPLE_COLOR, line=dict(width=1, color="white")),
+        hovertemplate="(%{x:.2f}, %{y:.2f})<br>Q=%{customdata[0]:.3f}, rank %{customdata[1]}<extra>candidate</extra>",
+    ))
+    if chosen is not None:
+        c = cand[int(chosen)]
+        fig.add_trace(go.Scatter(
+            x=[c[0]], y=[c[1]], mode="markers", name="chosen: argmax Q",
+            marker=dict(symbol="star", size=18, color=CHOSEN_COLOR, line=dict(width=1, color="black")),
+            hovertemplate=f"chosen, Q={qv[int(chosen)]:.3f}<extra></extra>",
+        ))
+    return _square_layout(fig, title or f"Learned Q and the N = {len(cand)} candidates")
+
+
+def consistency_figure(probe, title: str | None = None) -> go.Figure:
+    """Self-consistency error: one step of size d against two steps of size d/2, over flow time t.
+
+    probe: a ``ConsistencyProbe`` (t (T,), step_sizes (L,), error (L, T) with NaN where t + d > 1).
+    Colour is log10 of the error; hover shows the raw value.
+    """
+    err = np.asarray(probe.error, dtype=np.float64)
+    t = np.asarray(probe.t, dtype=np.float64)
+    labels = [fraction_label(d) for d in np.asarray(probe.step_sizes)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.log10(np.maximum(err, 1e-12))
+    z = np.where(np.isnan(err), np.nan, z)
+    text = np.where(np.isnan(err), "t + d > 1: undefined", np.vectorize(lambda v: f"{v:.2e}")(np.nan_to_num(err)))
+    fig = go.Figure(go.Heatmap(
+        x=t, y=labels, z=z, text=text, colorscale="Magma", name="self-consistency error",
+        colorbar=dict(title=dict(text="log₁₀ error"), thickness=12, len=0.8),
+        hovertemplate="t=%{x:.3f}, d=%{y}<br>error=%{text}<extra></extra>", xgap=2, ygap=2,
+    ))
+    fig.update_layout(
+        title=dict(text=title or "Self-consistency error ‖s(x,t,d) − ½(s₁+s₂)‖²", x=0.0, xanchor="left", font=dict(size=15)),
+        height=FIG_HEIGHT - 60,
+        margin=dict(l=60, r=20, t=50, b=50),
+        xaxis=dict(title="flow time t", range=[-0.5 / len(t), 1 - 0.5 / len(t)] if len(t) else None, tickvals=t,
+                   ticktext=[f"{v:g}" for v in t]),
+        yaxis=dict(title="step size d", type="category", categoryorder="array", categoryarray=labels),
+        plot_bgcolor="#ddd",
+    )
+    if len(labels) and len(t) >= 4 and np.isnan(err[0, -1]):  # y=0: the first category (d = 1), by index
+        fig.add_annotation(x=t[len(t) // 2 + len(t) // 4], y=0, text="t + d > 1: undefined", showarrow=False,
+                           font=dict(size=11, color="#555"))
+    return fig
+
+
+def scaling_figure(rows: Iterable[Mapping], group_by: str = "n", current: Mapping | None = None,
+                   y: str = "mean_reward", title: str | None = None) -> go.Figure:
+    """True reward against compute (network calls per action, log2 axis).
+
+    rows: dicts with m_inf, n, network_calls and ``y`` (default mean_reward), one per (M, N) setting.
+    group_by="n": one line per N through M = 1, 2, 4, ... (sequential scaling);
+    group_by="m": one line per M through the N values (parallel scaling).
+    current: an optional row drawn as a star (the setting on screen).
+    """
+    if group_by not in ("n", "m"):
+        raise ValueError(f"group_by must be 'n' or 'm', not {group_by!r}")
+    rows = [dict(r) for r in rows]
+    key, along = ("n", "m_inf") if group_by == "n" else ("m_inf", "n")
+    fig = go.Figure()
+    calls = [float(r["network_calls"]) for r in rows] + ([float(current["network_calls"])] if current else [])
+    for value in sorted({int(r[key]) for r in rows}):
+        line = sorted((r for r in rows if int(r[key]) == value), key=lambda r: r[along])
+        label = f"N = {value}" if group_by == "n" else f"M = {value}"
+        fig.add_trace(go.Scatter(
+            x=[r["network_calls"] for r in line], y=[r[y] for r in line], mode="lines+markers", name=label,
+            customdata=[[r["m_inf"], r["n"]] for r in line],
+            hovertemplate="M=%{customdata[0]}, N=%{customdata[1]}<br>calls/action=%{x}<br>"
+                          + y.replace("_", " ") + "=%{y:.3f}<extra></extra>",
+        ))
+    if current is not None:
+        fig.add_trace(go.Scatter(
+            x=[current["network_calls"]], y=[current[y]], mode="markers", name=f"on screen (M={current['m_inf']}, N={current['n']})",
+            marker=dict(symbol="star", size=18, color=CHOSEN_COLOR, line=dict(width=1, color="black")),
+            hovertemplate="on screen<br>calls/action=%{x}<br>value=%{y:.3f}<extra></extra>",
+        ))
+    hi = max(calls) if calls else 1.0
+    ticks = [2**i for i in range(0, int(np.ceil(np.log2(max(hi, 1)))) + 1)]
+    fig.update_layout(
+        title=dict(text=title or ("Sequential scaling: one line per N, more Euler steps along it" if group_by == "n"
+                                  else "Parallel scaling: one line per M, more candidates along it"),
+                   x=0.0, xanchor="left", font=dict(size=15)),
+        height=FIG_HEIGHT - 40,
+        margin=dict(l=60, r=20, t=50, b=50),
+        xaxis=dict(title="network calls per action (actor M·N + critic N when N > 1), log₂ scale", type="log",
+                   tickvals=ticks, ticktext=[str(t) for t in ticks]),
+        yaxis=dict(title="true reward (mean)" if y == "mean_reward" else y.replace("_", " ")),
+        legend=dict(orientation="v"),
+    )
+    return fig
+
+
+def figures_html(figures: Sequence[tuple[str, go.Figure]], title: str = "SORL Lab figures", notes: str = "") -> str:
+    """One self-contained HTML page with every figure (plotly.js inlined once: opens offline)."""
+    parts = []
+    for i, (heading, fig) in enumerate(figures):
+        body = fig.to_html(full_html=False, include_plotlyjs=(i == 0), auto_play=False)
+        parts.append(f"<section><h2>{_escape(heading)}</h2>{body}</section>")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_escape(title)}</title>"
+            "<style>body{font-family:sans-serif;max-width:1000px;margin:auto}</style></head><body>"
+            f"<h1>{_escape(title)}</h1><p>{_escape(notes)}</p>{''.join(parts)}</body></html>")
+
+
+def _escape(s: str) -> str:
+    return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
