@@ -32,7 +32,7 @@ class BenchConfig:
     batch_size: int = 256
     """Transitions per iteration."""
     iterations: int = 50
-    """Timed iterations (after warm-up), in 5 blocks; the median block is reported."""
+    """Timed iterations (after warm-up), in 10 blocks; the median block is reported."""
     warmup: int = 5
     """Untimed iterations first."""
     threads: int = 0
@@ -93,7 +93,7 @@ def _random_batch(cfg: BenchConfig, g: torch.Generator) -> dict[str, torch.Tenso
     }
 
 
-def time_iterations(agent: SORLAgent, batch: dict, iterations: int, warmup: int, blocks: int = 5) -> float:
+def time_iterations(agent: SORLAgent, batch: dict, iterations: int, warmup: int, blocks: int = 10) -> float:
     """Median seconds per iteration over `blocks` timed blocks (robust to a busy neighbour)."""
     for _ in range(warmup):
         agent.update(batch)
