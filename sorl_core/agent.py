@@ -389,9 +389,14 @@ class SORLAgent:
             getattr(self, name).load_state_dict(state[name])
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
-        self.generator.set_state(state["generator"])
         self.host_generator.set_state(state["host_generator"])
         self.step = int(state["step"])
+        try:
+            self.generator.set_state(state["generator"])
+        except (RuntimeError, ValueError):
+            # Saved on another device type (CUDA <-> CPU): its noise stream cannot continue here, so
+            # reseed deterministically from the step. Inference is unaffected; resume is no longer bit-exact.
+            self.generator.manual_seed(self.step)
 
 
 # ----------------------------------------------------------------------------- small utilities

@@ -65,7 +65,10 @@ class CriticEnsemble(nn.Module):
             if i < last:
                 h = _gelu(h)
                 if self.layer_norm:
-                    h = torch.addcmul(self.ln_shifts[i], F.layer_norm(h, h.shape[-1:], eps=1e-6), self.ln_scales[i])
+                    # Affine in the activation's dtype: under bf16 autocast, float32 scale/shift would
+                    # promote the whole activation back to float32 (and cost a cast at the next matmul).
+                    scale, shift = self.ln_scales[i].to(h.dtype), self.ln_shifts[i].to(h.dtype)
+                    h = torch.addcmul(shift, F.layer_norm(h, h.shape[-1:], eps=1e-6), scale)
         return h.squeeze(-1)
 
     def member(self, j: int, obs: torch.Tensor, action: torch.Tensor, k: torch.Tensor | float) -> torch.Tensor:
