@@ -146,6 +146,25 @@ def test_q_loss_normalisation_is_scale_free():
     assert (a1.grad < 0).all()  # minimising the loss raises Q
 
 
+def test_clip_folded_into_adam_matches_clip_then_step():
+    from sorl_core.agent import _adam, clip_and_step
+
+    for scale in (0.01, 100.0):  # below and above the clip threshold
+        a, b = nn.Linear(4, 3), nn.Linear(4, 3)
+        b.load_state_dict(a.state_dict())
+        opt_a, opt_b = _adam(a.parameters(), 1e-2), _adam(b.parameters(), 1e-2)
+        for step in range(3):
+            x = torch.randn(8, 4, generator=torch.Generator().manual_seed(step))
+            for net, opt in ((a, opt_a), (b, opt_b)):
+                opt.zero_grad()
+                (scale * net(x).square().sum()).backward()
+            torch.nn.utils.clip_grad_norm_(a.parameters(), 1.0)
+            opt_a.step()
+            clip_and_step(opt_b, list(b.parameters()), 1.0)
+            for pa, pb in zip(a.parameters(), b.parameters()):
+                assert torch.allclose(pa, pb, atol=1e-6)
+
+
 def test_polyak_update():
     target, source = nn.Linear(2, 2), nn.Linear(2, 2)
     before = [p.detach().clone() for p in target.parameters()]
