@@ -315,7 +315,8 @@ def test_clean_actor_step_leaves_critic_alone():
 def test_update_returns_tensors_and_is_reproducible():
     a, b = small_agent(), small_agent()
     for _ in range(3):
-        ia, ib = a.update(random_batch(a)), b.update(random_batch(b))
+        ia = a.update(random_batch(a))
+        b.update(random_batch(b))
     assert all(torch.is_tensor(v) for v in ia.values())
     assert {"critic_loss", "fm_loss", "sc_loss", "q_loss", "actor_loss"} <= set(ia)
     assert all(torch.equal(x, y) for x, y in zip(a.actor.parameters(), b.actor.parameters()))
