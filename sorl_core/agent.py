@@ -368,7 +368,10 @@ class SORLAgent:
         return ConsistencyProbe(t_grid, 2.0 ** -levels, levels, err.mean(axis=0), err)  # NaN cells are the same for every state
 
     # ------------------------------------------------------------------ persistence
-    def state_dict(self) -> dict:
+    def state_dict(self, inference_only: bool = False) -> dict:
+        """Everything needed to resume bit-exactly; `inference_only` keeps just actor and critic (~4x smaller)."""
+        if inference_only:
+            return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(), "step": self.step, "inference_only": True}
         return {
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
@@ -381,6 +384,13 @@ class SORLAgent:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        if state.get("inference_only"):  # targets start as copies; the optimiser starts fresh
+            self.actor.load_state_dict(state["actor"])
+            self.critic.load_state_dict(state["critic"])
+            self.target_actor.load_state_dict(state["actor"])
+            self.target_critic.load_state_dict(state["critic"])
+            self.step = int(state["step"])
+            return
         for name in ("actor", "critic", "target_actor", "target_critic"):
             getattr(self, name).load_state_dict(state[name])
         for name, opt in self.optimizers.items():

@@ -19,11 +19,14 @@ class CheckpointError(ValueError):
     """A file that is not a usable SORL Lab checkpoint; the message says why and what to do."""
 
 
-def save_checkpoint(path: str | Path, agent: SORLAgent, extra: dict | None = None) -> Path:
-    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file."""
+def save_checkpoint(path: str | Path, agent: SORLAgent, extra: dict | None = None, inference_only: bool = False) -> Path:
+    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file.
+
+    `inference_only` keeps actor and critic only (what sampling needs): for bundling; it cannot resume training.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "version": VERSION, "config": agent.config.to_dict(), "agent": agent.state_dict(), "extra": extra or {}}
+    payload = {"format": FORMAT, "version": VERSION, "config": agent.config.to_dict(), "agent": agent.state_dict(inference_only), "extra": extra or {}}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -70,3 +73,12 @@ def load_agent(source, device: str = "auto") -> tuple[SORLAgent, dict]:
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
         raise CheckpointError(f"{name} does not match the SORL agent it describes: {exc}") from None
     return agent, payload["extra"]
+
+
+def load_for_resume(path: Path, device: str) -> tuple[SORLAgent, dict]:
+    """`load_agent` for `--resume`: the full training state must be there."""
+    if not Path(path).exists():
+        raise CheckpointError(f"--resume: no checkpoint at {path}; start the run without --resume")
+    if read_checkpoint(path)["agent"].get("inference_only"):
+        raise CheckpointError(f"{path} cannot resume training (an inference-only export?); start a new run")
+    return load_agent(path, device=device)

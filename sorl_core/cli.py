@@ -1,4 +1,4 @@
-"""`sorl-lab` console script: train, bench, data generate, data info."""
+"""`sorl-lab` console script: train (toy worlds or OGBench), evaluate, render, bench, data generate, data info."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ import tyro
 from .bench import BenchConfig, print_report, run_bench
 from .checkpoint import CheckpointError
 from .ogbench_data import DEFAULT_DATASET_DIR, DataGenerateConfig, dataset_paths, dataset_spec, generate_dataset, official_files_help
+from .evaluate import EvaluateConfig, evaluate
+from .ogbench_train import EnvTrainConfig, default_env_config, train_env
+from .render import RenderConfig, render
 from .train import ToyTrainConfig, train_toy
 
 
@@ -35,7 +38,11 @@ class DataCommand:
 
 
 Command = Union[
-    Annotated[ToyTrainConfig, tyro.conf.subcommand("train", description="Train SORL on a toy 2D world.")],
+    Annotated[ToyTrainConfig, tyro.conf.subcommand("train", description=(
+        "Train SORL on a toy 2D world, or with --env NAME on an OGBench singletask environment "
+        "(`sorl-lab train --env cube-single-play-singletask-task2-v0 --help` shows its options and preset)."))],
+    Annotated[EvaluateConfig, tyro.conf.subcommand("evaluate", description="Test-time-scaling sweep over M_inf x N: CSV + HTML report.")],
+    Annotated[RenderConfig, tyro.conf.subcommand("render", description="Rollout videos of (M_inf, N) configurations, side by side.")],
     Annotated[BenchConfig, tyro.conf.subcommand("bench", description="Time training iterations and sampling.")],
     Annotated[DataCommand, tyro.conf.subcommand("data", description="OGBench datasets offline.")],
 ]
@@ -55,10 +62,41 @@ def data_info(cfg: DataInfoConfig) -> None:
         print(f"Or use the official files. {official_files_help(cfg.dataset, cfg.dataset_dir)}")
 
 
+def _env_flag(args: list[str]) -> str | None:
+    """The value of `--env` in `sorl-lab train` arguments, if any."""
+    for i, arg in enumerate(args):
+        if arg == "--env":
+            return args[i + 1] if i + 1 < len(args) else ""
+        if arg.startswith("--env="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def parse(argv: list[str]):
+    """`train --env NAME` parses against that environment's preset, so --help shows its real defaults."""
+    if argv[:1] == ["train"] and (env := _env_flag(argv[1:])) is not None:
+        return tyro.cli(EnvTrainConfig, args=argv[1:], default=default_env_config(env), prog="sorl-lab train")
+    return tyro.cli(Command, args=argv, prog="sorl-lab")
+
+
 def main(argv: list[str] | None = None) -> int:
-    cmd = tyro.cli(Command, args=argv, prog="sorl-lab")
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        if isinstance(cmd, ToyTrainConfig):
+        cmd = parse(argv)
+    except ValueError as exc:  # an unknown environment: the message lists the supported ones
+        print(f"sorl-lab: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if isinstance(cmd, EnvTrainConfig):
+            _, run_dir = train_env(cmd)
+            print(f"run folder: {run_dir} (metrics.csv, eval.csv, config.json, checkpoint.pt)")
+        elif isinstance(cmd, EvaluateConfig):
+            csv_path, html_path = evaluate(cmd)
+            print(f"{csv_path}\n{html_path}")
+        elif isinstance(cmd, RenderConfig):
+            videos, combined = render(cmd, on_progress=print)
+            print(f"side by side: {combined}")
+        elif isinstance(cmd, ToyTrainConfig):
             _, run_dir = train_toy(cmd)
             print(f"run folder: {run_dir} (metrics.csv, eval.csv, config.json, checkpoint.pt)")
         elif isinstance(cmd, BenchConfig):

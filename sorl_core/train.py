@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from . import toy
 from .agent import SORLAgent
-from .checkpoint import CheckpointError, load_agent, save_checkpoint
+from .checkpoint import CheckpointError, load_for_resume, save_checkpoint
 from .config import TOY_DEFAULTS, SORLConfig
 from .data import OfflineDataset
 
@@ -77,6 +77,14 @@ class CsvLog:
             writer.writeheader()
             writer.writerows(rows)
 
+    def last(self, column: str, default: float = 0.0) -> float:
+        """The value of `column` in the last row (e.g. the wall-clock reached before a resume)."""
+        if not self.path.exists():
+            return default
+        with self.path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        return float(rows[-1][column]) if rows and rows[-1].get(column) not in (None, "") else default
+
     def append(self, rows: list[dict]) -> None:
         with self.path.open("a", newline="") as f:
             csv.DictWriter(f, self.columns).writerows(rows)
@@ -103,9 +111,7 @@ def train_toy(cfg: ToyTrainConfig, on_progress: Callable[[int, int], None] | Non
     agent_cfg = replace(cfg.agent, obs_dim=world.obs_dim, action_dim=world.action_dim)
 
     if cfg.resume:
-        if not ckpt_path.exists():
-            raise CheckpointError(f"--resume: no checkpoint at {ckpt_path}; start the run without --resume")
-        agent, extra = load_agent(ckpt_path, device=agent_cfg.device)
+        agent, extra = load_for_resume(ckpt_path, device=agent_cfg.device)
         if extra.get("train_config", {}).get("seed") != cfg.seed or extra.get("train_config", {}).get("world") != cfg.world:
             raise CheckpointError(f"{ckpt_path} belongs to another run (world/seed differ); use a different --out")
         dataset = OfflineDataset(arrays, agent.device, seed=cfg.seed)
@@ -117,7 +123,7 @@ def train_toy(cfg: ToyTrainConfig, on_progress: Callable[[int, int], None] | Non
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = {**asdict(cfg), "agent": agent.config.to_dict(), "out": str(run_dir)}
     (run_dir / "config.json").write_text(json.dumps(resolved, indent=2))
-    train_log = CsvLog(run_dir / "metrics.csv", ["step", "seconds", "critic_loss", "fm_loss", "sc_loss", "q_loss", "policy_q", "q_mean", "grad_norm_critic_step", "grad_norm_actor_step"])
+    train_log = CsvLog(run_dir / "metrics.csv", TRAIN_COLUMNS)
     eval_log = CsvLog(run_dir / "eval.csv", ["step", "m_inf", "n", "mean_reward", "frac_in_support", "sliced_wasserstein", "reward_gap", "network_calls"])
     for log in (train_log, eval_log):
         log.truncate_after(agent.step) if cfg.resume else log.reset()
@@ -130,23 +136,38 @@ def train_toy(cfg: ToyTrainConfig, on_progress: Callable[[int, int], None] | Non
         extra = {"train_config": resolved, "dataset_generator": dataset.generator.get_state(), "kind": "toy", "world": cfg.world}
         save_checkpoint(ckpt_path, agent, extra)
 
-    start = agent.step
-    bar = tqdm(total=cfg.iterations, initial=start, desc=f"train {cfg.world}", disable=not cfg.progress, dynamic_ncols=True)
-    t0, pending = time.perf_counter(), []
+    run_loop(agent, dataset, cfg.iterations, cfg.log_every, cfg.eval_every, cfg.checkpoint_every,
+             evaluate=lambda: evaluate_toy(agent, world, data_actions, contexts, seed=cfg.seed),
+             train_log=train_log, eval_log=eval_log, checkpoint=checkpoint, run_dir=run_dir,
+             desc=f"train {cfg.world}", progress=cfg.progress, on_progress=on_progress)
+    return agent, run_dir
+
+
+TRAIN_COLUMNS = ["step", "seconds", "critic_loss", "fm_loss", "sc_loss", "q_loss", "policy_q", "q_mean",
+                 "grad_norm_critic_step", "grad_norm_actor_step"]
+
+
+def run_loop(agent: SORLAgent, dataset: OfflineDataset, iterations: int, log_every: int, eval_every: int,
+             checkpoint_every: int, evaluate: Callable[[], list[dict]], train_log: CsvLog, eval_log: CsvLog,
+             checkpoint: Callable[[], None], run_dir: Path, desc: str, progress: bool = True,
+             on_progress: Callable[[int, int], None] | None = None) -> None:
+    """Update until `iterations`, logging, evaluating and checkpointing on schedule; Ctrl-C saves first."""
+    bar = tqdm(total=iterations, initial=agent.step, desc=desc, disable=not progress, dynamic_ncols=True)
+    t0, pending = time.perf_counter() - train_log.last("seconds"), []  # seconds count on across resumes
     try:
-        while agent.step < cfg.iterations:
+        while agent.step < iterations:
             info = agent.update(dataset.sample(agent.config.batch_size))
             step = agent.step
-            if step % cfg.log_every == 0 or step == cfg.iterations:
+            if step % log_every == 0 or step == iterations:
                 pending.append((step, info))  # tensors; read only when written
-            if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.iterations):
-                eval_log.append([{"step": step, **r} for r in evaluate_toy(agent, world, data_actions, contexts, seed=cfg.seed)])
-            if step % cfg.checkpoint_every == 0 or step == cfg.iterations:
+            if eval_every and (step % eval_every == 0 or step == iterations):
+                eval_log.append([{"step": step, **r} for r in evaluate()])
+            if step % checkpoint_every == 0 or step == iterations:
                 _flush(train_log, pending, time.perf_counter() - t0)
                 checkpoint()
             bar.update(1)
             if on_progress is not None:
-                on_progress(step, cfg.iterations)
+                on_progress(step, iterations)
     except KeyboardInterrupt:
         _flush(train_log, pending, time.perf_counter() - t0)
         checkpoint()
@@ -155,7 +176,6 @@ def train_toy(cfg: ToyTrainConfig, on_progress: Callable[[int, int], None] | Non
         raise
     bar.close()
     _flush(train_log, pending, time.perf_counter() - t0)
-    return agent, run_dir
 
 
 def _flush(log: CsvLog, pending: list, seconds: float) -> None:

@@ -1,0 +1,164 @@
+"""The test-time-scaling sweep: success over an M_inf x N grid, a CSV and a self-contained HTML report."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from tqdm.auto import tqdm
+
+from .checkpoint import CheckpointError, load_agent
+from .rollout import EnvBatch, episode_seeds, run_episodes
+from .sweep_schema import SWEEP_COLUMNS
+
+
+@dataclass
+class EvaluateConfig:
+    """Run the test-time-scaling grid of a checkpoint in its OGBench environment."""
+
+    checkpoint: str
+    """Checkpoint written by `sorl-lab train --env ...` (or a bundled one under assets/ogbench/)."""
+    m_inf: tuple[int, ...] = (1, 2, 4, 8)
+    """Euler step counts (powers of two; above the trained M_disc needs --extrapolate)."""
+    n: tuple[int, ...] = (1, 4, 16)
+    """Best-of-N candidate counts, ranked by the learned Q."""
+    episodes: int = 50
+    """Episodes per cell; episode i starts from the same seeded state in every cell."""
+    seed: int = 0
+    """Seed of the initial states and the sampling noise."""
+    workers: int = 2
+    """Processes stepping the environments (the policy runs batched in the main process)."""
+    out: str | None = None
+    """Output folder for sweep.csv and sweep.html (default: beside the checkpoint)."""
+    extrapolate: bool = False
+    """Allow m_inf above the trained M_disc (an extrapolation experiment)."""
+    device: str = "auto"
+    """Where the policy runs: auto, cpu or cuda."""
+    progress: bool = True
+    """Show a progress bar over episodes."""
+
+
+def checkpoint_label(path: str | Path) -> str:
+    path = Path(path)
+    return path.parent.name if path.stem == "checkpoint" else path.stem
+
+
+def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | None = None) -> list[dict]:
+    """One row per (m_inf, n), in SWEEP_COLUMNS order; every cell faces the same initial states."""
+    agent, extra = load_agent(cfg.checkpoint, device=cfg.device)
+    env_name = extra.get("env")
+    if not env_name:
+        raise CheckpointError(f"{cfg.checkpoint} is not an OGBench checkpoint (a toy world policy?); "
+                              "evaluate needs one trained with `sorl-lab train --env ...`")
+    for m in cfg.m_inf:  # fail before any episode runs
+        agent.check_m_inf(m, cfg.extrapolate)
+    if min(cfg.n) < 1:
+        raise ValueError(f"n must be >= 1, got {min(cfg.n)}")
+    label, seeds = checkpoint_label(cfg.checkpoint), episode_seeds(cfg.seed, cfg.episodes)
+    cells = [(m, n) for m in cfg.m_inf for n in cfg.n]
+    total = len(cells) * cfg.episodes
+    bar = tqdm(total=total, desc=f"evaluate {label}", unit="ep", disable=not cfg.progress, dynamic_ncols=True)
+    rows = []
+    with EnvBatch(env_name, cfg.episodes, workers=cfg.workers) as envs:
+        for i, (m, n) in enumerate(cells):
+            def step_progress(done: int, count: int, base: int = i * cfg.episodes) -> None:
+                bar.n = base + done
+                bar.refresh()
+                if on_progress is not None:
+                    on_progress(base + done, total)
+
+            result = run_episodes(agent, envs, m, n, seeds, sample_seed=cfg.seed * 7919 + 31 * m + n,
+                                  extrapolate=cfg.extrapolate, on_step=step_progress)
+            rows.append({"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt, **result.summary(), "seed": cfg.seed})
+    bar.close()
+    return [{k: row[k] for k in SWEEP_COLUMNS} for row in rows]
+
+
+def sweep_csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, SWEEP_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; these are reports to share
+    os.replace(tmp, path)
+
+
+def sweep_figures(rows: list[dict]):
+    """(grid heatmap, success-vs-compute) Plotly figures for one or more checkpoints' rows."""
+    import plotly.graph_objects as go
+
+    labels = list(dict.fromkeys(r["checkpoint"] for r in rows))
+    first = [r for r in rows if r["checkpoint"] == labels[0]]
+    ms = sorted({int(r["m_inf"]) for r in first})
+    ns = sorted({int(r["n"]) for r in first})
+    cell = {(int(r["m_inf"]), int(r["n"])): float(r["success_rate"]) for r in first}
+    z = [[cell.get((m, n)) for n in ns] for m in ms]
+    grid = go.Figure(go.Heatmap(
+        z=z, x=[str(n) for n in ns], y=[str(m) for m in ms], zmin=0, zmax=1, colorscale="Viridis",
+        text=[[f"{v:.0%}" if v is not None else "" for v in row] for row in z], texttemplate="%{text}",
+        colorbar=dict(title="success"), hovertemplate="M_inf=%{y}, N=%{x}: %{z:.0%}<extra></extra>"))
+    grid.update_layout(title=f"Success over M_inf x N — {labels[0]}", xaxis_title="N (best-of-N)",
+                       yaxis_title="M_inf (Euler steps)", width=520, height=440)
+
+    compute = go.Figure()
+    for label in labels:
+        mine = [r for r in rows if r["checkpoint"] == label]
+        for n in sorted({int(r["n"]) for r in mine}):
+            line = sorted((r for r in mine if int(r["n"]) == n), key=lambda r: float(r["network_calls"]))
+            y = [float(r["success_rate"]) for r in line]
+            compute.add_trace(go.Scatter(
+                x=[float(r["network_calls"]) for r in line], y=y, mode="lines+markers",
+                name=f"{label} · N={n}" if len(labels) > 1 else f"N={n}",
+                text=[f"M_inf={int(r['m_inf'])}" for r in line],
+                error_y=dict(type="data", symmetric=False,
+                             array=[float(r["success_ci_high"]) - v for r, v in zip(line, y)],
+                             arrayminus=[v - float(r["success_ci_low"]) for r, v in zip(line, y)]),
+                hovertemplate="%{text}, calls=%{x}: %{y:.0%}<extra>%{fullData.name}</extra>"))
+    compute.update_layout(title="Success against compute (network calls per action; 95% Wilson intervals)",
+                          xaxis=dict(type="log", title="network calls per action (M_inf x N + N critic calls)"),
+                          yaxis=dict(title="success rate", range=[-0.02, 1.02]), width=760, height=440)
+    return grid, compute
+
+
+def sweep_html(rows: list[dict]) -> str:
+    """A self-contained interactive report (plotly.js inlined, opens offline)."""
+    grid, compute = sweep_figures(rows)
+    env = rows[0]["env"] if rows else ""
+    table = "".join(
+        f"<tr><td>{r['checkpoint']}</td><td>{r['m_inf']}</td><td>{r['n']}</td><td>{float(r['success_rate']):.0%}</td>"
+        f"<td>[{float(r['success_ci_low']):.0%}, {float(r['success_ci_high']):.0%}]</td><td>{float(r['mean_return']):.1f}</td>"
+        f"<td>{float(r['mean_length']):.0f}</td><td>{r['network_calls']}</td><td>{float(r['ms_per_action']):.2f}</td></tr>"
+        for r in rows)
+    head = "<tr><th>checkpoint</th><th>M_inf</th><th>N</th><th>success</th><th>95% CI</th><th>return</th><th>length</th><th>calls/action</th><th>ms/action</th></tr>"
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>SORL Lab sweep</title>"
+        "<style>body{font-family:sans-serif;margin:24px} td,th{padding:2px 10px;text-align:right}</style></head><body>"
+        f"<h2>Test-time scaling sweep — {env}</h2>"
+        f"<p>{rows[0]['episodes'] if rows else 0} episodes per cell from the same seeded initial states (seed {rows[0]['seed'] if rows else ''}).</p>"
+        + grid.to_html(full_html=False, include_plotlyjs=True)
+        + compute.to_html(full_html=False, include_plotlyjs=False)
+        + f"<table>{head}{table}</table></body></html>"
+    )
+
+
+def evaluate(cfg: EvaluateConfig) -> tuple[Path, Path]:
+    """Run the sweep and write sweep.csv and sweep.html; returns their paths."""
+    rows = run_sweep(cfg)
+    out = Path(cfg.out) if cfg.out else Path(cfg.checkpoint).parent
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, html_path = out / "sweep.csv", out / "sweep.html"
+    write_atomic(csv_path, sweep_csv(rows))
+    write_atomic(html_path, sweep_html(rows))
+    return csv_path, html_path

@@ -1,0 +1,140 @@
+"""Training SORL on an OGBench singletask environment: presets, periodic success evaluation, resume."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .agent import SORLAgent, resolve_device
+from .checkpoint import CheckpointError, load_for_resume, save_checkpoint
+from .config import SORLConfig, preset_for
+from .data import OfflineDataset
+from .ogbench_data import DEFAULT_DATASET_DIR, DataGenerateConfig, dataset_name_for, dataset_paths, generate_dataset, load_dataset_and_env
+from .rollout import EnvBatch, episode_seeds, run_episodes
+from .train import EVAL_M_INF, TRAIN_COLUMNS, CsvLog, run_loop
+
+ACTION_CLIP = 1 - 1e-5  # spec 7: dataset actions are clipped to +-(1 - 1e-5)
+EVAL_COLUMNS = ["step", "m_inf", "n", "episodes", "success_rate", "success_ci_low", "success_ci_high", "mean_return", "mean_length"]
+
+
+@dataclass
+class EnvTrainConfig:
+    """Train SORL on an OGBench singletask environment with the spec's per-environment preset."""
+
+    env: str = "cube-single-play-singletask-task2-v0"
+    """OGBench singletask environment, e.g. cube-single-play-singletask-task2-v0."""
+    seed: int = 0
+    """Seed of the networks, the batches and the evaluation episodes."""
+    iterations: int = 1_000_000
+    """SORL iterations (the paper's figures use 1M; on a CPU try 50k-100k with the lab size)."""
+    dataset_dir: str = DEFAULT_DATASET_DIR
+    """Folder of the dataset files (`<name>.npz`, `<name>-val.npz`), official or generated."""
+    generate_missing: bool = True
+    """Generate a missing dataset here with OGBench's oracles first (about 15 min on 2 cores)."""
+    out: str | None = None
+    """Run folder (default runs/<env>-<size>-mbtt<M_BTT>-s<seed>)."""
+    resume: bool = False
+    """Continue the run in `out` from its last checkpoint."""
+    log_every: int = 1000
+    """Iterations between rows of metrics.csv."""
+    eval_every: int = 100_000
+    """Iterations between success evaluations at each `eval_m_inf` (rows of eval.csv); 0 disables."""
+    eval_m_inf: tuple[int, ...] = EVAL_M_INF
+    """Euler step counts evaluated (N = 1)."""
+    eval_episodes: int = 50
+    """Episodes per evaluated m_inf (seeded: the same initial states every time)."""
+    eval_workers: int = 2
+    """Processes that step the evaluation environments."""
+    checkpoint_every: int = 10_000
+    """Iterations between checkpoints (one is always written at the end)."""
+    progress: bool = True
+    """Show progress bars."""
+    agent: SORLConfig = field(default_factory=SORLConfig)
+    """Agent hyper-parameters; discount, AGG and q_loss_coef default to the environment's preset."""
+
+
+def default_env_config(env: str) -> EnvTrainConfig:
+    """Defaults for `env`: its preset (spec 6); paper size on CUDA, lab size on a CPU."""
+    preset = preset_for(env)  # ValueError listing the supported environments
+    if "-singletask" not in env:
+        base = env.removesuffix("-v0")
+        raise ValueError(f"{env!r} is goal-conditioned; SORL trains on a singletask version, "
+                         f"e.g. {base}-singletask-task{preset.default_task}-v0 (tasks 1-5)")
+    size = "paper" if resolve_device("auto").type == "cuda" else "lab"
+    agent = SORLConfig(size=size, discount=preset.discount, q_agg=preset.q_agg, q_loss_coef=preset.q_loss_coef)
+    return EnvTrainConfig(env=env, agent=agent)
+
+
+def default_run_dir(cfg: EnvTrainConfig) -> Path:
+    name = cfg.env.removesuffix("-v0")
+    return Path("runs") / f"{name}-{cfg.agent.size}-mbtt{cfg.agent.m_btt}-s{cfg.seed}"
+
+
+def load_training_arrays(env: str, dataset_dir: str, generate_missing: bool, progress: bool = True) -> dict[str, np.ndarray]:
+    """The singletask training set (OGBench's loader and relabelling), generated first if asked and missing."""
+    preset_for(env)
+    name = dataset_name_for(env)
+    if generate_missing and not all(p.is_file() for p in dataset_paths(name, dataset_dir)):
+        print(f"{name} not found in {dataset_dir}: generating it with OGBench's oracles (resumable).")
+        generate_dataset(DataGenerateConfig(dataset=name, dataset_dir=dataset_dir, progress=progress))
+    env_obj, train, _ = load_dataset_and_env(env, dataset_dir)
+    env_obj.close()
+    arrays = {k: np.asarray(train[k]) for k in ("observations", "actions", "rewards", "next_observations", "masks")}
+    arrays["actions"] = np.clip(arrays["actions"], -ACTION_CLIP, ACTION_CLIP)
+    return arrays
+
+
+def evaluate_success(agent: SORLAgent, envs: EnvBatch, m_values, n: int = 1, seed: int = 0) -> list[dict]:
+    """Success, its 95% interval, return and length for each m_inf on the same seeded initial states."""
+    seeds = episode_seeds(seed, envs.count)
+    rows = []
+    for m in m_values:
+        summary = run_episodes(agent, envs, m, n, seeds, sample_seed=seed + m).summary()
+        rows.append({k: summary[k] for k in EVAL_COLUMNS if k != "step"})
+    return rows
+
+
+def train_env(cfg: EnvTrainConfig, on_progress: Callable[[int, int], None] | None = None) -> tuple[SORLAgent, Path]:
+    """Run (or resume) SORL training on an OGBench environment; returns the agent and the run folder."""
+    arrays = load_training_arrays(cfg.env, cfg.dataset_dir, cfg.generate_missing, cfg.progress)
+    obs_dim, action_dim = arrays["observations"].shape[1], arrays["actions"].shape[1]
+    run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    ckpt_path = run_dir / "checkpoint.pt"
+
+    if cfg.resume:
+        agent, extra = load_for_resume(ckpt_path, device=cfg.agent.device)
+        if extra.get("env") != cfg.env or extra.get("train_config", {}).get("seed") != cfg.seed:
+            raise CheckpointError(f"{ckpt_path} belongs to another run (environment/seed differ); use a different --out")
+        dataset = OfflineDataset(arrays, agent.device, seed=cfg.seed)
+        dataset.generator.set_state(extra["dataset_generator"])
+    else:
+        agent = SORLAgent(replace(cfg.agent, obs_dim=obs_dim, action_dim=action_dim), seed=cfg.seed)
+        dataset = OfflineDataset(arrays, agent.device, seed=cfg.seed)
+    del arrays
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = {**asdict(cfg), "agent": agent.config.to_dict(), "out": str(run_dir)}
+    (run_dir / "config.json").write_text(json.dumps(resolved, indent=2))
+    train_log = CsvLog(run_dir / "metrics.csv", TRAIN_COLUMNS)
+    eval_log = CsvLog(run_dir / "eval.csv", EVAL_COLUMNS)
+    for log in (train_log, eval_log):
+        log.truncate_after(agent.step) if cfg.resume else log.reset()
+
+    def checkpoint() -> None:
+        extra = {"train_config": resolved, "dataset_generator": dataset.generator.get_state(), "kind": "ogbench", "env": cfg.env}
+        save_checkpoint(ckpt_path, agent, extra)
+
+    envs = EnvBatch(cfg.env, cfg.eval_episodes, workers=cfg.eval_workers) if cfg.eval_every else None
+    try:
+        run_loop(agent, dataset, cfg.iterations, cfg.log_every, cfg.eval_every, cfg.checkpoint_every,
+                 evaluate=lambda: evaluate_success(agent, envs, cfg.eval_m_inf, seed=cfg.seed),
+                 train_log=train_log, eval_log=eval_log, checkpoint=checkpoint, run_dir=run_dir,
+                 desc=f"train {cfg.env}", progress=cfg.progress, on_progress=on_progress)
+    finally:
+        if envs is not None:
+            envs.close()
+    return agent, run_dir

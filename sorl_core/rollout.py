@@ -1,0 +1,292 @@
+"""Episodes in OGBench environments, many at once: one policy call per step for every running episode.
+
+`EnvBatch` holds E environments of one name, split over worker processes (one per core) so physics
+runs in parallel while the policy runs batched in the main process. `run_episodes` plays one
+(m_inf, n) configuration from given reset seeds, so every configuration faces the same initial states.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+
+def make_env(env_name: str, **env_kwargs):
+    """One OGBench environment (no dataset needed); a clear error for names OGBench does not know."""
+    warnings.filterwarnings("ignore", message=".*precision lowered.*")
+    warnings.filterwarnings("ignore", message=".*DISPLAY.*")
+    import ogbench
+
+    from .ogbench_data import dataset_name_for
+
+    try:
+        dataset_name_for(env_name)  # raises a ValueError listing what is supported
+        return ogbench.make_env_and_datasets(env_name, env_only=True, **env_kwargs)
+    except ValueError:
+        raise
+    except Exception as exc:  # gymnasium.error.NameNotFound / UnregisteredEnv and friends
+        raise ValueError(f"OGBench cannot make {env_name!r}: {exc}") from None
+
+
+class _LocalEnvs:
+    """A slice of environments stepped in this process."""
+
+    def __init__(self, env_name: str, count: int, env_kwargs: dict):
+        self.envs = [make_env(env_name, **env_kwargs) for _ in range(count)]
+
+    def reset(self, seeds: list[int]) -> np.ndarray:
+        return np.stack([env.reset(seed=int(s))[0] for env, s in zip(self.envs, seeds)])
+
+    def step(self, index: list[int], actions: np.ndarray) -> tuple:
+        out = [self.envs[i].step(a) for i, a in zip(index, actions)]
+        obs = np.stack([o[0] for o in out]) if out else np.zeros((0,))
+        reward = np.array([o[1] for o in out], dtype=np.float64)
+        terminated = np.array([o[2] for o in out], dtype=bool)
+        truncated = np.array([o[3] for o in out], dtype=bool)
+        success = np.array([bool(o[4].get("success", False)) for o in out], dtype=bool)
+        return obs, reward, terminated, truncated, success
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def _worker(conn, env_name: str, count: int, env_kwargs: dict) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        local = _LocalEnvs(env_name, count, env_kwargs)
+        conn.send(("ok", None))
+    except Exception as exc:  # reported to the parent, which raises it
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    while True:
+        command, args = conn.recv()
+        if command == "close":
+            local.close()
+            conn.close()
+            return
+        try:
+            conn.send(("ok", getattr(local, command)(*args)))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class EnvBatch:
+    """`count` environments of `env_name`; with `workers` > 1 they live in that many processes."""
+
+    def __init__(self, env_name: str, count: int, workers: int = 1, **env_kwargs):
+        if count < 1:
+            raise ValueError("EnvBatch needs at least one environment")
+        self.env_name, self.count = env_name, count
+        workers = max(1, min(workers, count))
+        sizes = [count // workers + (i < count % workers) for i in range(workers)]
+        self.slices = np.split(np.arange(count), np.cumsum(sizes)[:-1])
+        if workers == 1:
+            self.local, self.conns, self.procs = _LocalEnvs(env_name, count, env_kwargs), [], []
+            probe = self.local.envs[0]
+        else:
+            self.local = None
+            context = mp.get_context("spawn")  # torch in the parent: never fork it
+            self.conns, self.procs = [], []
+            for size in sizes:
+                parent, child = context.Pipe()
+                proc = context.Process(target=_worker, args=(child, env_name, size, env_kwargs), daemon=True)
+                proc.start()
+                self.conns.append(parent)
+                self.procs.append(proc)
+            for conn in self.conns:
+                self._receive(conn)
+            probe = make_env(env_name, **env_kwargs)
+        self.max_episode_steps = probe.spec.max_episode_steps if probe.spec else None
+        self.obs_dim = probe.observation_space.shape[0]
+        self.action_dim = probe.action_space.shape[0]
+        if self.local is None:
+            probe.close()
+
+    def _receive(self, conn):
+        status, value = conn.recv()
+        if status == "error":
+            self.close()
+            raise RuntimeError(f"environment worker failed: {value}")
+        return value
+
+    def _call(self, command: str, per_slice_args: list[tuple]) -> list:
+        if self.local is not None:
+            return [getattr(self.local, command)(*per_slice_args[0])]
+        for conn, args in zip(self.conns, per_slice_args):
+            conn.send((command, args))
+        return [self._receive(conn) for conn in self.conns]
+
+    def reset(self, seeds) -> np.ndarray:
+        seeds = list(seeds)
+        if len(seeds) != self.count:
+            raise ValueError(f"reset needs {self.count} seeds, got {len(seeds)}")
+        parts = self._call("reset", [([seeds[i] for i in s],) for s in self.slices])
+        return np.concatenate(parts).astype(np.float32)
+
+    def step(self, index: np.ndarray, actions: np.ndarray) -> tuple:
+        """Step the environments `index` (sorted global indices) with `actions`; returns arrays in that order."""
+        args, order = [], []
+        for s in self.slices:
+            mine = np.nonzero(np.isin(index, s))[0]
+            order.append(mine)
+            args.append(([int(i - s[0]) for i in index[mine]], actions[mine]))
+        parts = self._call("step", args)
+        fields = []
+        for f in range(5):
+            chunks = [p[f] for p, o in zip(parts, order) if len(o)]
+            fields.append(np.concatenate(chunks) if chunks else np.zeros((0,)))
+        perm = np.argsort(np.concatenate(order))  # back to the order of `index`
+        obs, reward, terminated, truncated, success = (x[perm] for x in fields)
+        return obs.astype(np.float32), reward, terminated, truncated, success
+
+    def close(self) -> None:
+        if self.local is not None:
+            self.local.close()
+            self.local = None
+        for conn in self.conns:
+            try:
+                conn.send(("close", ()))
+            except (BrokenPipeError, OSError):
+                pass
+        for proc in self.procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+        self.conns, self.procs = [], []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate (sensible at 0% and 100%, unlike the normal one)."""
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    denom = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class EpisodeResults:
+    """Outcome of one (m_inf, n) configuration over a set of seeded episodes."""
+
+    m_inf: int
+    n: int
+    seeds: list[int]
+    success: np.ndarray  # (E,) bool: info['success'] at each episode's last step
+    returns: np.ndarray  # (E,) undiscounted
+    lengths: np.ndarray  # (E,) steps
+    actor_calls: int  # per action
+    critic_calls: int  # per action
+    policy_seconds: float  # wall-clock inside agent.sample, all steps
+    actions_taken: int
+    q_traces: list[np.ndarray] = field(default_factory=list)  # per episode: Q of each chosen action (if recorded)
+
+    @property
+    def successes(self) -> int:
+        return int(self.success.sum())
+
+    def summary(self) -> dict:
+        low, high = wilson_interval(self.successes, len(self.seeds))
+        return {
+            "m_inf": self.m_inf,
+            "n": self.n,
+            "episodes": len(self.seeds),
+            "successes": self.successes,
+            "success_rate": round(self.successes / max(1, len(self.seeds)), 4),
+            "success_ci_low": round(low, 4),
+            "success_ci_high": round(high, 4),
+            "mean_return": round(float(self.returns.mean()), 3),
+            "mean_length": round(float(self.lengths.mean()), 2),
+            "actor_calls": self.actor_calls,
+            "critic_calls": self.critic_calls,
+            "network_calls": self.actor_calls + self.critic_calls,
+            "ms_per_action": round(1000.0 * self.policy_seconds / max(1, self.actions_taken), 4),
+        }
+
+
+def episode_seeds(seed: int, episodes: int) -> list[int]:
+    """Reset seeds of a sweep: episode i starts from the same state in every configuration."""
+    return [seed * 100_003 + i for i in range(episodes)]
+
+
+def run_episodes(
+    agent,
+    envs: EnvBatch,
+    m_inf: int,
+    n: int,
+    seeds: list[int],
+    sample_seed: int = 0,
+    extrapolate: bool = False,
+    record_q: bool = False,
+    on_step: Callable[[int, int], None] | None = None,
+    on_env_step: Callable[[int, np.ndarray], None] | None = None,
+) -> EpisodeResults:
+    """Play len(seeds) episodes (== envs.count) of one configuration to their end.
+
+    Each step calls `agent.sample` once for all running episodes. Episodes end on success or at the
+    time limit. `record_q` also stores the online critic's Q (at k = m_inf) of every chosen action.
+    `on_step(done, total)` reports finished episodes; `on_env_step(t, running)` is called after the
+    reset (t = 0) and after every step with the mask of episodes that were stepped (rendering hooks here).
+    """
+    import torch  # here, not at the top: environment worker processes import this module without torch
+
+    with torch.no_grad():
+        count = envs.count
+        obs = envs.reset(seeds)
+        running = np.ones(count, dtype=bool)
+        success = np.zeros(count, dtype=bool)
+        returns, lengths = np.zeros(count), np.zeros(count, dtype=np.int64)
+        q_traces: list[list[float]] = [[] for _ in range(count)]
+        generator = torch.Generator(agent.device).manual_seed(int(sample_seed))
+        if on_env_step is not None:
+            on_env_step(0, running.copy())
+        t = 0
+        policy_seconds, actions_taken = 0.0, 0
+        calls = (m_inf * n, n if n > 1 else 0)  # replaced by the sampler's own count below
+        while running.any():
+            index = np.nonzero(running)[0]
+            t0 = time.perf_counter()
+            result = agent.sample(obs[index], m_inf=m_inf, n=n, generator=generator, extrapolate=extrapolate)
+            actions = result.actions.float().cpu().numpy()
+            policy_seconds += time.perf_counter() - t0
+            actions_taken += len(index)
+            calls = (result.actor_calls, result.critic_calls)
+            if record_q:
+                if result.q is None:  # n == 1: score the chosen action (for the plot; not counted as compute)
+                    q = agent.q_value(obs[index], result.actions, k=m_inf)
+                else:
+                    q = result.q.gather(1, result.chosen[:, None])[:, 0]
+                for i, value in zip(index, q.float().cpu().numpy()):
+                    q_traces[i].append(float(value))
+            next_obs, reward, terminated, truncated, succ = envs.step(index, actions)
+            t += 1
+            if on_env_step is not None:
+                on_env_step(t, running.copy())
+            returns[index] += reward
+            lengths[index] += 1
+            obs[index] = next_obs
+            ended = terminated | truncated
+            success[index[ended]] = succ[ended]
+            running[index[ended]] = False
+            if on_step is not None and ended.any():
+                on_step(int((~running).sum()), count)
+        return EpisodeResults(
+            m_inf=m_inf, n=n, seeds=list(seeds), success=success, returns=returns, lengths=lengths,
+            actor_calls=calls[0], critic_calls=calls[1], policy_seconds=policy_seconds, actions_taken=actions_taken,
+            q_traces=[np.array(t) for t in q_traces] if record_q else [],
+        )

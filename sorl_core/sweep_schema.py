@@ -1,0 +1,26 @@
+"""The columns of a test-time-scaling sweep CSV (`sorl-lab evaluate`): one row per (m_inf, n) cell.
+
+Shared by the evaluator that writes the file, the app's scaling page and the notebooks that read it.
+"""
+
+from __future__ import annotations
+
+SWEEP_COLUMNS: tuple[str, ...] = (
+    "checkpoint",  # label of the checkpoint (file stem, or the bundled name)
+    "env",  # OGBench environment, e.g. cube-single-play-singletask-task2-v0
+    "m_btt",  # M_BTT the checkpoint was trained with (for comparing checkpoints)
+    "m_inf",  # Euler steps at inference
+    "n",  # best-of-N candidates ranked by the learned Q
+    "episodes",  # episodes in the cell
+    "successes",  # episodes whose last step reported info['success']
+    "success_rate",  # successes / episodes
+    "success_ci_low",  # 95% Wilson interval of the success rate
+    "success_ci_high",
+    "mean_return",  # mean undiscounted episode return
+    "mean_length",  # mean episode length in steps (episodes end on success)
+    "actor_calls",  # actor network calls per action: m_inf * n
+    "critic_calls",  # critic calls per action: n when n > 1, else 0
+    "network_calls",  # actor_calls + critic_calls: the compute axis of the scaling plots
+    "ms_per_action",  # policy wall-clock per action, batched over all episodes of the cell
+    "seed",  # seed of the initial states and of the sampling noise
+)

@@ -1,0 +1,166 @@
+"""OGBench training, the test-time-scaling sweep and rollout videos, end to end through the real CLI.
+
+Real environments and MuJoCo physics on a few generated episodes and a tiny network: the policies
+are untrained, so these tests check plumbing, seeding and file formats, never success rates.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sorl_core.cli import main
+from sorl_core.ogbench_data import DataGenerateConfig, generate_dataset
+from sorl_core.rollout import EnvBatch, episode_seeds, run_episodes, wilson_interval
+from sorl_core.sweep_schema import SWEEP_COLUMNS
+
+pytest.importorskip("ogbench")
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+ENV = "cube-single-play-singletask-task2-v0"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    generate_dataset(DataGenerateConfig("cube-single-play-v0", dataset_dir=str(d), episodes=3, episode_length=201,
+                                        workers=1, progress=False))
+    return d
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory):
+    """A 20-iteration run with evaluations at steps 10 and 20 (2 episodes at m_inf 1 and 8)."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    rc = main(["train", "--env", ENV, "--dataset-dir", str(data_dir), "--iterations", "20", "--log-every", "5",
+               "--eval-every", "10", "--eval-episodes", "2", "--eval-m-inf", "1", "8", "--eval-workers", "1",
+               "--checkpoint-every", "10", "--agent.size", "tiny", "--no-progress", "--out", str(out)])
+    assert rc == 0
+    return out
+
+
+def test_train_on_ogbench_uses_the_preset_and_logs_evaluations(trained):
+    config = json.loads((trained / "config.json").read_text())
+    assert config["env"] == ENV
+    assert (config["agent"]["discount"], config["agent"]["q_agg"], config["agent"]["q_loss_coef"]) == (0.99, "mean", 10)
+    rows = read_csv(trained / "eval.csv")
+    assert [(int(r["step"]), int(r["m_inf"])) for r in rows] == [(10, 1), (10, 8), (20, 1), (20, 8)]
+    for r in rows:
+        assert int(r["episodes"]) == 2
+        assert 0 <= float(r["success_ci_low"]) <= float(r["success_rate"]) <= float(r["success_ci_high"]) <= 1
+        assert 1 <= float(r["mean_length"]) <= 200
+    metrics = read_csv(trained / "metrics.csv")
+    assert [int(r["step"]) for r in metrics] == [5, 10, 15, 20]
+    assert all(np.isfinite(float(r["critic_loss"])) for r in metrics)
+
+
+def test_train_resumes_an_ogbench_run(trained, data_dir):
+    rc = main(["train", "--env", ENV, "--dataset-dir", str(data_dir), "--iterations", "30", "--log-every", "5",
+               "--eval-every", "0", "--checkpoint-every", "10", "--agent.size", "tiny", "--no-progress",
+               "--out", str(trained), "--resume"])
+    assert rc == 0
+    assert [int(r["step"]) for r in read_csv(trained / "metrics.csv")][-2:] == [25, 30]
+    assert [int(r["step"]) for r in read_csv(trained / "eval.csv")][-1] == 20  # earlier evaluations kept
+
+
+def test_unknown_or_goal_conditioned_environments_are_refused_with_the_list(capsys):
+    assert main(["train", "--env", "cube-sextuple-play-singletask-task2-v0"]) == 2
+    err = capsys.readouterr().err
+    assert "supported environments" in err and "cube-single-play" in err and "scene-play" in err
+    assert main(["train", "--env", "cube-single-play-v0"]) == 2
+    assert "cube-single-play-singletask-task2-v0" in capsys.readouterr().err
+
+
+def test_env_batch_is_seeded_and_workers_do_not_change_results():
+    seeds = episode_seeds(3, 3)
+    actions = np.random.default_rng(0).uniform(-1, 1, (3, 5)).astype(np.float32)
+    results = []
+    for workers in (1, 2):
+        with EnvBatch(ENV, 3, workers=workers) as envs:
+            first = envs.reset(seeds)
+            assert np.array_equal(first, envs.reset(seeds))  # the same initial states every time
+            stepped = envs.step(np.array([0, 2]), actions[[0, 2]])  # only episodes 0 and 2 move
+            results.append((first, stepped[0]))
+    assert np.array_equal(results[0][0], results[1][0]) and np.array_equal(results[0][1], results[1][1])
+    assert not np.array_equal(results[0][0][0], results[0][0][1])  # different seeds, different states
+
+
+def test_run_episodes_calls_the_policy_once_per_step_for_all_episodes(trained):
+    from sorl_core.checkpoint import load_agent
+
+    agent, _ = load_agent(trained / "checkpoint.pt", device="cpu")
+    calls = []
+    original = agent.sample
+    agent.sample = lambda obs, **kw: calls.append(len(obs)) or original(obs, **kw)
+    with EnvBatch(ENV, 3, workers=1, max_episode_steps=12) as envs:
+        result = run_episodes(agent, envs, 2, 4, episode_seeds(0, 3), record_q=True)
+    assert calls == [3] * 12  # three episodes, one batched call per step, ending at the 12-step limit
+    assert list(result.lengths) == [12, 12, 12] and [len(q) for q in result.q_traces] == [12, 12, 12]
+    s = result.summary()
+    assert (s["actor_calls"], s["critic_calls"], s["network_calls"]) == (8, 4, 12)
+
+
+def test_wilson_interval():
+    assert wilson_interval(0, 50)[0] == 0.0 and 0.05 < wilson_interval(0, 50)[1] < 0.08
+    low, high = wilson_interval(40, 50)
+    assert low < 0.8 < high and round(low, 3) == 0.670 and round(high, 3) == 0.888
+
+
+def test_evaluate_writes_the_sweep_csv_and_report(trained, tmp_path):
+    rc = main(["evaluate", "--checkpoint", str(trained / "checkpoint.pt"), "--m-inf", "1", "2", "--n", "1", "2",
+               "--episodes", "2", "--workers", "2", "--no-progress", "--out", str(tmp_path)])
+    assert rc == 0
+    rows = read_csv(tmp_path / "sweep.csv")
+    assert tuple(rows[0]) == SWEEP_COLUMNS
+    assert [(int(r["m_inf"]), int(r["n"])) for r in rows] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert [int(r["network_calls"]) for r in rows] == [1, 4, 2, 6]
+    assert all(r["env"] == ENV and int(r["episodes"]) == 2 and float(r["ms_per_action"]) > 0 for r in rows)
+    html = (tmp_path / "sweep.html").read_text()
+    assert "plotly" in html.lower() and "Success over M_inf x N" in html and "Success against compute" in html
+
+
+def test_evaluate_rejects_bad_input(trained, tmp_path, capsys):
+    ckpt = str(trained / "checkpoint.pt")
+    assert main(["evaluate", "--checkpoint", ckpt, "--m-inf", "3", "--episodes", "1"]) == 2
+    assert "power of two" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(REPO / "assets" / "toy" / "ring.pt"), "--episodes", "1"]) == 2
+    assert "not an OGBench checkpoint" in capsys.readouterr().err
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    assert main(["evaluate", "--checkpoint", str(junk)]) == 2
+    assert "not a readable SORL Lab checkpoint" in capsys.readouterr().err
+
+
+def test_render_writes_playable_h264_side_by_side_and_caches(trained, tmp_path, monkeypatch):
+    import imageio.v2 as imageio
+
+    monkeypatch.setenv("SORL_LAB_CACHE", str(tmp_path / "cache"))
+    args = ["render", "--checkpoint", str(trained / "checkpoint.pt"), "--configs", "1x1", "2x2", "--seed", "1",
+            "--every", "20", "--size", "96", "--out", str(tmp_path / "videos")]
+    assert main(args) == 0
+    videos = sorted((tmp_path / "videos").glob("*.mp4"))
+    assert [v.name for v in videos] == ["checkpoint-s1-M1xN1.mp4", "checkpoint-s1-M2xN2.mp4", "checkpoint-s1-side-by-side.mp4"]
+    for video in videos:
+        with imageio.get_reader(video, format="FFMPEG") as reader:
+            meta = reader.get_meta_data()
+            frames = [f for f in reader]
+        assert meta["codec"] == "h264" and meta["pix_fmt"].startswith("yuv420p")
+        # untrained policy: 200 steps, a frame every 20 (11) + the final state + 1 s hold at 1 fps
+        assert len(frames) == 11 + 1 + 1
+        assert frames[0].shape == ((96, 192, 3) if "side" in video.name else (96, 96, 3))
+        assert frames[0].std() > 5  # a picture, not a blank frame
+    cached = sorted((tmp_path / "cache").glob("*.mp4"))
+    assert len(cached) == 2
+    stamp = [c.stat().st_mtime_ns for c in cached]
+    assert main(args) == 0  # the second time comes from the cache
+    assert [c.stat().st_mtime_ns for c in cached] == stamp
