@@ -104,8 +104,16 @@ def guarded(what: str):
 
 
 # --------------------------------------------------------------------------- state: URL -> widgets, once
+VIEW_KEYS = ("world", "m", "ext", "n", "seed", "c", "tseed", "titers", "group")
+
+
 def init_state() -> None:
     if st.session_state.get("_init_done"):
+        # Streamlit drops the state of widgets a run did not draw: after a visit to another page of the app,
+        # put this page's view back (from the copy kept at the end of the controls below).
+        for key, value in st.session_state.get("_home_view", {}).items():
+            if key not in st.session_state:
+                st.session_state[key] = value
         return
     values, warnings = C.parse_query_params(st.query_params.to_dict())
     for key, default in C.DEFAULTS.items():
@@ -280,6 +288,7 @@ with st.container(border=True):
     with c4:
         seed = st.number_input("Sampling seed", min_value=0, max_value=1_000_000, step=1, key="seed", help=HELP["seed"])
 m, n, seed, c = int(m), int(n), int(seed), round(float(c), 2)
+st.session_state._home_view = {k: st.session_state[k] for k in VIEW_KEYS if k in st.session_state}
 ext_used = bool(m > m_disc)  # the flag only matters past M_disc: keep cache keys canonical
 
 # ---- shareable URL: written back whenever the view changes

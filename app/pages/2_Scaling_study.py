@@ -1,0 +1,158 @@
+"""Scaling study: success rate of a shortcut policy over the M_inf x N grid of a test-time-scaling sweep.
+
+Reads sweep CSVs (sorl_core/sweep_schema.py): bundled ones under assets/ogbench/**/sweep*.csv, or uploaded.
+The logic lives in app/_scaling.py.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _scaling as S  # noqa: E402  (app/ is not a package)
+
+from sorl_core import viz  # noqa: E402
+
+st.set_page_config(page_title="SORL Lab — scaling study", page_icon="📈", layout="wide")
+
+HELP = {
+    "bundled": "Sweeps shipped with the lab (assets/ogbench/**/sweep*.csv): each holds one checkpoint's success "
+               "rate at every (M_inf, N) cell, measured in the environment with a 95% Wilson interval.",
+    "upload": "One or more sweep CSVs written by the evaluator (columns in sorl_core/sweep_schema.py). Load two "
+              "checkpoints, e.g. trained with M_BTT = 8 and M_BTT = 1, to compare how they scale.",
+    "series": "Checkpoints to compare. A checkpoint is named with the M_BTT it was trained with: the number of "
+              "Euler steps back-propagated through in the Q loss.",
+    "group": "Sequential scaling: one line per N, M_inf (Euler steps) grows along it. Parallel scaling: one line "
+             "per M_inf, N (best-of-N candidates ranked by the learned Q) grows along it. Same compute axis.",
+    "budget": "Test-time compute per action, in network calls: M_inf·N actor calls plus N critic calls when N > 1. "
+              "The compute-optimal cell is the (M_inf, N) with the highest success rate among those that fit; "
+              "ties go to fewer calls.",
+}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def parse(data: bytes, name: str):
+    """(frame, None) or (None, message): parsing is cached on the file's bytes."""
+    try:
+        return S.parse_sweep(data, name), None
+    except S.SweepError as exc:
+        return None, str(exc)
+
+
+def small_sweep_section() -> None:
+    """HOOK (to be wired by the lead): run a small sweep here (S.run_small_sweep) and add its table to the
+    sources below. Intentionally renders nothing until the evaluator exists."""
+
+
+st.title("Scaling study · success against compute")
+st.markdown(
+    "How does a shortcut policy trade **Euler steps M_inf** (sequential scaling) against **best-of-N candidates** "
+    "ranked by the learned Q (parallel scaling)? Load a sweep: the success rate of one or more checkpoints at every "
+    "(M_inf, N) cell, with episodes, 95% intervals and compute per action (SORL, "
+    "[arXiv 2505.22866](https://arxiv.org/abs/2505.22866))."
+)
+
+# ---- sources
+sources: list[tuple[str, bytes]] = []
+with st.container(border=True):
+    left, right = st.columns(2)
+    with left:
+        root = S.sweep_dir()
+        bundled = S.bundled_sweeps(root)
+        if bundled:
+            labels = {str(p.relative_to(root)): p for p in bundled}
+            picked = st.multiselect("Bundled sweeps", list(labels), default=list(labels)[:1], key="bundled",
+                                    help=HELP["bundled"])
+            sources += [(name, labels[name].read_bytes()) for name in picked]
+        else:
+            st.info(f"No bundled sweeps yet: nothing matches `sweep*.csv` under `{root}`. "
+                    "Upload a sweep CSV on the right.")
+    with right:
+        files = st.file_uploader("Upload sweep CSV(s)", type=["csv"], accept_multiple_files=True, key="upload",
+                                 help=HELP["upload"])
+        sources += [(f.name, f.getvalue()) for f in files or []]
+small_sweep_section()
+
+frames = []
+for name, data in sources:
+    df, error = parse(data, name)
+    if error:
+        st.error(error)
+    else:
+        frames.append((name, df))
+if not frames:
+    if not sources:
+        st.info("Pick a bundled sweep or upload one to see the grid, the scaling curves and the compute-optimal cell.")
+    st.stop()
+
+table = S.combine(frames)
+all_series = S.series_order(table)
+if len(all_series) > 1:
+    shown = st.multiselect("Checkpoints", all_series, default=all_series, key="series", help=HELP["series"])
+    table = table[table.series.isin(shown)]
+    if table.empty:
+        st.info("Select at least one checkpoint.")
+        st.stop()
+series = S.series_order(table)
+envs = sorted(table.env.unique())
+st.caption(f"{len(table)} cells from {len(frames)} file(s) · environment: {', '.join(envs)} · "
+           f"{int(table.episodes.min())}–{int(table.episodes.max())} episodes per cell"
+           + (" · ⚠ the checkpoints were evaluated in different environments" if len(envs) > 1 else ""))
+
+# ---- budget and the compute-optimal cell
+options = S.budget_options(table)
+if st.session_state.get("budget") not in options:  # first load: the whole grid; other files: the nearest below
+    below = [o for o in options if o <= (st.session_state.get("budget") or options[-1])]
+    st.session_state.budget = below[-1] if below else options[0]
+c1, c2 = st.columns([2, 1])
+with c1:
+    budget = st.select_slider("Compute budget: network calls per action", options=options,
+                              key="budget", help=HELP["budget"])
+with c2:
+    group = st.radio("Lines", ["one per N (sequential)", "one per M_inf (parallel)"], key="group", horizontal=True,
+                     help=HELP["group"])
+picks = {s: S.compute_optimal(table[table.series == s], budget) for s in series}
+cols = st.columns(len(series))
+for col, s in zip(cols, series):
+    p = picks[s]
+    label = "Compute-optimal" + ("" if len(series) == 1 else f" · {s}")
+    if p is None:
+        col.metric(label, "nothing fits", help="No cell of this checkpoint costs this few network calls.")
+    else:
+        col.metric(label, f"M_inf={p['m_inf']}, N={p['n']}", delta=f"success {p['success_rate']:.3f}",
+                   delta_color="off", delta_arrow="off",
+                   help=f"{p['network_calls']} network calls per action (≤ {budget}); 95% interval "
+                        f"[{p['success_ci_low']:.3f}, {p['success_ci_high']:.3f}] over {p['episodes']} episodes.")
+
+# ---- figures
+figures = []
+fig = S.compute_figure(table, "n" if group.startswith("one per N") else "m", budget, picks)
+st.plotly_chart(fig, key="fig_compute", theme=None, config={"displaylogo": False})
+figures.append(("Success against compute", fig))
+
+st.subheader("Success rate over the M_inf × N grid")
+for start in range(0, len(series), 2):
+    row = st.columns(2)
+    for col, s in zip(row, series[start:start + 2]):
+        with col:
+            hm = S.heatmap_figure(table[table.series == s], s, budget, picks[s])
+            st.plotly_chart(hm, key=f"fig_grid_{start}_{s}", theme=None, config={"displaylogo": False})
+            figures.append((f"Grid: {s}", hm))
+st.caption(f"Grey cells cost more than the budget ({budget} calls per action); the gold frame marks the "
+           "compute-optimal cell.")
+
+# ---- table and downloads
+with st.expander("Table"):
+    st.dataframe(table, hide_index=True)
+d1, d2 = st.columns(2)
+stem = "sorl-lab-scaling-" + "-vs-".join(str(s).split(" ")[0] for s in series)[:80]
+d1.download_button("Figures (HTML)", lambda: viz.figures_html(figures, "SORL Lab — scaling study",
+                                                              f"budget {budget} calls per action").encode(),
+                   file_name=f"{stem}.html", mime="text/html", on_click="ignore", icon=":material/download:",
+                   help="Every figure of this page in one interactive HTML file (opens offline).")
+d2.download_button("Table (CSV)", table.to_csv(index=False), file_name=f"{stem}.csv", mime="text/csv",
+                   on_click="ignore", icon=":material/download:",
+                   help="The checked cells of every loaded sweep, with the file and checkpoint they belong to.")
