@@ -33,6 +33,7 @@ def save_checkpoint(path: str | Path, agent: SORLAgent, extra: dict | None = Non
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp files are private; a checkpoint is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -10,8 +10,8 @@ import tyro
 
 from .bench import BenchConfig, print_report, run_bench
 from .checkpoint import CheckpointError
-from .ogbench_data import DEFAULT_DATASET_DIR, DataGenerateConfig, dataset_paths, dataset_spec, generate_dataset, official_files_help
 from .evaluate import EvaluateConfig, evaluate
+from .ogbench_data import DEFAULT_DATASET_DIR, DataGenerateConfig, dataset_paths, dataset_spec, generate_dataset, official_files_help
 from .ogbench_train import EnvTrainConfig, default_env_config, train_env
 from .render import RenderConfig, render
 from .train import ToyTrainConfig, train_toy

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -13,7 +13,14 @@ from .agent import SORLAgent, resolve_device
 from .checkpoint import CheckpointError, load_for_resume, save_checkpoint
 from .config import SORLConfig, preset_for
 from .data import OfflineDataset
-from .ogbench_data import DEFAULT_DATASET_DIR, DataGenerateConfig, dataset_name_for, dataset_paths, generate_dataset, load_dataset_and_env
+from .ogbench_data import (
+    DEFAULT_DATASET_DIR,
+    DataGenerateConfig,
+    dataset_name_for,
+    dataset_paths,
+    generate_dataset,
+    load_dataset_and_env,
+)
 from .rollout import EnvBatch, episode_seeds, run_episodes
 from .train import EVAL_M_INF, TRAIN_COLUMNS, CsvLog, run_loop
 

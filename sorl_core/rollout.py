@@ -10,10 +10,14 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
+import sys
+import threading
 import time
+import types
 import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -58,6 +62,32 @@ class _LocalEnvs:
             env.close()
 
 
+_MAIN_LOCK = threading.Lock()
+
+
+@contextmanager
+def _spawn_safe_main():
+    """Let EnvBatch start its worker processes from inside a Streamlit page.
+
+    Streamlit executes a page as ``sys.modules["__main__"]`` (no ``__spec__``, ``__file__`` = the page), and
+    multiprocessing's spawn re-runs the ``__main__`` file in every new process: each environment worker
+    would execute the whole page (and crash on it). While the workers start, ``__main__`` is a blank module;
+    the workers only need ``sorl_core.rollout``, which they import by name.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None or not getattr(main, "__file__", None):
+        yield
+        return
+    blank = types.ModuleType("__main__")
+    with _MAIN_LOCK:
+        sys.modules["__main__"] = blank
+        try:
+            yield
+        finally:
+            if sys.modules.get("__main__") is blank:  # a newer script run may have installed its own meanwhile
+                sys.modules["__main__"] = main
+
+
 def _worker(conn, env_name: str, count: int, env_kwargs: dict) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
@@ -95,12 +125,13 @@ class EnvBatch:
             self.local = None
             context = mp.get_context("spawn")  # torch in the parent: never fork it
             self.conns, self.procs = [], []
-            for size in sizes:
-                parent, child = context.Pipe()
-                proc = context.Process(target=_worker, args=(child, env_name, size, env_kwargs), daemon=True)
-                proc.start()
-                self.conns.append(parent)
-                self.procs.append(proc)
+            with _spawn_safe_main():
+                for size in sizes:
+                    parent, child = context.Pipe()
+                    proc = context.Process(target=_worker, args=(child, env_name, size, env_kwargs), daemon=True)
+                    proc.start()
+                    self.conns.append(parent)
+                    self.procs.append(proc)
             for conn in self.conns:
                 self._receive(conn)
             probe = make_env(env_name, **env_kwargs)

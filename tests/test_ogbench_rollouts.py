@@ -139,6 +139,8 @@ def test_evaluate_rejects_bad_input(trained, tmp_path, capsys):
     junk.write_bytes(b"not a checkpoint")
     assert main(["evaluate", "--checkpoint", str(junk)]) == 2
     assert "not a readable SORL Lab checkpoint" in capsys.readouterr().err
+    assert main(["render", "--checkpoint", ckpt, "--configs", "8by16"]) == 2
+    assert "M_INFxN" in capsys.readouterr().err
 
 
 def test_render_writes_playable_h264_side_by_side_and_caches(trained, tmp_path, monkeypatch):
@@ -164,3 +166,29 @@ def test_render_writes_playable_h264_side_by_side_and_caches(trained, tmp_path, 
     stamp = [c.stat().st_mtime_ns for c in cached]
     assert main(args) == 0  # the second time comes from the cache
     assert [c.stat().st_mtime_ns for c in cached] == stamp
+
+
+BUNDLED = sorted((REPO / "assets" / "ogbench").glob("*/policy.pt"))
+
+
+def test_the_cube_single_policy_is_bundled():
+    assert "cube-single-task2" in [p.parent.name for p in BUNDLED]
+
+
+@pytest.mark.parametrize("policy", BUNDLED, ids=[p.parent.name for p in BUNDLED])
+def test_bundled_checkpoints_load_and_act_in_their_environment(policy):
+    from sorl_core.checkpoint import load_agent
+
+    agent, extra = load_agent(policy, device="cpu")
+    folder = policy.parent
+    assert extra["env"].endswith("-v0") and "singletask" in extra["env"]
+    rows = read_csv(folder / "sweep.csv")
+    assert tuple(rows[0]) == SWEEP_COLUMNS and all(int(r["episodes"]) == 50 for r in rows)
+    assert {(int(r["m_inf"]), int(r["n"])) for r in rows} >= {(m, 1) for m in (1, 2, 4, 8)}
+    card = (folder / "card.md").read_text()
+    assert "sorl-lab train --env" in card and f"{agent.step:,}" in card
+    with EnvBatch(extra["env"], 2, workers=1, max_episode_steps=15) as envs:
+        assert envs.obs_dim == agent.config.obs_dim and envs.action_dim == agent.config.action_dim
+        result = run_episodes(agent, envs, 8, 4, episode_seeds(0, 2), record_q=True)
+    assert all(1 <= length <= 15 for length in result.lengths)
+    assert all(np.isfinite(q).all() for q in result.q_traces)

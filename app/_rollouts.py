@@ -1,0 +1,350 @@
+"""Logic of the OGBench rollouts page (app/pages/1_OGBench_rollouts.py) that does not need Streamlit.
+
+Checkpoints are read only through ``sorl_core.checkpoint`` (``torch.load(weights_only=True)``: never
+unpickled) and checked against the environment they name. Episodes run through ``sorl_core.rollout``
+(one ``EnvBatch`` for all configurations, so every configuration faces the same seeded initial states),
+videos through ``sorl_core.render`` (cached on disk by checkpoint digest). Kept apart from the page so
+tests can call it directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+M_OPTIONS = (1, 2, 4, 8)  # Euler steps offered (powers of two up to the usual M_disc = 8)
+N_MAX = 64
+MAX_CONFIGS = 4
+DEFAULT_CONFIGS = ((1, 1), (8, 1), (8, 16), (4, 4))
+DEFAULT_COUNT = 3  # the first three of DEFAULT_CONFIGS are shown at first
+EPISODES_DEFAULT = 5
+EPISODES_MAX = 50
+WORKERS = 2  # environment processes (the policy runs batched in the page's process)
+VIDEO_QUALITY, VIDEO_EVERY, VIDEO_SIZE = "fast", 2, 240
+
+
+# --------------------------------------------------------------------------- bundled checkpoints
+def ogbench_dir() -> Path:
+    """Folder of the bundled OGBench policies: <repo>/assets/ogbench (SORL_LAB_OGBENCH_DIR overrides it)."""
+    return Path(os.environ.get("SORL_LAB_OGBENCH_DIR") or (REPO_ROOT / "assets" / "ogbench"))
+
+
+@dataclass(frozen=True)
+class Bundled:
+    """One bundled policy: <root>/<name>/policy.pt, with its card.md and sweep.csv when present."""
+
+    name: str
+    policy: Path
+    card: Path | None
+    sweep: Path | None
+
+
+def bundled_checkpoints(root: Path | None = None) -> list[Bundled]:
+    root = Path(root) if root is not None else ogbench_dir()
+    if not root.is_dir():
+        return []
+    out = []
+    for policy in sorted(root.glob("*/policy.pt")):
+        folder = policy.parent
+        card, sweep = folder / "card.md", folder / "sweep.csv"
+        out.append(Bundled(folder.name, policy, card if card.is_file() else None, sweep if sweep.is_file() else None))
+    return out
+
+
+def card_text(bundled: Bundled) -> str | None:
+    if bundled.card is None:
+        return None
+    try:
+        return bundled.card.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+# --------------------------------------------------------------------------- checkpoints
+def checkpoint_label(name: str) -> str:
+    """Short name of a checkpoint for tables and files: runs/x/checkpoint.pt and assets/ogbench/x/policy.pt -> x."""
+    path = Path(str(name))
+    return path.parent.name if path.stem in ("checkpoint", "policy") and path.parent.name else path.stem
+
+
+def digest_bytes(data: bytes) -> str:
+    """The same key as ``sorl_core.render.checkpoint_digest`` of a file holding these bytes."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def store_upload(data: bytes, folder: str | Path | None = None) -> Path:
+    """Write uploaded bytes to <tmp>/sorl-lab-uploads/<digest>.pt (content-addressed, atomic); return the path.
+
+    Two sessions uploading the same file share one file; a half-written file is never visible.
+    """
+    folder = Path(folder) if folder is not None else Path(tempfile.gettempdir()) / "sorl-lab-uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{digest_bytes(data)}.pt"
+    if path.is_file() and path.stat().st_size == len(data):
+        return path
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=path.stem, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@lru_cache(maxsize=32)
+def env_spaces(env_name: str) -> tuple[int, int, int | None]:
+    """(observation size, action size, episode step limit) of an OGBench environment; ValueError if unknown."""
+    from sorl_core.rollout import make_env
+
+    env = make_env(env_name)
+    try:
+        steps = env.spec.max_episode_steps if env.spec else None
+        return int(env.observation_space.shape[0]), int(env.action_space.shape[0]), steps
+    finally:
+        env.close()
+
+
+@dataclass
+class Loaded:
+    """A checked OGBench checkpoint, ready to run."""
+
+    agent: object
+    extra: dict
+    env_name: str
+    digest: str
+    path: Path
+    name: str
+    obs_dim: int
+    action_dim: int
+    max_episode_steps: int | None
+
+    @property
+    def m_disc(self) -> int:
+        return int(self.agent.config.m_disc)
+
+    @property
+    def m_btt(self) -> int:
+        return int(self.agent.config.m_btt)
+
+    def m_options(self) -> list[int]:
+        return [m for m in M_OPTIONS if m <= self.m_disc]
+
+
+def load_checkpoint(path: str | Path, name: str | None = None, digest: str | None = None) -> Loaded:
+    """Load and check an OGBench policy; raises CheckpointError with a message for the user.
+
+    Refused: unreadable, corrupt or foreign files (read_checkpoint), checkpoints without an OGBench
+    environment (toy-world policies), goal-conditioned environments, and policies whose observation or
+    action size differs from the environment's.
+    """
+    from sorl_core.checkpoint import CheckpointError, load_agent
+
+    path = Path(path)
+    name = name or path.name
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    with open(path, "rb") as f:
+        data = f.read()
+    buf = io.BytesIO(data)
+    buf.name = name  # read_checkpoint names the file in its messages
+    agent, extra = load_agent(buf, device="cpu")
+    env_name = extra.get("env") if isinstance(extra, dict) else None
+    if not env_name:
+        world = extra.get("world") if isinstance(extra, dict) else None
+        what = f"a policy of the toy 2-D world {world!r}" if world else "not tied to any OGBench environment"
+        raise CheckpointError(
+            f"{name} is a SORL Lab checkpoint, but {what} (its 'extra' names no 'env'). This page runs OGBench "
+            "policies: a checkpoint written by `sorl-lab train --env ...`. Toy policies belong on the Home page.")
+    env_name = str(env_name)
+    if "-singletask" not in env_name:
+        raise CheckpointError(f"{name} names {env_name!r}, a goal-conditioned environment; this page runs "
+                              "single-task policies (e.g. cube-single-play-singletask-task2-v0).")
+    try:
+        obs_dim, action_dim, steps = env_spaces(env_name)
+    except ValueError as exc:
+        raise CheckpointError(f"{name} names environment {env_name!r}, which cannot be made here: {exc}") from None
+    cfg = agent.config
+    if (cfg.obs_dim, cfg.action_dim) != (obs_dim, action_dim):
+        raise CheckpointError(
+            f"{name} does not fit {env_name}: the policy takes observations of size {cfg.obs_dim} and gives actions "
+            f"of size {cfg.action_dim}, the environment has observations of size {obs_dim} and actions of size "
+            f"{action_dim}.")
+    agent.sample(np.zeros((2, obs_dim), dtype=np.float32), m_inf=1, n=2, generator=0)  # torch's one-off start-up
+    return Loaded(agent, dict(extra), env_name, digest or digest_bytes(data), path, name, obs_dim, action_dim, steps)
+
+
+# --------------------------------------------------------------------------- configurations
+def network_calls(m: int, n: int) -> int:
+    """Per action: M_inf Euler steps for each of N candidates, plus N critic calls when there is a choice."""
+    return m * n + (n if n > 1 else 0)
+
+
+def config_label(m: int, n: int) -> str:
+    return f"M_inf={m}, N={n}"
+
+
+def clean_configs(pairs: Iterable[tuple[int, int]], m_disc: int = 8) -> tuple[list[tuple[int, int]], list[str]]:
+    """Valid, distinct (M_inf, N) pairs in the order given, and a message for each one dropped."""
+    out, notes = [], []
+    for m, n in pairs:
+        m, n = int(m), int(n)
+        if m not in M_OPTIONS or m > m_disc:
+            notes.append(f"{config_label(m, n)} dropped: M_inf must be a power of two up to the trained M_disc = {m_disc}.")
+        elif not 1 <= n <= N_MAX:
+            notes.append(f"{config_label(m, n)} dropped: N must be between 1 and {N_MAX}.")
+        elif (m, n) in out:
+            notes.append(f"{config_label(m, n)} appears twice; it runs once.")
+        else:
+            out.append((m, n))
+    return out, notes
+
+
+def sample_seed(seed: int, m: int, n: int) -> int:
+    """Sampling-noise seed of a configuration: the same as `sorl-lab evaluate` and `sorl-lab render` use."""
+    return seed * 7919 + 31 * m + n
+
+
+# --------------------------------------------------------------------------- episodes
+def run_configs(agent, env_name: str, configs: Sequence[tuple[int, int]], episodes: int, seed: int,
+                workers: int = WORKERS, on_progress: Callable[[int, int, str], None] | None = None,
+                **env_kwargs) -> list[dict]:
+    """K episodes of every configuration from the same seeded initial states; one row (dict) per configuration.
+
+    One EnvBatch of K environments (in `workers` processes) serves every configuration. Each row is
+    ``EpisodeResults.summary()`` plus the label, the per-episode outcomes and the mean Q of the executed
+    actions. `on_progress(done, total, label)` counts finished episodes over all configurations.
+    """
+    from sorl_core.rollout import EnvBatch, episode_seeds, run_episodes
+
+    seeds = episode_seeds(seed, episodes)
+    total = len(configs) * episodes
+    rows = []
+    with EnvBatch(env_name, episodes, workers=workers, **env_kwargs) as envs:
+        for i, (m, n) in enumerate(configs):
+            label = config_label(m, n)
+            if on_progress is not None:
+                on_progress(i * episodes, total, label)
+
+            def step(done: int, count: int, base: int = i * episodes, label: str = label) -> None:
+                if on_progress is not None:
+                    on_progress(base + done, total, label)
+
+            res = run_episodes(agent, envs, m, n, seeds, sample_seed=sample_seed(seed, m, n), record_q=True,
+                               on_step=step)
+            q_all = np.concatenate([q for q in res.q_traces if len(q)]) if res.q_traces else np.zeros(0)
+            rows.append({
+                "label": label, **res.summary(), "seed": seed,
+                "mean_q": round(float(q_all.mean()), 4) if len(q_all) else float("nan"),
+                "episode_seeds": list(res.seeds),
+                "episode_success": [bool(s) for s in res.success],
+                "episode_return": [float(r) for r in res.returns],
+                "episode_length": [int(x) for x in res.lengths],
+            })
+    return rows
+
+
+TABLE_COLUMNS = {
+    "label": "configuration", "m_inf": "M_inf", "n": "N", "episodes": "episodes", "success_rate": "success rate",
+    "ci": "95% CI", "mean_return": "mean return", "mean_length": "mean length",
+    "network_calls": "network calls / action", "ms_per_action": "ms / action", "mean_q": "mean Q",
+}
+
+
+def results_table(rows: Sequence[dict]):
+    """The page's table: one row per configuration, columns named for readers."""
+    import pandas as pd
+
+    df = pd.DataFrame([{
+        **{k: r[k] for k in TABLE_COLUMNS if k in r},
+        "ci": f"[{r['success_ci_low']:.0%}, {r['success_ci_high']:.0%}]",
+    } for r in rows])
+    return df[list(TABLE_COLUMNS)].rename(columns=TABLE_COLUMNS)
+
+
+CSV_COLUMNS = ("checkpoint", "env", "m_inf", "n", "episodes", "successes", "success_rate", "success_ci_low",
+               "success_ci_high", "mean_return", "mean_length", "actor_calls", "critic_calls", "network_calls",
+               "ms_per_action", "mean_q", "seed")
+
+
+def results_csv(rows: Sequence[dict], checkpoint: str, env_name: str) -> str:
+    """One line per configuration (the evaluator's columns where they overlap) for the download."""
+    import pandas as pd
+
+    df = pd.DataFrame([{**r, "checkpoint": checkpoint, "env": env_name} for r in rows])
+    return df[list(CSV_COLUMNS)].to_csv(index=False, float_format="%.6g")
+
+
+# --------------------------------------------------------------------------- videos
+_RENDER_LOCK = threading.Lock()  # one MuJoCo renderer at a time per server (GL contexts, shared cache files)
+
+
+def render_videos(agent, env_name: str, configs: Sequence[tuple[int, int]], seed: int, digest: str,
+                  expected_steps: int | None = None, cache_dir: str | Path | None = None,
+                  on_progress: Callable[[float, str], None] | None = None) -> list:
+    """Episode 0 of every configuration, rendered (fast quality, every 2nd step, 240 px) and cached on disk."""
+    from sorl_core.render import DEFAULT_CACHE_DIR, render_rollout
+
+    frames_expected = max(1, (expected_steps or 200) // VIDEO_EVERY + 1)
+    videos = []
+    with _RENDER_LOCK:
+        for i, (m, n) in enumerate(configs):
+            label = config_label(m, n)
+
+            def frame(count: int, i: int = i, label: str = label) -> None:
+                if on_progress is not None and count % 10 == 0:
+                    on_progress((i + min(count / frames_expected, 1.0)) / len(configs), f"Rendering {label}: frame {count}")
+
+            if on_progress is not None:
+                on_progress(i / len(configs), f"Rendering {label}…")
+            videos.append(render_rollout(agent, env_name, m, n, seed, digest, every=VIDEO_EVERY, quality=VIDEO_QUALITY,
+                                         size=VIDEO_SIZE, cache_dir=cache_dir or DEFAULT_CACHE_DIR, on_frame=frame))
+    if on_progress is not None:
+        on_progress(1.0, "Rendered")
+    return videos
+
+
+def video_record(video) -> dict:
+    """What the page keeps of a RolloutVideo in the session: plain data and the mp4 bytes."""
+    return {"m_inf": video.m_inf, "n": video.n, "label": config_label(video.m_inf, video.n), "success": video.success,
+            "length": video.length, "episode_return": video.episode_return, "q": list(video.q),
+            "outcome": video.outcome, "cached": video.cached, "frames": video.frames, "path": str(video.path),
+            "bytes": Path(video.path).read_bytes()}
+
+
+def side_by_side_bytes(videos: Sequence, name: str, folder: str | Path | None = None) -> bytes:
+    """All videos in one mp4 (sorl_core.render.side_by_side), panels in the order given."""
+    from sorl_core.render import side_by_side
+
+    folder = Path(folder) if folder is not None else Path(tempfile.gettempdir()) / "sorl-lab-side-by-side"
+    folder.mkdir(parents=True, exist_ok=True)
+    return side_by_side(list(videos), folder / f"{name}.mp4").read_bytes()
+
+
+def q_figure(videos: Sequence[dict]):
+    """Q of the executed action at every step of each rendered episode: one line per configuration."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for v in videos:
+        q = np.asarray(v["q"], dtype=float)
+        fig.add_trace(go.Scatter(
+            x=np.arange(1, len(q) + 1), y=q, mode="lines", name=f"{v['label']} · {v['outcome']}",
+            hovertemplate="step %{x}: Q = %{y:.3f}<extra>%{fullData.name}</extra>"))
+    fig.update_layout(
+        title="Learned Q of the executed action along episode 0",
+        xaxis_title="environment step", yaxis_title="Q(s, a): online critic at k = M_inf",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0}, height=420,
+        margin={"t": 90})
+    return fig

@@ -1,0 +1,272 @@
+"""OGBench rollouts: run a shortcut policy in its OGBench environment at up to four (M_inf, N) settings.
+
+Pick a bundled checkpoint (assets/ogbench/*/policy.pt), upload one, or give a path (also as the URL
+parameter ?checkpoint=PATH); run K episodes of each configuration from the same seeded initial states,
+read success (95% interval), return, length and compute per action, and watch episode 0 of each side
+by side with the learned Q along it. The logic lives in app/_rollouts.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _rollouts as R
+
+st.set_page_config(page_title="SORL Lab — OGBench rollouts", page_icon="🎬", layout="wide")
+
+HELP = {
+    "source": "Where the policy comes from: a checkpoint bundled with the lab (assets/ogbench/<name>/policy.pt), "
+              "a .pt file you upload, or a path on the machine running the lab. Files are read as tensors only "
+              "(torch weights_only): nothing in them is executed.",
+    "bundled": "Policies shipped with the lab, trained with `sorl-lab train --env ...`. Each has a card (how it was "
+               "trained) and a sweep (its success over the M_inf × N grid, on the Scaling study page).",
+    "upload": "A checkpoint written by `sorl-lab train --env <an OGBench singletask environment>`. It must name its "
+              "environment, and its observation and action sizes must match that environment's.",
+    "path": "Path of a checkpoint on the machine running the lab (the URL parameter ?checkpoint=PATH fills it in).",
+    "count": "How many (M_inf, N) configurations to compare, up to four. Every configuration plays the same K "
+             "episodes from the same seeded initial states, so differences come from the test-time compute.",
+    "m": "M_inf: Euler steps of the shortcut policy at inference (sequential test-time scaling). The policy turns "
+         "noise into an action in M_inf steps of size 1/M_inf; it was trained at step sizes 1, 1/2, …, 1/M_disc, so "
+         "every power of two up to M_disc is in distribution. Each candidate costs M_inf actor calls.",
+    "n": "N: best-of-N candidates (parallel test-time scaling). The policy draws N actions from independent noise, "
+         "the learned Q — the critic evaluated at k = M_inf — ranks them, and the best one is executed. N = 1 calls "
+         "no critic. Compute per action = M_inf·N actor calls + N critic calls (when N > 1).",
+    "episodes": "K: episodes per configuration. Episode i starts from the same seeded initial state in every "
+                "configuration. Success rates come with 95% Wilson intervals, which are wide for small K.",
+    "seed": "Seed of the initial states (episode i resets with seed·100003 + i) and of the sampling noise. The same "
+            "seed and K give the numbers `sorl-lab evaluate` reports for those cells.",
+    "run": "Play K episodes of every configuration (one batch of environments in two worker processes, the policy "
+           "batched over episodes), then render episode 0 of each. Results are cached: the same checkpoint, "
+           "configurations, K and seed come back at once.",
+}
+VIEW_KEYS = ("ro_source", "ro_bundled", "ro_path", "ro_count", "ro_episodes", "ro_seed",
+             *(f"ro_m{i}" for i in range(R.MAX_CONFIGS)), *(f"ro_n{i}" for i in range(R.MAX_CONFIGS)))
+SRC_BUNDLED, SRC_UPLOAD, SRC_PATH = "Bundled", "Upload", "Path on this machine"
+
+
+# --------------------------------------------------------------------------- cached resources and data
+@st.cache_resource(max_entries=8, show_spinner="Loading and checking the checkpoint…")
+def load_checkpoint(digest: str, _path: str, _name: str) -> R.Loaded:
+    """One loaded agent per checkpoint content, shared by every session (sampling never changes it)."""
+    return R.load_checkpoint(_path, _name, digest=digest)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def episode_results(digest: str, env_name: str, configs: tuple, episodes: int, seed: int, _agent) -> list[dict]:
+    """Rows of R.run_configs, cached on everything they depend on. The progress bar is made (and emptied) in
+    here, so a cache hit replays nothing visible."""
+    bar = st.progress(0.0, text="Starting the environments…")
+    try:
+        def report(done: int, total: int, label: str) -> None:
+            bar.progress(done / total, text=f"Episodes: {done} / {total} finished — now {label}")
+
+        return R.run_configs(_agent, env_name, list(configs), episodes, seed, workers=R.WORKERS, on_progress=report)
+    finally:
+        bar.empty()
+
+
+# --------------------------------------------------------------------------- state
+def init_state() -> None:
+    if st.session_state.get("_ro_init"):
+        # Streamlit drops the state of widgets a run did not draw: after a visit to another page, restore ours.
+        for key, value in st.session_state.get("_ro_view", {}).items():
+            if key not in st.session_state:
+                st.session_state[key] = value
+        return
+    for i in range(R.MAX_CONFIGS):
+        st.session_state[f"ro_m{i}"], st.session_state[f"ro_n{i}"] = R.DEFAULT_CONFIGS[i]
+    st.session_state.ro_count = R.DEFAULT_COUNT
+    st.session_state.ro_episodes = R.EPISODES_DEFAULT
+    st.session_state.ro_seed = 0
+    path = st.query_params.get("checkpoint")
+    if path:
+        st.session_state.ro_source = SRC_PATH
+        st.session_state.ro_path = path
+    st.session_state._ro_init = True
+
+
+def resolve_checkpoint(bundled: list[R.Bundled]) -> tuple[R.Loaded | None, R.Bundled | None]:
+    """The chosen checkpoint, loaded and checked; (None, ...) after showing why not."""
+    sources = ([SRC_BUNDLED] if bundled else []) + [SRC_UPLOAD, SRC_PATH]
+    if st.session_state.get("ro_source") not in sources:
+        st.session_state.ro_source = sources[0]
+    source = st.radio("Checkpoint", sources, key="ro_source", horizontal=True, help=HELP["source"])
+    chosen = None
+    if source == SRC_BUNDLED:
+        names = [b.name for b in bundled]
+        name = st.selectbox("Bundled policy", names, key="ro_bundled", help=HELP["bundled"])
+        chosen = next(b for b in bundled if b.name == name)
+        path, shown = chosen.policy, f"{chosen.name}/policy.pt"
+    elif source == SRC_UPLOAD:
+        file = st.file_uploader("Checkpoint file (.pt)", type=["pt"], key="ro_upload", help=HELP["upload"])
+        if file is None:
+            st.info("Upload a checkpoint written by `sorl-lab train --env ...` to run it.")
+            return None, None
+        try:
+            path, shown = R.store_upload(file.getvalue()), file.name
+        except OSError as exc:
+            st.error(f"Could not store the upload: {exc}")
+            return None, None
+    else:
+        text = st.text_input("Checkpoint path", key="ro_path", help=HELP["path"],
+                             placeholder="runs/cube-single-.../checkpoint.pt").strip()
+        if not text:
+            st.info("Type the path of a checkpoint written by `sorl-lab train --env ...`.")
+            return None, None
+        path = Path(text).expanduser()
+        if not path.is_absolute() and not path.exists():
+            path = R.REPO_ROOT / path
+        shown = text
+        if not path.is_file():
+            st.error(f"No file at `{text}`.")
+            return None, None
+    try:
+        digest = R.digest_bytes(Path(path).read_bytes())
+        loaded = load_checkpoint(digest, str(path), shown)  # shared by content: name it as this session chose it
+        return dataclasses.replace(loaded, name=shown, path=Path(path)), chosen
+    except ValueError as exc:  # CheckpointError is one
+        st.error(f"Cannot use this checkpoint: {exc}")
+    except Exception as exc:  # anything else torch or the environment raises: still no crash
+        st.error(f"Cannot use this checkpoint ({type(exc).__name__}): {exc}")
+    return None, None
+
+
+def run(loaded: R.Loaded, configs: list[tuple[int, int]], episodes: int, seed: int) -> None:
+    """Episodes (cached), then videos (cached on disk), into st.session_state.ro_results."""
+    try:
+        rows = episode_results(loaded.digest, loaded.env_name, tuple(configs), episodes, seed, loaded.agent)
+    except Exception as exc:
+        st.error(f"The episodes failed: {type(exc).__name__}: {exc}")
+        return
+    bar = st.progress(0.0, text="Rendering episode 0 of each configuration…")
+    try:
+        videos = R.render_videos(loaded.agent, loaded.env_name, configs, seed, loaded.digest,
+                                 expected_steps=loaded.max_episode_steps, on_progress=lambda f, t: bar.progress(f, text=t))
+        records = [R.video_record(v) for v in videos]
+        stem = f"{R.checkpoint_label(loaded.name)}-{loaded.digest}-s{seed}-" + "_".join(f"M{m}xN{n}" for m, n in configs)
+        combined = R.side_by_side_bytes(videos, stem)
+    except Exception as exc:  # the table still shows
+        st.error(f"Rendering failed: {type(exc).__name__}: {exc}")
+        records, combined, stem = [], None, ""
+    finally:
+        bar.empty()
+    st.session_state.ro_results = {
+        "key": (loaded.digest, tuple(configs), episodes, seed), "name": loaded.name, "env": loaded.env_name,
+        "digest": loaded.digest, "configs": list(configs), "episodes": episodes, "seed": seed, "rows": rows,
+        "videos": records, "side_by_side": combined, "stem": stem,
+    }
+
+
+# --------------------------------------------------------------------------- page
+init_state()
+st.title("OGBench rollouts · test-time scaling in the environment")
+st.markdown(
+    "Run a shortcut policy in its OGBench environment at up to four settings of **M_inf** (Euler steps, sequential "
+    "scaling) and **N** (best-of-N candidates ranked by the learned Q, parallel scaling). Every setting plays the "
+    "same seeded episodes; watch episode 0 of each side by side (SORL, "
+    "[arXiv 2505.22866](https://arxiv.org/abs/2505.22866))."
+)
+
+with st.container(border=True):
+    bundled = R.bundled_checkpoints()
+    if not bundled:
+        st.info(f"No bundled OGBench checkpoints yet: nothing matches `policy.pt` in a folder under "
+                f"`{R.ogbench_dir()}`. Upload a checkpoint written by `sorl-lab train --env ...`, or give its path.")
+    loaded, chosen = resolve_checkpoint(bundled)
+    if loaded is not None:
+        steps = loaded.max_episode_steps or "?"
+        st.caption(f"**{loaded.name}** · environment `{loaded.env_name}` (observations {loaded.obs_dim}, actions "
+                   f"{loaded.action_dim}, {steps} steps per episode) · trained Euler levels 1 … {loaded.m_disc} (M_disc), "
+                   f"M_BTT = {loaded.m_btt} · digest `{loaded.digest}`")
+        if chosen is not None:
+            card = R.card_text(chosen)
+            with st.expander(f"Model card — {chosen.name}", expanded=False):
+                st.markdown(card if card else f"_No card.md in `{chosen.policy.parent}`._")
+
+# ---- configurations
+m_options = loaded.m_options() if loaded is not None else list(R.M_OPTIONS)
+with st.container(border=True):
+    top = st.columns([1, 1, 1])
+    count = top[0].number_input("Configurations", min_value=1, max_value=R.MAX_CONFIGS, step=1, key="ro_count",
+                                help=HELP["count"])
+    episodes = top[1].number_input("K episodes per configuration", min_value=1, max_value=R.EPISODES_MAX, step=1,
+                                   key="ro_episodes", help=HELP["episodes"])
+    seed = top[2].number_input("Seed", min_value=0, max_value=1_000_000, step=1, key="ro_seed", help=HELP["seed"])
+    cols = st.columns(R.MAX_CONFIGS)
+    pairs = []
+    for i in range(int(count)):
+        key_m, key_n = f"ro_m{i}", f"ro_n{i}"
+        if st.session_state.get(key_m) not in m_options:
+            below = [o for o in m_options if o <= (st.session_state.get(key_m) or 1)]
+            st.session_state[key_m] = below[-1] if below else m_options[0]
+        with cols[i]:
+            st.markdown(f"**Configuration {i + 1}**")
+            m = st.select_slider("M_inf — Euler steps", options=m_options, key=key_m, help=HELP["m"])
+            n = st.number_input("N — best-of-N candidates", min_value=1, max_value=R.N_MAX, step=1, key=key_n,
+                                help=HELP["n"])
+            st.caption(f"{R.network_calls(int(m), int(n))} network calls per action")
+            pairs.append((int(m), int(n)))
+    st.session_state._ro_view = {k: st.session_state[k] for k in VIEW_KEYS if k in st.session_state}
+    configs, notes = R.clean_configs(pairs, loaded.m_disc if loaded is not None else max(R.M_OPTIONS))
+    for note in notes:
+        st.warning(note)
+    clicked = st.button("Run", type="primary", icon=":material/play_arrow:", disabled=loaded is None or not configs,
+                        help=HELP["run"] if loaded is not None else "Choose a usable checkpoint first.")
+
+if clicked and loaded is not None:
+    run(loaded, configs, int(episodes), int(seed))
+
+# ---- results (kept in the session: changing a widget does not wipe them)
+res = st.session_state.get("ro_results")
+if res is None:
+    st.caption("Press **Run** to play the episodes.")
+    st.stop()
+current = (loaded.digest, tuple(configs), int(episodes), int(seed)) if loaded is not None else None
+if res["key"] != current:
+    st.info(f"Showing the last run: {res['name']}, {', '.join(R.config_label(m, n) for m, n in res['configs'])}, "
+            f"K = {res['episodes']}, seed {res['seed']}. Press **Run** for the settings above.")
+
+st.subheader("Results")
+st.dataframe(
+    R.results_table(res["rows"]), hide_index=True,
+    column_config={
+        "success rate": st.column_config.NumberColumn(format="percent",
+                                                      help="Episodes that ended in success (info['success'])."),
+        "95% CI": st.column_config.TextColumn(help="95% Wilson interval of the success rate over K episodes."),
+        "network calls / action": st.column_config.NumberColumn(
+            help="M_inf·N actor calls + N critic calls (when N > 1) for every action."),
+        "ms / action": st.column_config.NumberColumn(format="%.3f", help="Wall-clock time inside the policy "
+                                                     "(sampling and ranking) per action, on this machine."),
+        "mean Q": st.column_config.NumberColumn(format="%.3f", help="Mean learned Q of the executed actions."),
+    },
+)
+st.caption(f"{res['episodes']} episodes per configuration from the same initial states (seed {res['seed']}) in "
+           f"`{res['env']}`.")
+
+videos = res["videos"]
+if videos:
+    st.subheader("Episode 0, side by side")
+    for col, v in zip(st.columns(len(videos)), videos):
+        with col:
+            st.video(v["bytes"], format="video/mp4", autoplay=True, loop=True, muted=True,
+                     alt=f"Rollout of {v['label']}: {v['outcome']}")
+            st.caption(f"**M_inf = {v['m_inf']}, N = {v['n']}** · {v['outcome']} · return {v['episode_return']:.0f}")
+    st.caption("Each video replays episode 0's initial state with its own sampling noise, rendered every "
+               f"{R.VIDEO_EVERY} steps; its outcome can differ from episode 0 in the table.")
+    st.plotly_chart(R.q_figure(videos), key="ro_q_fig", theme=None, config={"displaylogo": False})
+
+d1, d2 = st.columns(2)
+stem = f"sorl-lab-{R.checkpoint_label(res['name'])}-s{res['seed']}-K{res['episodes']}"
+d1.download_button("Results (CSV)", R.results_csv(res["rows"], R.checkpoint_label(res["name"]), res["env"]), file_name=f"{stem}.csv",
+                   mime="text/csv", on_click="ignore", icon=":material/download:",
+                   help="One line per configuration: success rate and 95% interval, return, length, calls and ms "
+                        "per action, mean Q.")
+if res["side_by_side"]:
+    d2.download_button("Side-by-side video (mp4)", res["side_by_side"], file_name=f"{stem}-side-by-side.mp4",
+                       mime="video/mp4", on_click="ignore", icon=":material/download:",
+                       help="Episode 0 of every configuration in one H.264 video, panels in the order above.")

@@ -1,0 +1,344 @@
+"""The OGBench rollouts page (app/pages/1_OGBench_rollouts.py) and its logic (app/_rollouts.py).
+
+The policy is an untrained tiny SORL agent saved as a cube-single checkpoint (no training needed):
+its episodes fail and run the full 200 steps, so the tests check plumbing, validation, caching and
+what the page shows, never success rates. Real environments, real MuJoCo rendering (EGL on the CPU).
+Charts and videos have no AppTest accessor: ``at.get("plotly_chart")[0].proto.spec`` is the figure
+JSON and ``at.get("video")`` the video protos.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PAGE = REPO / "app" / "pages" / "1_OGBench_rollouts.py"
+sys.path.insert(0, str(REPO / "app"))
+import _rollouts as R
+
+pytest.importorskip("ogbench")
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest
+
+from sorl_core.agent import SORLAgent
+from sorl_core.checkpoint import CheckpointError, save_checkpoint
+from sorl_core.config import SORLConfig
+from sorl_core.render import checkpoint_digest
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
+ENV = "cube-single-play-singletask-task2-v0"  # observations 28, actions 5, 200 steps
+TIMEOUT = 120
+CONFIGS = [(1, 1), (2, 2)]
+EPISODES = 2
+
+
+def save_policy(path: Path, obs_dim: int = 28, action_dim: int = 5, env: str | None = ENV, **extra) -> Path:
+    agent = SORLAgent(SORLConfig(obs_dim=obs_dim, action_dim=action_dim, size="tiny"), seed=0)
+    payload = {"kind": "ogbench", **extra}
+    if env is not None:
+        payload["env"] = env
+    return save_checkpoint(path, agent, extra=payload)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """Checkpoints, an empty bundled folder and a private render cache, for the whole module."""
+    d = tmp_path_factory.mktemp("rollouts")
+    env = {"SORL_LAB_OGBENCH_DIR": str(d / "no-bundled"), "SORL_LAB_CACHE": str(d / "render-cache")}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        yield d
+
+
+@pytest.fixture(scope="module")
+def policy(workdir) -> Path:
+    return save_policy(workdir / "cube-tiny.pt")
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def page(checkpoint: Path | None = None) -> AppTest:
+    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
+    if checkpoint is not None:
+        at.query_params["checkpoint"] = str(checkpoint)
+    return at
+
+
+def assert_clean(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def set_configs(at, configs, episodes: int, seed: int = 0) -> None:
+    at.number_input(key="ro_count").set_value(len(configs))
+    at.number_input(key="ro_episodes").set_value(episodes)
+    at.number_input(key="ro_seed").set_value(seed)
+    at.run()
+    for i, (m, n) in enumerate(configs):
+        at.select_slider(key=f"ro_m{i}").set_value(m)
+        at.number_input(key=f"ro_n{i}").set_value(n)
+    at.run()
+
+
+def run_button(at):
+    return next(b for b in at.button if b.label == "Run")
+
+
+def arr(v) -> np.ndarray:
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).astype(float)
+    return np.array(v, dtype=float)
+
+
+@pytest.fixture(scope="module")
+def ran(policy):
+    """The page pointed at the policy (URL parameter), two configurations, K = 2, then Run."""
+    at = page(policy)
+    at.run()
+    assert_clean(at)
+    set_configs(at, CONFIGS, EPISODES)
+    t0 = time.perf_counter()
+    run_button(at).click().run()
+    seconds = time.perf_counter() - t0
+    assert_clean(at)
+    print(f"\nfirst Run (2 configurations x 2 episodes, 2 videos): {seconds:.1f} s")
+    return at
+
+
+# --------------------------------------------------------------------------- the logic module
+def test_configurations_are_validated_and_priced():
+    configs, notes = R.clean_configs([(8, 16), (16, 1), (2, 0), (2, 65), (8, 16), (1, 1)], m_disc=8)
+    assert configs == [(8, 16), (1, 1)]
+    assert len(notes) == 4
+    assert "M_disc = 8" in notes[0] and "between 1 and 64" in notes[1] and "twice" in notes[3]
+    assert R.clean_configs([(8, 1)], m_disc=4)[0] == []  # beyond the trained levels
+    assert [R.network_calls(m, n) for m, n in [(1, 1), (8, 1), (8, 16), (4, 4)]] == [1, 8, 144, 20]
+    assert R.sample_seed(3, 8, 16) == 3 * 7919 + 31 * 8 + 16  # what `sorl-lab evaluate` uses
+    assert [R.checkpoint_label(p) for p in ["runs/cube-a/checkpoint.pt", "assets/ogbench/cube-b/policy.pt",
+                                            "/tmp/x/mine.pt", "policy.pt"]] == ["cube-a", "cube-b", "mine", "policy"]
+
+
+def test_uploads_are_stored_by_content(tmp_path, policy):
+    data = policy.read_bytes()
+    a = R.store_upload(data, tmp_path)
+    assert a.read_bytes() == data and a.name == f"{checkpoint_digest(policy)}.pt"
+    assert R.store_upload(data, tmp_path) == a
+    b = R.store_upload(data + b"x", tmp_path)
+    assert b != a and len(list(tmp_path.iterdir())) == 2  # no temporary files left
+
+
+def test_bundled_checkpoints_are_found_with_their_cards(tmp_path, policy):
+    (tmp_path / "cube-a").mkdir()
+    (tmp_path / "cube-a" / "policy.pt").write_bytes(policy.read_bytes())
+    (tmp_path / "cube-a" / "card.md").write_text("# Cube A\ntrained for the test")
+    (tmp_path / "cube-a" / "sweep.csv").write_text("checkpoint\n")
+    (tmp_path / "cube-b").mkdir()
+    (tmp_path / "cube-b" / "policy.pt").write_bytes(policy.read_bytes())
+    (tmp_path / "empty").mkdir()
+    found = R.bundled_checkpoints(tmp_path)
+    assert [b.name for b in found] == ["cube-a", "cube-b"]
+    assert R.card_text(found[0]).startswith("# Cube A") and found[0].sweep is not None
+    assert R.card_text(found[1]) is None and found[1].sweep is None
+    assert R.bundled_checkpoints(tmp_path / "missing") == []
+
+
+def test_a_good_checkpoint_loads_with_its_environment(policy):
+    loaded = R.load_checkpoint(policy)
+    assert (loaded.env_name, loaded.obs_dim, loaded.action_dim, loaded.max_episode_steps) == (ENV, 28, 5, 200)
+    assert loaded.digest == checkpoint_digest(policy)
+    assert loaded.m_options() == [1, 2, 4, 8]
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("corrupt", "not a readable SORL Lab checkpoint"),
+    ("toy", "toy 2-D world 'ring'"),
+    ("mismatch", "observations of size 10"),
+    ("goal", "goal-conditioned"),
+    ("unknown", "cannot be made here"),
+    ("missing", "no checkpoint at"),
+])
+def test_bad_checkpoints_are_refused_with_a_reason(tmp_path, case, expected):
+    path = {
+        "corrupt": lambda: write(tmp_path / "c.pt", os.urandom(3000)),
+        "toy": lambda: REPO / "assets" / "toy" / "ring.pt",
+        "mismatch": lambda: save_policy(tmp_path / "m.pt", obs_dim=10),
+        "goal": lambda: save_policy(tmp_path / "g.pt", env="cube-single-play-v0"),
+        "unknown": lambda: save_policy(tmp_path / "u.pt", env="cube-nonuple-play-singletask-task1-v0"),
+        "missing": lambda: tmp_path / "nothing.pt",
+    }[case]()
+    with pytest.raises(CheckpointError, match=expected.replace("(", r"\(")):
+        R.load_checkpoint(path)
+
+
+def test_table_csv_and_q_figure_from_rows():
+    rows = [{"label": "M_inf=8, N=16", "m_inf": 8, "n": 16, "episodes": 4, "successes": 1, "success_rate": 0.25,
+             "success_ci_low": 0.0456, "success_ci_high": 0.6994, "mean_return": -150.0, "mean_length": 180.0,
+             "actor_calls": 128, "critic_calls": 16, "network_calls": 144, "ms_per_action": 1.5, "mean_q": -2.0,
+             "seed": 3}]
+    df = R.results_table(rows)
+    assert list(df["configuration"]) == ["M_inf=8, N=16"] and list(df["95% CI"]) == ["[5%, 70%]"]
+    assert list(df["network calls / action"]) == [144]
+    csv = R.results_csv(rows, "cube.pt", ENV).splitlines()
+    assert csv[0].split(",") == list(R.CSV_COLUMNS)
+    assert csv[1].startswith(f"cube.pt,{ENV},8,16,4,1,0.25,")
+    fig = R.q_figure([{"label": "A", "outcome": "failed (3 steps)", "q": [1.0, 2.0, 3.0]},
+                      {"label": "B", "outcome": "success at step 2", "q": [0.5, 0.25]}])
+    assert [len(t.y) for t in fig.data] == [3, 2] and list(fig.data[1].x) == [1, 2]
+    assert fig.data[0].name == "A · failed (3 steps)"
+
+
+# --------------------------------------------------------------------------- the page
+def test_no_bundled_checkpoints_is_said_plainly_and_upload_still_works(workdir):
+    at = page()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("No bundled OGBench checkpoints yet" in i.value for i in at.info)
+    assert at.radio(key="ro_source").options == ["Upload", "Path on this machine"]
+    assert len(at.get("file_uploader")) == 1
+    assert run_button(at).disabled
+    assert all(w.help for w in [*at.number_input, *at.select_slider, at.radio(key="ro_source"), run_button(at)])
+
+
+def test_results_table_shows_every_configuration(ran):
+    df = ran.dataframe[0].value
+    assert list(df["configuration"]) == ["M_inf=1, N=1", "M_inf=2, N=2"]
+    assert list(df["M_inf"]) == [1, 2] and list(df["N"]) == [1, 2]
+    assert list(df["episodes"]) == [EPISODES, EPISODES]
+    assert list(df["network calls / action"]) == [1, 2 * 2 + 2]
+    assert all(0 < float(v) for v in df["ms / action"])
+    assert all(1 <= float(v) <= 200 for v in df["mean length"])
+    rows = ran.session_state["ro_results"]["rows"]
+    assert [r["episode_seeds"] for r in rows] == [[0, 1], [0, 1]]  # same initial states in every configuration
+    for r in rows:
+        assert r["success_ci_low"] <= r["success_rate"] <= r["success_ci_high"]
+
+
+def test_one_video_per_configuration_playing_in_the_browser(ran):
+    videos = ran.get("video")
+    assert len(videos) == len(CONFIGS)
+    assert all(v.proto.autoplay and v.proto.loop and v.proto.muted for v in videos)
+    assert len({v.proto.alt for v in videos}) == len(CONFIGS) and len({v.proto.url for v in videos}) == len(CONFIGS)
+    records = ran.session_state["ro_results"]["videos"]
+    assert [(v["m_inf"], v["n"]) for v in records] == CONFIGS
+    for v in records:
+        assert v["bytes"][4:8] == b"ftyp"  # an mp4 file
+    captions = [c.value for c in ran.caption]
+    for v in records:
+        assert any(f"M_inf = {v['m_inf']}, N = {v['n']}" in c and v["outcome"] in c for c in captions)
+
+
+def test_q_figure_has_one_trace_per_configuration_along_the_episode(ran):
+    (spec,) = [json.loads(c.proto.spec) for c in ran.get("plotly_chart")]
+    records = ran.session_state["ro_results"]["videos"]
+    assert len(spec["data"]) == len(CONFIGS)
+    for trace, v in zip(spec["data"], records):
+        y = arr(trace["y"])
+        assert trace["name"].startswith(v["label"])
+        assert len(y) == v["length"] and 1 <= v["length"] <= 200
+        assert np.all(np.isfinite(y)) and np.allclose(y, v["q"])
+
+
+def test_downloads_and_side_by_side_video(ran, tmp_path):
+    labels = [d.proto.label for d in ran.get("download_button")]
+    assert labels == ["Results (CSV)", "Side-by-side video (mp4)"]
+    import imageio.v2 as imageio
+
+    res = ran.session_state["ro_results"]
+    path = tmp_path / "sbs.mp4"
+    path.write_bytes(res["side_by_side"])
+    with imageio.get_reader(path, format="FFMPEG") as reader:
+        first = reader.get_data(0)
+        frames = reader.count_frames()
+    assert first.shape[:2] == (240, 240 * len(CONFIGS))
+    for v in res["videos"]:  # every 2nd step from 0, the final state, then 1 s (10 frames) holding the outcome
+        assert v["frames"] == v["length"] // 2 + 1 + 1 + 10
+    assert frames == max(v["frames"] for v in res["videos"])  # the shorter panels hold their last frame
+    csv = R.results_csv(res["rows"], R.checkpoint_label(res["name"]), res["env"]).splitlines()
+    assert len(csv) == 1 + len(CONFIGS) and csv[1].startswith(f"cube-tiny,{ENV},1,1,{EPISODES},")
+
+
+def test_results_survive_widget_changes(ran, policy):
+    at = ran
+    at.number_input(key="ro_episodes").set_value(EPISODES + 1).run()
+    assert_clean(at)
+    assert list(at.dataframe[0].value["configuration"]) == ["M_inf=1, N=1", "M_inf=2, N=2"]
+    assert len(at.get("video")) == len(CONFIGS)
+    assert any("Showing the last run" in i.value for i in at.info)
+    at.number_input(key="ro_episodes").set_value(EPISODES).run()
+    assert not any("Showing the last run" in i.value for i in at.info)
+
+
+def test_same_settings_come_from_the_caches(ran, policy, monkeypatch):
+    """A second session with the same checkpoint, configurations, K and seed runs no episode and renders nothing."""
+    def boom(*a, **k):
+        raise AssertionError("episodes ran again")
+
+    monkeypatch.setattr(R, "run_configs", boom)
+    at = page(policy)
+    at.run()
+    set_configs(at, CONFIGS, EPISODES)
+    t0 = time.perf_counter()
+    run_button(at).click().run()
+    seconds = time.perf_counter() - t0
+    assert_clean(at)
+    assert all(v["cached"] for v in at.session_state["ro_results"]["videos"])
+    assert len(at.get("video")) == len(CONFIGS) and not at.get("progress")
+    assert at.session_state["ro_results"]["rows"] == ran.session_state["ro_results"]["rows"]
+    print(f"\ncached Run: {seconds:.1f} s")
+    # Another seed is not in the cache: the episodes must run (and hit the patched function).
+    at.number_input(key="ro_seed").set_value(1).run()
+    run_button(at).click().run()
+    assert any("episodes ran again" in e.value for e in at.error)
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("corrupt", "not a readable SORL Lab checkpoint"),
+    ("toy", "toy 2-D world 'ring'"),
+    ("mismatch", "observations of size 10"),
+    ("missing", "No file at"),
+])
+def test_bad_checkpoints_give_an_error_on_the_page(workdir, case, expected):
+    path = {
+        "corrupt": lambda: write(workdir / "corrupt.pt", b"PK\x03\x04 not really a zip" * 50),
+        "toy": lambda: REPO / "assets" / "toy" / "ring.pt",
+        "mismatch": lambda: save_policy(workdir / "mismatch.pt", obs_dim=10),
+        "missing": lambda: workdir / "nothing-here.pt",
+    }[case]()
+    at = page()
+    at.run()
+    at.radio(key="ro_source").set_value("Path on this machine").run()
+    at.text_input(key="ro_path").input(str(path)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == 1 and expected in at.error[0].value, [e.value for e in at.error]
+    assert run_button(at).disabled
+
+
+def test_bundled_checkpoint_is_offered_with_its_card(workdir, policy, monkeypatch):
+    root = workdir / "bundled"
+    (root / "cube-single-tiny").mkdir(parents=True, exist_ok=True)
+    (root / "cube-single-tiny" / "policy.pt").write_bytes(policy.read_bytes())
+    (root / "cube-single-tiny" / "card.md").write_text("# cube-single tiny\n\nAn untrained policy for the tests.")
+    monkeypatch.setenv("SORL_LAB_OGBENCH_DIR", str(root))
+    at = page()
+    at.run()
+    assert_clean(at)
+    assert not any("No bundled" in i.value for i in at.info)
+    assert at.radio(key="ro_source").value == "Bundled"
+    assert at.selectbox(key="ro_bundled").options == ["cube-single-tiny"]
+    (exp,) = at.expander
+    assert exp.label == "Model card — cube-single-tiny"
+    assert any("An untrained policy for the tests." in m.value for m in exp.markdown)
+    assert not run_button(at).disabled
+    assert any("cube-single-tiny/policy.pt" in c.value and ENV in c.value for c in at.caption)
