@@ -259,10 +259,15 @@ def heatmap_figure(df: pd.DataFrame, title: str, budget: float | None = None, pi
     return fig
 
 
-# --------------------------------------------------------------------------- to be wired by the lead
-def run_small_sweep(*args, **kwargs) -> pd.DataFrame:
-    """HOOK: run a small sweep from the page and return a frame checked by `parse_sweep`.
+# --------------------------------------------------------------------------- running a small sweep
+def run_small_sweep(checkpoint: str | Path, label: str, m_values, n_values, episodes: int, seed: int,
+                    on_progress=None) -> bytes:
+    """A sweep through the same evaluator as `sorl-lab evaluate`; returns its CSV bytes (parse with parse_sweep)."""
+    from sorl_core.evaluate import EvaluateConfig, run_sweep, sweep_csv
 
-    Not wired yet (the evaluator will provide it); the page shows no control for it until it is.
-    """
-    raise NotImplementedError("running a sweep from the app is not wired yet")
+    cfg = EvaluateConfig(checkpoint=str(checkpoint), m_inf=tuple(sorted(m_values)), n=tuple(sorted(n_values)),
+                         episodes=int(episodes), seed=int(seed), progress=False)
+    rows = run_sweep(cfg, on_progress=on_progress)
+    for row in rows:
+        row["checkpoint"] = label
+    return sweep_csv(rows).encode()

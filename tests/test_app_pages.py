@@ -134,7 +134,7 @@ def test_scaling_page_without_bundled_sweeps_says_so_and_offers_the_upload(no_bu
     assert any("No bundled sweeps" in i.value and "sweep*.csv" in i.value for i in at.info)
     up = at.file_uploader(key="upload")
     assert up.accept_multiple_files and up.allowed_type == [".csv"] and "M_BTT" in up.help
-    assert not at.get("plotly_chart") and not at.multiselect  # nothing to plot, no empty picker
+    assert not at.get("plotly_chart") and "series" not in [w.key for w in at.multiselect]  # nothing to plot, no empty picker
 
 
 def test_scaling_grid_compute_plot_and_picks_for_two_checkpoints(scaling):
@@ -283,10 +283,31 @@ def test_compute_optimal_ties_go_to_fewer_calls_and_nothing_fits_is_none():
     assert np.isnan(z[0, 0]) and np.isfinite(z[1:, :]).all()
 
 
-def test_the_hook_for_running_a_sweep_is_there_and_not_faked():
-    with pytest.raises(NotImplementedError):
-        S.run_small_sweep()
-    assert "def small_sweep_section" in SCALING_PAGE.read_text()
+@pytest.mark.slow
+def test_a_small_sweep_runs_from_the_page_and_joins_the_plots(no_bundled, tmp_path, monkeypatch):
+    """The page runs the real evaluator (environments, seeded episodes) on a checkpoint path."""
+    from sorl_core.agent import SORLAgent
+    from sorl_core.checkpoint import save_checkpoint
+    from sorl_core.config import SORLConfig
+
+    monkeypatch.setenv("SORL_LAB_OGBENCH_DIR", str(tmp_path / "no-bundled"))
+    policy = save_checkpoint(tmp_path / "cube-tiny.pt", SORLAgent(SORLConfig(obs_dim=28, action_dim=5, size="tiny"), seed=0),
+                             extra={"kind": "ogbench", "env": "cube-single-play-singletask-task2-v0"})
+    at = AppTest.from_file(str(SCALING_PAGE), default_timeout=240)
+    at.run()
+    at.selectbox(key="sweep_ckpt").set_value("a path…").run()
+    at.text_input(key="sweep_path").set_value(str(policy)).run()
+    at.multiselect(key="sweep_m").set_value([1, 2]).run()
+    at.multiselect(key="sweep_n").set_value([1, 2]).run()
+    at.number_input(key="sweep_episodes").set_value(1).run()
+    at.button(key="sweep_run").click().run()
+    assert_clean(at)
+    grid = [sp for sp in specs(at) if any(t.get("type") == "heatmap" for t in sp["data"])]
+    assert grid, "the sweep's grid is drawn"
+    z = arr(grid[0]["data"][0]["z"])
+    assert z.shape == (2, 2) and np.all(z == 0)  # an untrained policy: no success in any cell
+    rows = list(csv.DictReader(io.StringIO(S.run_small_sweep(policy, "again", [1], [2], 1, 0).decode())))
+    assert [(r["m_inf"], r["n"], r["network_calls"], r["checkpoint"]) for r in rows] == [("1", "2", "4", "again")]
 
 
 # --------------------------------------------------------------------------- training runs page

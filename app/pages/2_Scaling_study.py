@@ -12,7 +12,8 @@ from pathlib import Path
 import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import _scaling as S  # noqa: E402  (app/ is not a package)
+import _rollouts as R  # noqa: E402  (app/ is not a package)
+import _scaling as S  # noqa: E402
 
 from sorl_core import viz  # noqa: E402
 
@@ -27,6 +28,13 @@ HELP = {
               "Euler steps back-propagated through in the Q loss.",
     "group": "Sequential scaling: one line per N, M_inf (Euler steps) grows along it. Parallel scaling: one line "
              "per M_inf, N (best-of-N candidates ranked by the learned Q) grows along it. Same compute axis.",
+    "sweep_ckpt": "An OGBench policy to measure: a bundled one, or the path of a checkpoint from `sorl-lab train --env`.",
+    "sweep_m": "Euler steps of the shortcut policy to try (sequential test-time scaling).",
+    "sweep_n": "Best-of-N candidates to try, ranked by the learned Q at k = M_inf (parallel test-time scaling).",
+    "sweep_episodes": "Episodes per (M_inf, N) cell; episode i starts from the same seeded state in every cell. "
+                      "Few episodes give wide 95% intervals: `sorl-lab evaluate --episodes 50` for real figures.",
+    "sweep_seed": "Seed of the initial states and the sampling noise (same as `sorl-lab evaluate --seed`).",
+    "sweep_run": "Run every cell in the environment now (both cores) and add the result to the sweeps below.",
     "budget": "Test-time compute per action, in network calls: M_inf·N actor calls plus N critic calls when N > 1. "
               "The compute-optimal cell is the (M_inf, N) with the highest success rate among those that fit; "
               "ties go to fewer calls.",
@@ -42,9 +50,42 @@ def parse(data: bytes, name: str):
         return None, str(exc)
 
 
-def small_sweep_section() -> None:
-    """HOOK (to be wired by the lead): run a small sweep here (S.run_small_sweep) and add its table to the
-    sources below. Intentionally renders nothing until the evaluator exists."""
+@st.cache_data(show_spinner=False, max_entries=16)
+def small_sweep(path: str, digest: str, label: str, ms: tuple, ns: tuple, episodes: int, seed: int) -> bytes:
+    """Cached on the checkpoint's digest and the grid: a repeat (or another session) costs nothing."""
+    bar = st.progress(0.0, text=f"{label}: running episodes")
+    csv_bytes = S.run_small_sweep(path, label, ms, ns, episodes, seed,
+                                  on_progress=lambda done, total: bar.progress(done / total, text=f"{label}: {done}/{total} episodes"))
+    bar.empty()
+    return csv_bytes
+
+
+def small_sweep_section() -> list[tuple[str, bytes]]:
+    """Run a small sweep of a bundled policy (or a checkpoint path) here; returns the sweeps run this session."""
+    with st.expander("Run a small sweep", expanded=False):
+        bundled = R.bundled_checkpoints()
+        choices = {b.name: str(b.path) for b in bundled}
+        c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
+        with c1:
+            name = st.selectbox("Checkpoint", [*choices, "a path…"], key="sweep_ckpt", help=HELP["sweep_ckpt"])
+            path = choices.get(name) or st.text_input("Checkpoint path", key="sweep_path", help=HELP["sweep_ckpt"])
+        with c2:
+            ms = st.multiselect("M_inf values", [1, 2, 4, 8], default=[1, 2, 4, 8], key="sweep_m", help=HELP["sweep_m"])
+        with c3:
+            ns = st.multiselect("N values", [1, 2, 4, 8, 16, 32, 64], default=[1, 4, 16], key="sweep_n", help=HELP["sweep_n"])
+        with c4:
+            episodes = st.number_input("Episodes per cell", 1, 50, 5, key="sweep_episodes", help=HELP["sweep_episodes"])
+            seed = st.number_input("Seed", 0, 1_000_000, 0, key="sweep_seed", help=HELP["sweep_seed"])
+        if st.button("Run sweep", key="sweep_run", disabled=not (path and ms and ns), help=HELP["sweep_run"]):
+            try:
+                loaded = R.load_checkpoint(path, name=name if name in choices else None)
+                label = f"{loaded.name} · run s{seed}"
+                data = small_sweep(str(loaded.path), loaded.digest, label, tuple(sorted(ms)), tuple(sorted(ns)), int(episodes), int(seed))
+                runs = st.session_state.setdefault("small_sweeps", {})
+                runs[label] = data
+            except Exception as exc:  # a bad path or checkpoint: a message, never a crash
+                st.error(f"The sweep could not run: {exc}")
+    return list(st.session_state.get("small_sweeps", {}).items())
 
 
 st.title("Scaling study · success against compute")
@@ -74,7 +115,7 @@ with st.container(border=True):
         files = st.file_uploader("Upload sweep CSV(s)", type=["csv"], accept_multiple_files=True, key="upload",
                                  help=HELP["upload"])
         sources += [(f.name, f.getvalue()) for f in files or []]
-small_sweep_section()
+sources += small_sweep_section()
 
 frames = []
 for name, data in sources:
