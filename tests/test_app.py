@@ -7,13 +7,12 @@ Order of the charts on the page: reward map, trajectories, Q landscape, self-con
 
 from __future__ import annotations
 
-import base64
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from plotly_json import arr, specs
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "app" / "Home.py"
@@ -33,18 +32,6 @@ TIMEOUT = 60
 
 
 # --------------------------------------------------------------------------- helpers
-def arr(v) -> np.ndarray:
-    """A Plotly JSON array: a list (None = NaN) or {"dtype", "bdata"[, "shape"]}."""
-    if isinstance(v, dict) and "bdata" in v:
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-        if "shape" in v:
-            a = a.reshape([int(s) for s in str(v["shape"]).split(",")])
-        return a.astype(float)
-    return np.array(v, dtype=float)  # None (a NaN in JSON) becomes nan
-
-
-def specs(at) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
 
 
 def trace(spec: dict, name_prefix: str) -> dict | None:

@@ -7,7 +7,6 @@ intervals), never results. The run folders are real: `sorl-lab train` with a tin
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import json
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from plotly_json import arr, specs
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "app"
@@ -39,20 +39,6 @@ M_GRID, N_GRID = (1, 2, 4, 8), (1, 4, 16)
 
 
 # --------------------------------------------------------------------------- helpers
-def arr(v) -> np.ndarray:
-    """A Plotly JSON array: a (nested) list with None for NaN, or {"dtype", "bdata"[, "shape"]}."""
-    if isinstance(v, dict) and "bdata" in v:
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-        if "shape" in v:
-            a = a.reshape([int(s) for s in str(v["shape"]).split(",")])
-        return a.astype(float)
-    if isinstance(v, list) and v and isinstance(v[0], (list, dict)):
-        return np.array([arr(row) for row in v], dtype=float)
-    return np.array([np.nan if x is None else x for x in v], dtype=float)
-
-
-def specs(at) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
 
 
 def named(spec: dict, name: str) -> dict:

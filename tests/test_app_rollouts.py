@@ -9,7 +9,6 @@ JSON and ``at.get("video")`` the video protos.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from plotly_json import arr
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "app" / "pages" / "1_OGBench_rollouts.py"
@@ -95,11 +95,6 @@ def set_configs(at, configs, episodes: int, seed: int = 0) -> None:
 def run_button(at):
     return next(b for b in at.button if b.label == "Run")
 
-
-def arr(v) -> np.ndarray:
-    if isinstance(v, dict) and "bdata" in v:
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).astype(float)
-    return np.array(v, dtype=float)
 
 
 @pytest.fixture(scope="module")
