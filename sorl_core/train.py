@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -151,7 +154,33 @@ def run_loop(agent: SORLAgent, dataset: OfflineDataset, iterations: int, log_eve
              checkpoint_every: int, evaluate: Callable[[], list[dict]], train_log: CsvLog, eval_log: CsvLog,
              checkpoint: Callable[[], None], run_dir: Path, desc: str, progress: bool = True,
              on_progress: Callable[[int, int], None] | None = None) -> None:
-    """Update until `iterations`, logging, evaluating and checkpointing on schedule; Ctrl-C saves first."""
+    """Update until `iterations`, logging, evaluating and checkpointing on schedule; Ctrl-C or SIGTERM saves first."""
+    with _interrupts_save():
+        _loop(agent, dataset, iterations, log_every, eval_every, checkpoint_every, evaluate, train_log, eval_log,
+              checkpoint, run_dir, desc, progress, on_progress)
+
+
+@contextmanager
+def _interrupts_save():
+    """SIGTERM (kill, a scheduler's stop) and SIGINT (even when a background shell ignored it) become
+    KeyboardInterrupt, so the loop writes a checkpoint before it exits."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread (e.g. not from a Streamlit script thread)
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _loop(agent, dataset, iterations, log_every, eval_every, checkpoint_every, evaluate, train_log, eval_log,
+          checkpoint, run_dir, desc, progress, on_progress) -> None:
     bar = tqdm(total=iterations, initial=agent.step, desc=desc, disable=not progress, dynamic_ncols=True)
     t0, pending = time.perf_counter() - train_log.last("seconds"), []  # seconds count on across resumes
     try:

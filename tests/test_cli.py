@@ -81,6 +81,25 @@ def test_interrupted_run_saves_and_resumes(straight_run, tmp_path):
         assert torch.equal(a, b)
 
 
+def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path):
+    """`kill` (or a scheduler stopping the job) must not lose the steps since the last checkpoint."""
+    import os
+    import signal
+
+    out = tmp_path / "terminated"
+    cfg = ToyTrainConfig(world="moons", iterations=20, out=str(out), log_every=5, eval_every=0, checkpoint_every=10,
+                         progress=False)
+
+    def terminate(step, total):
+        if step == 13:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(KeyboardInterrupt):
+        train_toy(cfg, on_progress=terminate)
+    assert read_checkpoint(out / "checkpoint.pt")["agent"]["step"] == 13
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+
+
 @pytest.mark.parametrize("kind", ["random bytes", "truncated", "foreign dict", "pickled object", "empty"])
 def test_bad_checkpoints_get_clear_errors(straight_run, tmp_path, kind):
     bad = tmp_path / "bad.pt"
