@@ -23,9 +23,10 @@ from sorl_core.checkpoint import load_agent, save_checkpoint
 from sorl_core.evaluate import EvaluateConfig, run_sweep, sweep_csv, write_atomic
 
 
-def train_command(config: dict) -> str:
+def train_command(config: dict, iterations: int) -> str:
+    """The command that reproduces the run (iterations: where it was stopped, if it was stopped early)."""
     agent, defaults = config["agent"], {"precision": "fp32", "m_btt": 8, "lr": 1e-4, "size": "lab"}
-    flags = [f"--env {config['env']}", f"--seed {config['seed']}", f"--iterations {config['iterations']}",
+    flags = [f"--env {config['env']}", f"--seed {config['seed']}", f"--iterations {iterations}",
              f"--eval-every {config['eval_every']}", f"--eval-episodes {config['eval_episodes']}"]
     flags += [f"--agent.{k.replace('_', '-')} {agent[k]}" for k in ("size", "precision", "m_btt", "lr") if agent[k] != defaults[k]]
     return "sorl-lab train " + " ".join(flags)
@@ -39,6 +40,7 @@ def main() -> None:
     parser.add_argument("--m-inf", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--n", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--note", default="", help="a paragraph for the card (e.g. how this run differs from the paper)")
     args = parser.parse_args()
 
     out = ROOT / "assets" / "ogbench" / args.name
@@ -65,7 +67,7 @@ def main() -> None:
         f"# {args.name}", "",
         f"SORL policy for `{extra['env']}`, trained on this machine (2 CPU cores) and bundled with SORL Lab.", "",
         "| | |", "|---|---|",
-        f"| command | `{train_command(config)}` |",
+        f"| command | `{train_command(config, agent.step)}` |",
         f"| iterations | {agent.step:,} (the paper: 1,000,000) |",
         f"| networks | actor and 2 critics, {a.size} size {list(a.hidden)}, {a.precision}, {a.mode} mode |",
         f"| M_disc / M_BTT | {a.m_disc} / {a.m_btt} |",
@@ -83,6 +85,8 @@ def main() -> None:
         cells = [f"{float(cell[m, n]['success_rate']):.0%} [{float(cell[m, n]['success_ci_low']):.0%}, "
                  f"{float(cell[m, n]['success_ci_high']):.0%}] ({cell[m, n]['network_calls']})" for n in args.n]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    if args.note:
+        lines += ["", args.note]
     lines += ["", f"Measured by `scripts/build_ogbench_assets.py` in {sweep_seconds / 60:.1f} min; the rows are in `sweep.csv`.",
               "Re-run: `sorl-lab evaluate --checkpoint " + str(policy.relative_to(ROOT)) + f" --episodes {args.episodes}`.", ""]
     (out / "card.md").write_text("\n".join(lines))
