@@ -64,7 +64,7 @@ def small_sweep_section() -> list[tuple[str, bytes]]:
     """Run a small sweep of a bundled policy (or a checkpoint path) here; returns the sweeps run this session."""
     with st.expander("Run a small sweep", expanded=False):
         bundled = R.bundled_checkpoints()
-        choices = {b.name: str(b.path) for b in bundled}
+        choices = {b.name: str(b.policy) for b in bundled}
         c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
         with c1:
             name = st.selectbox("Checkpoint", [*choices, "a path…"], key="sweep_ckpt", help=HELP["sweep_ckpt"])
