@@ -304,8 +304,11 @@ def test_ogbench_rollouts_uploads_are_validated(server, browser, tmp_path):
     corrupt.write_bytes(b"\x80\x04 definitely not a checkpoint" * 40)
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
     page.goto(f"{server}/OGBench_rollouts", wait_until="domcontentloaded")
-    page.wait_for_selector("[data-testid=stFileUploader]", timeout=120_000)
+    page.wait_for_selector("[data-testid=stRadio]", timeout=120_000)
     wait_ready(page, timeout_ms=120_000)
+    page.locator("[data-testid=stRadio] label").filter(has_text="Upload").click()  # bundled policies are the default
+    page.wait_for_selector("[data-testid=stFileUploader]", timeout=120_000)
+    wait_ready(page)
     run = page.get_by_role("button", name="Run")
     assert run.is_disabled()
     errors = page.locator("[data-testid=stAlertContentError]")
