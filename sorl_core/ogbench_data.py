@@ -580,34 +580,37 @@ def _drain(progress_queue, bar) -> None:
 
 
 def _run_in_pool(spec, length, seed, todo, partial, bar, on_chunk, workers):
+    from .rollout import spawn_safe_main
+
     # spawn: fresh interpreters (no forked MuJoCo/OpenGL state); a worker that dies raises BrokenProcessPool
     # here instead of hanging, and a worker's exception is re-raised by `result()`.
     ctx = multiprocessing.get_context("spawn")
     progress_queue = ctx.Queue()
     results = []
-    pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_worker_init, initargs=(progress_queue,)
-    )
-    try:
-        pending = {pool.submit(_make_chunk, spec, length, seed, c, str(_chunk_path(partial, c))) for c in todo}
-        while pending:
-            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+    with spawn_safe_main():  # e.g. under Streamlit or after AppTest, __main__ is a script the workers must not run
+        pool = ProcessPoolExecutor(
+            max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_worker_init, initargs=(progress_queue,)
+        )
+        try:
+            pending = {pool.submit(_make_chunk, spec, length, seed, c, str(_chunk_path(partial, c))) for c in todo}
+            while pending:
+                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                _drain(progress_queue, bar)
+                for future in finished:
+                    try:
+                        out = future.result()
+                    except BrokenProcessPool as exc:
+                        raise RuntimeError(
+                            "a worker process died (or could not start: spawned workers re-import the main module, "
+                            "which fails for code read from stdin); run from a file or with --workers 1"
+                        ) from exc
+                    results.append(out)
+                    if on_chunk is not None:
+                        on_chunk(out[0])
             _drain(progress_queue, bar)
-            for future in finished:
-                try:
-                    out = future.result()
-                except BrokenProcessPool as exc:
-                    raise RuntimeError(
-                        "a worker process died (or could not start: spawned workers re-import the main module, "
-                        "which fails for code read from stdin); run from a file or with --workers 1"
-                    ) from exc
-                results.append(out)
-                if on_chunk is not None:
-                    on_chunk(out[0])
-        _drain(progress_queue, bar)
-    finally:
-        # Chunks already running finish and are kept (each is written atomically); queued ones are dropped.
-        pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            # Chunks already running finish and are kept (each is written atomically); queued ones are dropped.
+            pool.shutdown(wait=True, cancel_futures=True)
     return results
 
 

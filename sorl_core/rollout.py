@@ -66,13 +66,13 @@ _MAIN_LOCK = threading.Lock()
 
 
 @contextmanager
-def _spawn_safe_main():
-    """Let EnvBatch start its worker processes from inside a Streamlit page.
+def spawn_safe_main():
+    """Let spawned worker processes (EnvBatch, dataset generation) start from inside a Streamlit page.
 
     Streamlit executes a page as ``sys.modules["__main__"]`` (no ``__spec__``, ``__file__`` = the page), and
     multiprocessing's spawn re-runs the ``__main__`` file in every new process: each environment worker
-    would execute the whole page (and crash on it). While the workers start, ``__main__`` is a blank module;
-    the workers only need ``sorl_core.rollout``, which they import by name.
+    would execute the whole page (and crash on it). AppTest leaves such a module behind in a test process.
+    While the workers start, ``__main__`` is a blank module; workers import what they need by name.
     """
     main = sys.modules.get("__main__")
     if main is None or getattr(main, "__spec__", None) is not None or not getattr(main, "__file__", None):
@@ -125,7 +125,7 @@ class EnvBatch:
             self.local = None
             context = mp.get_context("spawn")  # torch in the parent: never fork it
             self.conns, self.procs = [], []
-            with _spawn_safe_main():
+            with spawn_safe_main():
                 for size in sizes:
                     parent, child = context.Pipe()
                     proc = context.Process(target=_worker, args=(child, env_name, size, env_kwargs), daemon=True)
