@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sorl_core import rollout  # light: torch is imported only when episodes run
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 M_OPTIONS = (1, 2, 4, 8)  # Euler steps offered (powers of two up to the usual M_disc = 8)
 N_MAX = 64
@@ -211,9 +213,7 @@ def clean_configs(pairs: Iterable[tuple[int, int]], m_disc: int = 8) -> tuple[li
     return out, notes
 
 
-def sample_seed(seed: int, m: int, n: int) -> int:
-    """Sampling-noise seed of a configuration: the same as `sorl-lab evaluate` and `sorl-lab render` use."""
-    return seed * 7919 + 31 * m + n
+sample_seed = rollout.sample_seed  # the same noise seed as `sorl-lab evaluate` and `sorl-lab render`
 
 
 # --------------------------------------------------------------------------- episodes

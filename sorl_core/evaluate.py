@@ -13,7 +13,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, load_agent
-from .rollout import EnvBatch, episode_seeds, run_episodes
+from .rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
 from .sweep_schema import SWEEP_COLUMNS
 
 
@@ -72,7 +72,7 @@ def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | Non
                 if on_progress is not None:
                     on_progress(base + done, total)
 
-            result = run_episodes(agent, envs, m, n, seeds, sample_seed=cfg.seed * 7919 + 31 * m + n,
+            result = run_episodes(agent, envs, m, n, seeds, sample_seed=sample_seed(cfg.seed, m, n),
                                   extrapolate=cfg.extrapolate, on_step=step_progress)
             rows.append({"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt, **result.summary(), "seed": cfg.seed})
     bar.close()

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from .checkpoint import CheckpointError, load_agent
-from .rollout import EnvBatch, episode_seeds, run_episodes
+from .rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
 
 RENDER_VERSION = 1  # bump when the picture changes, so old cache entries are not reused
 DEFAULT_CACHE_DIR = "~/.cache/sorl-lab/renders"
@@ -160,7 +160,7 @@ def render_rollout(agent, env_name: str, m_inf: int, n: int, seed: int, cache_ke
                 if on_frame is not None:
                     on_frame(len(frames))
 
-        result = run_episodes(agent, envs, m_inf, n, episode_seeds(seed, 1), sample_seed=seed * 7919 + 31 * m_inf + n,
+        result = run_episodes(agent, envs, m_inf, n, episode_seeds(seed, 1), sample_seed=sample_seed(seed, m_inf, n),
                               extrapolate=extrapolate, record_q=True, on_env_step=grab)
         frames.append(env.render(**options))  # the final state (success is judged here)
 

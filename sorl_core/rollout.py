@@ -250,6 +250,11 @@ class EpisodeResults:
         }
 
 
+def sample_seed(seed: int, m_inf: int, n: int) -> int:
+    """Seed of the sampling noise of configuration (m_inf, n): evaluate, render and the app use the same one."""
+    return seed * 7919 + 31 * m_inf + n
+
+
 def episode_seeds(seed: int, episodes: int) -> list[int]:
     """Reset seeds of a sweep: episode i starts from the same state in every configuration."""
     return [seed * 100_003 + i for i in range(episodes)]
