@@ -4,7 +4,8 @@
 #   make app     the Streamlit app on http://localhost:8501
 #   make test    the whole test suite (this is what CI runs)
 #   make lab     JupyterLab on notebooks/
-#   make bench   the benchmark, as JSON
+#   make bench   the training/sampling benchmark, as JSON
+#   make bench-app  the lab's slider-to-update time in a real browser
 #   make setup   bootstrap only
 #   make clean   caches and build output (make distclean also drops .venv)
 
@@ -21,7 +22,7 @@ LAB_PORT ?= 8888
 ARGS ?=
 PYTEST_FLAGS ?= -q --timeout=600 --durations=15
 
-.PHONY: setup app test lab bench clean distclean
+.PHONY: setup app test lab bench bench-app clean distclean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -43,6 +44,10 @@ lab: setup
 
 bench: setup
 	$(VENV)/bin/sorl-lab bench --json
+
+# Needs Debian's chromium (bootstrap installs it); prints a table of per-move times.
+bench-app: setup
+	$(PY) benchmarks/app_latency.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache test-artifacts

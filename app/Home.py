@@ -339,7 +339,7 @@ with right:
     with guarded("the Euler trajectories"):
         if state is None:
             state = state_result(agent, agent_key, c, m, n, seed, ext_used)
-        fig = viz.trajectory_figure(state["trajectory"], data=data[:600], chosen=state["chosen"] if n > 1 else None)
+        fig = viz.trajectory_figure(state["trajectory"], data=data, chosen=state["chosen"] if n > 1 else None)
         st.plotly_chart(fig, key="fig_traj", theme=None, config={"displaylogo": False})
         figures.append(("Euler trajectories", fig))
         st.caption("Press ▶ Play: each frame is one Euler step of size 1/M_inf from noise (t = 0) to the action "

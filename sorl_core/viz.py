@@ -21,7 +21,8 @@ TRAJECTORY_LIM = 2.0  # the flow starts from N(0, I) noise: most starting points
 FIG_HEIGHT = 500
 
 # Colours that read on both a dark and a light heatmap.
-DATA_COLOR = "rgba(255, 255, 255, 0.35)"
+DATA_COLOR = "rgba(255, 255, 255, 0.55)"  # densest data cell
+DATA_COLOR_LOW = "rgba(255, 255, 255, 0.12)"  # a cell with one data point
 SAMPLE_COLOR = "#ff4b4b"
 CHOSEN_COLOR = "#ffd700"
 GOAL_COLOR = "#00e5ff"
@@ -38,10 +39,14 @@ def _points(a, name: str) -> np.ndarray:
     return a
 
 
-def _square_layout(fig: go.Figure, title: str, lim: float = LIM, height: int = FIG_HEIGHT) -> go.Figure:
-    """Fixed ranges, equal aspect, axis titles a₁ / a₂, legend in one band between the title and the plot."""
+def _square_layout(title: str, lim: float = LIM, height: int = FIG_HEIGHT, **extra) -> dict:
+    """Fixed ranges, equal aspect, axis titles a₁ / a₂, legend in one band between the title and the plot.
+
+    A plain dict handed to ``go.Figure`` at construction: plotly validates it once, where
+    ``update_layout`` walks it key by key (several times slower, and the app rebuilds figures on every rerun).
+    """
     axis = dict(range=[-lim, lim], autorange=False, zeroline=False, constrain="domain", gridcolor="rgba(255,255,255,0.12)")
-    fig.update_layout(
+    return dict(
         title=dict(text=title, x=0.0, xanchor="left", y=0.985, yanchor="top", font=dict(size=15)),
         height=height,
         margin=dict(l=50, r=10, t=95, b=45),
@@ -50,18 +55,27 @@ def _square_layout(fig: go.Figure, title: str, lim: float = LIM, height: int = F
         showlegend=True,  # even with one entry: the legend names what the markers are
         legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0.0, font=dict(size=11)),
         plot_bgcolor="#111",
+        **extra,
     )
-    return fig
 
 
-def _data_trace(data, max_points: int = 1500) -> go.Scatter:
+def _data_density(data, bins: int = 80) -> list:
+    """The offline data as a faint density layer over the action box [-1, 1]^2 (empty cells transparent).
+
+    One image however many points: as SVG markers every data point was a DOM node the browser redrew on
+    each slider move, which took most of the app's update time. A heatmap draws no legend symbol, so an
+    empty marker trace carries the legend entry.
+    """
     d = _points(data, "data")
-    if len(d) > max_points:  # keep the figure light: an evenly spread subset reads the same
-        d = d[np.linspace(0, len(d) - 1, max_points).astype(int)]
-    return go.Scatter(
-        x=d[:, 0], y=d[:, 1], mode="markers", name="offline data",
-        marker=dict(size=3, color=DATA_COLOR), hoverinfo="skip",
-    )
+    counts, xe, ye = np.histogram2d(d[:, 0], d[:, 1], bins=bins, range=[[-LIM, LIM], [-LIM, LIM]])
+    z = np.where(counts.T > 0, np.log1p(counts.T), np.nan)  # histogram2d is (x, y); a heatmap's z is (y, x)
+    name = "offline data (density)"
+    return [
+        go.Heatmap(x=(xe[:-1] + xe[1:]) / 2, y=(ye[:-1] + ye[1:]) / 2, z=z, name=name, legendgroup="data",
+                   colorscale=[[0, DATA_COLOR_LOW], [1, DATA_COLOR]], zmin=0, showscale=False, hoverinfo="skip"),
+        go.Scatter(x=[None], y=[None], mode="markers", name=name, legendgroup="data", hoverinfo="skip",
+                   marker=dict(symbol="square", size=10, color=DATA_COLOR)),
+    ]
 
 
 def _goal_trace(context: float) -> go.Scatter:
@@ -91,37 +105,36 @@ def fraction_label(d: float) -> str:
 # --------------------------------------------------------------------------- figures
 def reward_map_figure(world, context: float, samples=None, data=None, chosen=None,
                       resolution: int = 101, title: str | None = None) -> go.Figure:
-    """True reward r(a, c) over the action square, the data (faint), the policy's actions and the goal.
+    """True reward r(a, c) over the action square, the data (a faint density), the policy's actions and the goal.
 
     world: a ToyWorld or its name; samples: (K, 2) actions of the policy at this context;
     chosen: (2,) or (K, 2) actions to highlight (e.g. the candidate best-of-N picked).
     """
     world = toy.make_world(world) if isinstance(world, str) else world
     xs, ys, r = toy.reward_grid(world, context, resolution=resolution, lim=LIM)
-    fig = go.Figure()
-    fig.add_trace(go.Heatmap(
+    traces = [go.Heatmap(
         x=xs, y=ys, z=r, name="true reward", colorscale="Viridis", zmin=max(float(r.min()), -3.0), zmax=1.0,
         colorbar=dict(title=dict(text="r(a, c)"), thickness=12, len=0.8),
         hovertemplate="a=(%{x:.2f}, %{y:.2f})<br>r=%{z:.3f}<extra>true reward</extra>",
-    ))
+    )]
     if data is not None:
-        fig.add_trace(_data_trace(data))
+        traces += _data_density(data)
     if samples is not None:
         s = _points(samples, "samples")
-        fig.add_trace(go.Scatter(
+        traces.append(go.Scatter(
             x=s[:, 0], y=s[:, 1], mode="markers", name=f"policy actions ({len(s)})",
             marker=dict(size=6, color=SAMPLE_COLOR, line=dict(width=0.5, color="white"), opacity=0.85),
             hovertemplate="(%{x:.2f}, %{y:.2f})<extra>policy action</extra>",
         ))
     if chosen is not None:
         ch = _points(chosen, "chosen")
-        fig.add_trace(go.Scatter(
+        traces.append(go.Scatter(
             x=ch[:, 0], y=ch[:, 1], mode="markers", name="chosen action",
             marker=dict(symbol="star", size=16, color=CHOSEN_COLOR, line=dict(width=1, color="black")),
             hovertemplate="chosen (%{x:.2f}, %{y:.2f})<extra></extra>",
         ))
-    fig.add_trace(_goal_trace(context))
-    return _square_layout(fig, title or f"True reward at context c = {float(context):+.2f}")
+    traces.append(_goal_trace(context))
+    return go.Figure(data=traces, layout=_square_layout(title or f"True reward at context c = {float(context):+.2f}"))
 
 
 def trajectory_figure(trajectory, data=None, chosen: int | None = None, lim: float = TRAJECTORY_LIM,
@@ -139,51 +152,46 @@ def trajectory_figure(trajectory, data=None, chosen: int | None = None, lim: flo
         raise ValueError(f"trajectory must have shape (N, M+1, 2) with M >= 1, got {traj.shape}")
     n, k1, _ = traj.shape
     m = k1 - 1
-    fig = go.Figure()
-    if data is not None:
-        fig.add_trace(_data_trace(data))
+    traces = _data_density(data) if data is not None else []
     px, py = _nan_separated(traj)
-    fig.add_trace(go.Scatter(x=px, y=py, mode="lines", name="Euler paths", line=dict(width=1.3, color=PATH_COLOR),
+    traces.append(go.Scatter(x=px, y=py, mode="lines", name="Euler paths", line=dict(width=1.3, color=PATH_COLOR),
                              hoverinfo="skip"))
     if chosen is not None and 0 <= int(chosen) < n:
         c = traj[int(chosen)]
-        fig.add_trace(go.Scatter(x=c[:, 0], y=c[:, 1], mode="lines+markers", name="chosen candidate",
+        traces.append(go.Scatter(x=c[:, 0], y=c[:, 1], mode="lines+markers", name="chosen candidate",
                                  line=dict(width=2.5, color=CHOSEN_COLOR), marker=dict(size=5),
                                  hovertemplate="(%{x:.2f}, %{y:.2f})<extra>chosen path</extra>"))
-    particle_idx = len(fig.data)
+    particle_idx = len(traces)
 
-    def particles(k: int) -> go.Scatter:
-        return go.Scatter(x=traj[:, k, 0], y=traj[:, k, 1], mode="markers", name="particles",
-                          marker=dict(size=7, color=SAMPLE_COLOR, line=dict(width=0.5, color="white")),
-                          hovertemplate="(%{x:.2f}, %{y:.2f})<extra>particle</extra>")
+    def particles(k: int) -> dict:
+        return dict(type="scatter", x=traj[:, k, 0], y=traj[:, k, 1], mode="markers", name="particles",
+                    marker=dict(size=7, color=SAMPLE_COLOR, line=dict(width=0.5, color="white")),
+                    hovertemplate="(%{x:.2f}, %{y:.2f})<extra>particle</extra>")
 
-    fig.add_trace(particles(m))
-    fig.frames = [go.Frame(data=[particles(k)], traces=[particle_idx], name=str(k)) for k in range(k1)]
-    fig.add_shape(type="rect", x0=-1, y0=-1, x1=1, y1=1, line=dict(color="rgba(255,255,255,0.6)", dash="dash", width=1))
+    traces.append(particles(m))
+    frames = [dict(data=[particles(k)], traces=[particle_idx], name=str(k)) for k in range(k1)]
     anim = dict(frame=dict(duration=frame_ms, redraw=False), transition=dict(duration=int(frame_ms * 0.6), easing="linear"),
                 mode="immediate")
-    fig.update_layout(
+    still = dict(frame=dict(duration=0, redraw=False), transition=dict(duration=0), mode="immediate")
+    layout = _square_layout(
+        title or f"Euler paths of {n} candidate{'s' if n != 1 else ''}, M = {m}", lim=lim, height=FIG_HEIGHT + 110,
+        shapes=[dict(type="rect", x0=-1, y0=-1, x1=1, y1=1, line=dict(color="rgba(255,255,255,0.6)", dash="dash", width=1))],
         updatemenus=[dict(
             type="buttons", direction="left", showactive=False, x=0.0, y=-0.16, xanchor="left", yanchor="top",
             pad=dict(r=4, t=0), bgcolor="#eee", font=dict(size=11),
             buttons=[
                 dict(label="▶ Play", method="animate", args=[None, {**anim, "fromcurrent": False}]),
-                dict(label="❚❚ Pause", method="animate",
-                     args=[[None], dict(frame=dict(duration=0, redraw=False), transition=dict(duration=0), mode="immediate")]),
+                dict(label="❚❚ Pause", method="animate", args=[[None], still]),
             ],
         )],
         sliders=[dict(
             active=m, x=0.36, len=0.64, y=-0.12, yanchor="top", pad=dict(t=0, b=0),
             currentvalue=dict(prefix="Euler step ", suffix=f" of {m}", xanchor="right", font=dict(size=12)), font=dict(size=10),
-            steps=[dict(method="animate", label=str(k),
-                        args=[[str(k)], dict(frame=dict(duration=0, redraw=False), transition=dict(duration=0), mode="immediate")])
-                   for k in range(k1)],
+            steps=[dict(method="animate", label=str(k), args=[[str(k)], still]) for k in range(k1)],
         )],
     )
-    _square_layout(fig, title or f"Euler paths of {n} candidate{'s' if n != 1 else ''}, M = {m}",
-                   lim=lim, height=FIG_HEIGHT + 110)
-    fig.update_layout(margin=dict(b=150))
-    return fig
+    layout["margin"] = dict(layout["margin"], b=150)
+    return go.Figure(data=traces, layout=layout, frames=frames)
 
 
 def q_landscape_figure(xs, ys, q_grid, candidates, q=None, chosen: int | None = None,
@@ -194,25 +202,24 @@ def q_landscape_figure(xs, ys, q_grid, candidates, q=None, chosen: int | None = 
     candidate is taken without calling the critic, so nothing is ranked).
     """
     cand = _points(candidates, "candidates")
-    fig = go.Figure()
-    fig.add_trace(go.Heatmap(
+    traces = [go.Heatmap(
         x=np.asarray(xs), y=np.asarray(ys), z=np.asarray(q_grid), name="learned Q", colorscale="Cividis",
         colorbar=dict(title=dict(text="Q(s, a)"), thickness=12, len=0.8),
         hovertemplate="a=(%{x:.2f}, %{y:.2f})<br>Q=%{z:.3f}<extra>learned Q</extra>",
-    ))
+    )]
     if q is None:
-        fig.add_trace(go.Scatter(
+        traces.append(go.Scatter(
             x=cand[:, 0], y=cand[:, 1], mode="markers", name="the only candidate (not scored)",
             marker=dict(size=10, color=SAMPLE_COLOR, line=dict(width=1, color="white")),
             hovertemplate="(%{x:.2f}, %{y:.2f})<extra>candidate</extra>",
         ))
-        return _square_layout(fig, title or "N = 1: one candidate, no ranking by Q")
+        return go.Figure(data=traces, layout=_square_layout(title or "N = 1: one candidate, no ranking by Q"))
     qv = np.asarray(q, dtype=np.float64).reshape(-1)
     if len(qv) != len(cand):
         raise ValueError(f"q has {len(qv)} values for {len(cand)} candidates")
     rank = np.empty(len(qv), dtype=int)
     rank[np.argsort(-qv)] = np.arange(1, len(qv) + 1)
-    fig.add_trace(go.Scatter(
+    traces.append(go.Scatter(
         x=cand[:, 0], y=cand[:, 1], mode="markers", name=f"candidates (N = {len(cand)})",
         customdata=np.stack([qv, rank], axis=1),
         marker=dict(size=8, color=SAMPLE_COLOR, line=dict(width=1, color="white")),
@@ -220,12 +227,12 @@ def q_landscape_figure(xs, ys, q_grid, candidates, q=None, chosen: int | None = 
     ))
     if chosen is not None:
         c = cand[int(chosen)]
-        fig.add_trace(go.Scatter(
+        traces.append(go.Scatter(
             x=[c[0]], y=[c[1]], mode="markers", name="chosen: argmax Q",
             marker=dict(symbol="star", size=18, color=CHOSEN_COLOR, line=dict(width=1, color="black")),
             hovertemplate=f"chosen, Q={qv[int(chosen)]:.3f}<extra></extra>",
         ))
-    return _square_layout(fig, title or f"Learned Q and the N = {len(cand)} candidates")
+    return go.Figure(data=traces, layout=_square_layout(title or f"Learned Q and the N = {len(cand)} candidates"))
 
 
 def consistency_figure(probe, title: str | None = None) -> go.Figure:
@@ -241,12 +248,16 @@ def consistency_figure(probe, title: str | None = None) -> go.Figure:
         z = np.log10(np.maximum(err, 1e-12))
     z = np.where(np.isnan(err), np.nan, z)
     text = np.where(np.isnan(err), "t + d > 1: undefined", np.vectorize(lambda v: f"{v:.2e}")(np.nan_to_num(err)))
-    fig = go.Figure(go.Heatmap(
+    annotations = []
+    if len(labels) and len(t) >= 4 and np.isnan(err[0, -1]):  # y=0: the first category (d = 1), by index
+        annotations.append(dict(x=t[len(t) // 2 + len(t) // 4], y=0, text="t + d > 1: undefined", showarrow=False,
+                                font=dict(size=11, color="#555")))
+    heatmap = go.Heatmap(
         x=t, y=labels, z=z, text=text, colorscale="Magma", name="self-consistency error",
         colorbar=dict(title=dict(text="log₁₀ error"), thickness=12, len=0.8),
         hovertemplate="t=%{x:.3f}, d=%{y}<br>error=%{text}<extra></extra>", xgap=2, ygap=2,
-    ))
-    fig.update_layout(
+    )
+    return go.Figure(data=[heatmap], layout=dict(
         title=dict(text=title or "Self-consistency error ‖s(x,t,d) − ½(s₁+s₂)‖²", x=0.0, xanchor="left", font=dict(size=15)),
         height=FIG_HEIGHT - 60,
         margin=dict(l=60, r=20, t=50, b=50),
@@ -254,11 +265,8 @@ def consistency_figure(probe, title: str | None = None) -> go.Figure:
                    ticktext=[f"{v:g}" for v in t]),
         yaxis=dict(title="step size d", type="category", categoryorder="array", categoryarray=labels),
         plot_bgcolor="#ddd",
-    )
-    if len(labels) and len(t) >= 4 and np.isnan(err[0, -1]):  # y=0: the first category (d = 1), by index
-        fig.add_annotation(x=t[len(t) // 2 + len(t) // 4], y=0, text="t + d > 1: undefined", showarrow=False,
-                           font=dict(size=11, color="#555"))
-    return fig
+        annotations=annotations,
+    ))
 
 
 def scaling_figure(rows: Iterable[Mapping], group_by: str = "n", current: Mapping | None = None,
@@ -274,26 +282,26 @@ def scaling_figure(rows: Iterable[Mapping], group_by: str = "n", current: Mappin
         raise ValueError(f"group_by must be 'n' or 'm', not {group_by!r}")
     rows = [dict(r) for r in rows]
     key, along = ("n", "m_inf") if group_by == "n" else ("m_inf", "n")
-    fig = go.Figure()
+    traces = []
     calls = [float(r["network_calls"]) for r in rows] + ([float(current["network_calls"])] if current else [])
     for value in sorted({int(r[key]) for r in rows}):
         line = sorted((r for r in rows if int(r[key]) == value), key=lambda r: r[along])
         label = f"N = {value}" if group_by == "n" else f"M = {value}"
-        fig.add_trace(go.Scatter(
+        traces.append(go.Scatter(
             x=[r["network_calls"] for r in line], y=[r[y] for r in line], mode="lines+markers", name=label,
             customdata=[[r["m_inf"], r["n"]] for r in line],
             hovertemplate="M=%{customdata[0]}, N=%{customdata[1]}<br>calls/action=%{x}<br>"
                           + y.replace("_", " ") + "=%{y:.3f}<extra></extra>",
         ))
     if current is not None:
-        fig.add_trace(go.Scatter(
+        traces.append(go.Scatter(
             x=[current["network_calls"]], y=[current[y]], mode="markers", name=f"on screen (M={current['m_inf']}, N={current['n']})",
             marker=dict(symbol="star", size=18, color=CHOSEN_COLOR, line=dict(width=1, color="black")),
             hovertemplate="on screen<br>calls/action=%{x}<br>value=%{y:.3f}<extra></extra>",
         ))
     hi = max(calls) if calls else 1.0
     ticks = [2**i for i in range(0, int(np.ceil(np.log2(max(hi, 1)))) + 1)]
-    fig.update_layout(
+    return go.Figure(data=traces, layout=dict(
         title=dict(text=title or ("Sequential scaling: one line per N, more Euler steps along it" if group_by == "n"
                                   else "Parallel scaling: one line per M, more candidates along it"),
                    x=0.0, xanchor="left", font=dict(size=15)),
@@ -303,8 +311,7 @@ def scaling_figure(rows: Iterable[Mapping], group_by: str = "n", current: Mappin
                    tickvals=ticks, ticktext=[str(t) for t in ticks]),
         yaxis=dict(title="true reward (mean)" if y == "mean_reward" else y.replace("_", " ")),
         legend=dict(orientation="v"),
-    )
-    return fig
+    ))
 
 
 def figures_html(figures: Sequence[tuple[str, go.Figure]], title: str = "SORL Lab figures", notes: str = "") -> str:

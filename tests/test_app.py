@@ -305,6 +305,24 @@ def test_action_figures_have_fixed_square_axes():
         viz.q_landscape_figure([0], [0], [[0]], np.zeros((3, 2)), np.zeros(2), 0)
 
 
+def test_data_is_one_density_layer_not_a_marker_per_point():
+    """10,000 data points become one heatmap whose drawn cells are exactly the occupied bins (the browser
+    then redraws one image per slider move, not 10,000 SVG markers)."""
+    data = np.random.default_rng(0).uniform(-0.5, 0.5, size=(10_000, 2))
+    data[:5000] = (0.91, 0.31)  # half the data on one spot (inside a bin, not on an edge)
+    for fig in (viz.reward_map_figure("ring", 0.0, data=data), viz.trajectory_figure(np.zeros((2, 3, 2)), data=data)):
+        layer = [t for t in fig.data if t.name == "offline data (density)"]
+        heat = next(t for t in layer if t.type == "heatmap")
+        assert all(t.type == "heatmap" or list(t.x) == [None] for t in layer)  # plus a legend-only symbol
+        assert sum(len(t.x) for t in fig.data if t.type == "scatter" and t.mode == "markers") < 50
+        z = np.asarray(heat.z, dtype=float)
+        counts, _, _ = np.histogram2d(data[:, 0], data[:, 1], bins=len(heat.x), range=[[-1, 1], [-1, 1]])
+        np.testing.assert_array_equal(~np.isnan(z), counts.T > 0)
+        col = int(np.argmin(np.abs(np.asarray(heat.x) - 0.91)))
+        row = int(np.argmin(np.abs(np.asarray(heat.y) - 0.31)))
+        assert np.isfinite(z[:, col]).sum() == 1 and np.nanargmax(z) == row * z.shape[1] + col  # the spot, densest
+
+
 def test_step_size_labels_and_scaling_grouping():
     assert [viz.fraction_label(d) for d in (1.0, 0.5, 0.25, 0.125)] == ["1", "1/2", "1/4", "1/8"]
     rows = [{"m_inf": m, "n": n, "network_calls": C.network_calls(m, n), "mean_reward": m + n / 100}

@@ -7,94 +7,36 @@ test-artifacts/ (gitignored); the slider-to-update time is printed (run with -s 
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from browser_support import CHROMIUM, METRIC_VALUE, REPO, chromium, metrics, slider, streamlit_server, timed_key, wait_ready
 
-REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
 ]
-playwright_sync = pytest.importorskip("playwright.sync_api")
-
-SLIDER = "[data-testid=stSlider]"
-METRIC_VALUE = "[data-testid=stMetricValue]"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
 def server():
-    port = _free_port()
     ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "streamlit-server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "Home.py"), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}; see {log.name}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("streamlit did not answer /_stcore/health within 60 s")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
+    with open(ARTIFACTS / "streamlit-server.log", "w") as log:
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+            with streamlit_server(log=log) as url:
+                yield url
+        except RuntimeError as exc:  # the server never answered: say so with the log's name
+            pytest.fail(f"{exc}; see {log.name}")
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def wait_ready(page, timeout_ms: int = 90_000) -> None:
-    """Streamlit's own e2e rule: debounce, connected, script finished, no skeletons left."""
-    page.wait_for_timeout(200)
-    page.wait_for_selector("[data-testid=stApp][data-test-connection-state=CONNECTED]", timeout=timeout_ms)
-    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=timeout_ms)
-    page.wait_for_function("!document.querySelector('[data-testid=stSkeleton]')", timeout=timeout_ms)
-
-
-def metrics(page) -> list[str]:
-    return page.locator(METRIC_VALUE).all_inner_texts()
+    with chromium() as b:
+        yield b
 
 
 def plot_titles(page) -> list[str]:
@@ -111,22 +53,12 @@ def figure_state(page) -> list:
     }))""")
 
 
-def slider(page, label: str):
-    """The slider's thumb: Streamlit >= 1.5x renders an <input type=range> (implicit role slider), older ones a div."""
-    return page.locator(SLIDER).filter(has_text=label).locator("input[type=range], [role=slider]").first
-
-
-def press_and_time(page, handle, key: str, before: list[str]) -> float:
-    """Press a key on a slider; seconds until the metrics differ and the rerun is done."""
-    handle.focus()
-    t0 = time.perf_counter()
-    handle.press(key)
-    page.wait_for_function(
-        """(old) => { const v = Array.from(document.querySelectorAll('[data-testid=stMetricValue]')).map(e => e.innerText);
-                      return v.length === old.length && v.some((x, i) => x !== old[i]); }""",
-        arg=before, timeout=90_000)
+def press_and_time(page, handle, key: str) -> float:
+    """Press a key on a slider; seconds from the key press until the metrics changed, the rerun ended and the
+    page stopped changing (the browser's own clock; `make bench-app` records the same time over many moves)."""
+    times = timed_key(page, handle, key)
     wait_ready(page)
-    return time.perf_counter() - t0
+    return times["settled_ms"] / 1000
 
 
 def shoot(page, name: str) -> Path:
@@ -165,7 +97,7 @@ def test_sliders_drive_metrics_figures_and_url(server, browser):
     assert m0[2] == "144"  # network calls: 8 * 16 actor + 16 critic
 
     # M_inf 8 -> 4 with the keyboard.
-    dt_m = press_and_time(page, m_slider, "ArrowLeft", m0)
+    dt_m = press_and_time(page, m_slider, "ArrowLeft")
     assert m_slider.get_attribute("aria-valuetext") == "4"
     m1, f1 = metrics(page), figure_state(page)
     assert m1[2] == "80" and m1[0] != m0[0]
@@ -189,7 +121,7 @@ def test_sliders_drive_metrics_figures_and_url(server, browser):
     page.wait_for_function(f"({particles})().every((v, i) => Math.abs(v - {final}[i]) < 1e-9)", timeout=10_000)
 
     # N 16 -> 1 (Home key): no ranking left in the Q panel.
-    dt_n = press_and_time(page, n_slider, "Home", m1)
+    dt_n = press_and_time(page, n_slider, "Home")
     assert n_slider.get_attribute("aria-valuetext") == "1"
     m2, f2 = metrics(page), figure_state(page)
     assert m2[2] == "4"  # 4 actor calls, no critic call
@@ -202,16 +134,16 @@ def test_sliders_drive_metrics_figures_and_url(server, browser):
     shoot_chart(page, 4, "e2e-07-scaling.png")
 
     # One step of N up (1 -> 2): the critic is back.
-    dt_n2 = press_and_time(page, n_slider, "ArrowRight", m2)
+    dt_n2 = press_and_time(page, n_slider, "ArrowRight")
     m3 = metrics(page)
     assert m3[2] == str(4 * 2 + 2)
     # And back to N = 1: every number is cached now, so this is the page's own render time.
-    dt_cached = press_and_time(page, n_slider, "ArrowLeft", m3)
+    dt_cached = press_and_time(page, n_slider, "ArrowLeft")
     assert metrics(page) == m2
-    dt_n2_again = press_and_time(page, n_slider, "ArrowRight", m2)
+    dt_n2_again = press_and_time(page, n_slider, "ArrowRight")
     print(f"\nslider-to-update time: M_inf 8->4 {dt_m:.2f} s, N 16->1 {dt_n:.2f} s, N 1->2 {dt_n2:.2f} s "
-          "(key press until the new metrics are shown and the rerun has finished; each setting computed for the first "
-          "time, though its 256-state metrics may already be cached by the scaling grid); "
+          "(key press until the page stopped changing; each setting computed for the first time, though its "
+          "256-state metrics may already be cached by the scaling grid); "
           f"cached settings: N 2->1 {dt_cached:.2f} s, N 1->2 {dt_n2_again:.2f} s")
 
     # The address bar holds the view; a fresh page opened on it restores it.
