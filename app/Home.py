@@ -21,9 +21,9 @@ import _common as C  # noqa: E402  (app/ is not a package)
 
 from sorl_core import toy, viz  # noqa: E402
 
-# The toy networks are 64 wide: torch's intra-op threads buy nothing there, and on a small machine they fight
-# the browser drawing the page. One thread made first-time slider moves about 15% faster and toy training
-# 25% faster on 2 cores (README "Speed"). The setting is process-wide: it holds for the other pages too.
+# The toy networks are 64 wide: torch's intra-op threads buy nothing there, and on a small machine they compete
+# with the browser drawing the page (first-time slider moves: median 0.54-0.69 s on one thread against
+# 0.62-0.67 s on two, four alternating runs on 2 cores; README "Speed"). Process-wide: other pages too.
 torch.set_num_threads(1)
 
 st.set_page_config(page_title="SORL Lab — toy 2D", page_icon="🎯", layout="wide")
