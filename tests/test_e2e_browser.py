@@ -257,3 +257,26 @@ def test_ogbench_rollouts_uploads_are_validated(server, browser, tmp_path):
             assert errors.count() == 0 and run.is_enabled()
         assert page.locator("[data-testid=stException]").count() == 0
     page.close()
+
+
+def test_latency_benchmark_reports_every_move(tmp_path):
+    """`make bench-app` end to end with one round: every move is timed, labelled and summarised (the figures
+    themselves are printed by the benchmark, never asserted)."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "latency.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "app_latency.py"), "--rounds", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Slider-to-update time" in proc.stdout and "median (max)" in proc.stdout
+    report = json.loads(out.read_text())
+    moves = report["moves"]
+    assert [m["move"] for m in moves[:3]] == ["M_inf 8->4", "M_inf 4->2", "M_inf 2->1"] and len(moves) == 14
+    assert [m["kind"] for m in moves[:6]] == ["first"] * 3 + ["revisit"] * 3  # down the levels, then back
+    assert (moves[-1]["m_inf"], moves[-1]["n"]) == (8, 16)  # the script ends where it started
+    for m in moves:
+        assert 0 < m["metrics_ms"] <= m["settled_ms"] and 0 < m["run_ms"] <= m["settled_ms"], m
+    s = report["summary"]["all"]
+    assert s["moves"] == 14 and s["settled_ms_median"] <= s["settled_ms_max"] == max(m["settled_ms"] for m in moves)
