@@ -28,7 +28,7 @@ from pathlib import Path
 import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from browser_support import chromium, slider, streamlit_server, timed_key, wait_ready  # noqa: E402
+from browser_support import CHROMIUM, chromium, slider, streamlit_server, timed_key, wait_ready  # noqa: E402
 
 M_LABEL, N_LABEL = "M_inf", "N — best-of-N"
 # (slider, key, repeats): down the M_inf levels and back, then N down by one four times and back.
@@ -106,6 +106,9 @@ def print_table(report: dict) -> None:
 
 def main() -> None:
     cfg = tyro.cli(AppLatencyConfig)
+    if not Path(CHROMIUM).exists():
+        sys.exit(f"app_latency needs a chromium at {CHROMIUM} (Debian: apt-get install chromium; scripts/bootstrap.sh "
+                 "installs it). Point SORL_LAB_CHROMIUM at another chromium or chrome binary to use that one.")
     report = run(cfg)
     if cfg.out:
         cfg.out.write_text(json.dumps(report, indent=2))

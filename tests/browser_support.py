@@ -6,6 +6,7 @@ do, and time a slider move from the browser's own clock.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("SORL_LAB_CHROMIUM", "/usr/bin/chromium")  # Debian's; override for another build
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SLIDER = "[data-testid=stSlider]"

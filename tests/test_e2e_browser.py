@@ -17,7 +17,7 @@ ARTIFACTS = REPO / "test-artifacts"
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"needs chromium at {CHROMIUM} (apt-get install chromium, or set SORL_LAB_CHROMIUM)"),
 ]
 pytest.importorskip("playwright.sync_api")
 
