@@ -175,6 +175,25 @@ def test_sliced_wasserstein_properties(datasets):
     assert same < 0.25 * other
 
 
+def test_sliced_wasserstein_remembers_large_sets_without_changing_the_value(datasets):
+    from sorl_core import toy
+
+    data = datasets["ring"]["actions"]
+    policy = np.random.default_rng(0).uniform(-1, 1, size=(256, 2))
+    toy._SORTED_PROJECTIONS.clear()
+    first = sliced_wasserstein(policy, data)
+    assert len(toy._SORTED_PROJECTIONS) == 1  # the data's projections, not the 256 actions'
+    assert sliced_wasserstein(policy, data) == first and len(toy._SORTED_PROJECTIONS) == 1
+    moved = data.copy()
+    moved[0] += 0.5  # one point changed: a different set, sorted anew
+    assert sliced_wasserstein(policy, moved) != first and len(toy._SORTED_PROJECTIONS) == 2
+    toy._SORTED_PROJECTIONS.clear()
+    assert sliced_wasserstein(policy, data) == first
+    for seed in range(5):  # the memory stays bounded
+        sliced_wasserstein(policy, data, seed=seed)
+    assert len(toy._SORTED_PROJECTIONS) == 4
+
+
 # --------------------------------------------------------------------------- action_metrics
 @pytest.mark.parametrize("name", WORLDS)
 def test_action_metrics_on_behaviour(name, datasets):
