@@ -9,6 +9,7 @@ compare point for point.
 
 from __future__ import annotations
 
+import base64
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -59,23 +60,47 @@ def _square_layout(title: str, lim: float = LIM, height: int = FIG_HEIGHT, **ext
     )
 
 
-def _data_density(data, bins: int = 80) -> list:
-    """The offline data as a faint density layer over the action box [-1, 1]^2 (empty cells transparent).
+DATA_NAME = "offline data (density)"
 
-    One image however many points: as SVG markers every data point was a DOM node the browser redrew on
-    each slider move, which took most of the app's update time. A heatmap draws no legend symbol, so an
-    empty marker trace carries the legend entry.
-    """
+
+def _data_counts(data, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bin centres (x, y) over the action box [-1, 1]^2 and log(1 + count) per cell, z[i, j] at (x[j], y[i])."""
     d = _points(data, "data")
     counts, xe, ye = np.histogram2d(d[:, 0], d[:, 1], bins=bins, range=[[-LIM, LIM], [-LIM, LIM]])
-    z = np.where(counts.T > 0, np.log1p(counts.T), np.nan)  # histogram2d is (x, y); a heatmap's z is (y, x)
-    name = "offline data (density)"
-    return [
-        go.Heatmap(x=(xe[:-1] + xe[1:]) / 2, y=(ye[:-1] + ye[1:]) / 2, z=z, name=name, legendgroup="data",
-                   colorscale=[[0, DATA_COLOR_LOW], [1, DATA_COLOR]], zmin=0, showscale=False, hoverinfo="skip"),
-        go.Scatter(x=[None], y=[None], mode="markers", name=name, legendgroup="data", hoverinfo="skip",
-                   marker=dict(symbol="square", size=10, color=DATA_COLOR)),
-    ]
+    return (xe[:-1] + xe[1:]) / 2, (ye[:-1] + ye[1:]) / 2, np.log1p(counts.T)  # histogram2d is (x, y)
+
+
+def _data_legend() -> go.Scatter:
+    """Neither a heatmap nor a layout image draws a legend symbol: an empty marker trace carries the entry."""
+    return go.Scatter(x=[None], y=[None], mode="markers", name=DATA_NAME, legendgroup="data", hoverinfo="skip",
+                      marker=dict(symbol="square", size=10, color=DATA_COLOR))
+
+
+def _data_density(data, bins: int = 80) -> list:
+    """The offline data as a faint density layer over the action box (empty cells transparent), as traces.
+
+    One image however many points: as SVG markers every data point was a DOM node the browser redrew on
+    each slider move, which took most of the app's update time.
+    """
+    x, y, z = _data_counts(data, bins)
+    heatmap = go.Heatmap(x=x, y=y, z=np.where(z > 0, z, np.nan), name=DATA_NAME, legendgroup="data", zmin=0,
+                         colorscale=[[0, DATA_COLOR_LOW], [1, DATA_COLOR]], showscale=False, hoverinfo="skip")
+    return [heatmap, _data_legend()]
+
+
+def _data_density_image(data, bins: int = 80) -> dict:
+    """The same density as a layout image under the traces: Plotly's animation (redraw=False) erases
+    heatmap traces, and the trajectory figure animates. White, with the alpha of DATA_COLOR_LOW..DATA_COLOR."""
+    import imageio.v3 as iio
+
+    _, _, z = _data_counts(data, bins)
+    lo, hi = (float(c.rsplit(",", 1)[1].rstrip(") ")) for c in (DATA_COLOR_LOW, DATA_COLOR))
+    alpha = np.where(z > 0, lo + (hi - lo) * z / max(float(z.max()), 1e-12), 0.0)
+    rgba = np.full((bins, bins, 4), 255, dtype=np.uint8)
+    rgba[..., 3] = np.round(255 * np.flipud(alpha))  # image rows run top (a2 = 1) to bottom
+    png = iio.imwrite("<bytes>", rgba, extension=".png")
+    return dict(source="data:image/png;base64," + base64.b64encode(png).decode(), xref="x", yref="y",
+                x=-LIM, y=LIM, sizex=2 * LIM, sizey=2 * LIM, sizing="stretch", layer="below")
 
 
 def _goal_trace(context: float) -> go.Scatter:
@@ -152,7 +177,7 @@ def trajectory_figure(trajectory, data=None, chosen: int | None = None, lim: flo
         raise ValueError(f"trajectory must have shape (N, M+1, 2) with M >= 1, got {traj.shape}")
     n, k1, _ = traj.shape
     m = k1 - 1
-    traces = _data_density(data) if data is not None else []
+    traces = [_data_legend()] if data is not None else []
     px, py = _nan_separated(traj)
     traces.append(go.Scatter(x=px, y=py, mode="lines", name="Euler paths", line=dict(width=1.3, color=PATH_COLOR),
                              hoverinfo="skip"))
@@ -175,6 +200,7 @@ def trajectory_figure(trajectory, data=None, chosen: int | None = None, lim: flo
     still = dict(frame=dict(duration=0, redraw=False), transition=dict(duration=0), mode="immediate")
     layout = _square_layout(
         title or f"Euler paths of {n} candidate{'s' if n != 1 else ''}, M = {m}", lim=lim, height=FIG_HEIGHT + 110,
+        images=[_data_density_image(data)] if data is not None else [],
         shapes=[dict(type="rect", x0=-1, y0=-1, x1=1, y1=1, line=dict(color="rgba(255,255,255,0.6)", dash="dash", width=1))],
         updatemenus=[dict(
             type="buttons", direction="left", showactive=False, x=0.0, y=-0.16, xanchor="left", yanchor="top",

@@ -306,21 +306,35 @@ def test_action_figures_have_fixed_square_axes():
 
 
 def test_data_is_one_density_layer_not_a_marker_per_point():
-    """10,000 data points become one heatmap whose drawn cells are exactly the occupied bins (the browser
-    then redraws one image per slider move, not 10,000 SVG markers)."""
+    """10,000 data points become one image whose drawn cells are exactly the occupied bins (the browser then
+    redraws one image per slider move, not 10,000 SVG markers): a heatmap trace on the reward map, a layout
+    image under the animated trajectory figure (Plotly's animation erases heatmap traces)."""
+    import base64
+
+    import imageio.v3 as iio
+
     data = np.random.default_rng(0).uniform(-0.5, 0.5, size=(10_000, 2))
     data[:5000] = (0.91, 0.31)  # half the data on one spot (inside a bin, not on an edge)
-    for fig in (viz.reward_map_figure("ring", 0.0, data=data), viz.trajectory_figure(np.zeros((2, 3, 2)), data=data)):
-        layer = [t for t in fig.data if t.name == "offline data (density)"]
-        heat = next(t for t in layer if t.type == "heatmap")
-        assert all(t.type == "heatmap" or list(t.x) == [None] for t in layer)  # plus a legend-only symbol
-        assert sum(len(t.x) for t in fig.data if t.type == "scatter" and t.mode == "markers") < 50
-        z = np.asarray(heat.z, dtype=float)
-        counts, _, _ = np.histogram2d(data[:, 0], data[:, 1], bins=len(heat.x), range=[[-1, 1], [-1, 1]])
-        np.testing.assert_array_equal(~np.isnan(z), counts.T > 0)
-        col = int(np.argmin(np.abs(np.asarray(heat.x) - 0.91)))
-        row = int(np.argmin(np.abs(np.asarray(heat.y) - 0.31)))
-        assert np.isfinite(z[:, col]).sum() == 1 and np.nanargmax(z) == row * z.shape[1] + col  # the spot, densest
+    counts, _, _ = np.histogram2d(data[:, 0], data[:, 1], bins=80, range=[[-1, 1], [-1, 1]])
+    occupied = counts.T > 0  # rows: a2 from -1 up
+    col, row = int((0.91 + 1) / 0.025), int((0.31 + 1) / 0.025)
+
+    fig = viz.reward_map_figure("ring", 0.0, data=data)
+    heat = next(t for t in fig.data if t.name == "offline data (density)" and t.type == "heatmap")
+    z = np.asarray(heat.z, dtype=float)
+    np.testing.assert_array_equal(~np.isnan(z), occupied)
+    assert np.nanargmax(z) == row * 80 + col  # the spot is the densest cell
+
+    traj = viz.trajectory_figure(np.zeros((2, 3, 2)), data=data)
+    assert not [t for t in traj.data if t.type == "heatmap"]
+    (image,) = traj.layout.images
+    assert (image.x, image.y, image.sizex, image.sizey, image.layer) == (-1, 1, 2, 2, "below")
+    alpha = iio.imread(base64.b64decode(image.source.split(",", 1)[1]))[..., 3][::-1]  # back to rows a2 from -1
+    np.testing.assert_array_equal(alpha > 0, occupied)
+    assert alpha.max() == alpha[row, col]
+    for f in (fig, traj):
+        assert any(t.name == "offline data (density)" and t.type == "scatter" for t in f.data)  # legend entry
+        assert sum(len(t.x) for t in f.data if t.type == "scatter" and t.mode == "markers") < 50
 
 
 def test_step_size_labels_and_scaling_grouping():

@@ -119,6 +119,8 @@ def test_sliders_drive_metrics_figures_and_url(server, browser):
             page.locator("[data-testid=stPlotlyChart]").nth(1).screenshot(path=str(ARTIFACTS / "e2e-03b-trajectory-playing.png"))
     assert any(x != final for x in seen), "the particles never moved after Play"
     page.wait_for_function(f"({particles})().every((v, i) => Math.abs(v - {final}[i]) < 1e-9)", timeout=10_000)
+    # The data density (a layout image) is still drawn under the particles: an animation erases heatmap traces.
+    assert page.locator("[data-testid=stPlotlyChart]").nth(1).locator(".layer-subplot .imagelayer image").count() == 1
 
     # N 16 -> 1 (Home key): no ranking left in the Q panel.
     dt_n = press_and_time(page, n_slider, "Home")
