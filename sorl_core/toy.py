@@ -338,6 +338,7 @@ def _sorted_projections(points: np.ndarray, dirs: np.ndarray, keep: int = 4) -> 
             _SORTED_PROJECTIONS.move_to_end(key)
             return _SORTED_PROJECTIONS[key]
     proj = np.sort(points @ dirs, axis=0)
+    proj.flags.writeable = False  # shared between callers
     with _SORTED_PROJECTIONS_LOCK:
         _SORTED_PROJECTIONS[key] = proj
         while len(_SORTED_PROJECTIONS) > keep:

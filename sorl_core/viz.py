@@ -22,8 +22,8 @@ TRAJECTORY_LIM = 2.0  # the flow starts from N(0, I) noise: most starting points
 FIG_HEIGHT = 500
 
 # Colours that read on both a dark and a light heatmap.
-DATA_COLOR = "rgba(255, 255, 255, 0.55)"  # densest data cell
-DATA_COLOR_LOW = "rgba(255, 255, 255, 0.12)"  # a cell with one data point
+DATA_ALPHA, DATA_ALPHA_LOW = 0.55, 0.12  # white over the plot: the densest data cell, a cell with one point
+DATA_COLOR, DATA_COLOR_LOW = (f"rgba(255, 255, 255, {a})" for a in (DATA_ALPHA, DATA_ALPHA_LOW))
 SAMPLE_COLOR = "#ff4b4b"
 CHOSEN_COLOR = "#ffd700"
 GOAL_COLOR = "#00e5ff"
@@ -90,12 +90,11 @@ def _data_density(data, bins: int = 80) -> list:
 
 def _data_density_image(data, bins: int = 80) -> dict:
     """The same density as a layout image under the traces: Plotly's animation (redraw=False) erases
-    heatmap traces, and the trajectory figure animates. White, with the alpha of DATA_COLOR_LOW..DATA_COLOR."""
+    heatmap traces, and the trajectory figure animates. White, alpha DATA_ALPHA_LOW..DATA_ALPHA."""
     import imageio.v3 as iio
 
     _, _, z = _data_counts(data, bins)
-    lo, hi = (float(c.rsplit(",", 1)[1].rstrip(") ")) for c in (DATA_COLOR_LOW, DATA_COLOR))
-    alpha = np.where(z > 0, lo + (hi - lo) * z / max(float(z.max()), 1e-12), 0.0)
+    alpha = np.where(z > 0, DATA_ALPHA_LOW + (DATA_ALPHA - DATA_ALPHA_LOW) * z / max(float(z.max()), 1e-12), 0.0)
     rgba = np.full((bins, bins, 4), 255, dtype=np.uint8)
     rgba[..., 3] = np.round(255 * np.flipud(alpha))  # image rows run top (a2 = 1) to bottom
     png = iio.imwrite("<bytes>", rgba, extension=".png")
