@@ -11,6 +11,7 @@ from typing import Literal
 
 import torch
 
+from . import cpu
 from .agent import SORLAgent
 from .config import SIZES, SORLConfig
 
@@ -31,10 +32,10 @@ class BenchConfig:
     """Action size (cube-single: 5)."""
     batch_size: int = 256
     """Transitions per iteration."""
-    iterations: int = 50
-    """Timed iterations (after warm-up), in 10 blocks; the median block is reported."""
-    warmup: int = 5
-    """Untimed iterations first."""
+    iterations: int = 10
+    """Timed iterations at each step count k (after warm-up)."""
+    warmup: int = 2
+    """Untimed iterations at each k first."""
     threads: int = 0
     """torch threads (0: torch's default, one per core)."""
     json: bool = False
@@ -93,24 +94,32 @@ def _random_batch(cfg: BenchConfig, g: torch.Generator) -> dict[str, torch.Tenso
     }
 
 
-def time_iterations(agent: SORLAgent, batch: dict, iterations: int, warmup: int, blocks: int = 10) -> tuple[float, float]:
-    """(median, best) seconds per iteration over `blocks` timed blocks.
+def time_iterations(agent: SORLAgent, batch: dict, iterations: int, warmup: int) -> dict:
+    """Seconds per iteration at each step count k, and their mean over k.
 
-    On a shared machine noise only ever adds time: the best block shows what the code costs, the
-    median what a run will see."""
-    for _ in range(warmup):
-        agent.update(batch)
-    per_block = max(1, iterations // blocks)
-    times = []
-    for _ in range(blocks):
-        t = time.perf_counter()
-        for _ in range(per_block):
-            info = agent.update(batch)
-        float(info["critic_loss"])  # wait for the device before stopping the clock
-        if agent.device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - t) / per_block)
-    return statistics.median(times), min(times)
+    Each iteration draws k uniformly from {1, 2, 4, .., m_btt}, and k sets most of its cost (k = 8 costs
+    about 2.5x k = 1), so the mean of a short run depends on its draws. Timing every k equally often and
+    averaging gives the expected cost of an iteration without that noise. The median at each k is what
+    a run sees; the minimum is what the code costs (on a shared machine noise only adds time).
+    """
+    per_k = {}
+    for k in agent.config.step_counts:
+        for _ in range(warmup):
+            agent.update(batch, k=k)
+        times = []
+        for _ in range(iterations):
+            t = time.perf_counter()
+            info = agent.update(batch, k=k)
+            float(info["critic_loss"])  # wait for the device before stopping the clock
+            if agent.device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+        per_k[k] = {"median": statistics.median(times), "min": min(times)}
+    return {
+        "median": statistics.mean(v["median"] for v in per_k.values()),
+        "best": statistics.mean(v["min"] for v in per_k.values()),
+        "per_k": per_k,
+    }
 
 
 def sample_latency_ms(agent: SORLAgent, obs_dim: int, m_inf: int = 8, n: int = 32, reps: int = 50) -> float:
@@ -130,18 +139,21 @@ def run_bench(cfg: BenchConfig) -> dict:
     report = {
         "size": cfg.size, "hidden": list(SIZES[cfg.size]), "mode": cfg.mode, "batch_size": cfg.batch_size,
         "obs_dim": cfg.obs_dim, "action_dim": cfg.action_dim, "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "machine": platform.processor() or platform.machine(), "results": {},
+        "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+        "gelu": "fused" if cpu.load() else "eager", "results": {},
     }
     for precision in precisions:
         agent_cfg = SORLConfig(obs_dim=cfg.obs_dim, action_dim=cfg.action_dim, size=cfg.size, mode=cfg.mode,
                                precision=precision, batch_size=cfg.batch_size, device="cpu")
         agent = SORLAgent(agent_cfg, seed=0)
-        seconds, best = time_iterations(agent, _random_batch(cfg, torch.Generator().manual_seed(0)), cfg.iterations, cfg.warmup)
+        timing = time_iterations(agent, _random_batch(cfg, torch.Generator().manual_seed(0)), cfg.iterations, cfg.warmup)
+        seconds = timing["median"]
         flops = iteration_flops(agent_cfg, cfg.batch_size)["total"]
         rate = matmul_rate(torch.float32 if precision == "fp32" else torch.bfloat16)
         report["results"][precision] = {
             "seconds_per_iteration": round(seconds, 4),
-            "best_block_seconds_per_iteration": round(best, 4),
+            "best_seconds_per_iteration": round(timing["best"], 4),
+            "seconds_per_iteration_at_k": {str(k): round(v["median"], 4) for k, v in timing["per_k"].items()},
             "iteration_gflop": round(flops / 1e9, 2),
             "achieved_gflops": round(flops / seconds / 1e9, 1),
             "matmul_gflops": round(rate, 1),
@@ -156,9 +168,10 @@ def print_report(report: dict, as_json: bool) -> None:
         print(json.dumps(report, indent=2))
         return
     print(f"SORL iteration, size={report['size']} {report['hidden']}, mode={report['mode']}, batch={report['batch_size']}, "
-          f"obs={report['obs_dim']}, act={report['action_dim']}, threads={report['threads']}, torch {report['torch']}")
+          f"obs={report['obs_dim']}, act={report['action_dim']}, threads={report['threads']}, torch {report['torch']}, "
+          f"GELU {report['gelu']}")
     print(f"{'precision':>9} {'s/iter':>8} {'best':>8} {'GFLOP/it':>9} {'GFLOP/s':>8} {'matmul':>8} {'frac':>6} {'sample ms (M=8,N=32)':>21}")
     for p, r in report["results"].items():
-        print(f"{p:>9} {r['seconds_per_iteration']:>8.4f} {r['best_block_seconds_per_iteration']:>8.4f} "
+        print(f"{p:>9} {r['seconds_per_iteration']:>8.4f} {r['best_seconds_per_iteration']:>8.4f} "
               f"{r['iteration_gflop']:>9.2f} {r['achieved_gflops']:>8.1f} "
               f"{r['matmul_gflops']:>8.1f} {r['fraction_of_matmul_rate']:>6.3f} {r['sample_ms_m8_n32']:>21.2f}")
