@@ -28,7 +28,8 @@ STAMP="$VENV/.sorl-bootstrap-stamp"
 # chromium: the browser the end-to-end tests drive (Playwright uses
 #   /usr/bin/chromium; Playwright's own browser download is not possible here).
 # libegl1 libgl1 libosmesa6: headless MuJoCo rendering (MUJOCO_GL=egl / osmesa).
-APT_PACKAGES=(chromium libegl1 libgl1 libosmesa6)
+# g++: compiles the fused CPU kernels (sorl_core/cpu.py; without it eager PyTorch runs).
+APT_PACKAGES=(chromium libegl1 libgl1 libosmesa6 g++)
 
 log() { printf '[bootstrap] %s\n' "$*"; }
 warn() { printf '[bootstrap] WARNING: %s\n' "$*" >&2; }
@@ -125,6 +126,10 @@ install_python_packages() {
     echo "torch==$(installed_torch)" >"$constraints"
     log "installing sorl-lab in editable mode with all extras (pip install -e \".[all]\")"
     pip_install -c "$constraints" -e ".[all]"
+    # Compile the fused CPU kernels now (about 20 s) rather than in the first training iteration.
+    # Not fatal: without them training runs eager PyTorch, only slower.
+    log "building the fused CPU kernels (python -m sorl_core.cpu)"
+    "$VENV/bin/python" -m sorl_core.cpu || warn "fused CPU kernels not built; training runs eager PyTorch (slower)"
 }
 
 main() {

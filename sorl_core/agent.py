@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .config import SORLConfig, is_power_of_two
+from .cpu import keep_freed_memory
 from .networks import CriticEnsemble, ShortcutActor
 
 Batch = dict[str, torch.Tensor]  # observations, actions, rewards, next_observations, masks
@@ -126,6 +127,8 @@ class SORLAgent:
     def __init__(self, config: SORLConfig, seed: int = 0):
         self.config = cfg = config
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         torch.manual_seed(seed)  # network initialisation
         self.actor = ShortcutActor(cfg.obs_dim, cfg.action_dim, cfg.hidden).to(self.device)
         self.critic = CriticEnsemble(cfg.obs_dim, cfg.action_dim, cfg.hidden, cfg.num_critics, cfg.critic_layer_norm).to(self.device)
@@ -144,8 +147,10 @@ class SORLAgent:
             if cfg.precision == "bf16":
                 self.critic_before.to(torch.bfloat16)
             self.optimizers = {"all": _adam(self._params, cfg.lr)}
-            for p in self._params:  # zero (not None) grads: Adam then moves every weight on momentum
-                p.grad = torch.zeros_like(p)
+            # Adam skips weights whose grad is None; a loss that leaves some weights without gradient
+            # hands them these zeros, so the shared optimiser still moves them on momentum.
+            self._zero_grads = [torch.zeros_like(p) for p in self._params]
+            self._fill_missing_grads()
         else:
             self.optimizers = {"critic": _adam(self.critic.parameters(), cfg.lr), "actor": _adam(self.actor.parameters(), cfg.lr)}
 
@@ -156,6 +161,11 @@ class SORLAgent:
     def _draw_k(self) -> int:
         ks = self.config.step_counts
         return ks[int(torch.randint(len(ks), (1,), generator=self.host_generator))]
+
+    def _fill_missing_grads(self) -> None:
+        for p, zero in zip(self._params, self._zero_grads):
+            if p.grad is None:
+                p.grad = zero
 
     def _randn(self, *shape) -> torch.Tensor:
         return torch.randn(*shape, generator=self.generator, device=self.device)
@@ -222,10 +232,14 @@ class SORLAgent:
         return torch.cat([out, out.new_zeros(batch_size - out.numel())])
 
     # ------------------------------------------------------------------ one iteration
-    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One SORL iteration: critic step, actor step, Polyak. Metrics stay tensors (no host sync)."""
+    def update(self, batch: Batch, k: int | None = None) -> dict[str, torch.Tensor]:
+        """One SORL iteration: critic step, actor step, Polyak. Metrics stay tensors (no host sync).
+
+        k: use this step count for both the critic target and the Q loss instead of drawing them (the
+        benchmark times each k separately); None draws them as the spec says.
+        """
         batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
-        k_critic, k_actor = self._draw_k(), self._draw_k()
+        k_critic, k_actor = (self._draw_k(), self._draw_k()) if k is None else (k, k)
         info = self._update_faithful(batch, k_critic, k_actor) if self.config.mode == "faithful" else self._update_clean(batch, k_critic, k_actor)
         self.step += 1
         return info
@@ -240,17 +254,21 @@ class SORLAgent:
         sc_problem = self.self_consistency_problem(batch)
         polyak(self.target_actor, self.actor, cfg.tau)
         # 1) critic loss over all parameters (a' carries gradient into the actor), one shared Adam.
-        opt.zero_grad(set_to_none=False)
+        # Grads are set to None, not zeroed: backward then hands over its buffers instead of adding
+        # into zeros, and weights the loss does not reach get zeros after it.
+        opt.zero_grad(set_to_none=True)
         with self._autocast():
             loss, info = self.compute_critic_loss(batch, k_critic)
         loss.backward()
+        self._fill_missing_grads()
         polyak(self.target_critic, self.critic, cfg.tau)  # after its use in the backward, before the step
         info["grad_norm_critic_step"] = clip_and_step(opt, self._params, cfg.grad_clip)
         # 2) actor loss against the pre-iteration critic; the critic's zero grads still step it on momentum.
-        opt.zero_grad(set_to_none=False)
+        opt.zero_grad(set_to_none=True)
         with self._autocast():
             loss, actor_info = self.compute_actor_loss(batch, k_actor, self.critic_before, sc_problem)
         loss.backward()
+        self._fill_missing_grads()
         info["grad_norm_actor_step"] = clip_and_step(opt, self._params, cfg.grad_clip)
         return {**info, **actor_info}
 

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cpu import gelu_layer_norm, gelu_tanh
 
-def _gelu(x: torch.Tensor) -> torch.Tensor:
-    # Flax's nn.gelu defaults to the tanh approximation; keep it for parity with the authors.
-    return F.gelu(x, approximate="tanh")
+# Flax's nn.gelu defaults to the tanh approximation; keep it for parity with the authors.
+_gelu = gelu_tanh
 
 
 class ShortcutActor(nn.Module):
@@ -63,12 +63,7 @@ class CriticEnsemble(nn.Module):
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = torch.baddbmm(b, h, w)
             if i < last:
-                h = _gelu(h)
-                if self.layer_norm:
-                    # Affine in the activation's dtype: under bf16 autocast, float32 scale/shift would
-                    # promote the whole activation back to float32 (and cost a cast at the next matmul).
-                    scale, shift = self.ln_scales[i].to(h.dtype), self.ln_shifts[i].to(h.dtype)
-                    h = torch.addcmul(shift, F.layer_norm(h, h.shape[-1:], eps=1e-6), scale)
+                h = gelu_layer_norm(h, self.ln_scales[i], self.ln_shifts[i], 1e-6) if self.layer_norm else _gelu(h)
         return h.squeeze(-1)
 
     def member(self, j: int, obs: torch.Tensor, action: torch.Tensor, k: torch.Tensor | float) -> torch.Tensor:

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # conda-forge name -> PyPI name, for packages named differently on the two.
 CONDA_TO_PYPI = {"pytorch": "torch"}
 # environment.yml entries that are not project dependencies.
-ENV_ONLY = {"python", "pip"}
+ENV_ONLY = {"python", "pip", "cxx-compiler"}  # cxx-compiler: what apt's g++ is in bootstrap.sh
 
 _REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*?)\s*$")
 

@@ -1,0 +1,112 @@
+"""The fused CPU kernels (sorl_core/csrc/kernels.cpp) against the eager PyTorch functions they replace."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sorl_core import cpu
+
+pytestmark = pytest.mark.skipif(not cpu.load(), reason="needs the compiled kernels (g++ and ninja; make setup)")
+
+
+def _eager_gelu_layer_norm(z, scale, shift, eps=1e-6):
+    return F.layer_norm(F.gelu(z, approximate="tanh"), z.shape[-1:], eps=eps) * scale + shift
+
+
+def _grads(fn, *tensors, seed=0):
+    leaves = [t.detach().clone().requires_grad_() for t in tensors]
+    out = fn(*leaves)
+    out.backward(torch.randn(out.shape, generator=torch.Generator().manual_seed(seed)).to(out.dtype))
+    return out.detach(), [leaf.grad for leaf in leaves]
+
+
+@pytest.mark.parametrize("shape", [(256, 512), (3, 37, 45), (5,)])  # sizes off the vector width test the tails
+def test_gelu_matches_eager_in_float32(shape):
+    z = torch.randn(shape, generator=torch.Generator().manual_seed(1)) * 4
+    y, (dz,) = _grads(cpu.gelu_tanh, z)
+    y_ref, (dz_ref,) = _grads(lambda t: F.gelu(t, approximate="tanh"), z)
+    assert torch.allclose(y, y_ref, atol=2e-6, rtol=1e-5)
+    assert torch.allclose(dz, dz_ref, atol=2e-5, rtol=1e-4)
+
+
+def test_gelu_in_bf16_rounds_like_eager():
+    z = (torch.randn(64, 300, generator=torch.Generator().manual_seed(2)) * 4).bfloat16()
+    y, (dz,) = _grads(cpu.gelu_tanh, z)
+    y_ref, (dz_ref,) = _grads(lambda t: F.gelu(t.float(), approximate="tanh"), z)
+    assert y.dtype == dz.dtype == torch.bfloat16
+    # one bf16 rounding of the exact value: relative error below 2^-8
+    assert ((y.float() - y_ref).abs() <= 2**-8 * y_ref.abs() + 1e-6).all()
+    # the gradient goes through two roundings (the stored slope, then the product): a few bf16 ulps
+    assert ((dz.float() - dz_ref.float()).abs() <= 2**-6 * dz_ref.float().abs() + 1e-3).all()
+
+
+def test_gelu_without_grad_builds_no_graph():
+    z = torch.randn(8, 16, requires_grad=True)
+    with torch.no_grad():
+        assert not cpu.gelu_tanh(z).requires_grad
+    assert cpu.gelu_tanh(z).grad_fn is not None
+
+
+@pytest.mark.parametrize("shape", [(2, 256, 512), (3, 7, 45)])
+def test_gelu_layer_norm_matches_eager_in_float32(shape):
+    g = torch.Generator().manual_seed(3)
+    e, _, h = shape
+    z = torch.randn(shape, generator=g) * 3
+    scale, shift = 1 + 0.3 * torch.randn(e, 1, h, generator=g), 0.2 * torch.randn(e, 1, h, generator=g)
+    out, grads = _grads(cpu.gelu_layer_norm, z, scale, shift)
+    out_ref, grads_ref = _grads(_eager_gelu_layer_norm, z, scale, shift)
+    assert torch.allclose(out, out_ref, atol=1e-5, rtol=1e-5)
+    for name, got, want in zip(("z", "scale", "shift"), grads, grads_ref):
+        assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), name
+
+
+def test_gelu_layer_norm_in_bf16_is_closer_to_float32_than_eager_bf16():
+    """One rounding at the end instead of three: the fused bf16 result is at least as accurate."""
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(2, 64, 512, generator=g) * 3
+    scale, shift = 1 + 0.3 * torch.randn(2, 1, 512, generator=g), 0.2 * torch.randn(2, 1, 512, generator=g)
+    exact = _eager_gelu_layer_norm(z, scale, shift)
+    fused = cpu.gelu_layer_norm(z.bfloat16(), scale, shift)
+    zb = z.bfloat16()
+    eager = torch.addcmul(shift.bfloat16(), F.layer_norm(F.gelu(zb, approximate="tanh"), (512,), eps=1e-6), scale.bfloat16())
+    assert fused.dtype == torch.bfloat16
+    fused_err, eager_err = (fused.float() - exact).abs().mean(), (eager.float() - exact).abs().mean()
+    assert fused_err <= eager_err
+    assert fused_err < 0.01
+
+
+def test_critic_gradients_match_with_and_without_kernels():
+    """The whole critic (batched members, GELU, LayerNorm, affine) gives the same gradients either way."""
+    from sorl_core.networks import CriticEnsemble
+
+    torch.manual_seed(0)
+    critic = CriticEnsemble(6, 3, (32, 32), num=2)
+    obs, act = torch.randn(16, 6), torch.randn(16, 3)
+    grads = []
+    for use in (True, False):
+        critic.zero_grad()
+        saved = cpu._loaded
+        cpu._loaded = use
+        try:
+            critic(obs, act, 4).square().mean().backward()
+        finally:
+            cpu._loaded = saved
+        grads.append([p.grad.clone() for p in critic.parameters()])
+    for fused, eager in zip(*grads):
+        assert torch.allclose(fused, eager, atol=1e-5, rtol=1e-4)
+
+
+def test_module_entry_point_builds_and_checks():
+    proc = subprocess.run([sys.executable, "-m", "sorl_core.cpu"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "ready" in proc.stdout
+
+
+def test_switch_off_runs_eager():
+    code = "from sorl_core import cpu; import torch; print(cpu.load(), cpu.gelu_tanh(torch.ones(3)).tolist())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "SORL_LAB_FUSED": "0"})
+    assert proc.returncode == 0 and proc.stdout.startswith("False") and "warn" not in proc.stderr.lower()
