@@ -140,12 +140,16 @@ class SORLAgent:
         self.host_generator = torch.Generator().manual_seed(seed + 1)
         self.step = 0
         self._params = list(self.actor.parameters()) + list(self.critic.parameters())
+        # The networks the losses run on. In bf16 these are working copies: each forward and backward
+        # of an update runs on them, and Adam, Polyak and checkpoints keep the float32 weights. One cast
+        # per network and step replaces autocast's casts at every call (and its per-op dispatch).
+        self.work = _Networks(self.actor, self.critic, self.target_actor, self.target_critic)
+        if cfg.precision == "bf16":
+            self.work = _Networks(*(_bf16_copy(net) for net in (self.actor, self.critic, self.target_actor, self.target_critic)))
         if cfg.mode == "faithful":
-            # Pre-iteration copy of the critic for the actor's Q term. Under bf16 it is kept in bf16: its
-            # matmuls run in bf16 anyway, and the copy then also saves the per-call weight casts.
-            self.critic_before = _frozen_copy(self.critic)
-            if cfg.precision == "bf16":
-                self.critic_before.to(torch.bfloat16)
+            # Pre-iteration copy of the critic for the actor's Q term (bf16 in bf16 mode).
+            self.critic_before = _bf16_copy(self.critic) if cfg.precision == "bf16" else copy.deepcopy(self.critic)
+            self.critic_before.requires_grad_(False)
             self.optimizers = {"all": _adam(self._params, cfg.lr)}
             # Adam skips weights whose grad is None; a loss that leaves some weights without gradient
             # hands them these zeros, so the shared optimiser still moves them on momentum.
@@ -155,8 +159,22 @@ class SORLAgent:
             self.optimizers = {"critic": _adam(self.critic.parameters(), cfg.lr), "actor": _adam(self.actor.parameters(), cfg.lr)}
 
     # ------------------------------------------------------------------ helpers
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
+    def _refresh(self, *names: str) -> None:
+        """Cast the float32 weights into the bf16 working copies (nothing to do in float32)."""
+        with torch.no_grad():
+            for name in names:
+                work, master = getattr(self.work, name), getattr(self, name)
+                if work is not master:
+                    torch._foreach_copy_(list(work.parameters()), list(master.parameters()))
+
+    def _grads_to_masters(self, *names: str) -> None:
+        """Hand the working copies' gradients to the float32 weights (as float32)."""
+        for name in names:
+            work, master = getattr(self.work, name), getattr(self, name)
+            if work is not master:
+                for w, m in zip(work.parameters(), master.parameters()):
+                    m.grad = None if w.grad is None else w.grad.float()
+                    w.grad = None
 
     def _draw_k(self) -> int:
         ks = self.config.step_counts
@@ -171,20 +189,20 @@ class SORLAgent:
         return torch.randn(*shape, generator=self.generator, device=self.device)
 
     def _policy_actions(self, obs: torch.Tensor, k: int) -> torch.Tensor:
-        x, _ = integrate(self.actor, obs, self._randn(obs.shape[0], self.config.action_dim), k)
+        x, _ = integrate(self.work.actor, obs, self._randn(obs.shape[0], self.config.action_dim), k)
         return x.clamp(-1, 1)
 
     # ------------------------------------------------------------------ losses of one iteration
     def compute_critic_loss(self, batch: Batch, k: int):
         cfg = self.config
         if cfg.discount == 0:  # one-step problems (toy bandits): the target is r, no a' rollout needed
-            q = self.critic(batch["observations"], batch["actions"], k)
+            q = self.work.critic(batch["observations"], batch["actions"], k)
             loss = (q - batch["rewards"]).square().mean()
             return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean(), "target_mean": batch["rewards"].mean()}
         # Faithful: the authors sample a' with gradients on, so this loss also moves the actor.
         with contextlib.nullcontext() if cfg.mode == "faithful" else torch.no_grad():
             next_actions = self._policy_actions(batch["next_observations"], k)
-        return critic_loss(self.critic, self.target_critic, batch, next_actions, k, cfg.discount, cfg.q_agg)
+        return critic_loss(self.work.critic, self.work.target_critic, batch, next_actions, k, cfg.discount, cfg.q_agg)
 
     def self_consistency_problem(self, batch: Batch):
         """(x_t, t, level, target) of the self-consistency loss, targets from the target actor.
@@ -201,8 +219,7 @@ class SORLAgent:
         step = 2.0 ** -level
         t = torch.floor(torch.rand(b, 1, generator=self.generator, device=self.device) * 2**level) * step
         x_t, _ = interpolate(self._randn(b, a_dim), actions, t, cfg.flow_eps)
-        with self._autocast():
-            target = self_consistency_target(self.target_actor, obs, x_t, t, level, step)
+        target = self_consistency_target(self.work.target_actor, obs, x_t, t, level, step)
         return x_t, t, level, target.float()
 
     def compute_actor_loss(self, batch: Batch, k: int, critic: nn.Module, sc_problem=None):
@@ -217,7 +234,7 @@ class SORLAgent:
         sc_problem = self.self_consistency_problem(batch) if sc_problem is None else sc_problem
         if sc_problem is not None:
             problems.append(sc_problem)
-        losses = velocity_losses(self.actor, obs, problems)
+        losses = velocity_losses(self.work.actor, obs, problems)
         fm = losses[0]
         sc = losses[1] if len(losses) > 1 else torch.zeros((), device=self.device)
         ql, q_info = q_loss(critic, obs, self._policy_actions(obs, k), k)
@@ -249,25 +266,27 @@ class SORLAgent:
         # Everything that must see pre-iteration weights is taken first: a copy of the critic for the
         # actor's Q term, the self-consistency targets from the old target actor, and the target actor's
         # Polyak step toward the actor as it is now.
-        with torch.no_grad():
-            torch._foreach_copy_(list(self.critic_before.parameters()), list(self.critic.parameters()))
+        self._refresh("actor", "critic", "target_actor", "target_critic")
+        with torch.no_grad():  # from the working copy: in bf16 a plain copy, not a second cast
+            torch._foreach_copy_(list(self.critic_before.parameters()), list(self.work.critic.parameters()))
         sc_problem = self.self_consistency_problem(batch)
         polyak(self.target_actor, self.actor, cfg.tau)
         # 1) critic loss over all parameters (a' carries gradient into the actor), one shared Adam.
         # Grads are set to None, not zeroed: backward then hands over its buffers instead of adding
         # into zeros, and weights the loss does not reach get zeros after it.
         opt.zero_grad(set_to_none=True)
-        with self._autocast():
-            loss, info = self.compute_critic_loss(batch, k_critic)
+        loss, info = self.compute_critic_loss(batch, k_critic)
         loss.backward()
+        self._grads_to_masters("actor", "critic")
         self._fill_missing_grads()
         polyak(self.target_critic, self.critic, cfg.tau)  # after its use in the backward, before the step
         info["grad_norm_critic_step"] = clip_and_step(opt, self._params, cfg.grad_clip)
         # 2) actor loss against the pre-iteration critic; the critic's zero grads still step it on momentum.
         opt.zero_grad(set_to_none=True)
-        with self._autocast():
-            loss, actor_info = self.compute_actor_loss(batch, k_actor, self.critic_before, sc_problem)
+        self._refresh("actor")
+        loss, actor_info = self.compute_actor_loss(batch, k_actor, self.critic_before, sc_problem)
         loss.backward()
+        self._grads_to_masters("actor")
         self._fill_missing_grads()
         info["grad_norm_actor_step"] = clip_and_step(opt, self._params, cfg.grad_clip)
         return {**info, **actor_info}
@@ -276,14 +295,17 @@ class SORLAgent:
         cfg = self.config
         opt_c, opt_a = self.optimizers["critic"], self.optimizers["actor"]
         opt_c.zero_grad(set_to_none=True)
-        with self._autocast():
-            loss, info = self.compute_critic_loss(batch, k_critic)
+        self._refresh("actor", "critic", "target_actor", "target_critic")
+        loss, info = self.compute_critic_loss(batch, k_critic)
         loss.backward()
+        self._grads_to_masters("critic")
         info["grad_norm_critic_step"] = clip_and_step(opt_c, list(self.critic.parameters()), cfg.grad_clip)
         opt_a.zero_grad(set_to_none=True)
-        with self._autocast(), requires_grad(self.critic, False):
-            loss, actor_info = self.compute_actor_loss(batch, k_actor, self.critic)
+        self._refresh("critic")
+        with requires_grad(self.work.critic, False):
+            loss, actor_info = self.compute_actor_loss(batch, k_actor, self.work.critic)
         loss.backward()
+        self._grads_to_masters("actor")
         info["grad_norm_actor_step"] = clip_and_step(opt_a, list(self.actor.parameters()), cfg.grad_clip)
         polyak(self.target_actor, self.actor, cfg.tau)
         polyak(self.target_critic, self.critic, cfg.tau)
@@ -428,6 +450,24 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+@dataclass
+class _Networks:
+    actor: nn.Module
+    critic: nn.Module
+    target_actor: nn.Module
+    target_critic: nn.Module
+
+
+def _bf16_copy(module: nn.Module) -> nn.Module:
+    """A bf16 copy of a network, same requires_grad. LayerNorm scales and shifts stay float32: they are
+    tiny, and so their gradients keep full precision."""
+    clone = copy.deepcopy(module)
+    for name, p in clone.named_parameters():
+        if not name.startswith("ln_"):
+            p.data = p.data.to(torch.bfloat16)
+    return clone
 
 
 def _frozen_copy(module: nn.Module) -> nn.Module:

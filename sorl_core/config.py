@@ -61,7 +61,8 @@ class SORLConfig:
     critic_layer_norm: bool = True
     """LayerNorm after each hidden GELU of the critic (spec: yes)."""
     precision: Literal["fp32", "bf16"] = "fp32"
-    """Matrix precision of training: bf16 runs the matmuls under autocast, weights stay float32."""
+    """Precision of training: bf16 runs every forward and backward on bf16 copies of the networks;
+    the weights, Adam's state and the targets stay float32."""
     device: str = "auto"
     """`auto` (CUDA when present, else CPU), `cpu`, `cuda`, `cuda:1`, ..."""
 

@@ -15,6 +15,7 @@ SORL_LAB_FUSED=0, eager PyTorch runs instead.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import sys
 import threading
@@ -60,8 +61,11 @@ def _build(verbose: bool) -> bool:
         from torch.utils.cpp_extension import load as load_extension
 
         capability = torch.backends.cpu.get_cpu_capability()
+        # One build per source text and location: two checkouts (or versions) on one machine would
+        # otherwise keep rebuilding over each other in the shared cache folder.
+        digest = hashlib.sha256(f"{SOURCE.resolve()}\n{SOURCE.read_text()}".encode()).hexdigest()[:10]
         load_extension(
-            name=f"sorl_lab_kernels_{capability.lower()}",
+            name=f"sorl_lab_kernels_{capability.lower()}_{digest}",
             sources=[str(SOURCE)],
             extra_cflags=["-O3", "-fopenmp", *_CAPABILITY_FLAGS.get(capability, [])],
             extra_ldflags=["-fopenmp"],  # resolves to the libgomp torch already loaded: one thread pool

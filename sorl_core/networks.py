@@ -27,7 +27,7 @@ class ShortcutActor(nn.Module):
 
     def forward(self, obs: torch.Tensor, x: torch.Tensor, t: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
         """obs (B, O), x (B, A), t and level (B, 1) floats -> velocity (B, A)."""
-        h = torch.cat([obs, x, t, level], dim=-1)
+        h = torch.cat([obs, x, t, level], dim=-1).to(self.layers[0].weight.dtype)  # bf16 copies take bf16
         for layer in self.layers[:-1]:
             h = _gelu(layer(h))
         return self.layers[-1](h)
@@ -58,7 +58,7 @@ class CriticEnsemble(nn.Module):
         """obs (B, O), action (B, A), k (B, 1) or a number -> Q values (E, B)."""
         if not torch.is_tensor(k):
             k = obs.new_full((obs.shape[0], 1), float(k))
-        h = torch.cat([obs, action, k], dim=-1).unsqueeze(0).expand(self.num, -1, -1)
+        h = torch.cat([obs, action, k], dim=-1).to(self.weights[0].dtype).unsqueeze(0).expand(self.num, -1, -1)
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = torch.baddbmm(b, h, w)

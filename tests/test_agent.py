@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sorl_core.agent import (
@@ -327,6 +328,26 @@ def test_bf16_precision_updates():
     info = agent.update(random_batch(agent))
     assert all(torch.isfinite(v) for v in info.values())
     assert agent.actor.layers[0].weight.dtype == torch.float32  # weights stay float32
+
+
+@pytest.mark.parametrize("mode", ["faithful", "clean"])
+def test_bf16_update_takes_the_float32_step(mode):
+    """bf16 runs forward and backward on bf16 copies, refreshed from the float32 weights every step;
+    the float32 weights then take (nearly) the step a float32 update takes."""
+    agents = {p: small_agent(mode=mode, precision=p, hidden_dims=(64, 64)) for p in ("fp32", "bf16")}
+    deltas = {}
+    for precision, agent in agents.items():
+        before = torch.cat([p.detach().flatten().clone() for p in agent._params])
+        for step in range(3):
+            agent.update(random_batch(agent, seed=step), k=4)
+        deltas[precision] = torch.cat([p.detach().flatten() for p in agent._params]) - before
+    cosine = F.cosine_similarity(deltas["fp32"], deltas["bf16"], dim=0)
+    assert cosine > 0.99, float(cosine)
+    bf16 = agents["bf16"]
+    assert bf16.actor.layers[0].weight.dtype == torch.float32 and bf16.work.actor.layers[0].weight.dtype == torch.bfloat16
+    assert bf16.work.critic.ln_scales[0].dtype == torch.float32  # LayerNorm affine stays float32
+    bf16._refresh("actor")
+    assert torch.equal(bf16.work.actor.layers[1].weight, bf16.actor.layers[1].weight.bfloat16())
 
 
 def test_state_dict_round_trip():
