@@ -147,9 +147,9 @@ class SORLAgent:
         if cfg.precision == "bf16":
             self.work = _Networks(*(_bf16_copy(net) for net in (self.actor, self.critic, self.target_actor, self.target_critic)))
         if cfg.mode == "faithful":
-            # Pre-iteration copy of the critic for the actor's Q term (bf16 in bf16 mode).
-            self.critic_before = _bf16_copy(self.critic) if cfg.precision == "bf16" else copy.deepcopy(self.critic)
-            self.critic_before.requires_grad_(False)
+            # Pre-iteration critic for the actor's Q term. In bf16 the working copy is exactly that: it is
+            # refreshed at the start of each iteration and Adam steps only the float32 weights.
+            self.critic_before = self.work.critic if cfg.precision == "bf16" else _frozen_copy(self.critic)
             self.optimizers = {"all": _adam(self._params, cfg.lr)}
             # Adam skips weights whose grad is None; a loss that leaves some weights without gradient
             # hands them these zeros, so the shared optimiser still moves them on momentum.
@@ -267,8 +267,9 @@ class SORLAgent:
         # actor's Q term, the self-consistency targets from the old target actor, and the target actor's
         # Polyak step toward the actor as it is now.
         self._refresh("actor", "critic", "target_actor", "target_critic")
-        with torch.no_grad():  # from the working copy: in bf16 a plain copy, not a second cast
-            torch._foreach_copy_(list(self.critic_before.parameters()), list(self.work.critic.parameters()))
+        if self.critic_before is not self.work.critic:
+            with torch.no_grad():
+                torch._foreach_copy_(list(self.critic_before.parameters()), list(self.critic.parameters()))
         sc_problem = self.self_consistency_problem(batch)
         polyak(self.target_actor, self.actor, cfg.tau)
         # 1) critic loss over all parameters (a' carries gradient into the actor), one shared Adam.
@@ -284,7 +285,8 @@ class SORLAgent:
         # 2) actor loss against the pre-iteration critic; the critic's zero grads still step it on momentum.
         opt.zero_grad(set_to_none=True)
         self._refresh("actor")
-        loss, actor_info = self.compute_actor_loss(batch, k_actor, self.critic_before, sc_problem)
+        with requires_grad(self.critic_before, False):  # gradients flow through it to the actions only
+            loss, actor_info = self.compute_actor_loss(batch, k_actor, self.critic_before, sc_problem)
         loss.backward()
         self._grads_to_masters("actor")
         self._fill_missing_grads()

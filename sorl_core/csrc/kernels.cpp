@@ -152,7 +152,7 @@ at::Tensor gelu_tanh_autograd(const at::Tensor& z) {
 
 // ------------------------------------------------------------------ GELU -> LayerNorm -> affine
 // Rows of z (E, B, H) are normalised over H; row r belongs to ensemble member r / B, whose scale and
-// shift are (E, 1, H) float32. Saved for the backward: xhat (float32), the GELU slope, 1/std per row.
+// shift are (E, 1, H) float32. Saved for the backward, in float32: xhat, the GELU slope, 1/std per row.
 
 inline void to_float(const at::Tensor& t, int64_t offset, float* dst, int64_t n) {
   if (t.scalar_type() == at::kBFloat16) at::vec::convert(t.const_data_ptr<at::BFloat16>() + offset, dst, n);
@@ -205,8 +205,9 @@ struct LayerNormSaved {
   at::Tensor xhat, slope, rstd;
 };
 
+// save: keep what the backward needs (skipped without autograd: the target critic, sampling).
 std::tuple<at::Tensor, LayerNormSaved> gelu_layer_norm_forward(const at::Tensor& input, const at::Tensor& scale,
-                                                               const at::Tensor& shift, double eps) {
+                                                               const at::Tensor& shift, double eps, bool save) {
   check(input);
   TORCH_CHECK(input.dim() == 3 && scale.scalar_type() == at::kFloat && shift.scalar_type() == at::kFloat &&
                   scale.numel() == input.size(0) * input.size(2) && shift.numel() == scale.numel(),
@@ -214,22 +215,25 @@ std::tuple<at::Tensor, LayerNormSaved> gelu_layer_norm_forward(const at::Tensor&
   const at::Tensor z = input.contiguous(), g = scale.contiguous(), b = shift.contiguous();
   const int64_t rows = z.size(0) * z.size(1), per_member = z.size(1), h = z.size(2);
   at::Tensor out = at::empty_like(z);
-  LayerNormSaved saved{at::empty(z.sizes(), z.options().dtype(at::kFloat)), at::empty(z.sizes(), z.options().dtype(at::kFloat)),
-                       at::empty({rows}, z.options().dtype(at::kFloat))};
-  float *xhat = saved.xhat.mutable_data_ptr<float>(), *slope = saved.slope.mutable_data_ptr<float>();
-  float* rstd = saved.rstd.mutable_data_ptr<float>();
+  LayerNormSaved saved;
+  const auto f32 = z.options().dtype(at::kFloat);
+  if (save) saved = {at::empty(z.sizes(), f32), at::empty(z.sizes(), f32), at::empty({rows}, f32)};
+  float* rstd = save ? saved.rstd.mutable_data_ptr<float>() : nullptr;
   const float *gp = g.const_data_ptr<float>(), *bp = b.const_data_ptr<float>();
   at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / h), [&](int64_t begin, int64_t end) {
-    std::vector<float> row(h);
+    std::vector<float> row(h), xs(h), ds(h);
     for (int64_t r = begin; r < end; ++r) {
       const int64_t off = r * h;
-      float *x = xhat + off, *d = slope + off;
+      // xhat and slope straight into the saved tensors; scratch rows when nothing is saved
+      float* x = save ? saved.xhat.mutable_data_ptr<float>() + off : xs.data();
+      float* d = save ? saved.slope.mutable_data_ptr<float>() + off : ds.data();
       const float *gr = gp + (r / per_member) * h, *br = bp + (r / per_member) * h;
       to_float(z, off, row.data(), h);
-      gelu_span<true>(row.data(), x, d, 0, h);  // x <- GELU(z), d <- its slope
+      if (save) gelu_span<true>(row.data(), x, d, 0, h);  // x <- GELU(z), d <- its slope
+      else gelu_span<false>(row.data(), x, d, 0, h);
       const float mean = sum(x, h) / h;
       const float inv = 1.f / std::sqrt(sum_sq_dev(x, mean, h) / h + static_cast<float>(eps));
-      rstd[r] = inv;
+      if (save) rstd[r] = inv;
       int64_t i = 0;
       const fVec mean_v(mean), inv_v(inv);
       for (; i + fVec::size() <= h; i += fVec::size()) {
@@ -242,20 +246,21 @@ std::tuple<at::Tensor, LayerNormSaved> gelu_layer_norm_forward(const at::Tensor&
         row[i] = x[i] * gr[i] + br[i];
       }
       from_float(row.data(), out, off, h);
+
     }
   });
   return {out, saved};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gelu_layer_norm_backward(const at::Tensor& grad_out, const LayerNormSaved& saved,
-                                                                        const at::Tensor& scale, at::ScalarType z_dtype) {
+                                                                        const at::Tensor& scale) {
   const at::Tensor dout = grad_out.contiguous(), g = scale.contiguous();
   const int64_t members = saved.xhat.size(0), per_member = saved.xhat.size(1), h = saved.xhat.size(2);
   const int64_t rows = members * per_member, threads = at::get_num_threads();
-  at::Tensor dz = at::empty(saved.xhat.sizes(), saved.xhat.options().dtype(z_dtype));
+  at::Tensor dz = at::empty(saved.xhat.sizes(), dout.options());
   // d scale = sum over the batch of dout * xhat, d shift = sum of dout: each thread sums its own rows
   // into its own slice, added up at the end (one pass over the rows, no second read).
-  at::Tensor partial = at::zeros({threads, 2, members, h}, saved.xhat.options());
+  at::Tensor partial = at::zeros({threads, 2, members, h}, saved.rstd.options());
   const float *xhat = saved.xhat.const_data_ptr<float>(), *slope = saved.slope.const_data_ptr<float>();
   const float *rstd = saved.rstd.const_data_ptr<float>(), *gp = g.const_data_ptr<float>();
   float* part = partial.mutable_data_ptr<float>();
@@ -296,22 +301,20 @@ class GeluLayerNorm : public torch::autograd::Function<GeluLayerNorm> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& z, const at::Tensor& scale,
                             const at::Tensor& shift, double eps) {
-    auto [out, saved] = gelu_layer_norm_forward(z, scale, shift, eps);
+    auto [out, saved] = gelu_layer_norm_forward(z, scale, shift, eps, true);
     ctx->save_for_backward({saved.xhat, saved.slope, saved.rstd, scale});
-    ctx->saved_data["z_dtype"] = static_cast<int64_t>(z.scalar_type());
     return out;
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     auto s = ctx->get_saved_variables();
-    const auto z_dtype = static_cast<at::ScalarType>(ctx->saved_data["z_dtype"].toInt());
-    auto [dz, dscale, dshift] = gelu_layer_norm_backward(grads[0], LayerNormSaved{s[0], s[1], s[2]}, s[3], z_dtype);
+    auto [dz, dscale, dshift] = gelu_layer_norm_backward(grads[0], LayerNormSaved{s[0], s[1], s[2]}, s[3]);
     return {dz, dscale.view(s[3].sizes()), dshift.view(s[3].sizes()), at::Tensor()};
   }
 };
 
 at::Tensor gelu_layer_norm_value(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift, double eps) {
-  return std::get<0>(gelu_layer_norm_forward(z, scale, shift, eps));
+  return std::get<0>(gelu_layer_norm_forward(z, scale, shift, eps, false));
 }
 
 at::Tensor gelu_layer_norm_autograd(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift, double eps) {
