@@ -40,12 +40,12 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters from glibc's
 
 
 def requested() -> bool:
-    """False when the user switched the kernel off with SORL_LAB_FUSED=0."""
+    """False when the user switched the kernels off with SORL_LAB_FUSED=0."""
     return os.environ.get("SORL_LAB_FUSED", "1") != "0"
 
 
 def load(verbose: bool = False) -> bool:
-    """Build (first time only) and load the kernel; False, with one warning, if that is not possible."""
+    """Build (first time only) and load the kernels; False, with one warning, if that is not possible."""
     global _loaded
     if _loaded is not None:
         return _loaded
@@ -74,9 +74,9 @@ def _build(verbose: bool) -> bool:
         )
     except Exception as err:  # no compiler, no ninja, read-only cache, ...: fall back, say how to fix
         warnings.warn(
-            f"sorl_lab: the fused GELU kernel could not be built ({type(err).__name__}: {str(err)[:300]}); "
-            "training runs PyTorch's eager GELU instead (same results, slower on CPU). It needs g++ and "
-            "ninja, which `make setup` installs; SORL_LAB_FUSED=0 skips the kernel and this warning.",
+            f"sorl_lab: the fused CPU kernels could not be built ({type(err).__name__}: {str(err)[:300]}); "
+            "the networks run PyTorch's eager GELU and LayerNorm instead (same results, slower on CPU). "
+            "They need g++ and ninja, which `make setup` installs; SORL_LAB_FUSED=0 skips them and this warning.",
             RuntimeWarning,
             stacklevel=3,
         )

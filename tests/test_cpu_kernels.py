@@ -110,3 +110,24 @@ def test_switch_off_runs_eager():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**__import__("os").environ, "SORL_LAB_FUSED": "0"})
     assert proc.returncode == 0 and proc.stdout.startswith("False") and "warn" not in proc.stderr.lower()
+
+
+def test_without_a_compiler_it_warns_once_and_runs_eager(tmp_path):
+    """A machine with no working C++ compiler: one warning saying what is missing, then eager PyTorch."""
+    code = (
+        "import warnings, torch, torch.nn.functional as F\n"
+        "from sorl_core import cpu\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    z = torch.linspace(-3, 3, 50)\n"
+        "    same = torch.equal(cpu.gelu_tanh(z), F.gelu(z, approximate='tanh'))\n"
+        "    cpu.gelu_tanh(z)\n"
+        "print(cpu.load(), same, len(caught))\n"
+        "print(caught[0].message if caught else '')\n"
+    )
+    env = {**__import__("os").environ, "TORCH_EXTENSIONS_DIR": str(tmp_path), "CXX": str(tmp_path / "no-such-compiler")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    first, message = proc.stdout.splitlines()[:2]
+    assert first == "False True 1"
+    assert "g++" in message and "SORL_LAB_FUSED=0" in message
