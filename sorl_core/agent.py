@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .config import SORLConfig, is_power_of_two
-from .cpu import keep_freed_memory
+from . import cpu
 from .networks import CriticEnsemble, ShortcutActor
 
 Batch = dict[str, torch.Tensor]  # observations, actions, rewards, next_observations, masks
@@ -128,7 +128,7 @@ class SORLAgent:
         self.config = cfg = config
         self.device = resolve_device(cfg.device)
         if self.device.type == "cpu":
-            keep_freed_memory()
+            cpu.keep_freed_memory()
         torch.manual_seed(seed)  # network initialisation
         self.actor = ShortcutActor(cfg.obs_dim, cfg.action_dim, cfg.hidden).to(self.device)
         self.critic = CriticEnsemble(cfg.obs_dim, cfg.action_dim, cfg.hidden, cfg.num_critics, cfg.critic_layer_norm).to(self.device)
@@ -146,6 +146,9 @@ class SORLAgent:
         self.work = _Networks(self.actor, self.critic, self.target_actor, self.target_critic)
         if cfg.precision == "bf16":
             self.work = _Networks(*(_bf16_copy(net) for net in (self.actor, self.critic, self.target_actor, self.target_critic)))
+        # On the CPU with the fused kernels, Adam reads the copies' bf16 gradients and writes the new
+        # weights straight back into the copies (cpu.adam_from_copies): no float32 gradients, no recasts.
+        self._adam_writes_copies = cfg.precision == "bf16" and self.device.type == "cpu" and cpu.load()
         if cfg.mode == "faithful":
             # Pre-iteration critic for the actor's Q term. In bf16 the working copy is exactly that: it is
             # refreshed at the start of each iteration and Adam steps only the float32 weights.
@@ -175,6 +178,27 @@ class SORLAgent:
                 for w, m in zip(work.parameters(), master.parameters()):
                     m.grad = None if w.grad is None else w.grad.float()
                     w.grad = None
+
+    def _clip_and_step(self, opt: torch.optim.Adam, names: tuple[str, ...], write: tuple[str, ...]) -> torch.Tensor:
+        """Clip and Adam-step the float32 weights of `names` (all of `opt`'s) from the gradients the loss
+        left on the networks the losses run on; then the working copies of `write` hold the new weights.
+        Returns the pre-clip gradient norm."""
+        if self._adam_writes_copies:  # one fused pass a tensor (cpu.adam_from_copies)
+            params, grads, copies = [], [], []
+            for name in names:
+                for w, m in zip(getattr(self.work, name).parameters(), getattr(self, name).parameters()):
+                    params.append(m)
+                    grads.append(w.grad)
+                    copies.append(w if name in write else None)
+                    w.grad = None
+            return cpu.adam_from_copies(opt, params, grads, copies, self.config.grad_clip)
+        self._grads_to_masters(*names)
+        params = [p for name in names for p in getattr(self, name).parameters()]
+        if self.config.mode == "faithful":
+            self._fill_missing_grads()
+        norm = clip_and_step(opt, params, self.config.grad_clip)
+        self._refresh(*write)
+        return norm
 
     def _draw_k(self) -> int:
         ks = self.config.step_counts
@@ -266,7 +290,7 @@ class SORLAgent:
         # Everything that must see pre-iteration weights is taken first: a copy of the critic for the
         # actor's Q term, the self-consistency targets from the old target actor, and the target actor's
         # Polyak step toward the actor as it is now.
-        self._refresh("actor", "critic", "target_actor", "target_critic")
+        self._refresh("target_actor", "target_critic")  # the actor's and critic's copies are current
         if self.critic_before is not self.work.critic:
             with torch.no_grad():
                 torch._foreach_copy_(list(self.critic_before.parameters()), list(self.critic.parameters()))
@@ -278,37 +302,30 @@ class SORLAgent:
         opt.zero_grad(set_to_none=True)
         loss, info = self.compute_critic_loss(batch, k_critic)
         loss.backward()
-        self._grads_to_masters("actor", "critic")
-        self._fill_missing_grads()
         polyak(self.target_critic, self.critic, cfg.tau)  # after its use in the backward, before the step
-        info["grad_norm_critic_step"] = clip_and_step(opt, self._params, cfg.grad_clip)
+        # Only the actor's copy takes the new weights: the critic's stays the pre-iteration critic for step 2.
+        info["grad_norm_critic_step"] = self._clip_and_step(opt, ("actor", "critic"), write=("actor",))
         # 2) actor loss against the pre-iteration critic; the critic's zero grads still step it on momentum.
         opt.zero_grad(set_to_none=True)
-        self._refresh("actor")
         with requires_grad(self.critic_before, False):  # gradients flow through it to the actions only
             loss, actor_info = self.compute_actor_loss(batch, k_actor, self.critic_before, sc_problem)
         loss.backward()
-        self._grads_to_masters("actor")
-        self._fill_missing_grads()
-        info["grad_norm_actor_step"] = clip_and_step(opt, self._params, cfg.grad_clip)
+        info["grad_norm_actor_step"] = self._clip_and_step(opt, ("actor", "critic"), write=("actor", "critic"))
         return {**info, **actor_info}
 
     def _update_clean(self, batch, k_critic, k_actor):
         cfg = self.config
         opt_c, opt_a = self.optimizers["critic"], self.optimizers["actor"]
         opt_c.zero_grad(set_to_none=True)
-        self._refresh("actor", "critic", "target_actor", "target_critic")
+        self._refresh("target_actor", "target_critic")
         loss, info = self.compute_critic_loss(batch, k_critic)
         loss.backward()
-        self._grads_to_masters("critic")
-        info["grad_norm_critic_step"] = clip_and_step(opt_c, list(self.critic.parameters()), cfg.grad_clip)
+        info["grad_norm_critic_step"] = self._clip_and_step(opt_c, ("critic",), write=("critic",))
         opt_a.zero_grad(set_to_none=True)
-        self._refresh("critic")
         with requires_grad(self.work.critic, False):
             loss, actor_info = self.compute_actor_loss(batch, k_actor, self.work.critic)
         loss.backward()
-        self._grads_to_masters("actor")
-        info["grad_norm_actor_step"] = clip_and_step(opt_a, list(self.actor.parameters()), cfg.grad_clip)
+        info["grad_norm_actor_step"] = self._clip_and_step(opt_a, ("actor",), write=("actor",))
         polyak(self.target_actor, self.actor, cfg.tau)
         polyak(self.target_critic, self.critic, cfg.tau)
         return {**info, **actor_info}
@@ -432,6 +449,7 @@ class SORLAgent:
             self.target_actor.load_state_dict(state["actor"])
             self.target_critic.load_state_dict(state["critic"])
             self.step = int(state["step"])
+            self._refresh("actor", "critic", "target_actor", "target_critic")
             return
         for name in ("actor", "critic", "target_actor", "target_critic"):
             getattr(self, name).load_state_dict(state[name])
@@ -439,6 +457,7 @@ class SORLAgent:
             opt.load_state_dict(state["optimizers"][name])
         self.host_generator.set_state(state["host_generator"])
         self.step = int(state["step"])
+        self._refresh("actor", "critic", "target_actor", "target_critic")  # the bf16 working copies follow
         try:
             self.generator.set_state(state["generator"])
         except (RuntimeError, ValueError):

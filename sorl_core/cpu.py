@@ -107,6 +107,39 @@ def keep_freed_memory() -> None:
         pass
 
 
+@torch.no_grad()
+def adam_from_copies(opt: torch.optim.Adam, params: list, grads: list, copies: list, max_norm: float) -> torch.Tensor:
+    """Global-norm clip and Adam step of float32 weights from their bf16 working copies, one pass a tensor.
+
+    params: float32 weights, all in `opt`'s single group; grads: the working copies' gradients (bf16,
+    or float32 for float32 copies), None where the loss gave none (Adam then moves the weight on
+    momentum alone, as a zero gradient would); copies: the working copies to receive the new weights,
+    None to leave one as it is. Adam's state is `opt.state` in torch.optim.Adam's own layout, so
+    `opt.state_dict()`, checkpoints and resume are unchanged; the update is Adam's to float rounding
+    (tests/test_cpu_kernels.py). Returns the norm before clipping. CPU only: it reads the norm on the host.
+    """
+    present = [g for g in grads if g is not None]
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(present, 2, dtype=torch.float32)))
+    scale = max((float(norm) + 1e-6) / max_norm, 1.0)
+    group = opt.param_groups[0]
+    states = [opt.state[p] for p in params]
+    for p, state in zip(params, states):
+        if not state:  # Adam creates its state at a weight's first step
+            state["step"] = torch.tensor(0.0)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    steps = [state["step"] for state in states]
+    torch._foreach_add_(steps, 1)
+    bf16 = [c if c is not None and c.dtype == torch.bfloat16 else None for c in copies]
+    beta1, beta2 = group["betas"]
+    torch.ops.sorl_lab.adam_step(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                                 bf16, float(group["lr"]), beta1, beta2, group["eps"], float(steps[0]), scale)
+    same_dtype = [(c, p) for c, p in zip(copies, params) if c is not None and c.dtype == p.dtype]
+    if same_dtype:  # float32 parts of a working copy (LayerNorm scale and shift)
+        torch._foreach_copy_([c for c, _ in same_dtype], [p for _, p in same_dtype])
+    return norm
+
+
 def _use_kernels(z: torch.Tensor) -> bool:
     return z.device.type == "cpu" and z.dtype in _DTYPES and load()
 

@@ -1,5 +1,6 @@
 """Unit tests of the SORL core: flow basics, losses, sampler, update variants."""
 
+import copy
 import math
 
 import numpy as np
@@ -348,6 +349,23 @@ def test_bf16_update_takes_the_float32_step(mode):
     assert bf16.work.critic.ln_scales[0].dtype == torch.float32  # LayerNorm affine stays float32
     bf16._refresh("actor")
     assert torch.equal(bf16.work.actor.layers[1].weight, bf16.actor.layers[1].weight.bfloat16())
+
+
+@pytest.mark.parametrize("mode", ["faithful", "clean"])
+def test_bf16_resume_is_bit_exact(mode):
+    """The bf16 working copies are rebuilt from the float32 weights on load: a resumed agent goes on
+    exactly as the uninterrupted one."""
+    a = small_agent(mode=mode, precision="bf16")
+    for step in range(3):
+        a.update(random_batch(a, seed=step))
+    b = small_agent(mode=mode, precision="bf16")
+    # deepcopy, as a checkpoint file is: torch's Optimizer.load_state_dict keeps the very state tensors
+    # it is given, so two live agents would otherwise share Adam's moments and step counts
+    b.load_state_dict(copy.deepcopy(a.state_dict()))
+    for step in range(3, 5):
+        a.update(random_batch(a, seed=step))
+        b.update(random_batch(b, seed=step))
+    assert all(torch.equal(x, y) for x, y in zip(a._params, b._params))
 
 
 def test_state_dict_round_trip():

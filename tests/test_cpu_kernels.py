@@ -135,3 +135,58 @@ def test_without_a_compiler_it_warns_once_and_runs_eager(tmp_path):
     first, message = proc.stdout.splitlines()[:2]
     assert first == "False True 1"
     assert "g++" in message and "SORL_LAB_FUSED=0" in message
+
+
+def test_adam_from_copies_is_torch_adam_with_the_clip():
+    """One pass per tensor from bf16 gradients = cast to float32, clip_and_step with torch's fused Adam,
+    cast the new weights into the copies; a missing gradient steps like a zero one; same state layout."""
+    from sorl_core.agent import _adam, clip_and_step
+
+    g = torch.Generator().manual_seed(5)
+    shapes = [(64, 33), (33,), (7,), (2, 1, 45)]
+    ours = [torch.nn.Parameter(torch.randn(s, generator=g)) for s in shapes]
+    ref = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    opt_ours, opt_ref = _adam(ours, 1e-2), _adam(ref, 1e-2)
+    copies = [p.detach().bfloat16() for p in ours[:3]] + [p.detach().clone() for p in ours[3:]]  # last one float32
+    for step in range(4):
+        grads = [(torch.randn(s, generator=g) * 3).bfloat16() for s in shapes]
+        grads[1] = None if step % 2 else grads[1]  # no gradient on some steps: momentum only
+        norm = cpu.adam_from_copies(opt_ours, ours, [None if x is None else (x if i < 3 else x.float())
+                                                      for i, x in enumerate(grads)], copies, max_norm=1.0)
+        for p, x in zip(ref, grads):
+            p.grad = torch.zeros_like(p) if x is None else x.float()
+        norm_ref = clip_and_step(opt_ref, ref, 1.0)
+        assert torch.allclose(norm, norm_ref, rtol=1e-5)
+        for a, b in zip(ours, ref):
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+        for c, p in zip(copies, ours):
+            assert torch.equal(c, p.detach().to(c.dtype))
+    for a, b in zip(ours, ref):
+        sa, sb = opt_ours.state[a], opt_ref.state[b]
+        assert float(sa["step"]) == float(sb["step"]) == 4
+        assert torch.allclose(sa["exp_avg"], sb["exp_avg"], rtol=1e-5, atol=1e-7)
+        assert torch.allclose(sa["exp_avg_sq"], sb["exp_avg_sq"], rtol=1e-5, atol=1e-9)
+    opt_ref.load_state_dict(opt_ours.state_dict())  # checkpoints keep torch's own layout
+
+
+@pytest.mark.parametrize("mode", ["faithful", "clean"])
+def test_bf16_agent_trains_the_same_with_the_fused_adam(mode):
+    from sorl_core.agent import SORLAgent
+    from sorl_core.config import SORLConfig
+
+    agents = []
+    for fused in (True, False):
+        agent = SORLAgent(SORLConfig(obs_dim=3, action_dim=2, hidden_dims=(32, 32), mode=mode, precision="bf16"), seed=0)
+        agent._adam_writes_copies = fused
+        g = torch.Generator().manual_seed(0)
+        batch = {"observations": torch.randn(32, 3, generator=g), "actions": torch.rand(32, 2, generator=g) * 2 - 1,
+                 "rewards": -torch.rand(32, generator=g), "next_observations": torch.randn(32, 3, generator=g),
+                 "masks": torch.ones(32)}
+        for _ in range(3):
+            agent.update(batch, k=2)
+        agents.append(agent)
+    assert agents[0]._adam_writes_copies and not agents[1]._adam_writes_copies
+    for a, b in zip(agents[0]._params, agents[1]._params):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-5)
+    for a, b in zip(agents[0].work.actor.parameters(), agents[0].actor.parameters()):
+        assert torch.equal(a, b.detach().to(a.dtype))  # the copies hold the new weights

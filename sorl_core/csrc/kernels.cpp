@@ -9,7 +9,10 @@
 // in one pass over each row, float32 inside, one rounding at the end (eager: three ops, three
 // roundings in bf16, and as many again in the backward).
 //
-// Both ops carry their autograd in C++: no Python on the training path.
+// sorl_lab::adam_step: Adam on float32 weights from the gradients of their bf16 working copies, writing
+// the updated weights back into the copies (bf16 training, sorl_core/agent.py).
+//
+// The layer ops carry their autograd in C++: no Python on the training path.
 //
 // Identity used: 0.5 z (1 + tanh u) = z sigmoid(2u), u = sqrt(2/pi) (z + 0.044715 z^3);
 // sigmoid needs one exp, where ATen's vectorised tanh is several times slower.
@@ -24,6 +27,7 @@
 #include <cmath>
 #include <vector>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 namespace {
@@ -324,15 +328,91 @@ at::Tensor gelu_layer_norm_autograd(const at::Tensor& z, const at::Tensor& scale
   return gelu_layer_norm_value(z, scale, shift, eps);
 }
 
+// ------------------------------------------------------------------ Adam from bf16 working copies
+// torch.optim.Adam's update (no weight decay, no amsgrad) of float32 weights, reading the gradient of a
+// bf16 working copy (none: zero) and writing the new weight back into that copy, one pass per tensor.
+// Eager, the same step is five passes: cast the gradient to float32, Adam (which also writes the
+// unscaled gradient back), and a second cast of the weight into the copy.
+
+template <typename G>
+inline void adam_span(float* p, float* m, float* v, const G* g, at::BFloat16* copy, int64_t begin, int64_t end,
+                      float inv_scale, float b1, float b2, float step_size, float bc2_sqrt, float eps) {
+  const fVec vb1(b1), vb1c(1.f - b1), vb2(b2), vb2c(1.f - b2), vstep(step_size), vbc2(bc2_sqrt), veps(eps), vinv(inv_scale);
+  auto update = [&](const fVec& gv, int64_t i) {
+    const fVec gs = gv * vinv;
+    const fVec mv = fVec::loadu(m + i) * vb1 + gs * vb1c;
+    const fVec vv = fVec::loadu(v + i) * vb2 + gs * gs * vb2c;
+    const fVec pv = fVec::loadu(p + i) - vstep * mv / (vv.sqrt() / vbc2 + veps);
+    mv.store(m + i);
+    vv.store(v + i);
+    pv.store(p + i);
+    return pv;
+  };
+  int64_t i = begin;
+  for (; i + bVec::size() <= end; i += bVec::size()) {
+    fVec g0(0.f), g1(0.f);
+    if constexpr (std::is_same_v<G, at::BFloat16>) {
+      if (g) std::tie(g0, g1) = at::vec::convert_bfloat16_float(bVec::loadu(g + i));
+    } else if (g) {
+      g0 = fVec::loadu(g + i);
+      g1 = fVec::loadu(g + i + fVec::size());
+    }
+    const fVec p0 = update(g0, i), p1 = update(g1, i + fVec::size());
+    if (copy) at::vec::convert_float_bfloat16(p0, p1).store(copy + i);
+  }
+  for (; i < end; ++i) {
+    const float gs = g ? static_cast<float>(g[i]) * inv_scale : 0.f;
+    m[i] = m[i] * b1 + gs * (1.f - b1);
+    v[i] = v[i] * b2 + gs * gs * (1.f - b2);
+    p[i] -= step_size * m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps);
+    if (copy) copy[i] = p[i];
+  }
+}
+
+void adam_step(at::TensorList params, const c10::List<std::optional<at::Tensor>>& grads, at::TensorList exp_avgs,
+               at::TensorList exp_avg_sqs, const c10::List<std::optional<at::Tensor>>& copies, double lr, double beta1,
+               double beta2, double eps, double step, double grad_scale) {
+  const int64_t count = static_cast<int64_t>(params.size());
+  TORCH_CHECK(grads.size() == params.size() && exp_avgs.size() == params.size() && exp_avg_sqs.size() == params.size() &&
+                  copies.size() == params.size(), "sorl_lab::adam_step: one gradient, state and copy slot per weight");
+  const float step_size = static_cast<float>(lr / (1.0 - std::pow(beta1, step)));
+  const float bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(beta2, step)));
+  for (int64_t t = 0; t < count; ++t) {
+    const at::Tensor& p = params[t];
+    const std::optional<at::Tensor> g = grads[t], c = copies[t];
+    TORCH_CHECK(p.is_contiguous() && p.scalar_type() == at::kFloat && exp_avgs[t].is_contiguous() && exp_avg_sqs[t].is_contiguous(),
+                "sorl_lab::adam_step: contiguous float32 weights and state");
+    TORCH_CHECK(!g || (g->is_contiguous() && g->numel() == p.numel() &&
+                       (g->scalar_type() == at::kBFloat16 || g->scalar_type() == at::kFloat)),
+                "sorl_lab::adam_step: gradients must be contiguous bf16 or float32 of the weight's size");
+    TORCH_CHECK(!c || (c->is_contiguous() && c->numel() == p.numel() && c->scalar_type() == at::kBFloat16),
+                "sorl_lab::adam_step: copies must be contiguous bf16 of the weight's size");
+    float *pp = p.data_ptr<float>(), *mp = exp_avgs[t].data_ptr<float>(), *vp = exp_avg_sqs[t].data_ptr<float>();
+    at::BFloat16* cp = c ? c->data_ptr<at::BFloat16>() : nullptr;
+    const bool bf16_grad = !g || g->scalar_type() == at::kBFloat16;
+    const at::BFloat16* gb = (g && bf16_grad) ? g->const_data_ptr<at::BFloat16>() : nullptr;
+    const float* gf = (g && !bf16_grad) ? g->const_data_ptr<float>() : nullptr;
+    at::parallel_for(0, p.numel(), 2 * kGrain, [&](int64_t begin, int64_t end) {
+      if (bf16_grad)
+        adam_span(pp, mp, vp, gb, cp, begin, end, 1.f / grad_scale, beta1, beta2, step_size, bc2_sqrt, eps);
+      else
+        adam_span(pp, mp, vp, gf, cp, begin, end, 1.f / grad_scale, beta1, beta2, step_size, bc2_sqrt, eps);
+    });
+  }
+}
+
 }  // namespace
 
 TORCH_LIBRARY(sorl_lab, m) {
   m.def("gelu_tanh(Tensor z) -> Tensor");
   m.def("gelu_layer_norm(Tensor z, Tensor scale, Tensor shift, float eps) -> Tensor");
+  m.def("adam_step(Tensor(a!)[] params, Tensor?[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, "
+        "Tensor?[] copies, float lr, float beta1, float beta2, float eps, float step, float grad_scale) -> ()");
 }
 TORCH_LIBRARY_IMPL(sorl_lab, CPU, m) {
   m.impl("gelu_tanh", value);
   m.impl("gelu_layer_norm", gelu_layer_norm_value);
+  m.impl("adam_step", adam_step);
 }
 TORCH_LIBRARY_IMPL(sorl_lab, Autograd, m) {
   m.impl("gelu_tanh", gelu_tanh_autograd);
