@@ -225,32 +225,32 @@ std::tuple<at::Tensor, LayerNormSaved> gelu_layer_norm_forward(const at::Tensor&
   float* rstd = save ? saved.rstd.mutable_data_ptr<float>() : nullptr;
   const float *gp = g.const_data_ptr<float>(), *bp = b.const_data_ptr<float>();
   at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / h), [&](int64_t begin, int64_t end) {
-    std::vector<float> row(h), xs(h), ds(h);
+    // The GELU values live in a scratch row (in L1) until normalised: the saved tensors, fresh memory
+    // each call, are then written once each instead of written, read twice and rewritten.
+    std::vector<float> row(h), x(h), ds(h);
     for (int64_t r = begin; r < end; ++r) {
       const int64_t off = r * h;
-      // xhat and slope straight into the saved tensors; scratch rows when nothing is saved
-      float* x = save ? saved.xhat.mutable_data_ptr<float>() + off : xs.data();
       float* d = save ? saved.slope.mutable_data_ptr<float>() + off : ds.data();
+      float* xhat = save ? saved.xhat.mutable_data_ptr<float>() + off : x.data();
       const float *gr = gp + (r / per_member) * h, *br = bp + (r / per_member) * h;
       to_float(z, off, row.data(), h);
-      if (save) gelu_span<true>(row.data(), x, d, 0, h);  // x <- GELU(z), d <- its slope
-      else gelu_span<false>(row.data(), x, d, 0, h);
-      const float mean = sum(x, h) / h;
-      const float inv = 1.f / std::sqrt(sum_sq_dev(x, mean, h) / h + static_cast<float>(eps));
+      if (save) gelu_span<true>(row.data(), x.data(), d, 0, h);  // x <- GELU(z), d <- its slope
+      else gelu_span<false>(row.data(), x.data(), d, 0, h);
+      const float mean = sum(x.data(), h) / h;
+      const float inv = 1.f / std::sqrt(sum_sq_dev(x.data(), mean, h) / h + static_cast<float>(eps));
       if (save) rstd[r] = inv;
       int64_t i = 0;
       const fVec mean_v(mean), inv_v(inv);
       for (; i + fVec::size() <= h; i += fVec::size()) {
-        const fVec xv = (fVec::loadu(x + i) - mean_v) * inv_v;
-        xv.store(x + i);
+        const fVec xv = (fVec::loadu(x.data() + i) - mean_v) * inv_v;
+        xv.store(xhat + i);
         at::vec::fmadd(xv, fVec::loadu(gr + i), fVec::loadu(br + i)).store(row.data() + i);
       }
       for (; i < h; ++i) {
-        x[i] = (x[i] - mean) * inv;
-        row[i] = x[i] * gr[i] + br[i];
+        xhat[i] = (x[i] - mean) * inv;
+        row[i] = xhat[i] * gr[i] + br[i];
       }
       from_float(row.data(), out, off, h);
-
     }
   });
   return {out, saved};
