@@ -97,9 +97,9 @@ def _random_batch(cfg: BenchConfig, g: torch.Generator) -> dict[str, torch.Tenso
 def time_iterations(agent: SORLAgent, batch: dict, iterations: int, warmup: int) -> dict:
     """Seconds per iteration at each step count k, and their mean over k.
 
-    Each iteration draws k uniformly from {1, 2, 4, .., m_btt}, and k sets most of its cost (k = 8 costs
-    about 2.5x k = 1), so the mean of a short run depends on its draws. Timing every k equally often and
-    averaging gives the expected cost of an iteration without that noise. The median at each k is what
+    Each iteration draws k uniformly from {1, 2, 4, .., m_btt}, and k sets most of its cost (k = 8
+    costs more than twice k = 1), so the mean of a short run depends on its draws. Timing every k
+    equally often and averaging gives the expected cost of an iteration without that noise. The median at each k is what
     a run sees; the minimum is what the code costs (on a shared machine noise only adds time).
     """
     per_k = {}

@@ -1,10 +1,11 @@
-"""CPU speed: fused kernels for the networks' hidden layers, and malloc settings that keep freed buffers.
+"""CPU speed: fused kernels (hidden layers, bf16 Adam) and malloc settings that keep freed buffers.
 
-`csrc/kernels.cpp` holds two ops with their autograd in C++:
+`csrc/kernels.cpp` holds three ops (the two layer ops with their autograd in C++):
 - `gelu_tanh`: ATen computes the tanh-GELU with a slow vectorised tanh, once forward and again in the
   backward (about 135 us each on a 256 x 512 bf16 tensor here). The kernel writes the value and the
   slope dy/dz in one pass (about 50 us), so the backward is one multiply.
 - `gelu_layer_norm`: the critic's GELU -> LayerNorm -> per-member affine in one pass per row.
+- `adam_step` (`adam_from_copies` below): bf16 training's clip and Adam step in one pass per tensor.
 Values match the eager functions to float rounding (tests/test_cpu_kernels.py).
 
 The build (g++ and ninja, about 20 s) happens once, in `make setup` or on first use, and is cached in
