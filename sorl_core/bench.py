@@ -99,8 +99,9 @@ def time_iterations(agent: SORLAgent, batch: dict, iterations: int, warmup: int)
 
     Each iteration draws k uniformly from {1, 2, 4, .., m_btt}, and k sets most of its cost (k = 8
     costs more than twice k = 1), so the mean of a short run depends on its draws. Timing every k
-    equally often and averaging gives the expected cost of an iteration without that noise. The median at each k is what
-    a run sees; the minimum is what the code costs (on a shared machine noise only adds time).
+    equally often and averaging gives the expected cost of an iteration without that noise. The median
+    at each k is what a run sees; the minimum is what the code costs (on a shared machine noise only
+    adds time).
     """
     per_k = {}
     for k in agent.config.step_counts:
