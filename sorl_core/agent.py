@@ -154,10 +154,6 @@ class SORLAgent:
             # refreshed at the start of each iteration and Adam steps only the float32 weights.
             self.critic_before = self.work.critic if cfg.precision == "bf16" else _frozen_copy(self.critic)
             self.optimizers = {"all": _adam(self._params, cfg.lr)}
-            # Adam skips weights whose grad is None; a loss that leaves some weights without gradient
-            # hands them these zeros, so the shared optimiser still moves them on momentum.
-            self._zero_grads = [torch.zeros_like(p) for p in self._params]
-            self._fill_missing_grads()
         else:
             self.optimizers = {"critic": _adam(self.critic.parameters(), cfg.lr), "actor": _adam(self.actor.parameters(), cfg.lr)}
 
@@ -205,6 +201,11 @@ class SORLAgent:
         return ks[int(torch.randint(len(ks), (1,), generator=self.host_generator))]
 
     def _fill_missing_grads(self) -> None:
+        """Adam skips weights whose grad is None; a loss that leaves some weights without gradient hands
+        them zeros, so the shared optimiser still moves them on momentum. (Made on first use: the
+        fused bf16 Adam treats a missing gradient as zero itself and never needs them.)"""
+        if not hasattr(self, "_zero_grads"):
+            self._zero_grads = [torch.zeros_like(p) for p in self._params]
         for p, zero in zip(self._params, self._zero_grads):
             if p.grad is None:
                 p.grad = zero
