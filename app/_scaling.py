@@ -44,10 +44,17 @@ def bundled_sweeps(root: Path | None = None) -> list[Path]:
     return sorted(p for p in root.glob("**/sweep*.csv") if p.is_file()) if root.is_dir() else []
 
 
+def _value(v) -> str:
+    """A cell as a person reads it: text quoted ('abc'), numbers plain (0, 1.5), never numpy's np.int64(0)."""
+    if isinstance(v, str):
+        return repr(v)
+    return f"{float(v):g}" if isinstance(v, (float, np.floating)) else str(v)
+
+
 def _rows(mask: pd.Series, values: pd.Series | None = None, limit: int = 3) -> str:
-    """'line 3 ('abc'), line 7 ('')' for the first bad rows; line numbers count the header as line 1."""
+    """'line 3 ('abc'), line 7 (0)' for the first bad rows; line numbers count the header as line 1."""
     idx = list(mask[mask].index[:limit])
-    parts = [f"line {i + 2}" + ("" if values is None else f" ({values[i]!r})") for i in idx]
+    parts = [f"line {i + 2}" + ("" if values is None else f" ({_value(values[i])})") for i in idx]
     more = int(mask.sum()) - len(idx)
     return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
 
@@ -104,25 +111,54 @@ def parse_sweep(data: bytes, name: str = "sweep.csv") -> pd.DataFrame:
     return df
 
 
-def combine(frames: Sequence[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+def base_name(checkpoint: str, m_btt) -> str:
+    """What a series is called when no other loaded series has the same checkpoint and M_BTT."""
+    return f"{checkpoint} (M_BTT={int(m_btt)})"
+
+
+def name_series(keys: Sequence[tuple], registry: dict) -> dict:
+    """Stable, unique names for series; `registry` ({key: name}, kept by the caller across reruns) is updated.
+
+    A key is (source key, checkpoint, m_btt). A name never changes while its series stays loaded: a newcomer
+    whose base name is taken gets "base (2)", "base (3)", ... (the smallest free one). Keys no longer loaded
+    are dropped, so their names are free again.
+    """
+    for gone in [k for k in registry if k not in keys]:
+        del registry[gone]
+    for key in keys:
+        if key in registry:
+            continue
+        taken, base = set(registry.values()), base_name(key[1], key[2])
+        name, i = base, 2
+        while name in taken:
+            name, i = f"{base} ({i})", i + 1
+        registry[key] = name
+    return registry
+
+
+def combine(frames: Sequence[tuple], registry: dict | None = None) -> pd.DataFrame:
     """Stack checked sweeps; adds `source` (the file) and `series` (what a line is: checkpoint and its M_BTT).
 
-    A label that two files share gets the file name appended, so two loaded files never merge into one line.
+    frames: (source, df) or (source, key, df); `key` tells loaded files apart across reruns (a bundled path, an
+    upload's id), by default the source and how often it occurred. Series names come from name_series, so two
+    loaded files never merge into one line, and a name once shown does not change when another file arrives.
     """
+    registry = {} if registry is None else registry
     parts, seen = [], {}
-    for name, df in frames:
+    for item in frames:
+        name, key, df = (item[0], None, item[1]) if len(item) == 2 else item
         seen[name] = seen.get(name, 0) + 1
-        name = name if seen[name] == 1 else f"{name} #{seen[name]}"  # the same file name uploaded twice
+        key = key if key is not None else f"{name}#{seen[name]}"
         d = df.copy()
         d.insert(0, "source", name)
-        d.insert(1, "series", d["checkpoint"] + " (M_BTT=" + d["m_btt"].astype(str) + ")")
+        d.insert(1, "series", [(key, c, int(m)) for c, m in zip(d["checkpoint"], d["m_btt"])])
         parts.append(d)
     if not parts:
+        registry.clear()
         return pd.DataFrame(columns=["source", "series", *SWEEP_COLUMNS])
     out = pd.concat(parts, ignore_index=True)
-    shared = out.groupby("series")["source"].nunique()
-    clash = out["series"].isin(shared[shared > 1].index)
-    out.loc[clash, "series"] = out.loc[clash, "series"] + " [" + out.loc[clash, "source"] + "]"
+    name_series(list(dict.fromkeys(out["series"])), registry)
+    out["series"] = [registry[k] for k in out["series"]]  # (Series.map would read tuple keys as a MultiIndex)
     return out
 
 
@@ -164,30 +200,41 @@ def _pow2_ticks(values) -> list[int]:
     return [2**i for i in range(int(np.ceil(np.log2(hi))) + 1)]
 
 
+def _key_entry(name: str, group: str, **style) -> go.Scatter:
+    """A legend-only entry (no data): says what a colour or a dash means."""
+    return go.Scatter(x=[None], y=[None], mode=style.pop("mode", "lines+markers"), name=name, legendgroup=group,
+                      showlegend=True, hoverinfo="skip", **style)
+
+
 def compute_figure(df: pd.DataFrame, group_by: str = "n", budget: float | None = None,
                    picks: dict | None = None) -> go.Figure:
     """Success rate against network calls per action (log x), 95% CI as error bars.
 
-    One line per N (group_by="n": M_inf grows along it) or per M_inf ("m"), for every series (checkpoint):
-    colour = the N or M value, dash and marker = the series. `budget` draws a vertical line,
-    `picks` ({series: row}) a star on each series' compute-optimal cell.
+    One line per N (group_by="n": M_inf grows along it) or per M_inf ("m"), for every series (checkpoint).
+    One series: colour = the N or M value. Several: colour = the series, dash and marker = the N or M value,
+    and the legend (below the plot) names each colour and each dash once instead of every line: with three
+    series that is 3 + 3 entries rather than 9. `budget` draws a vertical line, `picks` ({series: row}) a star
+    on each series' compute-optimal cell.
     """
     if group_by not in ("n", "m"):
         raise ValueError(f"group_by must be 'n' or 'm', not {group_by!r}")
     key, along, short = ("n", "m_inf", "N") if group_by == "n" else ("m_inf", "n", "M_inf")
     series = series_order(df)
     values = sorted(df[key].unique().tolist())
+    several = len(series) > 1
     fig = go.Figure()
     for si, s in enumerate(series):
         for vi, v in enumerate(values):
             line = df[(df.series == s) & (df[key] == v)].sort_values(along)
             if line.empty:
                 continue
-            name = f"{short} = {v}" if len(series) == 1 else f"{s} · {short} = {v}"
+            color = PALETTE[si % len(PALETTE)] if several else PALETTE[vi % len(PALETTE)]
             fig.add_trace(go.Scatter(
-                x=line.network_calls.tolist(), y=line.success_rate.tolist(), mode="lines+markers", name=name,
-                legendgroup=s, line=dict(color=PALETTE[vi % len(PALETTE)], dash=DASHES[si % len(DASHES)]),
-                marker=dict(symbol=SYMBOLS[si % len(SYMBOLS)], size=8),
+                x=line.network_calls.tolist(), y=line.success_rate.tolist(), mode="lines+markers",
+                name=f"{s} · {short} = {v}" if several else f"{short} = {v}", legendgroup=s if several else None,
+                showlegend=not several,  # several series: the key entries below name colours and dashes
+                line=dict(color=color, dash=DASHES[vi % len(DASHES)] if several else "solid"),
+                marker=dict(symbol=SYMBOLS[vi % len(SYMBOLS)] if several else "circle", size=8),
                 error_y=dict(type="data", symmetric=False,
                              array=(line.success_ci_high - line.success_rate).tolist(),
                              arrayminus=(line.success_rate - line.success_ci_low).tolist(), thickness=1.2, width=4),
@@ -196,23 +243,36 @@ def compute_figure(df: pd.DataFrame, group_by: str = "n", budget: float | None =
                               "success=%{y:.3f} [%{customdata[3]:.3f}, %{customdata[4]:.3f}]"
                               "<br>%{customdata[2]} episodes<extra></extra>",
             ))
+    if several:  # the key: one entry per series (clicking it hides the series), one per dash
+        for si, s in enumerate(series):
+            fig.add_trace(_key_entry(s, s, line=dict(color=PALETTE[si % len(PALETTE)], width=3), mode="lines"))
+        for vi, v in enumerate(values):
+            fig.add_trace(_key_entry(f"{short} = {v}", f"key {short} = {v}",
+                                     line=dict(color="#555", dash=DASHES[vi % len(DASHES)]),
+                                     marker=dict(symbol=SYMBOLS[vi % len(SYMBOLS)], size=8, color="#555")))
     if budget is not None:
         fig.add_trace(go.Scatter(x=[budget, budget], y=[0, 1], mode="lines", name=f"budget: {budget:g} calls",
                                  line=dict(color="#888", dash="dash", width=1.5), hoverinfo="skip"))
+    star = dict(symbol="star", size=18, color=OPTIMAL_COLOR, line=dict(width=1, color="black"))
     for s, row in (picks or {}).items():
         if row is not None:
             fig.add_trace(go.Scatter(
                 x=[row["network_calls"]], y=[row["success_rate"]], mode="markers",
-                name=f"compute-optimal{'' if len(series) == 1 else ' · ' + s}: M_inf={row['m_inf']}, N={row['n']}",
-                marker=dict(symbol="star", size=18, color=OPTIMAL_COLOR, line=dict(width=1, color="black")),
-                hovertemplate="compute-optimal under the budget<br>calls/action=%{x}<br>success=%{y:.3f}<extra></extra>",
+                name=f"compute-optimal{' · ' + s if several else ''}: M_inf={row['m_inf']}, N={row['n']}",
+                legendgroup=s if several else None, showlegend=not several, marker=star,
+                hovertemplate=(f"{s}<br>" if several else "") + "compute-optimal under the budget<br>"
+                              "calls/action=%{x}<br>success=%{y:.3f}<extra></extra>",
             ))
+    if several and any(row is not None for row in (picks or {}).values()):
+        fig.add_trace(_key_entry("compute-optimal", "key compute-optimal", mode="markers", marker=star))
     ticks = _pow2_ticks(df.network_calls)
     fig.update_layout(
         title=dict(text=("Sequential scaling: one line per N, more Euler steps along it" if group_by == "n"
                          else "Parallel scaling: one line per M_inf, more candidates along it"),
                    x=0.0, xanchor="left", font=dict(size=15)),
-        height=480, margin=dict(l=60, r=20, t=50, b=50),
+        height=520, margin=dict(l=60, r=20, t=50, b=40),
+        # Below the plot, left-aligned and wrapping: never over the title or the curves, at any width.
+        legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.16, yanchor="top"),
         xaxis=dict(title="network calls per action (actor M_inf·N + critic N when N > 1), log scale", type="log",
                    tickvals=ticks, ticktext=[str(t) for t in ticks]),
         yaxis=dict(title="success rate (95% Wilson CI)", range=[-0.03, 1.03]),

@@ -12,7 +12,8 @@ from pathlib import Path
 import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import _rollouts as R  # noqa: E402  (app/ is not a package)
+import _paths as P  # noqa: E402  (app/ is not a package)
+import _rollouts as R  # noqa: E402
 import _scaling as S  # noqa: E402
 
 from sorl_core import viz  # noqa: E402
@@ -28,7 +29,8 @@ HELP = {
               "Euler steps back-propagated through in the Q loss.",
     "group": "Sequential scaling: one line per N, M_inf (Euler steps) grows along it. Parallel scaling: one line "
              "per M_inf, N (best-of-N candidates ranked by the learned Q) grows along it. Same compute axis.",
-    "sweep_ckpt": "An OGBench policy to measure: a bundled one, or the path of a checkpoint from `sorl-lab train --env`.",
+    "sweep_ckpt": "An OGBench policy to measure: a bundled one, or the path of a checkpoint from `sorl-lab train --env` "
+                  "inside runs/, assets/ or a folder the lab's host listed in SORL_LAB_PATHS.",
     "sweep_m": "Euler steps of the shortcut policy to try (sequential test-time scaling).",
     "sweep_n": "Best-of-N candidates to try, ranked by the learned Q at k = M_inf (parallel test-time scaling).",
     "sweep_episodes": "Episodes per (M_inf, N) cell; episode i starts from the same seeded state in every cell. "
@@ -60,15 +62,16 @@ def small_sweep(path: str, digest: str, label: str, ms: tuple, ns: tuple, episod
     return csv_bytes
 
 
-def small_sweep_section() -> list[tuple[str, bytes]]:
-    """Run a small sweep of a bundled policy (or a checkpoint path) here; returns the sweeps run this session."""
+def small_sweep_section() -> list[tuple[str, str, bytes]]:
+    """Run a small sweep of a bundled policy (or a checkpoint path) here; returns the sweeps run this session
+    as (source, key, CSV bytes)."""
     with st.expander("Run a small sweep", expanded=False):
         bundled = R.bundled_checkpoints()
         choices = {b.name: str(b.policy) for b in bundled}
         c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
         with c1:
             name = st.selectbox("Checkpoint", [*choices, "a path…"], key="sweep_ckpt", help=HELP["sweep_ckpt"])
-            path = choices.get(name) or st.text_input("Checkpoint path", key="sweep_path", help=HELP["sweep_ckpt"])
+            typed = None if name in choices else st.text_input("Checkpoint path", key="sweep_path", help=HELP["sweep_ckpt"])
         with c2:
             ms = st.multiselect("M_inf values", [1, 2, 4, 8], default=[1, 2, 4, 8], key="sweep_m", help=HELP["sweep_m"])
         with c3:
@@ -76,16 +79,48 @@ def small_sweep_section() -> list[tuple[str, bytes]]:
         with c4:
             episodes = st.number_input("Episodes per cell", 1, 50, 5, key="sweep_episodes", help=HELP["sweep_episodes"])
             seed = st.number_input("Seed", 0, 1_000_000, 0, key="sweep_seed", help=HELP["sweep_seed"])
+        path, refused = choices.get(name), None
+        if typed and typed.strip():
+            try:  # a typed path is read only inside the allow-listed folders (app/_paths.py)
+                path = str(P.resolve_allowed(typed))
+            except P.PathNotAllowed as exc:
+                refused = str(exc)
+                st.error(refused)
         if st.button("Run sweep", key="sweep_run", disabled=not (path and ms and ns), help=HELP["sweep_run"]):
-            try:
-                loaded = R.load_checkpoint(path, name=name if name in choices else None)
-                label = f"{loaded.name} · run s{seed}"
-                data = small_sweep(str(loaded.path), loaded.digest, label, tuple(sorted(ms)), tuple(sorted(ns)), int(episodes), int(seed))
-                runs = st.session_state.setdefault("small_sweeps", {})
-                runs[label] = data
-            except Exception as exc:  # a bad path or checkpoint: a message, never a crash
-                st.error(f"The sweep could not run: {exc}")
-    return list(st.session_state.get("small_sweeps", {}).items())
+            run_one(path, name if name in choices else None, tuple(sorted(ms)), tuple(sorted(ns)), int(episodes),
+                    int(seed))
+    runs = st.session_state.get("small_sweeps", {})
+    return [(label, f"run:{grid_key}", data) for grid_key, (label, data) in runs.items()]
+
+
+def run_one(path: str, bundled_name: str | None, ms: tuple, ns: tuple, episodes: int, seed: int) -> None:
+    """Run one small sweep and keep it for this session; says where the result went, or why there is none."""
+    from sorl_core.checkpoint import CheckpointError
+
+    try:
+        loaded = R.load_checkpoint(path, name=bundled_name)
+    except CheckpointError as exc:  # a wrong file or environment: the checker's own sentence
+        st.error(f"The sweep could not run: {str(exc).rstrip('.')}.")
+        return
+    except OSError:
+        st.error(f"The sweep could not run: the file {Path(path).name} could not be read.")
+        return
+    label = f"{bundled_name or R.checkpoint_label(str(loaded.path))} · s{seed}"
+    runs = st.session_state.setdefault("small_sweeps", {})
+    grid_key = f"{loaded.digest}|{ms}|{ns}|{episodes}|{seed}"
+    if grid_key in runs:  # the same checkpoint, grid and seed: the same numbers, already on the page
+        st.info(f"This sweep is already loaded (source `{runs[grid_key][0]}`).")
+        return
+    try:
+        data = small_sweep(str(loaded.path), loaded.digest, label, ms, ns, episodes, seed)
+    except Exception:  # the evaluator failing mid-way: a sentence here, the details in the server log
+        import logging
+
+        logging.getLogger(__name__).exception("small sweep failed")
+        st.error("The sweep stopped with an unexpected error; the server log has the details.")
+        return
+    runs[grid_key] = (label, data)
+    st.session_state["_sweep_added"] = label  # the notice is shown next to the plots, after the rerun's parse
 
 
 st.title("Scaling study · success against compute")
@@ -96,8 +131,8 @@ st.markdown(
     "[arXiv 2505.22866](https://arxiv.org/abs/2505.22866))."
 )
 
-# ---- sources
-sources: list[tuple[str, bytes]] = []
+# ---- sources: (file name shown, key that tells loaded files apart across reruns, bytes)
+sources: list[tuple[str, str, bytes]] = []
 with st.container(border=True):
     left, right = st.columns(2)
     with left:
@@ -107,40 +142,61 @@ with st.container(border=True):
             labels = {str(p.relative_to(root)): p for p in bundled}
             picked = st.multiselect("Bundled sweeps", list(labels), default=list(labels)[:1], key="bundled",
                                     help=HELP["bundled"])
-            sources += [(name, labels[name].read_bytes()) for name in picked]
+            sources += [(name, f"bundled:{name}", labels[name].read_bytes()) for name in picked]
         else:
-            st.info(f"No bundled sweeps yet: nothing matches `sweep*.csv` under `{root}`. "
-                    "Upload a sweep CSV on the right.")
+            st.info(f"No bundled sweeps yet: nothing matches `sweep*.csv` under `{root}`, so upload a sweep CSV "
+                    "on the right.")
     with right:
         files = st.file_uploader("Upload sweep CSV(s)", type=["csv"], accept_multiple_files=True, key="upload",
                                  help=HELP["upload"])
-        sources += [(f.name, f.getvalue()) for f in files or []]
+        sources += [(f.name, f"upload:{f.file_id}", f.getvalue()) for f in files or []]
 sources += small_sweep_section()
 
 frames = []
-for name, data in sources:
+for name, key, data in sources:
     df, error = parse(data, name)
     if error:
         st.error(error)
     else:
-        frames.append((name, df))
+        frames.append((name, key, df))
 if not frames:
     if not sources:
         st.info("Pick a bundled sweep or upload one to see the grid, the scaling curves and the compute-optimal cell.")
     st.stop()
 
-table = S.combine(frames)
+# Series names live in the session: a name once shown never changes when another file arrives.
+table = S.combine(frames, st.session_state.setdefault("_series_names", {}))
 all_series = S.series_order(table)
+# The Checkpoints filter: keep what the user chose, and select every series that is new since the last run
+# (a multiselect with a key keeps its old selection when its options grow, which hid new sweeps).
+known = st.session_state.get("_series_known", [])
+chosen = st.session_state["series"] if "series" in st.session_state else st.session_state.get("_series_chosen", [])
+wanted = [s for s in all_series if s in chosen or s not in known]
+st.session_state["_series_known"] = all_series
+added = st.session_state.pop("_sweep_added", None)
+if added:
+    new_names = [s for s in all_series if s in set(table.series[table.source == added])]
+    st.success(f"The sweep you ran is loaded as {', '.join(new_names)} and drawn below.")
 if len(all_series) > 1:
-    shown = st.multiselect("Checkpoints", all_series, default=all_series, key="series", help=HELP["series"])
+    st.session_state["series"] = wanted
+    shown = st.multiselect("Checkpoints", all_series, key="series", help=HELP["series"])
+    st.session_state["_series_chosen"] = shown
     table = table[table.series.isin(shown)]
     if table.empty:
         st.info("Select at least one checkpoint.")
         st.stop()
+else:
+    st.session_state["_series_chosen"] = all_series
 series = S.series_order(table)
+# Same checkpoint and M_BTT from two files: "name" and "name (2)"; say which file each one is.
+twins = table.groupby(["checkpoint", "m_btt"])["series"].transform("nunique") > 1
+if twins.any():
+    origin = table[twins].drop_duplicates("series")
+    st.caption("Same checkpoint in several files: " + " · ".join(
+        f"{s} is from {src}" for s, src in zip(origin.series, origin.source)) + ".")
 envs = sorted(table.env.unique())
-st.caption(f"{len(table)} cells from {len(frames)} file(s) · environment: {', '.join(envs)} · "
-           f"{int(table.episodes.min())}–{int(table.episodes.max())} episodes per cell"
+st.caption(f"{len(table)} cells of {len(series)} checkpoint(s) from {table.source.nunique()} file(s) · "
+           f"environment: {', '.join(envs)} · {int(table.episodes.min())}–{int(table.episodes.max())} episodes per cell"
            + (" · ⚠ the checkpoints were evaluated in different environments" if len(envs) > 1 else ""))
 
 # ---- budget and the compute-optimal cell
@@ -156,10 +212,12 @@ with c2:
     group = st.radio("Lines", ["one per N (sequential)", "one per M_inf (parallel)"], key="group", horizontal=True,
                      help=HELP["group"])
 picks = {s: S.compute_optimal(table[table.series == s], budget) for s in series}
+if len(series) > 1:  # one heading, and each metric labelled by its checkpoint alone: labels short enough to fit
+    st.markdown("**Compute-optimal cell under this budget**")
 cols = st.columns(len(series))
 for col, s in zip(cols, series):
     p = picks[s]
-    label = "Compute-optimal" + ("" if len(series) == 1 else f" · {s}")
+    label = "Compute-optimal" if len(series) == 1 else s
     if p is None:
         col.metric(label, "nothing fits", help="No cell of this checkpoint costs this few network calls.")
     else:
