@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,13 +19,20 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_FILES = ("config.json", "metrics.csv")
-LOSSES = {  # column: subplot title, in the paper's terms
+LOSSES = {  # the columns metrics.csv must have: subplot title, in the paper's terms
     "critic_loss": "Critic loss (TD error)",
     "fm_loss": "Flow-matching loss (finest step, BC)",
     "sc_loss": "Self-consistency loss (2 steps of d vs 1 of 2d)",
-    "q_loss": "Q loss (−Q of the sampled action, normalised)",
+    "q_loss": "Q loss (−mean Q / mean |Q|)",
 }
+POLICY_Q = "policy_q"  # the critic's mean Q of the policy's actions (sorl_core/agent.py, q_loss)
+DATASET_Q = "q_mean"  # the critic's mean Q of the dataset's actions (sorl_core/agent.py, critic_loss)
+PANEL_TITLES = {**LOSSES, POLICY_Q: "Mean Q of the policy's actions (dotted: dataset's)"}
+# q_loss = −mean Q / mean |Q| lies in [−1, 1] and is exactly 1 whenever every Q is negative (OGBench's rewards
+# are ≤ 0): its panel is drawn only when it moves by more than this over the plotted rows.
+Q_LOSS_MIN_RANGE = 0.05
 EVAL_REQUIRED = ("step", "m_inf", "n")
 EVAL_METRICS = ("success_rate", "mean_reward")  # the first present is plotted
 STRICT_NUMERIC = {"step", "seconds", *LOSSES, "policy_q", "q_mean", "m_inf", "n", *EVAL_METRICS, "success_ci_low",
@@ -32,6 +40,17 @@ STRICT_NUMERIC = {"step", "seconds", *LOSSES, "policy_q", "q_mean", "m_inf", "n"
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 DASHES = ("solid", "dash", "dot", "dashdot")
 MAX_DEPTH = 3
+
+
+def bundled_runs_dir() -> Path:
+    """The training logs shipped with the bundled OGBench policies: <repo>/assets/ogbench (SORL_LAB_OGBENCH_DIR
+    overrides it, as for the rollouts page)."""
+    return Path(os.environ.get("SORL_LAB_OGBENCH_DIR") or (REPO_ROOT / "assets" / "ogbench"))
+
+
+def user_runs_dir() -> Path:
+    """Where `sorl-lab train` writes runs by default: <repo>/runs (absent on a fresh clone)."""
+    return REPO_ROOT / "runs"
 
 
 class RunError(ValueError):
@@ -172,29 +191,73 @@ def smooth(y, weight: float) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- figures
-def loss_figure(metrics: Mapping[str, pd.DataFrame], smoothing: float = 0.0) -> go.Figure:
-    """One subplot per loss (critic, flow matching, self-consistency, Q) against iterations; one colour per run.
+def _q_loss_values(metrics: Mapping[str, pd.DataFrame]) -> np.ndarray:
+    values = np.concatenate([df["q_loss"].to_numpy(dtype=float) for df in metrics.values() if "q_loss" in df]
+                            or [np.array([])])
+    return values[np.isfinite(values)]
 
+
+def q_loss_level(metrics: Mapping[str, pd.DataFrame]) -> str:
+    """The Q loss's typical value, for a caption: "1.00" (its median over the runs' rows), "–" when none."""
+    values = _q_loss_values(metrics)
+    return f"{float(np.median(values)):.2f}" if values.size else "–"
+
+
+def q_loss_informative(metrics: Mapping[str, pd.DataFrame], min_range: float = Q_LOSS_MIN_RANGE) -> bool:
+    """Whether the Q loss moves enough over the runs' rows to be worth a panel (it is ≈ 1 when every Q < 0)."""
+    values = _q_loss_values(metrics)
+    return values.size > 1 and float(values.max() - values.min()) > min_range
+
+
+def loss_panels(metrics: Mapping[str, pd.DataFrame]) -> list[str]:
+    """The columns to draw, one panel each: the three losses, the policy's mean Q when logged, and the Q loss
+    only when it says something (q_loss_informative)."""
+    cols = ["critic_loss", "fm_loss", "sc_loss"]
+    if any(POLICY_Q in df for df in metrics.values()):
+        cols.append(POLICY_Q)
+    if q_loss_informative(metrics):
+        cols.append("q_loss")
+    return cols
+
+
+def loss_figure(metrics: Mapping[str, pd.DataFrame], smoothing: float = 0.0,
+                panels: list[str] | None = None) -> go.Figure:
+    """One subplot per column of `panels` (default loss_panels) against iterations; one colour per run.
+
+    The policy's mean Q panel also draws the critic's mean Q of the dataset's actions, dotted, for comparison.
     With smoothing > 0 the raw curve stays as a faint line under the smoothed one.
     """
-    fig = make_subplots(rows=2, cols=2, subplot_titles=list(LOSSES.values()), horizontal_spacing=0.08,
-                        vertical_spacing=0.14)
+    panels = loss_panels(metrics) if panels is None else panels
+    rows = (len(panels) + 1) // 2
+    fig = make_subplots(rows=rows, cols=2, subplot_titles=[PANEL_TITLES[c] for c in panels], horizontal_spacing=0.08,
+                        vertical_spacing=0.28 / rows)
     for ri, (label, df) in enumerate(metrics.items()):
         color = PALETTE[ri % len(PALETTE)]
-        for li, col in enumerate(LOSSES):
+        for li, col in enumerate(panels):
             pos = dict(row=li // 2 + 1, col=li % 2 + 1)
-            x, y = df["step"].tolist(), df[col].to_numpy(dtype=float)
-            if smoothing > 0:
-                fig.add_trace(go.Scatter(x=x, y=y.tolist(), mode="lines", name=f"{label} · raw", legendgroup=label,
-                                         showlegend=False, opacity=0.25, line=dict(color=color, width=1),
-                                         meta=[label, col, "raw"], hoverinfo="skip"), **pos)
-            fig.add_trace(go.Scatter(x=x, y=smooth(y, smoothing).tolist(), mode="lines", name=label, legendgroup=label,
-                                     showlegend=li == 0, line=dict(color=color, width=2), meta=[label, col, "shown"],
-                                     hovertemplate=f"{label}<br>iteration %{{x}}<br>{col}=%{{y:.4g}}<extra></extra>"),
-                          **pos)
-    fig.update_xaxes(title_text="iteration", row=2)
-    fig.update_layout(height=620, margin=dict(l=50, r=20, t=60, b=50),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.06, x=0.0))
+            curves = [(col, "shown", dict(color=color, width=2))]
+            if col == POLICY_Q and DATASET_Q in df:
+                curves.append((DATASET_Q, "dataset", dict(color=color, width=1.5, dash="dot")))
+            for column, kind, line in curves:
+                if column not in df:
+                    continue
+                x, y = df["step"].tolist(), df[column].to_numpy(dtype=float)
+                if smoothing > 0:
+                    fig.add_trace(go.Scatter(x=x, y=y.tolist(), mode="lines", name=f"{label} · raw", legendgroup=label,
+                                             showlegend=False, opacity=0.25, line=dict(color=color, width=1),
+                                             meta=[label, column, "raw"], hoverinfo="skip"), **pos)
+                what = "dataset actions' Q" if kind == "dataset" else column
+                fig.add_trace(go.Scatter(x=x, y=smooth(y, smoothing).tolist(), mode="lines",
+                                         name=label if kind == "shown" else f"{label} · {what}", legendgroup=label,
+                                         showlegend=li == 0 and kind == "shown", line=line, meta=[label, column, kind],
+                                         hovertemplate=f"{label}<br>iteration %{{x}}<br>{what}=%{{y:.4g}}<extra></extra>"),
+                              **pos)
+    for li in range(len(panels)):  # every panel's bottom row names its x axis
+        if li + 2 >= len(panels):
+            fig.update_xaxes(title_text="iteration", row=li // 2 + 1, col=li % 2 + 1)
+    # The legend goes below the plots: above, a legend of several runs wraps into the subplot titles.
+    fig.update_layout(height=300 * rows + 60, margin=dict(l=50, r=20, t=40, b=40),
+                      legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.06 * 2 / rows, yanchor="top"))
     return fig
 
 

@@ -97,6 +97,12 @@ def expected_pick(rates: dict, budget: int) -> tuple[int, int]:
     return max(cells)[3]
 
 
+@pytest.fixture(autouse=True)
+def allow_tmp(tmp_path_factory, monkeypatch):
+    """Typed paths are read only inside allow-listed folders (app/_paths.py): allow this session's temp folders."""
+    monkeypatch.setenv("SORL_LAB_PATHS", str(tmp_path_factory.getbasetemp()))
+
+
 @pytest.fixture
 def no_bundled(tmp_path, monkeypatch):
     monkeypatch.setenv("SORL_LAB_SWEEP_DIR", str(tmp_path / "none-here"))
@@ -149,7 +155,7 @@ def test_scaling_grid_compute_plot_and_picks_for_two_checkpoints(scaling):
     assert [int(o) for o in budget.options] == sorted({calls(m, n) for m in M_GRID for n in N_GRID})
     assert budget.value == 144 and "M_inf·N actor calls" in budget.help
     values = {m.label: m.value for m in at.metric}
-    assert values[f"Compute-optimal · {SERIES_A}"] == "M_inf={}, N={}".format(*expected_pick(RATE_A, 144))
+    assert values[SERIES_A] == "M_inf={}, N={}".format(*expected_pick(RATE_A, 144))
 
 
 @pytest.mark.parametrize("budget", [8, 20, 48])
@@ -162,7 +168,7 @@ def test_the_budget_moves_the_compute_optimal_pick_and_greys_the_grid(scaling, b
     values = {m.label: m.value for m in at.metric}
     for series, rates, spec_before, spec in ((SERIES_A, RATE_A, before[1], after[1]), (SERIES_B, RATE_B, before[2], after[2])):
         m, n = expected_pick(rates, budget)
-        assert values[f"Compute-optimal · {series}"] == f"M_inf={m}, N={n}"
+        assert values[series] == f"M_inf={m}, N={n}"
         star = named(spec, "compute-optimal")
         assert (star["x"], star["y"]) == ([str(n)], [str(m)])
         frame = next(sh for sh in spec["layout"]["shapes"] if sh.get("name") == "compute-optimal")
@@ -172,7 +178,7 @@ def test_the_budget_moves_the_compute_optimal_pick_and_greys_the_grid(scaling, b
         over = arr(named(spec, "over budget")["z"])
         np.testing.assert_array_equal(~np.isnan(over), [[calls(mm, nn) > budget for nn in N_GRID] for mm in M_GRID])
         assert np.isnan(arr(named(spec_before, "over budget")["z"])).all()  # at the full budget nothing is grey
-    assert values[f"Compute-optimal · {SERIES_A}"] != "M_inf=8, N=16"
+    assert values[SERIES_A] != "M_inf=8, N=16"
     budget_line = next(t for t in after[0]["data"] if t["name"].startswith("budget:"))
     assert arr(budget_line["x"]).tolist() == [budget, budget]
 
@@ -207,7 +213,8 @@ def test_bundled_sweeps_are_offered_and_two_files_with_one_label_stay_apart(tmp_
     at.file_uploader(key="upload").set_value(("mine.csv", sweep_bytes(sweep_rows("same-name", 8, RATE_B)), "text/csv")).run()
     assert_clean(at)
     titles = [s["layout"]["title"]["text"] for s in specs(at)[1:]]
-    assert titles == ["same-name (M_BTT=8) [cube-single/sweep_synthetic.csv]", "same-name (M_BTT=8) [mine.csv]"]
+    assert titles == ["same-name (M_BTT=8)", "same-name (M_BTT=8) (2)"]  # the first keeps its name; the newcomer is numbered
+    assert any("same-name (M_BTT=8) (2) is from mine.csv" in c.value for c in at.caption)
 
 
 BAD = {
@@ -253,7 +260,7 @@ def test_the_same_file_uploaded_twice_stays_two_series(no_bundled):
     one = sweep_bytes(sweep_rows("ckpt", 8, RATE_A))
     at.file_uploader(key="upload").set_value([("s.csv", one, "text/csv"), ("s.csv", one, "text/csv")]).run()
     assert_clean(at)
-    assert at.multiselect(key="series").options == ["ckpt (M_BTT=8) [s.csv]", "ckpt (M_BTT=8) [s.csv #2]"]
+    assert at.multiselect(key="series").options == ["ckpt (M_BTT=8)", "ckpt (M_BTT=8) (2)"]
     assert len(at.get("plotly_chart")) == 3
 
 
@@ -323,6 +330,7 @@ def read_rows(path: Path) -> list[dict]:
 def runs_page(root: Path, selected=None) -> AppTest:
     at = AppTest.from_file(str(RUNS_PAGE), default_timeout=TIMEOUT)
     at.run()
+    at.radio(key="runs_source").set_value("Your runs folder").run()
     at.text_input(key="runs_root").set_value(str(root)).run()
     if selected is not None:
         at.multiselect(key="runs_selected").set_value(selected).run()
@@ -343,12 +351,14 @@ def test_runs_page_plots_the_run_s_losses_evaluations_and_config(runs_root):
     losses, evals = specs(at)
     metrics = read_rows(runs_root / "ring-m8" / "metrics.csv")
     assert len(metrics) == 6
-    for col in R.LOSSES:
-        t = loss_trace(losses, "ring-m8", col)
+    panels = R.loss_panels({"ring-m8": R.read_metrics((runs_root / "ring-m8" / "metrics.csv").read_bytes())})
+    assert panels[:4] == ["critic_loss", "fm_loss", "sc_loss", "policy_q"]
+    for col in [*panels, "q_mean"]:  # q_mean: the dataset actions' Q, dotted in the policy's Q panel
+        t = loss_trace(losses, "ring-m8", col, "dataset" if col == "q_mean" else "shown")
         np.testing.assert_array_equal(arr(t["x"]), [float(r["step"]) for r in metrics])
         np.testing.assert_allclose(arr(t["y"]), [float(r[col]) for r in metrics], rtol=1e-12)
     titles = [a["text"] for a in losses["layout"]["annotations"]]
-    assert titles == list(R.LOSSES.values())
+    assert titles == [R.PANEL_TITLES[c] for c in panels]
     # Evaluation: mean_reward (a toy run) by M_inf over iterations.
     rows = read_rows(runs_root / "ring-m8" / "eval.csv")
     assert [t["name"] for t in evals["data"]] == ["M_inf = 1", "M_inf = 2", "M_inf = 4", "M_inf = 8"]
@@ -438,6 +448,7 @@ def test_a_run_without_eval_csv_shows_its_losses_and_says_so(runs_root, tmp_path
 def test_missing_or_empty_runs_folder_is_a_message(tmp_path):
     at = AppTest.from_file(str(RUNS_PAGE), default_timeout=TIMEOUT)
     at.run()
+    at.radio(key="runs_source").set_value("Your runs folder").run()
     at.text_input(key="runs_root").set_value(str(tmp_path / "nope")).run()
     assert not at.exception and any("There is no folder" in w.value for w in at.warning)
     (tmp_path / "empty" / "sub").mkdir(parents=True)

@@ -1,6 +1,7 @@
 """Training runs: the losses, the evaluations by M_inf and the resolved config of `sorl-lab train` runs.
 
-Browses run folders (default runs/); select several to overlay them. The logic lives in app/_runs.py.
+Shows the bundled OGBench policies' training logs (assets/ogbench) or your run folders (default runs/);
+select several runs to overlay them. The logic lives in app/_runs.py.
 """
 
 from __future__ import annotations
@@ -11,15 +12,20 @@ from pathlib import Path
 import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import _runs as R  # noqa: E402  (app/ is not a package)
+import _paths as P  # noqa: E402  (app/ is not a package)
+import _runs as R  # noqa: E402
 
 from sorl_core import viz  # noqa: E402
 
 st.set_page_config(page_title="SORL Lab — training runs", page_icon="📉", layout="wide")
 
+BUNDLED, MINE = "Bundled runs (assets/ogbench)", "Your runs folder"
 HELP = {
+    "source": "Bundled: the training logs of the OGBench policies shipped with the lab (M_BTT = 8 and M_BTT = 1). "
+              "Your runs folder: runs written by `sorl-lab train`.",
     "root": "Folder holding run folders (each with config.json, metrics.csv and, when evaluation was on, "
-            "eval.csv), as written by `sorl-lab train --out ...`. Relative paths start at the folder the app runs in.",
+            "eval.csv), as written by `sorl-lab train --out ...`. Relative paths start at the repository; the lab "
+            "reads only inside runs/, assets/ and the folders its host listed in SORL_LAB_PATHS.",
     "runs": "Runs to show; several are overlaid, one colour each, to compare e.g. M_BTT = 8 with M_BTT = 1, "
             "or the faithful and clean modes.",
     "smoothing": "Exponential moving average of the loss curves (0 = raw). SORL's losses are noisy: each "
@@ -51,23 +57,36 @@ st.title("Training runs")
 st.markdown("The losses SORL minimises, and the policy's evaluations at each number of Euler steps M_inf, "
             "over the iterations of `sorl-lab train` runs.")
 
-root_text = st.text_input("Runs folder", value="runs", key="runs_root", help=HELP["root"])
-root = Path(root_text).expanduser()
-root = root if root.is_absolute() else Path.cwd() / root
+# A fresh clone has no runs/ yet: open on the bundled logs, so the page shows plots at once.
+if "runs_source" not in st.session_state:
+    st.session_state.runs_source = MINE if R.find_runs(R.user_runs_dir()) else BUNDLED
+source = st.radio("Runs from", [BUNDLED, MINE], key="runs_source", horizontal=True, help=HELP["source"])
+if source == BUNDLED:
+    root = R.bundled_runs_dir()
+else:
+    mine = R.user_runs_dir()
+    shown = str(mine.relative_to(R.REPO_ROOT)) if mine.is_relative_to(R.REPO_ROOT) else str(mine)
+    root_text = st.text_input("Runs folder", value=shown, key="runs_root", help=HELP["root"])
+    try:  # a typed folder is read only inside the allow-listed folders (app/_paths.py)
+        root = P.resolve_allowed(root_text)
+    except P.PathNotAllowed as exc:
+        st.error(str(exc))
+        st.stop()
 if not root.is_dir():
-    st.warning(f"There is no folder `{root}`. Train a run first, e.g. `sorl-lab train --world ring` "
-               "(writes runs/ring-faithful-s0/), or type the folder that holds your runs.")
+    st.warning(f"There is no folder `{root}` yet: train a run first (e.g. `sorl-lab train --world ring` writes "
+               "runs/ring-faithful-s0/), or type the folder that holds your runs.")
     st.stop()
 runs = R.find_runs(root)
 if not runs:
-    st.info(f"No run folders in `{root}`: a run folder holds config.json and metrics.csv "
-            "(`sorl-lab train --out <folder>` writes them).")
+    st.info(f"No run folders in `{root}`: a run folder holds config.json and metrics.csv, as "
+            "`sorl-lab train --out <folder>` writes them.")
     st.stop()
 labels = {R.run_label(r, root): r for r in runs}
 latest = max(runs, key=lambda r: R.file_key(r / "metrics.csv")[1])
 kept = [s for s in st.session_state.get("runs_selected", []) if s in labels]  # another folder: its own runs
 if st.session_state.get("_runs_root") != str(root) or kept != st.session_state.get("runs_selected"):
-    st.session_state.runs_selected = kept or [R.run_label(latest, root)]  # nothing left: the latest run
+    # Nothing left: every bundled run (they are meant to be compared), or the latest of your runs.
+    st.session_state.runs_selected = kept or (list(labels) if source == BUNDLED else [R.run_label(latest, root)])
     st.session_state._runs_root = str(root)
 c1, c2 = st.columns([3, 1])
 selected = c1.multiselect("Runs", list(labels), key="runs_selected", help=HELP["runs"])
@@ -103,12 +122,18 @@ if metrics:
     empty = [k for k, v in metrics.items() if v.empty]
     if empty:
         st.info(f"No rows logged yet in metrics.csv of {', '.join(empty)}.")
-    fig = R.loss_figure({k: v for k, v in metrics.items() if not v.empty}, smoothing)
+    plotted = {k: v for k, v in metrics.items() if not v.empty}
+    panels = R.loss_panels(plotted)
+    fig = R.loss_figure(plotted, smoothing, panels)
     st.plotly_chart(fig, key="fig_losses", theme=None, config={"displaylogo": False})
     figures.append(("Losses", fig))
+    q_note = ("Q loss: −mean Q / mean |Q| of the policy's actions, drawn because it varies here." if "q_loss" in panels
+              else "The Q loss (−mean Q / mean |Q|) is left out: it stays at about "
+                   f"{R.q_loss_level(plotted)} here, as it does whenever every Q is negative, so it tells nothing.")
     st.caption("Critic: TD error of the Q ensemble. Flow matching: the velocity at the finest step size 1/M_disc "
                "(the behaviour-cloning regulariser). Self-consistency: one step of size 2d against two of size d. "
-               "Q loss: −Q of the policy's action, normalised by |Q|.")
+               "Mean Q: what the critic expects of the policy's actions (solid) and of the dataset's (dotted); "
+               "the policy improves on the data where solid lies above dotted. " + q_note)
 else:
     st.info("None of the selected runs has a readable metrics.csv.")
 
