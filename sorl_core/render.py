@@ -1,8 +1,13 @@
 """Rollout videos: MuJoCo rendered headless on the CPU, H.264 mp4 that browsers play, cached.
 
+A video replays one episode of an evaluation exactly: episode i of K from seed s is played in a batch of
+K environments with the evaluation's reset seeds and sampling-noise generator (the noise of a step is drawn
+for all running episodes at once, so episode i's noise depends on K), and only environment i is rendered.
+Its outcome is therefore the table's (`sorl-lab evaluate`, the rollouts page) for the same K and seed.
+
 CPU rendering is slow (a few frames per second at default quality, ~30-40 with shadows and
-multisampling off), so we render every k-th step and cache each video by (checkpoint, config, seed,
-rendering settings). Set MUJOCO_GL (egl or osmesa) before mujoco is imported; sorl_core does so.
+multisampling off), so we render every k-th step and cache each video by (checkpoint, config, seed, K,
+episode, rendering settings). Set MUJOCO_GL (egl or osmesa) before mujoco is imported; sorl_core does so.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import numpy as np
 from .checkpoint import CheckpointError, load_agent
 from .rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
 
-RENDER_VERSION = 1  # bump when the picture changes, so old cache entries are not reused
+RENDER_VERSION = 2  # bump when the picture changes, so old cache entries are not reused
 DEFAULT_CACHE_DIR = "~/.cache/sorl-lab/renders"
 CONTROL_HZ = 20  # OGBench manipulation: control_timestep 0.05 s
 
@@ -36,7 +41,11 @@ class RenderConfig:
     configs: tuple[str, ...] = ("1x1", "8x1", "8x16")
     """Configurations as M_INFxN, e.g. 8x16 = 8 Euler steps, best of 16 candidates."""
     seed: int = 0
-    """Episode seed: every configuration starts from the same initial state (and the evaluation's episode 0 of this seed)."""
+    """Seed of the evaluation whose episode is replayed (initial states and sampling noise)."""
+    episode: int = 0
+    """Which episode to replay: 0 .. episodes-1 (the same initial state in every configuration)."""
+    episodes: int = 1
+    """K of the evaluation to replay (`sorl-lab evaluate --episodes K`): the noise depends on it."""
     every: int = 2
     """Render every k-th environment step (the video still plays in real time)."""
     quality: Literal["fast", "default"] = "fast"
@@ -65,6 +74,8 @@ class RolloutVideo:
     episode_return: float
     q: list[float]  # Q of each chosen action (online critic at k = m_inf)
     frames: int
+    episode: int = 0
+    episodes: int = 1
     cached: bool = False
 
     @property
@@ -73,7 +84,7 @@ class RolloutVideo:
 
     @property
     def outcome(self) -> str:
-        return f"success at step {self.length}" if self.success else f"failed ({self.length} steps)"
+        return outcome_text(self.success, self.length)
 
 
 def parse_config(text: str) -> tuple[int, int]:
@@ -132,48 +143,88 @@ def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> Path:
     return path
 
 
-def render_rollout(agent, env_name: str, m_inf: int, n: int, seed: int, cache_key: str, *, every: int = 2,
-                   quality: str = "fast", size: int = 240, cache_dir: str | Path = DEFAULT_CACHE_DIR,
-                   extrapolate: bool = False, on_frame: Callable[[int], None] | None = None) -> RolloutVideo:
-    """One episode of (m_inf, n) from the seed's initial state, rendered every `every` steps; cached."""
+def outcome_text(success: bool, length: int) -> str:
+    return f"success at step {length}" if success else f"failed ({length} steps)"
+
+
+def render_episode(agent, env_name: str, configs, seed: int, cache_key: str, *, episode: int = 0, episodes: int = 1,
+                   every: int = 2, quality: str = "fast", size: int = 240, cache_dir: str | Path = DEFAULT_CACHE_DIR,
+                   extrapolate: bool = False,
+                   on_frame: Callable[[int, int], None] | None = None) -> list[RolloutVideo]:
+    """Episode `episode` of a K = `episodes` evaluation from `seed`, for each (m_inf, n) in `configs`; cached.
+
+    Frame j shows step min(j * every, length), so clips of different lengths share one time axis; the last
+    frame is the final state (where success is judged), held for a second. `on_frame(config_index, count)`.
+    """
     if every < 1:
         raise ValueError("every must be >= 1")
-    agent.check_m_inf(m_inf, extrapolate)
+    if not 0 <= episode < episodes:
+        raise ValueError(f"episode must be between 0 and {episodes - 1}, got {episode}")
+    for m, _ in configs:
+        agent.check_m_inf(m, extrapolate)
     size = _round16(size)
     cache = Path(os.environ.get("SORL_LAB_CACHE") or cache_dir).expanduser()
-    stem = f"{cache_key}-{env_name}-s{seed}-M{m_inf}xN{n}-k{every}-{quality}-{size}px-v{RENDER_VERSION}"
-    video, meta_path = cache / f"{stem}.mp4", cache / f"{stem}.json"
-    if video.is_file() and meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        return RolloutVideo(path=video, cached=True, **meta)
+    videos: list[RolloutVideo] = []
+    envs = None
+    try:
+        for c, (m_inf, n) in enumerate(configs):
+            stem = (f"{cache_key}-{env_name}-s{seed}-K{episodes}-e{episode}-M{m_inf}xN{n}-k{every}-{quality}-{size}px"
+                    f"-v{RENDER_VERSION}")
+            video, meta_path = cache / f"{stem}.mp4", cache / f"{stem}.json"
+            if video.is_file() and meta_path.is_file():
+                videos.append(RolloutVideo(path=video, cached=True, **json.loads(meta_path.read_text())))
+                continue
+            if envs is None:  # all K local (only `episode` is rendered): the batch must match the evaluation's
+                envs = EnvBatch(env_name, episodes, workers=1, width=size, height=size)
+            videos.append(_render_one(agent, envs, m_inf, n, seed, episode, every, quality, extrapolate, video, meta_path,
+                                      None if on_frame is None else (lambda count, c=c: on_frame(c, count))))
+    finally:
+        if envs is not None:
+            envs.close()
+    return videos
 
+
+def _render_one(agent, envs: EnvBatch, m_inf: int, n: int, seed: int, episode: int, every: int, quality: str,
+                extrapolate: bool, video: Path, meta_path: Path, on_frame) -> RolloutVideo:
+    env = envs.local.envs[episode].unwrapped
+    options = {"scene_callback": _fast_scene} if quality == "fast" else {}
     frames: list[np.ndarray] = []
-    with EnvBatch(env_name, 1, workers=1, width=size, height=size) as envs:
-        env = envs.local.envs[0].unwrapped
-        options = {"scene_callback": _fast_scene} if quality == "fast" else {}
 
-        def grab(t: int, running: np.ndarray) -> None:
-            if t % every == 0:
-                if not frames and quality == "fast":
-                    env._model.vis.quality.offsamples = 0  # before the renderer exists
-                frames.append(env.render(**options))
-                if on_frame is not None:
-                    on_frame(len(frames))
+    def grab(t: int, stepped: np.ndarray) -> None:
+        if t % every == 0 and stepped[episode]:  # stepped: the episode was still running at step t
+            if not frames and quality == "fast":
+                env._model.vis.quality.offsamples = 0  # before the renderer exists
+            frames.append(env.render(**options))
+            if on_frame is not None:
+                on_frame(len(frames))
 
-        result = run_episodes(agent, envs, m_inf, n, episode_seeds(seed, 1), sample_seed=sample_seed(seed, m_inf, n),
-                              extrapolate=extrapolate, record_q=True, on_env_step=grab)
+    result = run_episodes(agent, envs, m_inf, n, episode_seeds(seed, envs.count), sample_seed=sample_seed(seed, m_inf, n),
+                          extrapolate=extrapolate, record_q=True, on_env_step=grab, stop_after=episode)
+    success, length = bool(result.success[episode]), int(result.lengths[episode])
+    if length % every:
         frames.append(env.render(**options))  # the final state (success is judged here)
-
-    success, length = bool(result.success[0]), int(result.lengths[0])
-    outcome = f"success at step {length}" if success else f"failed ({length} steps)"
-    labelled = [_label(f, [f"M_inf={m_inf}  N={n}", f"step {min(i * every, length)}"]) for i, f in enumerate(frames[:-1])]
-    labelled.append(_label(frames[-1], [f"M_inf={m_inf}  N={n}", outcome], (120, 255, 120) if success else (255, 140, 140)))
-    labelled += [labelled[-1]] * int(CONTROL_HZ / every)  # hold the outcome for a second
+    outcome = outcome_text(success, length)
+    head = f"M_inf={m_inf}  N={n}"
+    labelled = [_label(f, [head, f"step {min(i * every, length)}"]) for i, f in enumerate(frames[:-1])]
+    labelled.append(_label(frames[-1], [head, outcome], (120, 255, 120) if success else (255, 140, 140)))
+    labelled += [labelled[-1]] * max(1, round(CONTROL_HZ / every))  # hold the outcome for a second
     write_mp4(video, labelled, fps=CONTROL_HZ / every)
     meta = {"m_inf": m_inf, "n": n, "success": success, "length": length,
-            "episode_return": float(result.returns[0]), "q": [float(v) for v in result.q_traces[0]], "frames": len(labelled)}
+            "episode_return": float(result.returns[episode]), "q": [float(v) for v in result.q_traces[episode]],
+            "frames": len(labelled), "episode": episode, "episodes": envs.count}
     meta_path.write_text(json.dumps(meta))
     return RolloutVideo(path=video, **meta)
+
+
+def render_rollout(agent, env_name: str, m_inf: int, n: int, seed: int, cache_key: str, *, episode: int = 0,
+                   episodes: int = 1, every: int = 2, quality: str = "fast", size: int = 240,
+                   cache_dir: str | Path = DEFAULT_CACHE_DIR, extrapolate: bool = False,
+                   on_frame: Callable[[int], None] | None = None) -> RolloutVideo:
+    """One configuration's video of episode `episode` of K = `episodes` (see render_episode)."""
+    (video,) = render_episode(agent, env_name, [(m_inf, n)], seed, cache_key, episode=episode, episodes=episodes,
+                              every=every, quality=quality, size=size, cache_dir=cache_dir, extrapolate=extrapolate,
+                              on_frame=None if on_frame is None else (lambda c, count: on_frame(count)))
+    return video
 
 
 def side_by_side(videos: list[RolloutVideo], path: Path) -> Path:
@@ -183,6 +234,27 @@ def side_by_side(videos: list[RolloutVideo], path: Path) -> Path:
     frames = [np.concatenate([c[min(i, len(c) - 1)] for c in clips], axis=1) for i in range(length)]
     fps = _read_fps(videos[0].path)
     return write_mp4(path, frames, fps)
+
+
+def video_html(path: str | Path, width: int) -> str:
+    """An mp4 for a notebook: embedded, autoplaying, looping and muted at `width` px, with play/pause, restart and a
+    time slider *below* the picture (the browser's own controls would cover the bottom of the panels)."""
+    import base64
+    import uuid
+
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    vid = f"sorl-video-{uuid.uuid4().hex[:8]}"
+    get = f"document.getElementById('{vid}')"
+    return (
+        f'<div style="width:{int(width)}px;max-width:100%"><video id="{vid}" width="{int(width)}" style="max-width:100%;'
+        f'display:block" autoplay loop muted playsinline src="data:video/mp4;base64,{data}" '
+        f'ontimeupdate="{get}.nextElementSibling.querySelector(\'input\').value = this.currentTime / (this.duration || 1)">'
+        f'</video><div style="display:flex;gap:8px;align-items:center;margin-top:4px">'
+        f'<button onclick="const v = {get}; v.paused ? v.play() : v.pause()">play / pause</button>'
+        f'<button onclick="const v = {get}; v.currentTime = 0; v.play()">restart</button>'
+        f'<input type="range" min="0" max="1" step="0.001" value="0" style="flex:1" aria-label="time" '
+        f'oninput="const v = {get}; v.pause(); v.currentTime = this.value * (v.duration || 0)"></div></div>'
+    )
 
 
 def _read_frames(path: Path) -> list[np.ndarray]:
@@ -214,15 +286,15 @@ def render(cfg: RenderConfig, on_progress: Callable[[str], None] | None = None) 
             raise ValueError(f"N must be >= 1 in {m}x{n}")
     key = checkpoint_digest(cfg.checkpoint)
     out = Path(cfg.out)
-    videos = []
-    for m, n in configs:
-        video = render_rollout(agent, env_name, m, n, cfg.seed, key, every=cfg.every, quality=cfg.quality, size=cfg.size,
-                               cache_dir=cfg.cache_dir, extrapolate=cfg.extrapolate)
-        target = out / f"{Path(cfg.checkpoint).stem}-s{cfg.seed}-M{m}xN{n}.mp4"
+    which = f"-s{cfg.seed}" + (f"-K{cfg.episodes}-e{cfg.episode}" if cfg.episodes > 1 else "")
+    videos = render_episode(agent, env_name, configs, cfg.seed, key, episode=cfg.episode, episodes=cfg.episodes,
+                            every=cfg.every, quality=cfg.quality, size=cfg.size, cache_dir=cfg.cache_dir,
+                            extrapolate=cfg.extrapolate)
+    for video in videos:
+        target = out / f"{Path(cfg.checkpoint).stem}{which}-M{video.m_inf}xN{video.n}.mp4"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(video.path.read_bytes())
-        videos.append(video)
         if on_progress is not None:
             on_progress(f"{video.label}: {video.outcome}{' (cached)' if video.cached else ''} -> {target}")
-    combined = side_by_side(videos, out / f"{Path(cfg.checkpoint).stem}-s{cfg.seed}-side-by-side.mp4")
+    combined = side_by_side(videos, out / f"{Path(cfg.checkpoint).stem}{which}-side-by-side.mp4")
     return videos, combined

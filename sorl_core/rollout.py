@@ -271,6 +271,7 @@ def run_episodes(
     record_q: bool = False,
     on_step: Callable[[int, int], None] | None = None,
     on_env_step: Callable[[int, np.ndarray], None] | None = None,
+    stop_after: int | None = None,
 ) -> EpisodeResults:
     """Play len(seeds) episodes (== envs.count) of one configuration to their end.
 
@@ -278,6 +279,8 @@ def run_episodes(
     time limit. `record_q` also stores the online critic's Q (at k = m_inf) of every chosen action.
     `on_step(done, total)` reports finished episodes; `on_env_step(t, running)` is called after the
     reset (t = 0) and after every step with the mask of episodes that were stepped (rendering hooks here).
+    `stop_after=i` stops once episode i has ended (replaying one episode of a batch); the other episodes'
+    results are then partial. The noise episode i sees is unchanged: it depends only on earlier steps.
     """
     import torch  # here, not at the top: environment worker processes import this module without torch
 
@@ -294,7 +297,7 @@ def run_episodes(
         t = 0
         policy_seconds, actions_taken = 0.0, 0
         calls = (m_inf * n, n if n > 1 else 0)  # replaced by the sampler's own count below
-        while running.any():
+        while running.any() and (stop_after is None or running[stop_after]):
             index = np.nonzero(running)[0]
             t0 = time.perf_counter()
             result = agent.sample(obs[index], m_inf=m_inf, n=n, generator=generator, extrapolate=extrapolate)

@@ -157,8 +157,8 @@ def test_render_writes_playable_h264_side_by_side_and_caches(trained, tmp_path, 
             meta = reader.get_meta_data()
             frames = [f for f in reader]
         assert meta["codec"] == "h264" and meta["pix_fmt"].startswith("yuv420p")
-        # untrained policy: 200 steps, a frame every 20 (11) + the final state + 1 s hold at 1 fps
-        assert len(frames) == 11 + 1 + 1
+        # untrained policy: 200 steps, a frame every 20 (steps 0..200: 11, the last is the final state) + 1 s hold at 1 fps
+        assert len(frames) == 11 + 1
         assert frames[0].shape == ((96, 192, 3) if "side" in video.name else (96, 96, 3))
         assert frames[0].std() > 5  # a picture, not a blank frame
     cached = sorted((tmp_path / "cache").glob("*.mp4"))
@@ -166,6 +166,27 @@ def test_render_writes_playable_h264_side_by_side_and_caches(trained, tmp_path, 
     stamp = [c.stat().st_mtime_ns for c in cached]
     assert main(args) == 0  # the second time comes from the cache
     assert [c.stat().st_mtime_ns for c in cached] == stamp
+
+
+def test_render_replays_the_chosen_episode_of_an_evaluation(trained, tmp_path, monkeypatch, capsys):
+    """`--episodes K --episode i` replays episode i of `evaluate --episodes K` (same reset seed, same noise)."""
+    from sorl_core.checkpoint import load_agent
+    from sorl_core.rollout import sample_seed
+
+    monkeypatch.setenv("SORL_LAB_CACHE", str(tmp_path / "cache"))
+    ckpt = trained / "checkpoint.pt"
+    assert main(["render", "--checkpoint", str(ckpt), "--configs", "2x2", "--seed", "1", "--episodes", "3",
+                 "--episode", "2", "--every", "50", "--size", "32", "--out", str(tmp_path / "videos")]) == 0
+    assert sorted(v.name for v in (tmp_path / "videos").glob("*.mp4")) == [
+        "checkpoint-s1-K3-e2-M2xN2.mp4", "checkpoint-s1-K3-e2-side-by-side.mp4"]
+    printed = capsys.readouterr().out
+    agent, _ = load_agent(ckpt, device="cpu")
+    with EnvBatch(ENV, 3, workers=1) as envs:
+        table = run_episodes(agent, envs, 2, 2, episode_seeds(1, 3), sample_seed=sample_seed(1, 2, 2))
+    outcome = f"success at step {table.lengths[2]}" if table.success[2] else f"failed ({table.lengths[2]} steps)"
+    assert f"M=2 N=2: {outcome}" in printed
+    assert main(["render", "--checkpoint", str(ckpt), "--episodes", "3", "--episode", "3"]) == 2
+    assert "between 0 and 2" in capsys.readouterr().err
 
 
 BUNDLED = sorted((REPO / "assets" / "ogbench").glob("*/policy.pt"))
