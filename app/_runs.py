@@ -21,15 +21,15 @@ from plotly.subplots import make_subplots
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_FILES = ("config.json", "metrics.csv")
-LOSSES = {  # the columns metrics.csv must have: subplot title, in the paper's terms
+LOSSES = {  # the columns metrics.csv must have: subplot title, short enough for half of a 1024 px page
     "critic_loss": "Critic loss (TD error)",
-    "fm_loss": "Flow-matching loss (finest step, BC)",
-    "sc_loss": "Self-consistency loss (2 steps of d vs 1 of 2d)",
+    "fm_loss": "Flow-matching loss (BC)",
+    "sc_loss": "Self-consistency loss",
     "q_loss": "Q loss (−mean Q / mean |Q|)",
 }
 POLICY_Q = "policy_q"  # the critic's mean Q of the policy's actions (sorl_core/agent.py, q_loss)
 DATASET_Q = "q_mean"  # the critic's mean Q of the dataset's actions (sorl_core/agent.py, critic_loss)
-PANEL_TITLES = {**LOSSES, POLICY_Q: "Mean Q of the policy's actions (dotted: dataset's)"}
+PANEL_TITLES = {**LOSSES, POLICY_Q: "Mean Q (policy; dataset dotted)"}
 # q_loss = −mean Q / mean |Q| lies in [−1, 1] and is exactly 1 whenever every Q is negative (OGBench's rewards
 # are ≤ 0): its panel is drawn only when it moves by more than this over the plotted rows.
 Q_LOSS_MIN_RANGE = 0.05
@@ -255,9 +255,12 @@ def loss_figure(metrics: Mapping[str, pd.DataFrame], smoothing: float = 0.0,
     for li in range(len(panels)):  # every panel's bottom row names its x axis
         if li + 2 >= len(panels):
             fig.update_xaxes(title_text="iteration", row=li // 2 + 1, col=li % 2 + 1)
-    # The legend goes below the plots: above, a legend of several runs wraps into the subplot titles.
-    fig.update_layout(height=300 * rows + 60, margin=dict(l=50, r=20, t=40, b=40),
-                      legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.06 * 2 / rows, yanchor="top"))
+    # The legend sits at the foot of the figure, under the x-axis titles (above, several runs wrap into the
+    # subplot titles); the bottom margin grows with the rows it may wrap to.
+    legend_rows = (len(metrics) + 1) // 2
+    fig.update_annotations(font_size=13)
+    fig.update_layout(height=300 * rows + 60 + 22 * legend_rows, margin=dict(l=50, r=20, t=40, b=60 + 22 * legend_rows),
+                      legend=dict(orientation="h", x=0.0, xanchor="left", yref="container", y=0.0, yanchor="bottom"))
     return fig
 
 
@@ -271,6 +274,7 @@ def eval_figure(evals: Mapping[str, pd.DataFrame], metric: str, n: int | None = 
     """
     fig = go.Figure()
     m_values = sorted({int(m) for df in evals.values() for m in df["m_inf"].dropna().unique()})
+    several = len(evals) > 1 if name_runs is None else name_runs
     for ri, (label, df) in enumerate(evals.items()):
         if metric not in df.columns:
             continue
@@ -281,17 +285,27 @@ def eval_figure(evals: Mapping[str, pd.DataFrame], metric: str, n: int | None = 
             if metric == "success_rate" and {"success_ci_low", "success_ci_high"} <= set(line.columns):
                 err = dict(type="data", symmetric=False, array=(line.success_ci_high - line.success_rate).tolist(),
                            arrayminus=(line.success_rate - line.success_ci_low).tolist(), thickness=1, width=3)
-            name = f"{label} · M_inf = {int(m)}" if (len(evals) > 1 if name_runs is None else name_runs) else f"M_inf = {int(m)}"
+            name = f"{label} · M_inf = {int(m)}" if several else f"M_inf = {int(m)}"
             fig.add_trace(go.Scatter(
                 x=line["step"].tolist(), y=line[metric].tolist(), mode="lines+markers", name=name, error_y=err,
+                legendgroup=label if several else None, showlegend=not several,
                 line=dict(color=PALETTE[m_values.index(int(m)) % len(PALETTE)], dash=DASHES[ri % len(DASHES)]),
                 meta=[label, int(m)],
                 hovertemplate=f"{label}<br>M_inf={int(m)}<br>iteration %{{x}}<br>{metric}=%{{y:.3f}}<extra></extra>"))
+    if several:  # a key instead of runs x M_inf entries: one per run (its dash; click to hide it), one per colour
+        for ri, label in enumerate(evals):
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=label, legendgroup=label, hoverinfo="skip",
+                                     line=dict(color="#555", dash=DASHES[ri % len(DASHES)], width=2)))
+        for m in m_values:
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines+markers", name=f"M_inf = {m}",
+                                     legendgroup=f"key M_inf = {m}", hoverinfo="skip",
+                                     line=dict(color=PALETTE[m_values.index(m) % len(PALETTE)])))
     title = "Success rate" if metric == "success_rate" else "Mean true reward"
     fig.update_layout(
         title=dict(text=f"{title} by M_inf (Euler steps) over training" + ("" if n is None else f", N = {n}"),
                    x=0.0, xanchor="left", font=dict(size=15)),
-        height=440, margin=dict(l=60, r=20, t=50, b=50), xaxis=dict(title="iteration"),
+        height=470, margin=dict(l=60, r=20, t=50, b=50), xaxis=dict(title="iteration"),
+        legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.2, yanchor="top"),  # below: the plot keeps its width
         yaxis=dict(title=metric.replace("_", " "), **({"range": [-0.03, 1.03]} if metric == "success_rate" else {})),
     )
     return fig

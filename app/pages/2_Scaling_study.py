@@ -62,6 +62,12 @@ def small_sweep(path: str, digest: str, label: str, ms: tuple, ns: tuple, episod
     return csv_bytes
 
 
+def episodes_text(table) -> str:
+    """'50 episodes' or '5–50 episodes': how many episodes each cell ran."""
+    lo, hi = int(table.episodes.min()), int(table.episodes.max())
+    return f"{lo} episodes" if lo == hi else f"{lo}–{hi} episodes"
+
+
 def small_sweep_section() -> list[tuple[str, str, bytes]]:
     """Run a small sweep of a bundled policy (or a checkpoint path) here; returns the sweeps run this session
     as (source, key, CSV bytes)."""
@@ -139,7 +145,9 @@ with st.container(border=True):
         root = S.sweep_dir()
         bundled = S.bundled_sweeps(root)
         if bundled:
-            labels = {str(p.relative_to(root)): p for p in bundled}
+            # A folder's sweep.csv is named by its folder alone: short chips that fit a narrow column.
+            labels = {(p.parent.name if p.name == "sweep.csv" and p.parent != root else str(p.relative_to(root))): p
+                      for p in bundled}
             picked = st.multiselect("Bundled sweeps", list(labels), default=list(labels)[:1], key="bundled",
                                     help=HELP["bundled"])
             sources += [(name, f"bundled:{name}", labels[name].read_bytes()) for name in picked]
@@ -196,7 +204,7 @@ if twins.any():
         f"{s} is from {src}" for s, src in zip(origin.series, origin.source)) + ".")
 envs = sorted(table.env.unique())
 st.caption(f"{len(table)} cells of {len(series)} checkpoint(s) from {table.source.nunique()} file(s) · "
-           f"environment: {', '.join(envs)} · {int(table.episodes.min())}–{int(table.episodes.max())} episodes per cell"
+           f"environment: {', '.join(envs)} · {episodes_text(table)} per cell"
            + (" · ⚠ the checkpoints were evaluated in different environments" if len(envs) > 1 else ""))
 
 # ---- budget and the compute-optimal cell
@@ -214,7 +222,8 @@ with c2:
 picks = {s: S.compute_optimal(table[table.series == s], budget) for s in series}
 if len(series) > 1:  # one heading, and each metric labelled by its checkpoint alone: labels short enough to fit
     st.markdown("**Compute-optimal cell under this budget**")
-cols = st.columns(len(series))
+# At most two metrics a row: three side by side cut their labels and values at 1024 px.
+cols = [c for start in range(0, len(series), 2) for c in st.columns(2 if len(series) > 1 else 1)]
 for col, s in zip(cols, series):
     p = picks[s]
     label = "Compute-optimal" if len(series) == 1 else s
