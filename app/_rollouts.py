@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -70,6 +71,42 @@ def card_text(bundled: Bundled) -> str | None:
         return bundled.card.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
+
+
+def card_markdown(text: str) -> str:
+    """A card for st.markdown. Key-value tables written with an empty header row (`| | |`) would show that empty
+    row first: they become bullet lists (`- **key**: value`)."""
+    lines, out, i = text.splitlines(), [], 0
+    while i < len(lines):
+        cells = _cells(lines[i])
+        if (cells is not None and not any(cells) and i + 1 < len(lines)
+                and re.fullmatch(r"\s*\|?(\s*:?-+:?\s*\|)+\s*:?-*:?\s*\|?\s*", lines[i + 1])):
+            i += 2
+            while i < len(lines) and (row := _cells(lines[i])) is not None:
+                key, *rest = row
+                out.append(f"- **{key}**: {' · '.join(c for c in rest if c)}" if key else f"- {' · '.join(rest)}")
+                i += 1
+            continue
+        out.append(lines[i])
+        i += 1
+    return "\n".join(out)
+
+
+def _cells(line: str) -> list[str] | None:
+    """Cells of a markdown table row, or None if the line is not one."""
+    line = line.strip()
+    if not (line.startswith("|") and line.endswith("|") and len(line) > 1):
+        return None
+    return [c.strip() for c in line[1:-1].split("|")]
+
+
+def plain_message(exc: BaseException) -> str:
+    """An exception's message for people: no exception class names or numpy reprs, first line only."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else "an unexpected problem"
+    text = re.sub(r"\bnp\.(?:float|int|uint|bool_?)\w*\(([^()]*)\)", r"\1", text)  # np.float64(0.5) -> 0.5
+    text = re.sub(r"^(?:[A-Za-z_.]*(?:Error|Exception|Warning):\s*)+", "", text)  # RuntimeError: ... -> ...
+    text = re.sub(r"[:,]?\s*\b[A-Z]\w*(?:Error|Exception)\b", "", text)  # (…: UnpicklingError) -> (…)
+    return text[:400].rstrip(" :;,") or "an unexpected problem"
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -273,6 +310,26 @@ def results_table(rows: Sequence[dict]):
     return df[list(TABLE_COLUMNS)].rename(columns=TABLE_COLUMNS)
 
 
+def episode_outcome(success: bool, length: int, ret: float) -> str:
+    return f"{'✅ success' if success else '❌ failed'} · {int(length)} steps · return {float(ret):.0f}"
+
+
+def episode_table(rows: Sequence[dict]):
+    """One row per episode, one column per configuration: success, steps and return of that episode."""
+    import pandas as pd
+
+    episodes = len(rows[0]["episode_success"]) if rows else 0
+    return pd.DataFrame({"episode": list(range(episodes)), **{
+        r["label"]: [episode_outcome(s, n, g) for s, n, g in
+                     zip(r["episode_success"], r["episode_length"], r["episode_return"])] for r in rows}})
+
+
+def episode_choice(rows: Sequence[dict], episode: int) -> str:
+    """How the episode picker names an episode: its index and which configurations succeeded in it."""
+    won = sum(bool(r["episode_success"][episode]) for r in rows)
+    return f"Episode {episode}: {won} of {len(rows)} configurations succeed"
+
+
 CSV_COLUMNS = ("checkpoint", "env", "m_inf", "n", "episodes", "successes", "success_rate", "success_ci_low",
                "success_ci_high", "mean_return", "mean_length", "actor_calls", "critic_calls", "network_calls",
                "ms_per_action", "mean_q", "seed")
@@ -291,25 +348,26 @@ _RENDER_LOCK = threading.Lock()  # one MuJoCo renderer at a time per server (GL 
 
 
 def render_videos(agent, env_name: str, configs: Sequence[tuple[int, int]], seed: int, digest: str,
-                  expected_steps: int | None = None, cache_dir: str | Path | None = None,
-                  on_progress: Callable[[float, str], None] | None = None) -> list:
-    """Episode 0 of every configuration, rendered (fast quality, every 2nd step, 240 px) and cached on disk."""
-    from sorl_core.render import DEFAULT_CACHE_DIR, render_rollout
+                  episode: int = 0, episodes: int = 1, expected_steps: int | None = None,
+                  cache_dir: str | Path | None = None, on_progress: Callable[[float, str], None] | None = None,
+                  every: int = VIDEO_EVERY, size: int = VIDEO_SIZE) -> list:
+    """Episode `episode` of the table's K = `episodes` from `seed`, for every configuration (fast quality, every 2nd
+    step, 240 px), cached on disk. The same reset seed and sampling noise as the table: the same outcome."""
+    from sorl_core.render import DEFAULT_CACHE_DIR, render_episode
 
-    frames_expected = max(1, (expected_steps or 200) // VIDEO_EVERY + 1)
-    videos = []
+    frames_expected = max(1, (expected_steps or 200) // every + 1)
+
+    def frame(i: int, count: int) -> None:
+        if on_progress is not None and count % 10 == 0:
+            label = config_label(*configs[i])
+            on_progress((i + min(count / frames_expected, 1.0)) / len(configs), f"Rendering {label}: frame {count}")
+
+    if on_progress is not None:
+        on_progress(0.0, f"Replaying episode {episode} of every configuration…")
     with _RENDER_LOCK:
-        for i, (m, n) in enumerate(configs):
-            label = config_label(m, n)
-
-            def frame(count: int, i: int = i, label: str = label) -> None:
-                if on_progress is not None and count % 10 == 0:
-                    on_progress((i + min(count / frames_expected, 1.0)) / len(configs), f"Rendering {label}: frame {count}")
-
-            if on_progress is not None:
-                on_progress(i / len(configs), f"Rendering {label}…")
-            videos.append(render_rollout(agent, env_name, m, n, seed, digest, every=VIDEO_EVERY, quality=VIDEO_QUALITY,
-                                         size=VIDEO_SIZE, cache_dir=cache_dir or DEFAULT_CACHE_DIR, on_frame=frame))
+        videos = render_episode(agent, env_name, list(configs), seed, digest, episode=episode, episodes=episodes,
+                                every=every, quality=VIDEO_QUALITY, size=size,
+                                cache_dir=cache_dir or DEFAULT_CACHE_DIR, on_frame=frame)
     if on_progress is not None:
         on_progress(1.0, "Rendered")
     return videos
@@ -317,7 +375,8 @@ def render_videos(agent, env_name: str, configs: Sequence[tuple[int, int]], seed
 
 def video_record(video) -> dict:
     """What the page keeps of a RolloutVideo in the session: plain data and the mp4 bytes."""
-    return {"m_inf": video.m_inf, "n": video.n, "label": config_label(video.m_inf, video.n), "success": video.success,
+    return {"m_inf": video.m_inf, "n": video.n, "label": config_label(video.m_inf, video.n), "episode": video.episode,
+            "success": video.success,
             "length": video.length, "episode_return": video.episode_return, "q": list(video.q),
             "outcome": video.outcome, "cached": video.cached, "frames": video.frames, "path": str(video.path),
             "bytes": Path(video.path).read_bytes()}
@@ -343,7 +402,7 @@ def q_figure(videos: Sequence[dict]):
             x=np.arange(1, len(q) + 1), y=q, mode="lines", name=f"{v['label']} · {v['outcome']}",
             hovertemplate="step %{x}: Q = %{y:.3f}<extra>%{fullData.name}</extra>"))
     fig.update_layout(
-        title="Learned Q of the executed action along episode 0",
+        title=f"Learned Q of the executed action along episode {videos[0].get('episode', 0) if videos else 0}",
         xaxis_title="environment step", yaxis_title="Q(s, a): online critic at k = M_inf",
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0}, height=420,
         margin={"t": 90})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -52,7 +53,8 @@ def save_policy(path: Path, obs_dim: int = 28, action_dim: int = 5, env: str | N
 def workdir(tmp_path_factory):
     """Checkpoints, an empty bundled folder and a private render cache, for the whole module."""
     d = tmp_path_factory.mktemp("rollouts")
-    env = {"SORL_LAB_OGBENCH_DIR": str(d / "no-bundled"), "SORL_LAB_CACHE": str(d / "render-cache")}
+    env = {"SORL_LAB_OGBENCH_DIR": str(d / "no-bundled"), "SORL_LAB_CACHE": str(d / "render-cache"),
+           "SORL_LAB_PATHS": str(d)}  # typed paths are read only in allow-listed folders
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)
@@ -94,6 +96,12 @@ def set_configs(at, configs, episodes: int, seed: int = 0) -> None:
 
 def run_button(at):
     return next(b for b in at.button if b.label == "Run")
+
+
+def shown(at) -> dict:
+    """The rendered videos of the episode the picker shows."""
+    res = at.session_state["ro_results"]
+    return res["renders"][at.session_state["ro_episode"]]
 
 
 
@@ -220,23 +228,51 @@ def test_results_table_shows_every_configuration(ran):
         assert r["success_ci_low"] <= r["success_rate"] <= r["success_ci_high"]
 
 
-def test_one_video_per_configuration_playing_in_the_browser(ran):
-    videos = ran.get("video")
-    assert len(videos) == len(CONFIGS)
-    assert all(v.proto.autoplay and v.proto.loop and v.proto.muted for v in videos)
-    assert len({v.proto.alt for v in videos}) == len(CONFIGS) and len({v.proto.url for v in videos}) == len(CONFIGS)
-    records = ran.session_state["ro_results"]["videos"]
-    assert [(v["m_inf"], v["n"]) for v in records] == CONFIGS
+def test_one_side_by_side_video_of_episode_0_with_a_caption_per_configuration(ran):
+    (video,) = ran.get("video")  # one player: every configuration on one clock
+    assert video.proto.autoplay and video.proto.loop and video.proto.muted
+    assert ran.session_state["ro_episode"] == 0
+    records = shown(ran)["videos"]
+    assert [(v["m_inf"], v["n"], v["episode"]) for v in records] == [(m, n, 0) for m, n in CONFIGS]
+    assert all(v["label"] in video.proto.alt and v["outcome"] in video.proto.alt for v in records)
     for v in records:
         assert v["bytes"][4:8] == b"ftyp"  # an mp4 file
     captions = [c.value for c in ran.caption]
     for v in records:
         assert any(f"M_inf = {v['m_inf']}, N = {v['n']}" in c and v["outcome"] in c for c in captions)
+    assert any("replayed exactly as in the tables" in c for c in captions)
+
+
+def test_episode_table_and_picker_show_each_episode_and_its_video_matches(ran):
+    """Per episode and configuration: success, steps and return; picking episode 1 renders episode 1."""
+    rows = ran.session_state["ro_results"]["rows"]
+    table = ran.dataframe[1].value
+    assert list(table.columns) == ["episode"] + [r["label"] for r in rows]
+    assert list(table["episode"]) == list(range(EPISODES))
+    for r in rows:
+        for i in range(EPISODES):
+            cell = table[r["label"]][i]
+            assert f"{r['episode_length'][i]} steps" in cell and f"return {r['episode_return'][i]:.0f}" in cell
+            assert ("success" if r["episode_success"][i] else "failed") in cell
+    picker = ran.selectbox(key="ro_episode")
+    assert picker.options == [f"Episode {i}: {sum(r['episode_success'][i] for r in rows)} of {len(rows)} configurations "
+                              "succeed" for i in range(EPISODES)]
+    picker.set_value(1).run()
+    assert_clean(ran)
+    records = shown(ran)["videos"]
+    for r, v in zip(rows, records):
+        assert (v["episode"], v["success"], v["length"]) == (1, r["episode_success"][1], r["episode_length"][1])
+        assert v["episode_return"] == pytest.approx(r["episode_return"][1])
+    assert any(h.value == "Episode 1, side by side" for h in ran.subheader)
+    assert len(ran.get("video")) == 1
+    ran.selectbox(key="ro_episode").set_value(0).run()
+    assert_clean(ran)
 
 
 def test_q_figure_has_one_trace_per_configuration_along_the_episode(ran):
     (spec,) = [json.loads(c.proto.spec) for c in ran.get("plotly_chart")]
-    records = ran.session_state["ro_results"]["videos"]
+    records = shown(ran)["videos"]
+    assert spec["layout"]["title"]["text"].endswith("along episode 0")
     assert len(spec["data"]) == len(CONFIGS)
     for trace, v in zip(spec["data"], records):
         y = arr(trace["y"])
@@ -252,14 +288,15 @@ def test_downloads_and_side_by_side_video(ran, tmp_path):
 
     res = ran.session_state["ro_results"]
     path = tmp_path / "sbs.mp4"
-    path.write_bytes(res["side_by_side"])
+    path.write_bytes(shown(ran)["side_by_side"])
     with imageio.get_reader(path, format="FFMPEG") as reader:
         first = reader.get_data(0)
         frames = reader.count_frames()
     assert first.shape[:2] == (240, 240 * len(CONFIGS))
-    for v in res["videos"]:  # every 2nd step from 0, the final state, then 1 s (10 frames) holding the outcome
-        assert v["frames"] == v["length"] // 2 + 1 + 1 + 10
-    assert frames == max(v["frames"] for v in res["videos"])  # the shorter panels hold their last frame
+    videos = shown(ran)["videos"]
+    for v in videos:  # steps 0, 2, ..., the final state (frame j = step min(2j, length)), then 1 s (10 frames) held
+        assert v["frames"] == -(-v["length"] // 2) + 1 + 10
+    assert frames == max(v["frames"] for v in videos)  # the shorter panels hold their last frame
     csv = R.results_csv(res["rows"], R.checkpoint_label(res["name"]), res["env"]).splitlines()
     assert len(csv) == 1 + len(CONFIGS) and csv[1].startswith(f"cube-tiny,{ENV},1,1,{EPISODES},")
 
@@ -269,7 +306,7 @@ def test_results_survive_widget_changes(ran, policy):
     at.number_input(key="ro_episodes").set_value(EPISODES + 1).run()
     assert_clean(at)
     assert list(at.dataframe[0].value["configuration"]) == ["M_inf=1, N=1", "M_inf=2, N=2"]
-    assert len(at.get("video")) == len(CONFIGS)
+    assert len(at.get("video")) == 1
     assert any("Showing the last run" in i.value for i in at.info)
     at.number_input(key="ro_episodes").set_value(EPISODES).run()
     assert not any("Showing the last run" in i.value for i in at.info)
@@ -288,8 +325,8 @@ def test_same_settings_come_from_the_caches(ran, policy, monkeypatch):
     run_button(at).click().run()
     seconds = time.perf_counter() - t0
     assert_clean(at)
-    assert all(v["cached"] for v in at.session_state["ro_results"]["videos"])
-    assert len(at.get("video")) == len(CONFIGS) and not at.get("progress")
+    assert all(v["cached"] for v in shown(at)["videos"])
+    assert len(at.get("video")) == 1 and not at.get("progress")
     assert at.session_state["ro_results"]["rows"] == ran.session_state["ro_results"]["rows"]
     print(f"\ncached Run: {seconds:.1f} s")
     # Another seed is not in the cache: the episodes must run (and hit the patched function).
@@ -317,14 +354,89 @@ def test_bad_checkpoints_give_an_error_on_the_page(workdir, case, expected):
     at.text_input(key="ro_path").input(str(path)).run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.error) == 1 and expected in at.error[0].value, [e.value for e in at.error]
+    assert not re.search(r"\b[A-Z]\w*(Error|Exception)\b|np\.float", at.error[0].value)  # words for people
     assert run_button(at).disabled
+
+
+def test_a_path_outside_the_allowed_folders_is_refused_and_never_read(workdir, monkeypatch):
+    """/etc/passwd: one sentence naming the allowed folders; the file is not opened, tested or hashed (resolving
+    the path to follow symlinks is all that happens to it)."""
+    touched = []
+    for name in ("read_bytes", "read_text", "is_file", "exists", "open"):
+        original = getattr(Path, name)
+
+        def spy(self, *a, _original=original, _name=name, **k):
+            if "passwd" in str(self):
+                touched.append(_name)
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(Path, name, spy)
+    real_open = open
+
+    def open_spy(file, *a, **k):
+        if "passwd" in str(file):
+            touched.append("open()")
+        return real_open(file, *a, **k)
+
+    monkeypatch.setattr("builtins.open", open_spy)
+    at = page()
+    at.run()
+    at.radio(key="ro_source").set_value("Path on this machine").run()
+    at.text_input(key="ro_path").input("/etc/passwd").run()
+    assert not at.exception, [e.value for e in at.exception]
+    (error,) = at.error
+    assert error.value.startswith("This lab only reads files inside runs/, assets/")
+    assert "SORL_LAB_PATHS" in error.value and error.value.count(". ") == 0 and error.value.endswith(".")
+    assert touched == [] and run_button(at).disabled
+    for text in ("../../etc/passwd", "runs/../../../etc/passwd"):  # relative escapes too
+        at.text_input(key="ro_path").input(text).run()
+        assert len(at.error) == 1 and at.error[0].value.startswith("This lab only reads files inside")
+    assert touched == []
+
+
+def test_a_checkpoint_in_an_allowed_folder_loads_and_elsewhere_is_refused(tmp_path, policy, monkeypatch):
+    allowed, other = tmp_path / "allowed", tmp_path / "other"
+    allowed.mkdir(), other.mkdir()
+    for folder in (allowed, other):
+        (folder / "mine.pt").write_bytes(policy.read_bytes())
+    monkeypatch.setenv("SORL_LAB_PATHS", str(allowed))
+    at = page()
+    at.run()
+    at.radio(key="ro_source").set_value("Path on this machine").run()
+    at.text_input(key="ro_path").input(str(allowed / "mine.pt")).run()
+    assert_clean(at)
+    assert any(ENV in c.value for c in at.caption) and not run_button(at).disabled
+    at.text_input(key="ro_path").input(str(other / "mine.pt")).run()
+    assert len(at.error) == 1 and "only reads files inside" in at.error[0].value and run_button(at).disabled
+
+
+def test_messages_name_no_exception_classes_or_numpy_reprs():
+    from sorl_core.checkpoint import CheckpointError
+
+    assert R.plain_message(CheckpointError("x.pt is not a readable SORL Lab checkpoint (corrupt, truncated or foreign "
+                                           "file: UnpicklingError). Use a .pt file.")) == (
+        "x.pt is not a readable SORL Lab checkpoint (corrupt, truncated or foreign file). Use a .pt file.")
+    assert R.plain_message(RuntimeError("ValueError: worker failed at np.float64(0.25)\nTraceback ...")) == (
+        "worker failed at 0.25")
+    assert R.plain_message(KeyError()) == "an unexpected problem"
+
+
+def test_card_key_value_tables_render_without_an_empty_row():
+    card = (REPO / "assets" / "ogbench" / "cube-single-task2" / "card.md").read_text()
+    assert "| | |" in card  # the card as written: a key-value table with an empty header row
+    out = R.card_markdown(card)
+    assert "| | |" not in out and "|---|---|" not in out.splitlines()
+    assert "- **iterations**: 80,000 (the paper: 1,000,000)" in out
+    assert "| M_inf | N=1 | N=4 | N=16 |" in out  # real tables with a header stay tables
+    assert R.card_markdown("| a | b |\n|---|---|\n| 1 | 2 |") == "| a | b |\n|---|---|\n| 1 | 2 |"
 
 
 def test_bundled_checkpoint_is_offered_with_its_card(workdir, policy, monkeypatch):
     root = workdir / "bundled"
     (root / "cube-single-tiny").mkdir(parents=True, exist_ok=True)
     (root / "cube-single-tiny" / "policy.pt").write_bytes(policy.read_bytes())
-    (root / "cube-single-tiny" / "card.md").write_text("# cube-single tiny\n\nAn untrained policy for the tests.")
+    (root / "cube-single-tiny" / "card.md").write_text("# cube-single tiny\n\nAn untrained policy for the tests.\n\n"
+                                                       "| | |\n|---|---|\n| iterations | 10 |\n")
     monkeypatch.setenv("SORL_LAB_OGBENCH_DIR", str(root))
     at = page()
     at.run()
@@ -335,5 +447,7 @@ def test_bundled_checkpoint_is_offered_with_its_card(workdir, policy, monkeypatc
     (exp,) = at.expander
     assert exp.label == "Model card — cube-single-tiny"
     assert any("An untrained policy for the tests." in m.value for m in exp.markdown)
+    assert any("- **iterations**: 10" in m.value for m in exp.markdown)
+    assert not any("| | |" in m.value for m in exp.markdown)
     assert not run_button(at).disabled
     assert any("cube-single-tiny/policy.pt" in c.value and ENV in c.value for c in at.caption)

@@ -2,8 +2,10 @@
 
 Pick a bundled checkpoint (assets/ogbench/*/policy.pt), upload one, or give a path (also as the URL
 parameter ?checkpoint=PATH); run K episodes of each configuration from the same seeded initial states,
-read success (95% interval), return, length and compute per action, and watch episode 0 of each side
-by side with the learned Q along it. The logic lives in app/_rollouts.py.
+read success (95% interval), return, length and compute per action, then pick an episode from the
+per-episode outcomes and watch it replayed exactly (same reset seed, same sampling noise) in every
+configuration side by side, with the learned Q along it. Typed paths are read only inside the folders
+app/_paths.py allows. The logic lives in app/_rollouts.py.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import _rollouts as R
+from _paths import PathNotAllowed, resolve_allowed
 
 st.set_page_config(page_title="SORL Lab — OGBench rollouts", page_icon="🎬", layout="wide")
 
@@ -27,7 +30,8 @@ HELP = {
                "trained) and a sweep (its success over the M_inf × N grid, on the Scaling study page).",
     "upload": "A checkpoint written by `sorl-lab train --env <an OGBench singletask environment>`. It must name its "
               "environment, and its observation and action sizes must match that environment's.",
-    "path": "Path of a checkpoint on the machine running the lab (the URL parameter ?checkpoint=PATH fills it in).",
+    "path": "Path of a checkpoint on the machine running the lab, inside its runs/ or assets/ folder or a folder "
+            "named in SORL_LAB_PATHS (the URL parameter ?checkpoint=PATH fills it in).",
     "count": "How many (M_inf, N) configurations to compare, up to four. Every configuration plays the same K "
              "episodes from the same seeded initial states, so differences come from the test-time compute.",
     "m": "M_inf: Euler steps of the shortcut policy at inference (sequential test-time scaling). The policy turns "
@@ -41,8 +45,10 @@ HELP = {
     "seed": "Seed of the initial states (episode i resets with seed·100003 + i) and of the sampling noise. The same "
             "seed and K give the numbers `sorl-lab evaluate` reports for those cells.",
     "run": "Play K episodes of every configuration (one batch of environments in two worker processes, the policy "
-           "batched over episodes), then render episode 0 of each. Results are cached: the same checkpoint, "
+           "batched over episodes), then render the episode you pick below. Results are cached: the same checkpoint, "
            "configurations, K and seed come back at once.",
+    "episode": "Which episode to watch. The video replays exactly that episode of the table (the same initial state "
+               "and the same sampling noise), so its outcome is the one in the per-episode table.",
 }
 VIEW_KEYS = ("ro_source", "ro_bundled", "ro_path", "ro_count", "ro_episodes", "ro_seed",
              *(f"ro_m{i}" for i in range(R.MAX_CONFIGS)), *(f"ro_n{i}" for i in range(R.MAX_CONFIGS)))
@@ -118,9 +124,11 @@ def resolve_checkpoint(bundled: list[R.Bundled]) -> tuple[R.Loaded | None, R.Bun
         if not text:
             st.info("Type the path of a checkpoint written by `sorl-lab train --env ...`.")
             return None, None
-        path = Path(text).expanduser()
-        if not path.is_absolute() and not path.exists():
-            path = R.REPO_ROOT / path
+        try:
+            path = resolve_allowed(text)  # before anything touches the file: no probing of the server's files
+        except PathNotAllowed as exc:
+            st.error(str(exc))
+            return None, None
         shown = text
         if not path.is_file():
             st.error(f"No file at `{text}`.")
@@ -130,36 +138,48 @@ def resolve_checkpoint(bundled: list[R.Bundled]) -> tuple[R.Loaded | None, R.Bun
         loaded = load_checkpoint(digest, str(path), shown)  # shared by content: name it as this session chose it
         return dataclasses.replace(loaded, name=shown, path=Path(path)), chosen
     except ValueError as exc:  # CheckpointError is one
-        st.error(f"Cannot use this checkpoint: {exc}")
+        st.error(f"Cannot use this checkpoint: {R.plain_message(exc)}")
     except Exception as exc:  # anything else torch or the environment raises: still no crash
-        st.error(f"Cannot use this checkpoint ({type(exc).__name__}): {exc}")
+        st.error(f"Cannot use this checkpoint: {R.plain_message(exc)}")
     return None, None
 
 
 def run(loaded: R.Loaded, configs: list[tuple[int, int]], episodes: int, seed: int) -> None:
-    """Episodes (cached), then videos (cached on disk), into st.session_state.ro_results."""
+    """Episodes (cached) into st.session_state.ro_results; videos are rendered per chosen episode (render)."""
     try:
         rows = episode_results(loaded.digest, loaded.env_name, tuple(configs), episodes, seed, loaded.agent)
     except Exception as exc:
-        st.error(f"The episodes failed: {type(exc).__name__}: {exc}")
+        st.error(f"The episodes could not run: {R.plain_message(exc)}")
         return
-    bar = st.progress(0.0, text="Rendering episode 0 of each configuration…")
-    try:
-        videos = R.render_videos(loaded.agent, loaded.env_name, configs, seed, loaded.digest,
-                                 expected_steps=loaded.max_episode_steps, on_progress=lambda f, t: bar.progress(f, text=t))
-        records = [R.video_record(v) for v in videos]
-        stem = f"{R.checkpoint_label(loaded.name)}-{loaded.digest}-s{seed}-" + "_".join(f"M{m}xN{n}" for m, n in configs)
-        combined = R.side_by_side_bytes(videos, stem)
-    except Exception as exc:  # the table still shows
-        st.error(f"Rendering failed: {type(exc).__name__}: {exc}")
-        records, combined, stem = [], None, ""
-    finally:
-        bar.empty()
     st.session_state.ro_results = {
         "key": (loaded.digest, tuple(configs), episodes, seed), "name": loaded.name, "env": loaded.env_name,
         "digest": loaded.digest, "configs": list(configs), "episodes": episodes, "seed": seed, "rows": rows,
-        "videos": records, "side_by_side": combined, "stem": stem,
+        "agent": loaded.agent, "steps": loaded.max_episode_steps, "renders": {},
     }
+    st.session_state.ro_episode = 0
+
+
+def render(res: dict, episode: int) -> dict | None:
+    """Videos of one episode of the last run (disk-cached), kept in res["renders"]; None after showing why not."""
+    if episode in res["renders"]:
+        return res["renders"][episode]
+    bar = st.progress(0.0, text=f"Replaying episode {episode} of each configuration…")
+    try:
+        videos = R.render_videos(res["agent"], res["env"], res["configs"], res["seed"], res["digest"], episode=episode,
+                                 episodes=res["episodes"], expected_steps=res["steps"],
+                                 on_progress=lambda f, t: bar.progress(f, text=t))
+        stem = (f"{R.checkpoint_label(res['name'])}-{res['digest']}-s{res['seed']}-K{res['episodes']}-e{episode}-"
+                + "_".join(f"M{m}xN{n}" for m, n in res["configs"]))
+        done = {"videos": [R.video_record(v) for v in videos], "side_by_side": R.side_by_side_bytes(videos, stem)}
+    except Exception as exc:  # the tables still show
+        st.error(f"The video could not be rendered: {R.plain_message(exc)}")
+        return None
+    finally:
+        bar.empty()
+    if len(res["renders"]) >= 8:  # a few hundred kB each: keep the session small
+        res["renders"].pop(next(iter(res["renders"])))
+    res["renders"][episode] = done
+    return done
 
 
 # --------------------------------------------------------------------------- page
@@ -168,7 +188,7 @@ st.title("OGBench rollouts · test-time scaling in the environment")
 st.markdown(
     "Run a shortcut policy in its OGBench environment at up to four settings of **M_inf** (Euler steps, sequential "
     "scaling) and **N** (best-of-N candidates ranked by the learned Q, parallel scaling). Every setting plays the "
-    "same seeded episodes; watch episode 0 of each side by side (SORL, "
+    "same seeded episodes; pick one and watch it in every setting side by side (SORL, "
     "[arXiv 2505.22866](https://arxiv.org/abs/2505.22866))."
 )
 
@@ -186,7 +206,7 @@ with st.container(border=True):
         if chosen is not None:
             card = R.card_text(chosen)
             with st.expander(f"Model card — {chosen.name}", expanded=False):
-                st.markdown(card if card else f"_No card.md in `{chosen.policy.parent}`._")
+                st.markdown(R.card_markdown(card) if card else f"_No card.md in `{chosen.policy.parent}`._")
 
 # ---- configurations
 m_options = loaded.m_options() if loaded is not None else list(R.M_OPTIONS)
@@ -248,16 +268,26 @@ st.dataframe(
 st.caption(f"{res['episodes']} episodes per configuration from the same initial states (seed {res['seed']}) in "
            f"`{res['env']}`.")
 
-videos = res["videos"]
-if videos:
-    st.subheader("Episode 0, side by side")
-    for col, v in zip(st.columns(len(videos)), videos):
-        with col:
-            st.video(v["bytes"], format="video/mp4", autoplay=True, loop=True, muted=True,
-                     alt=f"Rollout of {v['label']}: {v['outcome']}")
-            st.caption(f"**M_inf = {v['m_inf']}, N = {v['n']}** · {v['outcome']} · return {v['episode_return']:.0f}")
-    st.caption("Each video replays episode 0's initial state with its own sampling noise, rendered every "
-               f"{R.VIDEO_EVERY} steps; its outcome can differ from episode 0 in the table.")
+st.subheader("Episodes")
+st.dataframe(R.episode_table(res["rows"]), hide_index=True,
+             column_config={"episode": st.column_config.NumberColumn(width="small")})
+if st.session_state.get("ro_episode") not in range(res["episodes"]):
+    st.session_state.ro_episode = 0
+episode = st.selectbox("Episode to watch", range(res["episodes"]), key="ro_episode", help=HELP["episode"],
+                       format_func=lambda i: R.episode_choice(res["rows"], i))
+shown = render(res, int(episode))
+if shown:
+    videos = shown["videos"]
+    st.subheader(f"Episode {episode}, side by side")
+    # One video for all configurations: one clock, so the panels play in step.
+    with st.container(width=min(R.VIDEO_SIZE * 4 // 3 * len(videos), 1100)):
+        st.video(shown["side_by_side"], format="video/mp4", autoplay=True, loop=True, muted=True,
+                 alt=f"Episode {episode} of " + "; ".join(f"{v['label']}: {v['outcome']}" for v in videos))
+        for col, v in zip(st.columns(len(videos)), videos):
+            col.caption(f"**M_inf = {v['m_inf']}, N = {v['n']}** · {v['outcome']} · return {v['episode_return']:.0f}")
+    st.caption(f"Episode {episode} replayed exactly as in the tables (the same initial state and sampling noise), "
+               f"rendered every {R.VIDEO_EVERY} steps; every panel shows the same step, and a panel whose episode "
+               "ended early holds its last frame.")
     st.plotly_chart(R.q_figure(videos), key="ro_q_fig", theme=None, config={"displaylogo": False})
 
 d1, d2 = st.columns(2)
@@ -266,7 +296,7 @@ d1.download_button("Results (CSV)", R.results_csv(res["rows"], R.checkpoint_labe
                    mime="text/csv", on_click="ignore", icon=":material/download:",
                    help="One line per configuration: success rate and 95% interval, return, length, calls and ms "
                         "per action, mean Q.")
-if res["side_by_side"]:
-    d2.download_button("Side-by-side video (mp4)", res["side_by_side"], file_name=f"{stem}-side-by-side.mp4",
+if shown:
+    d2.download_button("Side-by-side video (mp4)", shown["side_by_side"], file_name=f"{stem}-e{episode}-side-by-side.mp4",
                        mime="video/mp4", on_click="ignore", icon=":material/download:",
-                       help="Episode 0 of every configuration in one H.264 video, panels in the order above.")
+                       help=f"Episode {episode} of every configuration in one H.264 video, panels in the order above.")
