@@ -74,10 +74,16 @@ def card_text(bundled: Bundled) -> str | None:
 
 
 def card_markdown(text: str) -> str:
-    """A card for st.markdown. Key-value tables written with an empty header row (`| | |`) would show that empty
-    row first: they become bullet lists (`- **key**: value`)."""
-    lines, out, i = text.splitlines(), [], 0
+    """A card for st.markdown inside an expander. Key-value tables written with an empty header row (`| | |`) would
+    show that empty row first: they become bullet lists (`- **key**: value`); headings go two levels down."""
+    lines, out, i, fenced = text.splitlines(), [], 0, False
     while i < len(lines):
+        if lines[i].lstrip().startswith("```"):
+            fenced = not fenced
+        if fenced:
+            out.append(lines[i])
+            i += 1
+            continue
         cells = _cells(lines[i])
         if (cells is not None and not any(cells) and i + 1 < len(lines)
                 and re.fullmatch(r"\s*\|?(\s*:?-+:?\s*\|)+\s*:?-*:?\s*\|?\s*", lines[i + 1])):
@@ -87,7 +93,8 @@ def card_markdown(text: str) -> str:
                 out.append(f"- **{key}**: {' · '.join(c for c in rest if c)}" if key else f"- {' · '.join(rest)}")
                 i += 1
             continue
-        out.append(lines[i])
+        heading = re.match(r"(#{1,4}) ", lines[i])  # inside an expander: page-sized headings would dwarf it
+        out.append("##" + lines[i] if heading else lines[i])
         i += 1
     return "\n".join(out)
 
@@ -292,36 +299,32 @@ def run_configs(agent, env_name: str, configs: Sequence[tuple[int, int]], episod
     return rows
 
 
-TABLE_COLUMNS = {
-    "label": "configuration", "m_inf": "M_inf", "n": "N", "episodes": "episodes", "success_rate": "success rate",
-    "ci": "95% CI", "mean_return": "mean return", "mean_length": "mean length",
-    "network_calls": "network calls / action", "ms_per_action": "ms / action", "mean_q": "mean Q",
-}
+MEASURES = ("M_inf", "N", "episodes", "success rate", "95% CI", "mean return", "mean length",
+            "network calls / action", "ms / action", "mean Q")
 
 
 def results_table(rows: Sequence[dict]):
-    """The page's table: one row per configuration, columns named for readers."""
+    """The page's table: one column per configuration, one row per measure (narrow enough for a 1024 px screen
+    with the sidebar open), values formatted for readers."""
     import pandas as pd
 
-    df = pd.DataFrame([{
-        **{k: r[k] for k in TABLE_COLUMNS if k in r},
-        "ci": f"[{r['success_ci_low']:.0%}, {r['success_ci_high']:.0%}]",
-    } for r in rows])
-    return df[list(TABLE_COLUMNS)].rename(columns=TABLE_COLUMNS)
+    def column(r: dict) -> list[str]:
+        return [str(r["m_inf"]), str(r["n"]), str(r["episodes"]), f"{r['success_rate']:.0%}",
+                f"[{r['success_ci_low']:.0%}, {r['success_ci_high']:.0%}]", f"{r['mean_return']:.1f}",
+                f"{r['mean_length']:.1f}", str(r["network_calls"]), f"{r['ms_per_action']:.3f}", f"{r['mean_q']:.3f}"]
 
-
-def episode_outcome(success: bool, length: int, ret: float) -> str:
-    return f"{'✅ success' if success else '❌ failed'} · {int(length)} steps · return {float(ret):.0f}"
+    return pd.DataFrame({"measure": list(MEASURES), **{r["label"]: column(r) for r in rows}})
 
 
 def episode_table(rows: Sequence[dict]):
-    """One row per episode, one column per configuration: success, steps and return of that episode."""
+    """One row per episode and configuration (grouped by episode): success, steps and return."""
     import pandas as pd
 
     episodes = len(rows[0]["episode_success"]) if rows else 0
-    return pd.DataFrame({"episode": list(range(episodes)), **{
-        r["label"]: [episode_outcome(s, n, g) for s, n, g in
-                     zip(r["episode_success"], r["episode_length"], r["episode_return"])] for r in rows}})
+    return pd.DataFrame([{
+        "episode": i, "configuration": r["label"], "success": bool(r["episode_success"][i]),
+        "steps": int(r["episode_length"][i]), "return": round(float(r["episode_return"][i]), 1),
+    } for i in range(episodes) for r in rows])
 
 
 def episode_choice(rows: Sequence[dict], episode: int) -> str:
@@ -404,6 +407,7 @@ def q_figure(videos: Sequence[dict]):
     fig.update_layout(
         title=f"Learned Q of the executed action along episode {videos[0].get('episode', 0) if videos else 0}",
         xaxis_title="environment step", yaxis_title="Q(s, a): online critic at k = M_inf",
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0}, height=420,
-        margin={"t": 90})
+        # Legend under the axis title: above the plot it wraps over the title on narrow screens.
+        legend={"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0}, height=480,
+        margin={"t": 50, "b": 150, "l": 70, "r": 20})
     return fig

@@ -190,9 +190,9 @@ def test_table_csv_and_q_figure_from_rows():
              "success_ci_low": 0.0456, "success_ci_high": 0.6994, "mean_return": -150.0, "mean_length": 180.0,
              "actor_calls": 128, "critic_calls": 16, "network_calls": 144, "ms_per_action": 1.5, "mean_q": -2.0,
              "seed": 3}]
-    df = R.results_table(rows)
-    assert list(df["configuration"]) == ["M_inf=8, N=16"] and list(df["95% CI"]) == ["[5%, 70%]"]
-    assert list(df["network calls / action"]) == [144]
+    df = R.results_table(rows).set_index("measure")["M_inf=8, N=16"]
+    assert (df["success rate"], df["95% CI"], df["network calls / action"]) == ("25%", "[5%, 70%]", "144")
+    assert (df["mean return"], df["ms / action"], df["mean Q"]) == ("-150.0", "1.500", "-2.000")
     csv = R.results_csv(rows, "cube.pt", ENV).splitlines()
     assert csv[0].split(",") == list(R.CSV_COLUMNS)
     assert csv[1].startswith(f"cube.pt,{ENV},8,16,4,1,0.25,")
@@ -216,12 +216,13 @@ def test_no_bundled_checkpoints_is_said_plainly_and_upload_still_works(workdir):
 
 def test_results_table_shows_every_configuration(ran):
     df = ran.dataframe[0].value
-    assert list(df["configuration"]) == ["M_inf=1, N=1", "M_inf=2, N=2"]
-    assert list(df["M_inf"]) == [1, 2] and list(df["N"]) == [1, 2]
-    assert list(df["episodes"]) == [EPISODES, EPISODES]
-    assert list(df["network calls / action"]) == [1, 2 * 2 + 2]
-    assert all(0 < float(v) for v in df["ms / action"])
-    assert all(1 <= float(v) <= 200 for v in df["mean length"])
+    assert list(df.columns) == ["measure", "M_inf=1, N=1", "M_inf=2, N=2"]  # one column per configuration
+    df = df.set_index("measure")
+    assert list(df.loc["M_inf"]) == ["1", "2"] and list(df.loc["N"]) == ["1", "2"]
+    assert list(df.loc["episodes"]) == [str(EPISODES)] * 2
+    assert list(df.loc["network calls / action"]) == ["1", str(2 * 2 + 2)]
+    assert all(0 < float(v) for v in df.loc["ms / action"])
+    assert all(1 <= float(v) <= 200 for v in df.loc["mean length"])
     rows = ran.session_state["ro_results"]["rows"]
     assert [r["episode_seeds"] for r in rows] == [[0, 1], [0, 1]]  # same initial states in every configuration
     for r in rows:
@@ -247,13 +248,10 @@ def test_episode_table_and_picker_show_each_episode_and_its_video_matches(ran):
     """Per episode and configuration: success, steps and return; picking episode 1 renders episode 1."""
     rows = ran.session_state["ro_results"]["rows"]
     table = ran.dataframe[1].value
-    assert list(table.columns) == ["episode"] + [r["label"] for r in rows]
-    assert list(table["episode"]) == list(range(EPISODES))
-    for r in rows:
-        for i in range(EPISODES):
-            cell = table[r["label"]][i]
-            assert f"{r['episode_length'][i]} steps" in cell and f"return {r['episode_return'][i]:.0f}" in cell
-            assert ("success" if r["episode_success"][i] else "failed") in cell
+    assert list(table.columns) == ["episode", "configuration", "success", "steps", "return"]
+    expected = [(i, r["label"], r["episode_success"][i], r["episode_length"][i], round(r["episode_return"][i], 1))
+                for i in range(EPISODES) for r in rows]  # grouped by episode: compare configurations at a glance
+    assert [tuple(t) for t in table.itertuples(index=False)] == expected
     picker = ran.selectbox(key="ro_episode")
     assert picker.options == [f"Episode {i}: {sum(r['episode_success'][i] for r in rows)} of {len(rows)} configurations "
                               "succeed" for i in range(EPISODES)]
@@ -305,7 +303,7 @@ def test_results_survive_widget_changes(ran, policy):
     at = ran
     at.number_input(key="ro_episodes").set_value(EPISODES + 1).run()
     assert_clean(at)
-    assert list(at.dataframe[0].value["configuration"]) == ["M_inf=1, N=1", "M_inf=2, N=2"]
+    assert list(at.dataframe[0].value.columns[1:]) == ["M_inf=1, N=1", "M_inf=2, N=2"]
     assert len(at.get("video")) == 1
     assert any("Showing the last run" in i.value for i in at.info)
     at.number_input(key="ro_episodes").set_value(EPISODES).run()
@@ -427,6 +425,7 @@ def test_card_key_value_tables_render_without_an_empty_row():
     out = R.card_markdown(card)
     assert "| | |" not in out and "|---|---|" not in out.splitlines()
     assert "- **iterations**: 80,000 (the paper: 1,000,000)" in out
+    assert out.startswith("### cube-single-task2\n")  # headings two levels down: the card sits in an expander
     assert "| M_inf | N=1 | N=4 | N=16 |" in out  # real tables with a header stay tables
     assert R.card_markdown("| a | b |\n|---|---|\n| 1 | 2 |") == "| a | b |\n|---|---|\n| 1 | 2 |"
 

@@ -214,7 +214,7 @@ with st.container(border=True):
     top = st.columns([1, 1, 1])
     count = top[0].number_input("Configurations", min_value=1, max_value=R.MAX_CONFIGS, step=1, key="ro_count",
                                 help=HELP["count"])
-    episodes = top[1].number_input("K episodes per configuration", min_value=1, max_value=R.EPISODES_MAX, step=1,
+    episodes = top[1].number_input("K episodes", min_value=1, max_value=R.EPISODES_MAX, step=1,
                                    key="ro_episodes", help=HELP["episodes"])
     seed = top[2].number_input("Seed", min_value=0, max_value=1_000_000, step=1, key="ro_seed", help=HELP["seed"])
     cols = st.columns(R.MAX_CONFIGS)
@@ -252,25 +252,18 @@ if res["key"] != current:
             f"K = {res['episodes']}, seed {res['seed']}. Press **Run** for the settings above.")
 
 st.subheader("Results")
-st.dataframe(
-    R.results_table(res["rows"]), hide_index=True,
-    column_config={
-        "success rate": st.column_config.NumberColumn(format="percent",
-                                                      help="Episodes that ended in success (info['success'])."),
-        "95% CI": st.column_config.TextColumn(help="95% Wilson interval of the success rate over K episodes."),
-        "network calls / action": st.column_config.NumberColumn(
-            help="M_inf·N actor calls + N critic calls (when N > 1) for every action."),
-        "ms / action": st.column_config.NumberColumn(format="%.3f", help="Wall-clock time inside the policy "
-                                                     "(sampling and ranking) per action, on this machine."),
-        "mean Q": st.column_config.NumberColumn(format="%.3f", help="Mean learned Q of the executed actions."),
-    },
-)
+st.dataframe(R.results_table(res["rows"]), hide_index=True,
+             column_config={"measure": st.column_config.TextColumn(pinned=True)})
 st.caption(f"{res['episodes']} episodes per configuration from the same initial states (seed {res['seed']}) in "
-           f"`{res['env']}`.")
+           f"`{res['env']}`. Success rate: episodes that ended in success, with its 95% Wilson interval. Network "
+           "calls: M_inf·N actor calls plus N critic calls when N > 1, per action. ms / action: time inside the "
+           "policy on this machine. Mean Q: the learned Q of the executed actions.")
 
 st.subheader("Episodes")
-st.dataframe(R.episode_table(res["rows"]), hide_index=True,
-             column_config={"episode": st.column_config.NumberColumn(width="small")})
+st.dataframe(R.episode_table(res["rows"]), hide_index=True, height=min(400, 38 + 35 * res["episodes"] * len(res["rows"])),
+             column_config={"success": st.column_config.CheckboxColumn(help="info['success'] at the episode's end."),
+                            "steps": st.column_config.NumberColumn(help="Steps until success or the time limit."),
+                            "return": st.column_config.NumberColumn(format="%.0f", help="Undiscounted return.")})
 if st.session_state.get("ro_episode") not in range(res["episodes"]):
     st.session_state.ro_episode = 0
 episode = st.selectbox("Episode to watch", range(res["episodes"]), key="ro_episode", help=HELP["episode"],
