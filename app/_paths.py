@@ -44,8 +44,9 @@ def resolve_allowed(text: str) -> Path:
     roots = allowed_roots()
     if any(path == root or root in path.parents for root in roots):
         return path
-    folders = ", ".join(_shown(r) for r in roots)
+    shown = [_shown(r) for r in roots]
+    folders = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
     raise PathNotAllowed(
-        f"This lab only reads files inside {folders}; move the file there, or ask whoever runs the lab to add "
+        f"This lab only reads inside {folders}: move what you need there, or ask whoever runs the lab to add "
         f"its folder to {ENV_VAR}."
     )

@@ -383,12 +383,12 @@ def test_a_path_outside_the_allowed_folders_is_refused_and_never_read(workdir, m
     at.text_input(key="ro_path").input("/etc/passwd").run()
     assert not at.exception, [e.value for e in at.exception]
     (error,) = at.error
-    assert error.value.startswith("This lab only reads files inside runs/, assets/")
+    assert error.value.startswith("This lab only reads inside runs/ and assets/")
     assert "SORL_LAB_PATHS" in error.value and error.value.count(". ") == 0 and error.value.endswith(".")
     assert touched == [] and run_button(at).disabled
     for text in ("../../etc/passwd", "runs/../../../etc/passwd"):  # relative escapes too
         at.text_input(key="ro_path").input(text).run()
-        assert len(at.error) == 1 and at.error[0].value.startswith("This lab only reads files inside")
+        assert len(at.error) == 1 and at.error[0].value.startswith("This lab only reads inside")
     assert touched == []
 
 
@@ -405,7 +405,7 @@ def test_a_checkpoint_in_an_allowed_folder_loads_and_elsewhere_is_refused(tmp_pa
     assert_clean(at)
     assert any(ENV in c.value for c in at.caption) and not run_button(at).disabled
     at.text_input(key="ro_path").input(str(other / "mine.pt")).run()
-    assert len(at.error) == 1 and "only reads files inside" in at.error[0].value and run_button(at).disabled
+    assert len(at.error) == 1 and "only reads inside" in at.error[0].value and run_button(at).disabled
 
 
 def test_messages_name_no_exception_classes_or_numpy_reprs():

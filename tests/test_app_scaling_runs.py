@@ -27,7 +27,7 @@ import _runs as R  # noqa: E402
 import _scaling as S  # noqa: E402
 
 BUNDLED_RUNS = Path(__file__).resolve().parents[1] / "assets" / "ogbench"
-REFUSED = "This lab only reads files inside"
+REFUSED = "This lab only reads inside"
 
 
 def page_text(at) -> str:
