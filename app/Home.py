@@ -6,7 +6,6 @@ Run it with `make app`, or `python -m streamlit run app/Home.py`.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import threading
 from contextlib import contextmanager
@@ -18,6 +17,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402  (app/ is not a package)
+import _rollouts as R  # noqa: E402
+import _notes as N  # noqa: E402
 
 from sorl_core import toy, viz  # noqa: E402
 
@@ -34,7 +35,7 @@ HELP = {
              "best actions are data modes near the goal g(c), and leaving the data is punished.",
     "tseed": "Training seed: the dataset, the network initialisation and all training noise.",
     "titers": "Training budget: SORL iterations (one critic and one actor update each). "
-              "The bundled policies used 1500.",
+              f"The bundled policies used {C.BUNDLED_ITERATIONS:,}; 1,500 take about 15 s.",
     "m": "M_inf: Euler steps of the shortcut model at inference (sequential test-time scaling). "
          "The model was trained with step sizes 1, 1/2, …, 1/M_disc (M_disc = 8) — flow matching at the finest "
          "level, self-consistency between levels — so each power of two up to M_disc is in distribution. "
@@ -62,6 +63,17 @@ def load_bundled(path: str, mtime: float):
     agent, extra = load_agent(path, device="cpu")
     C.warm_up(agent)
     return agent, extra
+
+
+def bundled_iterations(world: str) -> int:
+    """The training budget of the world's bundled policy, as its checkpoint records it."""
+    path = C.toy_checkpoint_path(world)
+    if not path.is_file():
+        return C.BUNDLED_ITERATIONS
+    try:
+        return int(load_bundled(str(path), path.stat().st_mtime)[1]["train_config"]["iterations"])
+    except (KeyError, TypeError, ValueError):
+        return C.BUNDLED_ITERATIONS
 
 
 @st.cache_resource
@@ -106,7 +118,7 @@ def guarded(what: str):
     try:
         yield
     except Exception as exc:  # Streamlit's own stop/rerun signals are BaseExceptions and pass through
-        st.error(f"Could not show {what}: {type(exc).__name__}: {exc}")
+        st.error(f"Could not show {what}: {exc}")
 
 
 # --------------------------------------------------------------------------- state: URL -> widgets, once
@@ -125,14 +137,40 @@ def init_state() -> None:
     for key, default in C.DEFAULTS.items():
         st.session_state[key] = values.get(key, default)
     st.session_state.tseed = values.get("tseed", C.BUNDLED_SEED)
-    st.session_state.titers = values.get("titers", C.BUNDLED_ITERATIONS)
+    st.session_state.titers = values.get("titers", C.SHORT_RUN_ITERATIONS)
     if "tseed" in values:
         st.session_state.policy = {"kind": "trained", "world": st.session_state.world,
                                    "seed": values["tseed"], "iterations": values["titers"]}
     else:
         st.session_state.policy = {"kind": "bundled"}
+    if "upload" in values:
+        restored = restore_upload(values["upload"])
+        if restored:
+            warnings.append(restored)
     st.session_state._qp_warnings = warnings
+    st.session_state._first_visit = True  # "How to read this page" opens for this session
     st.session_state._init_done = True
+
+
+def restore_upload(digest: str) -> str | None:
+    """Put a shared link's uploaded checkpoint back in use; returns a message when that is not possible."""
+    path = C.UPLOAD_DIR / f"{digest}.pt"
+    if not path.is_file():
+        return ("upload: that uploaded checkpoint is no longer on this server, so the bundled policy is shown; "
+                "upload the file again to restore the view.")
+    try:
+        agent, extra = C.read_upload(path.read_bytes(), f"{digest}.pt")
+    except ValueError as exc:
+        return f"upload: {exc}"
+    keep_upload(agent, extra, f"uploaded checkpoint {digest[:8]}", digest)
+    return None
+
+
+def keep_upload(agent, extra: dict, name: str, digest: str) -> None:
+    C.warm_up(agent)
+    st.session_state._uploaded = {"agent": agent, "extra": extra, "name": name, "digest": digest}
+    st.session_state.world = extra["world"]
+    st.session_state.policy = {"kind": "upload", "world": extra["world"], "digest": digest}
 
 
 def on_world_change() -> None:
@@ -158,14 +196,17 @@ def on_upload() -> None:
     data = file.getvalue()
     try:
         agent, extra = C.read_upload(data, file.name)
-        C.warm_up(agent)
-    except Exception as exc:  # CheckpointError (a ValueError) or anything torch raises
+    except ValueError as exc:  # CheckpointError is one: its message is written for people
         st.session_state._upload_error = str(exc)
         return
-    digest = hashlib.sha1(data).hexdigest()[:12]
-    st.session_state._uploaded = {"agent": agent, "extra": extra, "name": file.name, "digest": digest}
-    st.session_state.world = extra["world"]
-    st.session_state.policy = {"kind": "upload", "world": extra["world"], "digest": digest}
+    except Exception:  # anything else torch raises on a foreign file
+        st.session_state._upload_error = f"{file.name} could not be read as a SORL Lab toy checkpoint."
+        return
+    try:
+        R.store_upload(data, C.UPLOAD_DIR)  # kept by digest: the page's shared link can bring it back
+    except OSError:
+        pass  # the policy still works in this session; only a shared link cannot restore it
+    keep_upload(agent, extra, file.name, R.digest_bytes(data))
 
 
 # --------------------------------------------------------------------------- policy
@@ -244,8 +285,9 @@ st.markdown(
     "actions and keeps the one the learned critic likes best. Move the two knobs and watch reward, compute and "
     "the action distribution change (SORL, [arXiv 2505.22866](https://arxiv.org/abs/2505.22866))."
 )
-for w in st.session_state.pop("_qp_warnings", []):
-    st.warning(w)
+url_warnings = st.session_state.pop("_qp_warnings", [])
+if url_warnings:  # one box for the whole address, one line per ignored setting
+    st.warning("Some settings in the address were ignored:\n" + "\n".join(f"- {w}" for w in url_warnings))
 
 with st.sidebar:
     st.header("Policy")
@@ -272,27 +314,64 @@ if resolved is None:
 agent, agent_key, policy_desc, data_seed = resolved
 m_disc = int(agent.config.m_disc)
 st.sidebar.caption(f"In use: {policy_desc}. Trained step counts: 1 … {m_disc} (M_disc).")
+if st.session_state.policy.get("kind") == "trained":
+    policy = st.session_state.policy
+    job = train_store()["jobs"].get((world, int(policy["seed"]), int(policy["iterations"])))
+    if job is not None and job.checkpoint:
+        st.sidebar.download_button(
+            "Download this policy (.pt)", job.checkpoint, file_name=f"{world}-s{policy['seed']}-{policy['iterations']}it.pt",
+            mime="application/octet-stream", on_click="ignore", icon=":material/download:", width="stretch",
+            help="The run's checkpoint: load it here (Load a checkpoint), with sorl_core.checkpoint.load_agent in a "
+                 "notebook, or resume it with `sorl-lab train --world WORLD --out FOLDER --resume` after saving it "
+                 "as FOLDER/checkpoint.pt.")
+    short = N.short_run_note(int(policy["iterations"]), bundled_iterations(world))
+    if short:
+        st.info(short)
 
-# ---- controls
+if N.world_note(world) and st.session_state.policy.get("kind") == "bundled":
+    st.info(N.world_note(world))
+
+# ---- the guide: open on a session's first visit (a constant per session, so a reader's own toggle sticks)
+with st.expander("How to read this page", expanded=bool(st.session_state.get("_first_visit"))):
+    st.markdown(
+        f"""
+- **Sequential scaling (M_inf).** The actor is a shortcut model s(x, t, d | s): a velocity that also knows the step
+  size d. Sampling starts from noise x₀ ~ N(0, I) and takes M_inf Euler steps of size d = 1/M_inf. Training taught it
+  d = 1, 1/2, …, 1/{m_disc}: flow matching at the finest step, and self-consistency (one step of size 2d ≈ two of d).
+- **Parallel scaling (N).** N candidates from independent noise, scored by the learned critic Q(s, a); the argmax is
+  executed. The critic is only reliable near the data, which is why the reward also punishes leaving the support.
+- **Compute** counts network evaluations per action: M_inf·N actor calls plus N critic calls when N > 1.
+- **What to look for.** Under each figure a sentence says what it shows at the current settings. The paper's claims
+  are about trained policies: with enough training, more Euler steps do not hurt and best-of-N does not lower the
+  reward. A policy trained for only a few seconds (Train your own) shows the early picture, where the finest step
+  still copies the data; the comparison at the bottom puts the two side by side.
+- **Share** this view: the address bar holds every setting (world, M_inf, N, seed, c); opening it restores the page.
+        """
+    )
+
+# ---- controls: the two knobs side by side on one row (short labels, so they line up at a projector's
+# 1024 px), the state and the seed on a second row.
 with st.container(border=True):
-    c1, c2, c3, c4 = st.columns([1.3, 1.2, 1.2, 0.8])
+    c1, c2 = st.columns(2)
     with c1:
         m_slot = st.container()
-        ext = st.checkbox("extrapolate beyond M_disc", key="ext", help=HELP["ext"])
-        options = C.m_options(m_disc, ext)
-        if st.session_state.get("m") not in options:
-            smaller = [o for o in options if o <= (st.session_state.get("m") or 1)]
-            st.session_state.m = smaller[-1] if smaller else options[0]
-        with m_slot:
-            m = st.select_slider("M_inf — Euler steps", options=options, key="m", help=HELP["m"],
-                                 format_func=lambda v: f"{v}*" if v > m_disc else str(v))
     with c2:
-        n = st.slider("N — best-of-N candidates", min_value=1, max_value=C.N_MAX, key="n", help=HELP["n"])
+        n = st.slider("N (best-of-N)", min_value=1, max_value=C.N_MAX, key="n", help=HELP["n"])
+    c3, c4, c5 = st.columns([2, 1, 1], vertical_alignment="bottom")
     with c3:
         c = st.slider("State: context c", min_value=-1.0, max_value=1.0, step=0.05, key="c", help=HELP["c"],
                       format="%.2f")
     with c4:
         seed = st.number_input("Sampling seed", min_value=0, max_value=1_000_000, step=1, key="seed", help=HELP["seed"])
+    with c5:
+        ext = st.checkbox(f"Steps past {m_disc}", key="ext", help=HELP["ext"])
+    options = C.m_options(m_disc, ext)
+    if st.session_state.get("m") not in options:
+        smaller = [o for o in options if o <= (st.session_state.get("m") or 1)]
+        st.session_state.m = smaller[-1] if smaller else options[0]
+    with m_slot:
+        m = st.select_slider("M_inf (Euler steps)", options=options, key="m", help=HELP["m"],
+                             format_func=lambda v: f"{v}*" if v > m_disc else str(v))
 m, n, seed, c = int(m), int(n), int(seed), round(float(c), 2)
 st.session_state._home_view = {k: st.session_state[k] for k in VIEW_KEYS if k in st.session_state}
 ext_used = bool(m > m_disc)  # the flag only matters past M_disc: keep cache keys canonical
@@ -309,22 +388,25 @@ with guarded("the metrics"):
     base = batch_result(agent, agent_key, world, data_seed, 1, 1, seed, False)
     is_base = m == 1 and n == 1
     k1, k2, k3, k4 = st.columns(4)
-    k1.metric("Mean true reward", f"{batch['mean_reward']:.3f}",
-              delta=None if is_base else f"{batch['mean_reward'] - base['mean_reward']:+.3f} vs M=1, N=1",
+    # Short labels and bare deltas: longer ones are cut off in a 1024 px window; the caption says what the
+    # deltas compare with.
+    k1.metric("True reward", f"{batch['mean_reward']:.3f}",
+              delta=None if is_base else f"{batch['mean_reward'] - base['mean_reward']:+.3f}",
               help=f"Average of the known reward r(a, c) of the chosen action over {C.EVAL_STATES} fixed random "
                    "states (the best possible is ≈ 1).")
-    k2.metric("In data support", f"{100 * batch['frac_in_support']:.1f} %",
-              delta=None if is_base else f"{100 * (batch['frac_in_support'] - base['frac_in_support']):+.1f} pts vs M=1, N=1",
+    k2.metric("On the data", f"{100 * batch['frac_in_support']:.1f} %",
+              delta=None if is_base else f"{100 * (batch['frac_in_support'] - base['frac_in_support']):+.1f} pts",
               help="Share of chosen actions inside the support of the offline data (where the critic was trained).")
-    k3.metric("Network calls / action", f"{batch['network_calls']}",
+    k3.metric("Calls / action", f"{batch['network_calls']}",
               help="Test-time compute: M_inf·N actor calls + N critic calls when N > 1.")
     k4.metric("ms / action", f"{batch['ms_per_action']:.3f}",
               help=f"Wall time of one batched call for {C.EVAL_STATES} states on this machine's CPU, divided by "
                    f"{C.EVAL_STATES}; measured when this setting was first computed.")
     star = "  (* = extrapolated beyond the trained M_disc)" if ext_used else ""
+    versus = "" if is_base else " Arrows compare with M_inf = 1, N = 1."
     st.caption(f"M_inf = {m}, N = {n}, sampling seed {seed}, {C.EVAL_STATES} states; gap to the best possible "
                f"reward {batch['reward_gap']:.3f}; sliced Wasserstein distance to the data "
-               f"{batch['sliced_wasserstein']:.3f}.{star}")
+               f"{batch['sliced_wasserstein']:.3f}.{versus}{star}")
 
 # ---- single-state panels
 data = data_actions(world, data_seed)
@@ -336,11 +418,12 @@ with left:
         cloud = cloud_result(agent, agent_key, world, c, m, n, seed, ext_used)
         state = state_result(agent, agent_key, c, m, n, seed, ext_used)
         fig = viz.reward_map_figure(world, c, samples=cloud["actions"], data=data, chosen=state["action"],
-                                    title=f"True reward at c = {c:+.2f}, {C.CLOUD_SIZE} actions (M={m}, N={n})")
+                                    title=f"True reward, c = {c:+.2f}")
         st.plotly_chart(fig, key="fig_reward", theme=None, config={"displaylogo": False})
         figures.append(("True reward and policy actions", fig))
-        st.caption(f"At this state: mean true reward {cloud['mean_reward']:.3f}, {100 * cloud['frac_in_support']:.0f} % "
-                   "in support. ✕ is the goal g(c); ★ the action chosen in the panels on the right and below.")
+        st.caption(f"{C.CLOUD_SIZE} actions of the policy at this state (M_inf = {m}, N = {n}); ✕ is the goal g(c), "
+                   "★ the action chosen in the panels on the right and below.")
+        st.markdown(N.reward_map_note(world, c, cloud, state["action"]))
 with right:
     with guarded("the Euler trajectories"):
         if state is None:
@@ -348,8 +431,9 @@ with right:
         fig = viz.trajectory_figure(state["trajectory"], data=data, chosen=state["chosen"] if n > 1 else None)
         st.plotly_chart(fig, key="fig_traj", theme=None, config={"displaylogo": False})
         figures.append(("Euler trajectories", fig))
-        st.caption("Press ▶ Play: each frame is one Euler step of size 1/M_inf from noise (t = 0) to the action "
-                   "(t = 1). The dashed square is the action box the final actions are clipped to.")
+        st.caption("Each frame is one Euler step of size 1/M_inf from noise (t = 0) to the action (t = 1). "
+                   "The dashed square is the action box the final actions are clipped to.")
+        st.markdown(N.trajectory_note(m, n))
 
 left, right = st.columns(2)
 with left:
@@ -364,6 +448,7 @@ with left:
             order = np.sort(state["q"])[::-1]
             st.caption(f"Best-of-{n}: the critic Q(s, a, k = {m}) scores every candidate and the argmax (★, "
                        f"Q = {order[0]:.3f}) is taken; the median candidate scores {np.median(state['q']):.3f}.")
+        st.markdown(N.q_landscape_note(world, c, qx, qy, qz))
 with right:
     with guarded("the self-consistency heatmap"):
         probe = probe_result(agent, agent_key, c, seed)
@@ -373,6 +458,7 @@ with right:
         st.caption("How far one shortcut step of size d is from two steps of size d/2 along the model's own paths "
                    f"(context c, {C.PROBE_SAMPLES} samples). Small everywhere = the step sizes agree, so fewer "
                    "steps lose little.")
+        st.markdown(N.consistency_note(probe, m, m_disc))
 
 # ---- scaling
 st.subheader("Test-time scaling: true reward against compute")
@@ -392,6 +478,7 @@ with guarded("the scaling panel"):
     figures.append(("Test-time scaling", fig))
     st.caption(f"Every point is {C.EVAL_STATES} states with sampling seed {seed}, M_inf ∈ {list(C.SCALING_M)} × "
                f"N ∈ {list(C.SCALING_N)}; the ★ is the setting above.")
+    st.markdown(N.scaling_note(scaling_rows, m_disc))
 
 # ---- downloads
 with guarded("the downloads"):
@@ -416,15 +503,32 @@ with guarded("the downloads"):
                            icon=":material/download:",
                            help="All figures on this page in one interactive HTML file (works offline).")
 
-with st.expander("How to read this page"):
-    st.markdown(
-        f"""
-- **Sequential scaling (M_inf).** The actor is a shortcut model s(x, t, d | s): a velocity that also knows the step
-  size d. Sampling starts from noise x₀ ~ N(0, I) and takes M_inf Euler steps of size d = 1/M_inf. Training taught it
-  d = 1, 1/2, …, 1/{m_disc}: flow matching at the finest step, and self-consistency (one step of size 2d ≈ two of d).
-- **Parallel scaling (N).** N candidates from independent noise, scored by the learned critic Q(s, a); the argmax is
-  executed. The critic is only reliable near the data, which is why the reward also punishes leaving the support.
-- **Compute** counts network evaluations per action: M_inf·N actor calls plus N critic calls when N > 1.
-- **Share** this view: the address bar holds every setting (world, M_inf, N, seed, c); opening it restores the page.
-        """
-    )
+
+# ---- two policies side by side: a short run against the bundled, longer-trained one
+st.subheader("Early training against the bundled policy")
+in_use = st.session_state.policy.get("kind")
+other_label = (f"a {C.SHORT_RUN_ITERATIONS:,}-iteration run (about 15 s)" if in_use == "bundled"
+               else "the bundled policy")
+with guarded("the comparison"):
+    st.caption("Training dynamics as a lesson: the same world, the same sampling seed, true reward against M_inf "
+               "at N = 1 (solid) and best-of-16 (dashed).")
+    if st.toggle(f"Compare with {other_label}", key="compare",
+                 help="Trains the short run once for this server when needed (with a progress bar)."):
+        if in_use == "bundled":
+            other = trained_agent(world, C.BUNDLED_SEED, C.SHORT_RUN_ITERATIONS, "")
+            other_key = f"trained:{world}:{C.BUNDLED_SEED}:{C.SHORT_RUN_ITERATIONS}"
+        else:
+            path = C.toy_checkpoint_path(world)
+            other = load_bundled(str(path), path.stat().st_mtime)[0] if path.is_file() else None
+            other_key = f"bundled:{world}:{path.stat().st_mtime_ns}" if other is not None else ""
+            if other is None:
+                st.info(f"There is no bundled {world} policy to compare with.")
+        if other is not None:
+            ms = [mm for mm in C.SCALING_M if mm <= m_disc]
+            series = {}
+            for label, pol, key in ((f"in use: {policy_desc}", agent, agent_key), (other_label, other, other_key)):
+                series[label.replace("`", "").replace("**", "")] = [
+                    batch_result(pol, key, world, data_seed, mm, nn, seed, False) for mm in ms for nn in (1, 16)]
+            fig = viz.comparison_figure(series)
+            st.plotly_chart(fig, key="fig_compare", theme=None, config={"displaylogo": False})
+            st.markdown(N.comparison_note(series, m_disc))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -20,12 +21,16 @@ from typing import Mapping
 import numpy as np
 
 from sorl_core import toy
+from sorl_core.config import TOY_BUNDLED_ITERATIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WORLD = "ring"
 BUNDLED_SEED = 0
-BUNDLED_ITERATIONS = 1500
-TRAIN_ITERATION_CHOICES = (100, 250, 500, 1000, 1500, 3000)
+BUNDLED_ITERATIONS = TOY_BUNDLED_ITERATIONS  # what the bundled files were trained for (assets/toy/README.md)
+SHORT_RUN_ITERATIONS = 1500  # "train your own" default: about 15 s on two cores
+TRAIN_ITERATION_CHOICES = (100, 250, 500, 1000, 1500, 3000, 6000, 9000)
+# Toy checkpoints uploaded on the page are kept here by content digest, so a shared link can restore them.
+UPLOAD_DIR = Path(tempfile.gettempdir()) / "sorl-lab-uploads"
 N_MAX = 64
 EVAL_STATES = 256  # contexts of the metrics row and of the scaling panel
 EVAL_CONTEXT_SEED = 20_240  # fixed: every setting is scored on the same states
@@ -80,7 +85,8 @@ def parse_query_params(qp: Mapping[str, str]) -> tuple[dict, list[str]]:
     """Validate URL parameters into widget values; returns (values, warnings about ignored ones).
 
     Keys: world, m (Euler steps), ext (extrapolate), n (candidates), seed (sampling seed), c (context),
-    tseed / titers (a policy trained in the app with that seed and iteration budget).
+    tseed / titers (a policy trained in the app with that seed and iteration budget), upload (the digest of a
+    checkpoint uploaded on this server).
     """
     values, warnings = {}, []
 
@@ -93,7 +99,7 @@ def parse_query_params(qp: Mapping[str, str]) -> tuple[dict, list[str]]:
             if not check(v):
                 raise ValueError(why)
         except (ValueError, TypeError, OverflowError):
-            warnings.append(f"ignored URL parameter {key}={raw!r}: {why}")
+            warnings.append(f"{key}={str(raw)[:40]}: expected {why}.")
             return
         values[key] = v
 
@@ -104,7 +110,8 @@ def parse_query_params(qp: Mapping[str, str]) -> tuple[dict, list[str]]:
     take("seed", int, lambda v: 0 <= v <= 1_000_000, "an integer from 0 to 1000000")
     take("c", float, lambda v: math.isfinite(v) and -1.0 <= v <= 1.0, "a number in [-1, 1]")
     take("tseed", int, lambda v: 0 <= v <= 1_000_000, "an integer from 0 to 1000000")
-    take("titers", int, lambda v: v in TRAIN_ITERATION_CHOICES, f"one of {TRAIN_ITERATION_CHOICES}")
+    take("titers", int, lambda v: v in TRAIN_ITERATION_CHOICES, f"one of {', '.join(map(str, TRAIN_ITERATION_CHOICES))}")
+    take("upload", str, lambda v: re.fullmatch(r"[0-9a-f]{16}", v) is not None, "the digest of an uploaded checkpoint")
     if "c" in values:
         values["c"] = round(values["c"] / 0.05) * 0.05  # the slider's grid
         values["c"] = round(values["c"], 2)
@@ -113,7 +120,7 @@ def parse_query_params(qp: Mapping[str, str]) -> tuple[dict, list[str]]:
     if ("tseed" in values) != ("titers" in values):
         for k in ("tseed", "titers"):
             if k in values:
-                warnings.append(f"ignored URL parameter {k}: tseed and titers go together")
+                warnings.append(f"{k}: tseed and titers must be given together.")
                 values.pop(k)
     return values, warnings
 
@@ -131,6 +138,8 @@ def query_params_for(state: Mapping, policy: Mapping) -> dict[str, str]:
     if policy.get("kind") == "trained":
         out["tseed"] = str(int(policy["seed"]))
         out["titers"] = str(int(policy["iterations"]))
+    elif policy.get("kind") == "upload":
+        out["upload"] = str(policy["digest"])
     return out
 
 
@@ -225,6 +234,7 @@ class TrainJob:
     iterations: int
     step: int = 0
     agent: object = None
+    checkpoint: bytes = b""  # the run's checkpoint.pt, for the page's download button
     error: str | None = None
     seconds: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
@@ -248,11 +258,12 @@ class TrainJob:
         try:
             cfg = ToyTrainConfig(world=self.world, seed=self.seed, iterations=self.iterations, out=out,
                                  progress=False, eval_every=0, checkpoint_every=self.iterations)
-            agent, _ = train_toy(cfg, on_progress=self._progress)
+            agent, run_dir = train_toy(cfg, on_progress=self._progress)
+            self.checkpoint = (run_dir / "checkpoint.pt").read_bytes()
             warm_up(agent)
             self.agent = agent
         except Exception as exc:  # shown on the page, never raised into it
-            self.error = f"{type(exc).__name__}: {exc}"
+            self.error = str(exc) or "training stopped unexpectedly"
         finally:
             self.seconds = time.perf_counter() - t0
             shutil.rmtree(out, ignore_errors=True)

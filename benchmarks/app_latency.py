@@ -30,7 +30,7 @@ import tyro
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from browser_support import CHROMIUM, chromium, slider, streamlit_server, timed_key, wait_ready  # noqa: E402
 
-M_LABEL, N_LABEL = "M_inf", "N — best-of-N"
+M_LABEL, N_LABEL = "M_inf", "N (best-of-N)"
 # (slider, key, repeats): down the M_inf levels and back, then N down by one four times and back.
 SCRIPT = [(M_LABEL, "ArrowLeft", 3), (M_LABEL, "ArrowRight", 3), (N_LABEL, "ArrowLeft", 4), (N_LABEL, "ArrowRight", 4)]
 

@@ -50,7 +50,7 @@ def read_checkpoint(source) -> dict:
         payload = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, random bytes, pickled objects that weights_only refuses...
         raise CheckpointError(
-            f"{name} is not a readable SORL Lab checkpoint (corrupt, truncated or foreign file: {type(exc).__name__}). "
+            f"{name} is not a readable SORL Lab checkpoint (a corrupt, truncated or foreign file). "
             "Use a .pt file written by `sorl-lab train`."
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -41,7 +41,7 @@ def _points(a, name: str) -> np.ndarray:
 
 
 def _square_layout(title: str, lim: float = LIM, height: int = FIG_HEIGHT, **extra) -> dict:
-    """Fixed ranges, equal aspect, axis titles a₁ / a₂, legend in one band between the title and the plot.
+    """Fixed ranges, equal aspect, axis titles a₁ / a₂, the legend in a band under the plot.
 
     A plain dict handed to ``go.Figure`` at construction: plotly validates it once, where
     ``update_layout`` walks it key by key (several times slower, and the app rebuilds figures on every rerun).
@@ -50,11 +50,12 @@ def _square_layout(title: str, lim: float = LIM, height: int = FIG_HEIGHT, **ext
     return dict(
         title=dict(text=title, x=0.0, xanchor="left", y=0.985, yanchor="top", font=dict(size=15)),
         height=height,
-        margin=dict(l=50, r=10, t=95, b=45),
+        margin=dict(l=50, r=10, t=40, b=45),
         xaxis=dict(axis, title=dict(text="action a₁", standoff=4)),
         yaxis=dict(axis, title=dict(text="action a₂", standoff=4), scaleanchor="x", scaleratio=1),
         showlegend=True,  # even with one entry: the legend names what the markers are
-        legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0.0, font=dict(size=11)),
+        # Below the plot: in a narrow column (a projector's 1024 px) a legend above wraps over the title.
+        legend=dict(orientation="h", yanchor="top", y=-0.14, xanchor="left", x=0.0, font=dict(size=11)),
         plot_bgcolor="#111",
         **extra,
     )
@@ -198,11 +199,11 @@ def trajectory_figure(trajectory, data=None, chosen: int | None = None, lim: flo
                 mode="immediate")
     still = dict(frame=dict(duration=0, redraw=False), transition=dict(duration=0), mode="immediate")
     layout = _square_layout(
-        title or f"Euler paths of {n} candidate{'s' if n != 1 else ''}, M = {m}", lim=lim, height=FIG_HEIGHT + 110,
+        title or f"Euler paths, M = {m}", lim=lim, height=FIG_HEIGHT + 110,
         images=[_data_density_image(data)] if data is not None else [],
         shapes=[dict(type="rect", x0=-1, y0=-1, x1=1, y1=1, line=dict(color="rgba(255,255,255,0.6)", dash="dash", width=1))],
         updatemenus=[dict(
-            type="buttons", direction="left", showactive=False, x=0.0, y=-0.16, xanchor="left", yanchor="top",
+            type="buttons", direction="left", showactive=False, x=0.0, y=-0.13, xanchor="left", yanchor="top",
             pad=dict(r=4, t=0), bgcolor="#eee", font=dict(size=11),
             buttons=[
                 dict(label="▶ Play", method="animate", args=[None, {**anim, "fromcurrent": False}]),
@@ -210,12 +211,14 @@ def trajectory_figure(trajectory, data=None, chosen: int | None = None, lim: flo
             ],
         )],
         sliders=[dict(
-            active=m, x=0.36, len=0.64, y=-0.12, yanchor="top", pad=dict(t=0, b=0),
+            # A row of its own under Play/Pause: side by side they overlap in a narrow column.
+            active=m, x=0.0, len=1.0, y=-0.22, yanchor="top", pad=dict(t=0, b=0),
             currentvalue=dict(prefix="Euler step ", suffix=f" of {m}", xanchor="right", font=dict(size=12)), font=dict(size=10),
             steps=[dict(method="animate", label=str(k), args=[[str(k)], still]) for k in range(k1)],
         )],
     )
     layout["margin"] = dict(layout["margin"], b=150)
+    layout["legend"] = dict(layout["legend"], y=-0.45)  # under the step slider
     return go.Figure(data=traces, layout=layout, frames=frames)
 
 
@@ -238,7 +241,7 @@ def q_landscape_figure(xs, ys, q_grid, candidates, q=None, chosen: int | None = 
             marker=dict(size=10, color=SAMPLE_COLOR, line=dict(width=1, color="white")),
             hovertemplate="(%{x:.2f}, %{y:.2f})<extra>candidate</extra>",
         ))
-        return go.Figure(data=traces, layout=_square_layout(title or "N = 1: one candidate, no ranking by Q"))
+        return go.Figure(data=traces, layout=_square_layout(title or "N = 1: no ranking by Q"))
     qv = np.asarray(q, dtype=np.float64).reshape(-1)
     if len(qv) != len(cand):
         raise ValueError(f"q has {len(qv)} values for {len(cand)} candidates")
@@ -257,7 +260,7 @@ def q_landscape_figure(xs, ys, q_grid, candidates, q=None, chosen: int | None = 
             marker=dict(symbol="star", size=18, color=CHOSEN_COLOR, line=dict(width=1, color="black")),
             hovertemplate=f"chosen, Q={qv[int(chosen)]:.3f}<extra></extra>",
         ))
-    return go.Figure(data=traces, layout=_square_layout(title or f"Learned Q and the N = {len(cand)} candidates"))
+    return go.Figure(data=traces, layout=_square_layout(title or f"Learned Q, N = {len(cand)}"))
 
 
 def consistency_figure(probe, title: str | None = None) -> go.Figure:
@@ -275,7 +278,7 @@ def consistency_figure(probe, title: str | None = None) -> go.Figure:
     text = np.where(np.isnan(err), "t + d > 1: undefined", np.vectorize(lambda v: f"{v:.2e}")(np.nan_to_num(err)))
     annotations = []
     if len(labels) and len(t) >= 4 and np.isnan(err[0, -1]):  # y=0: the first category (d = 1), by index
-        annotations.append(dict(x=t[len(t) // 2 + len(t) // 4], y=0, text="t + d > 1: undefined", showarrow=False,
+        annotations.append(dict(x=t[len(t) // 2 + len(t) // 4], y=0, text="t+d>1", showarrow=False,
                                 font=dict(size=11, color="#555")))
     heatmap = go.Heatmap(
         x=t, y=labels, z=z, text=text, colorscale="Magma", name="self-consistency error",
@@ -283,11 +286,12 @@ def consistency_figure(probe, title: str | None = None) -> go.Figure:
         hovertemplate="t=%{x:.3f}, d=%{y}<br>error=%{text}<extra></extra>", xgap=2, ygap=2,
     )
     return go.Figure(data=[heatmap], layout=dict(
-        title=dict(text=title or "Self-consistency error ‖s(x,t,d) − ½(s₁+s₂)‖²", x=0.0, xanchor="left", font=dict(size=15)),
+        title=dict(text=title or "Self-consistency error", x=0.0, xanchor="left", font=dict(size=15)),
         height=FIG_HEIGHT - 60,
         margin=dict(l=60, r=20, t=50, b=50),
-        xaxis=dict(title="flow time t", range=[-0.5 / len(t), 1 - 0.5 / len(t)] if len(t) else None, tickvals=t,
-                   ticktext=[f"{v:g}" for v in t]),
+        # Every other tick, upright: eight rotated labels collide with the axis title in a narrow column.
+        xaxis=dict(title="flow time t", range=[-0.5 / len(t), 1 - 0.5 / len(t)] if len(t) else None, tickvals=t[::2],
+                   ticktext=[f"{v:g}" for v in t[::2]], tickangle=0),
         yaxis=dict(title="step size d", type="category", categoryorder="array", categoryarray=labels),
         plot_bgcolor="#ddd",
         annotations=annotations,
@@ -327,15 +331,45 @@ def scaling_figure(rows: Iterable[Mapping], group_by: str = "n", current: Mappin
     hi = max(calls) if calls else 1.0
     ticks = [2**i for i in range(0, int(np.ceil(np.log2(max(hi, 1)))) + 1)]
     return go.Figure(data=traces, layout=dict(
-        title=dict(text=title or ("Sequential scaling: one line per N, more Euler steps along it" if group_by == "n"
-                                  else "Parallel scaling: one line per M, more candidates along it"),
+        title=dict(text=title or ("Sequential scaling: a line per N" if group_by == "n"
+                                  else "Parallel scaling: a line per M_inf"),
                    x=0.0, xanchor="left", font=dict(size=15)),
         height=FIG_HEIGHT - 40,
         margin=dict(l=60, r=20, t=50, b=50),
-        xaxis=dict(title="network calls per action (actor M·N + critic N when N > 1), log₂ scale", type="log",
+        xaxis=dict(title="network calls per action (log₂ scale)", type="log",
                    tickvals=ticks, ticktext=[str(t) for t in ticks]),
         yaxis=dict(title="true reward (mean)" if y == "mean_reward" else y.replace("_", " ")),
         legend=dict(orientation="v"),
+    ))
+
+
+def comparison_figure(series: Mapping[str, Sequence[Mapping]], y: str = "mean_reward",
+                      title: str | None = None) -> go.Figure:
+    """Two (or more) policies against M_inf: a colour per policy, N = 1 solid, the largest N dashed.
+
+    series: label -> rows with m_inf, n and ``y``, as the scaling panel computes them.
+    """
+    palette = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+    traces, ms = [], set()
+    for i, (label, rows) in enumerate(series.items()):
+        ns = sorted({int(r["n"]) for r in rows})
+        for n in (ns[0], ns[-1]) if len(ns) > 1 else ns:
+            line = sorted((r for r in rows if int(r["n"]) == n), key=lambda r: r["m_inf"])
+            ms.update(int(r["m_inf"]) for r in line)
+            traces.append(go.Scatter(
+                x=[r["m_inf"] for r in line], y=[r[y] for r in line], mode="lines+markers",
+                name=f"{label}, N = {n}", legendgroup=label,
+                line=dict(color=palette[i % len(palette)], dash="solid" if n == ns[0] else "dash"),
+                hovertemplate=f"{label}<br>M=%{{x}}, N={n}<br>{y.replace('_', ' ')}=%{{y:.3f}}<extra></extra>",
+            ))
+    ticks = sorted(ms)
+    return go.Figure(data=traces, layout=dict(
+        title=dict(text=title or "True reward against M_inf", x=0.0, xanchor="left", font=dict(size=15)),
+        height=FIG_HEIGHT - 60,
+        margin=dict(l=60, r=20, t=40, b=40),
+        xaxis=dict(title="M_inf (Euler steps), log₂ scale", type="log", tickvals=ticks, ticktext=[str(t) for t in ticks]),
+        yaxis=dict(title="true reward (mean)" if y == "mean_reward" else y.replace("_", " ")),
+        legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0.0),
     ))
 
 

@@ -66,8 +66,8 @@ def at(bundled):
 # --------------------------------------------------------------------------- tests
 @slow
 def test_page_opens_ready_on_the_bundled_policy(at):
-    assert [m.label for m in at.metric] == ["Mean true reward", "In data support", "Network calls / action", "ms / action"]
-    assert metric(at, "Network calls / action") == "144"  # defaults M = 8, N = 16: 8*16 actor + 16 critic
+    assert [m.label for m in at.metric] == ["True reward", "On the data", "Calls / action", "ms / action"]
+    assert metric(at, "Calls / action") == "144"  # defaults M = 8, N = 16: 8*16 actor + 16 critic
     assert len(at.get("plotly_chart")) == 5
     assert any("bundled" in c.value for c in at.sidebar.caption)
     assert at.select_slider(key="m").value == 8 and at.slider(key="n").value == 16
@@ -91,7 +91,7 @@ def test_m_inf_and_n_change_the_numbers_and_the_figures(at):
     at.select_slider(key="m").set_value(2).run()
     assert_clean(at)
     after = specs(at)
-    assert metric(at, "Network calls / action") == str(2 * 16 + 16)
+    assert metric(at, "Calls / action") == str(2 * 16 + 16)
     assert [m.value for m in at.metric][0] != before_metrics[0]
     assert len(after[TRAJ]["frames"]) == 3
     paths = trace(after[TRAJ], "Euler paths")
@@ -104,7 +104,7 @@ def test_m_inf_and_n_change_the_numbers_and_the_figures(at):
     at.slider(key="n").set_value(4).run()
     assert_clean(at)
     q = specs(at)[QMAP]
-    assert metric(at, "Network calls / action") == str(2 * 4 + 4)
+    assert metric(at, "Calls / action") == str(2 * 4 + 4)
     assert len(arr(trace(q, "candidates")["x"])) == 4
     star = trace(q, "chosen: argmax Q")
     cands = trace(q, "candidates")
@@ -126,9 +126,9 @@ def test_metrics_are_the_model_s_true_numbers(at, bundled):
     res = agent.sample(contexts, m_inf=4, n=4, generator=3)
     data = toy.make_dataset("ring", size=C.DATASET_SIZE, seed=extra.get("train_config", {}).get("seed", 0))["actions"]
     expected = toy.action_metrics("ring", res.actions.numpy(), contexts, data)
-    assert float(metric(at, "Mean true reward")) == pytest.approx(expected["mean_reward"], abs=1e-3)
-    assert float(metric(at, "In data support").rstrip(" %")) == pytest.approx(100 * expected["frac_in_support"], abs=0.06)
-    assert metric(at, "Network calls / action") == str(res.network_calls)
+    assert float(metric(at, "True reward")) == pytest.approx(expected["mean_reward"], abs=1e-3)
+    assert float(metric(at, "On the data").rstrip(" %")) == pytest.approx(100 * expected["frac_in_support"], abs=0.06)
+    assert metric(at, "Calls / action") == str(res.network_calls)
 
 
 @slow
@@ -136,7 +136,7 @@ def test_n_equal_1_ranks_nothing(at):
     at.slider(key="n").set_value(1).run()
     assert_clean(at)
     s = specs(at)
-    assert metric(at, "Network calls / action") == "8"  # M_inf actor calls, no critic
+    assert metric(at, "Calls / action") == "8"  # M_inf actor calls, no critic
     assert s[QMAP]["layout"]["title"]["text"].startswith("N = 1")
     assert trace(s[QMAP], "chosen: argmax Q") is None
     assert trace(s[QMAP], "candidates") is None and trace(s[QMAP], "the only candidate") is not None
@@ -154,7 +154,7 @@ def test_query_params_restore_the_view(bundled):
     assert at.slider(key="n").value == 4
     assert at.slider(key="c").value == pytest.approx(0.5)
     assert at.number_input(key="seed").value == 3
-    assert metric(at, "Network calls / action") == "12"
+    assert metric(at, "Calls / action") == "12"
     assert "c = +0.50" in specs(at)[REWARD]["layout"]["title"]["text"]
     # The URL is rewritten in full, so the link is complete after the first change.
     assert at.query_params["c"] == "0.50" and at.query_params["ext"] == "0"
@@ -179,7 +179,7 @@ def test_extrapolation_offers_16_and_32_and_unchecking_clamps(at):
     assert_clean(at)
     at.select_slider(key="m").set_value(32).run()
     assert_clean(at)
-    assert metric(at, "Network calls / action") == str(32 * 16 + 16)
+    assert metric(at, "Calls / action") == str(32 * 16 + 16)
     assert len(specs(at)[TRAJ]["frames"]) == 33
     assert any("extrapolated" in c.value for c in at.caption)
     assert at.query_params["m"] == "32" and at.query_params["ext"] == "1"
@@ -199,7 +199,7 @@ def test_scaling_panel_is_consistent_with_the_metrics(at):
     # The on-screen star (M = 8, N = 16) sits on the N = 16 line and shows the metric above.
     star = trace(s, "on screen")
     assert star["x"][0] == 144 and star["y"][0] == pytest.approx(arr(lines[2]["y"])[-1])
-    assert star["y"][0] == pytest.approx(float(metric(at, "Mean true reward")), abs=5e-4)
+    assert star["y"][0] == pytest.approx(float(metric(at, "True reward")), abs=5e-4)
     assert s["layout"]["xaxis"]["type"] == "log"
     at.radio(key="group").set_value("one per M_inf (parallel scaling)").run()
     assert_clean(at)
@@ -238,7 +238,7 @@ def test_missing_checkpoint_falls_back_to_training_with_progress(tmp_path, monke
     assert_clean(at)
     assert any("No bundled checkpoint" in i.value for i in at.info)
     assert any("trained here" in c.value for c in at.sidebar.caption)
-    assert metric(at, "Network calls / action") == "1"
+    assert metric(at, "Calls / action") == "1"
 
 
 def test_upload_of_a_foreign_file_is_a_clear_error():

@@ -87,7 +87,7 @@ def test_sliders_drive_metrics_figures_and_url(server, browser):
     assert page.locator("[data-testid=stException]").count() == 0
     assert page.locator("[data-testid=stAlert]").filter(has_text="Could not").count() == 0
 
-    m_slider, n_slider = slider(page, "M_inf"), slider(page, "N — best-of-N")
+    m_slider, n_slider = slider(page, "M_inf"), slider(page, "N (best-of-N)")
     assert m_slider.get_attribute("aria-valuetext") == "8"
     assert n_slider.get_attribute("aria-valuetext") == "16"
     shoot(page, "e2e-01-default.png")
@@ -159,7 +159,7 @@ def test_sliders_drive_metrics_figures_and_url(server, browser):
     wait_ready(page2)
     print(f"shared link {shared} restored in {time.perf_counter() - t0:.2f} s (cached)")
     assert slider(page2, "M_inf").get_attribute("aria-valuetext") == "4"
-    assert slider(page2, "N — best-of-N").get_attribute("aria-valuetext") == "2"
+    assert slider(page2, "N (best-of-N)").get_attribute("aria-valuetext") == "2"
     assert metrics(page2)[2] == "10"
     shoot(page2, "e2e-08-restored-from-url-full-page.png")
     page2.close()
