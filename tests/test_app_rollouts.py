@@ -383,12 +383,17 @@ def test_a_path_outside_the_allowed_folders_is_refused_and_never_read(workdir, m
     at.text_input(key="ro_path").input("/etc/passwd").run()
     assert not at.exception, [e.value for e in at.exception]
     (error,) = at.error
-    assert error.value.startswith("This lab only reads inside runs/ and assets/")
-    assert "SORL_LAB_PATHS" in error.value and error.value.count(". ") == 0 and error.value.endswith(".")
+    from _paths import PathNotAllowed, resolve_allowed
+
+    with pytest.raises(PathNotAllowed) as refusal:
+        resolve_allowed("/etc/passwd")
+    assert error.value == str(refusal.value)  # the allow-list's own sentence, nothing added
+    assert "runs/" in error.value and "SORL_LAB_PATHS" in error.value and "passwd" not in error.value
+    assert error.value.count(". ") == 0 and error.value.endswith(".")  # one sentence
     assert touched == [] and run_button(at).disabled
     for text in ("../../etc/passwd", "runs/../../../etc/passwd"):  # relative escapes too
         at.text_input(key="ro_path").input(text).run()
-        assert len(at.error) == 1 and at.error[0].value.startswith("This lab only reads inside")
+        assert len(at.error) == 1 and at.error[0].value == str(refusal.value)
     assert touched == []
 
 

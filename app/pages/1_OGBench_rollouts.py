@@ -116,7 +116,7 @@ def resolve_checkpoint(bundled: list[R.Bundled]) -> tuple[R.Loaded | None, R.Bun
         try:
             path, shown = R.store_upload(file.getvalue()), file.name
         except OSError as exc:
-            st.error(f"Could not store the upload: {exc}")
+            st.error(f"Could not store the upload: {R.plain_message(exc)}")
             return None, None
     else:
         text = st.text_input("Checkpoint path", key="ro_path", help=HELP["path"],
