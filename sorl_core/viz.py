@@ -212,13 +212,13 @@ def trajectory_figure(trajectory, data=None, chosen: int | None = None, lim: flo
         )],
         sliders=[dict(
             # A row of its own under Play/Pause: side by side they overlap in a narrow column.
-            active=m, x=0.0, len=1.0, y=-0.22, yanchor="top", pad=dict(t=0, b=0),
+            active=m, x=0.0, len=1.0, y=-0.30, yanchor="top", pad=dict(t=0, b=0),
             currentvalue=dict(prefix="Euler step ", suffix=f" of {m}", xanchor="right", font=dict(size=12)), font=dict(size=10),
             steps=[dict(method="animate", label=str(k), args=[[str(k)], still]) for k in range(k1)],
         )],
     )
     layout["margin"] = dict(layout["margin"], b=150)
-    layout["legend"] = dict(layout["legend"], y=-0.45)  # under the step slider
+    layout["legend"] = dict(layout["legend"], y=-0.62)  # under the step slider
     return go.Figure(data=traces, layout=layout, frames=frames)
 
 
