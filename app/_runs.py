@@ -154,9 +154,9 @@ def read_config(data: bytes, name: str = "config.json") -> dict:
     try:
         cfg = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunError(f"{name} is not valid JSON: {exc}") from None
+        raise RunError(f"{name} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else 'not UTF-8 text'}).") from None
     if not isinstance(cfg, dict):
-        raise RunError(f"{name} holds a {type(cfg).__name__}, not an object of settings.")
+        raise RunError(f"{name} holds a JSON {'list' if isinstance(cfg, list) else 'value'}, not an object of settings.")
     return cfg
 
 
