@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from sorl_core.sweep_schema import SWEEP_COLUMNS
+from sorl_core.sweep_schema import COLUMN_DEFAULTS, SWEEP_COLUMNS
+from sorl_core.verifiers import VERIFIERS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TEXT_COLUMNS = ("checkpoint", "env")
+TEXT_COLUMNS = ("checkpoint", "env", "verifier")
 NUMERIC_COLUMNS = tuple(c for c in SWEEP_COLUMNS if c not in TEXT_COLUMNS)
 INTEGER_COLUMNS = ("m_btt", "m_inf", "n", "episodes", "successes", "actor_calls", "critic_calls", "network_calls", "seed")
 FRACTION_COLUMNS = ("success_rate", "success_ci_low", "success_ci_high")
@@ -68,6 +69,9 @@ def parse_sweep(data: bytes, name: str = "sweep.csv") -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise SweepError(f"{name} is not a readable CSV file: {exc}") from None
     raw.columns = [str(c).strip() for c in raw.columns]
+    for col, default in COLUMN_DEFAULTS.items():  # older files: the column did not exist yet
+        if col not in raw.columns and not raw.empty:
+            raw[col] = default
     missing = [c for c in SWEEP_COLUMNS if c not in raw.columns]
     if missing:
         raise SweepError(f"{name} lacks the column(s) {', '.join(missing)}. A sweep CSV has the columns "
@@ -101,9 +105,13 @@ def parse_sweep(data: bytes, name: str = "sweep.csv") -> pd.DataFrame:
         problems.append(f"success_rate lies outside [success_ci_low, success_ci_high]: {_rows(outside)}")
     if (df.network_calls < 1).any():
         problems.append(f"network_calls must be at least 1: {_rows(df.network_calls < 1, df.network_calls)}")
-    dup = df.duplicated(["checkpoint", "m_btt", "m_inf", "n"], keep="first")
+    df["verifier"] = df["verifier"].str.strip().replace("", COLUMN_DEFAULTS["verifier"])  # blank: the default
+    unknown = ~df["verifier"].isin(list(VERIFIERS))
+    if unknown.any():
+        problems.append(f"column verifier must name one of {', '.join(VERIFIERS)}: {_rows(unknown, df['verifier'])}")
+    dup = df.duplicated(["checkpoint", "m_btt", "m_inf", "n", "verifier"], keep="first")
     if dup.any():
-        problems.append("the same (checkpoint, m_btt, m_inf, n) cell appears twice: " + _rows(dup)
+        problems.append("the same (checkpoint, m_btt, m_inf, n, verifier) cell appears twice: " + _rows(dup)
                         + " (one row per cell; several seeds belong in separate files)")
     if problems:
         raise SweepError(f"{name}: " + "; ".join(problems) + ".")
@@ -111,15 +119,15 @@ def parse_sweep(data: bytes, name: str = "sweep.csv") -> pd.DataFrame:
     return df
 
 
-def base_name(checkpoint: str, m_btt) -> str:
-    """What a series is called when no other loaded series has the same checkpoint and M_BTT."""
-    return f"{checkpoint} (M_BTT={int(m_btt)})"
+def base_name(checkpoint: str, m_btt, verifier: str = "q") -> str:
+    """What a series is called when no other loaded series has the same checkpoint, M_BTT and verifier."""
+    return f"{checkpoint} (M_BTT={int(m_btt)})" + ("" if verifier == "q" else f" · {verifier}")
 
 
 def name_series(keys: Sequence[tuple], registry: dict) -> dict:
     """Stable, unique names for series; `registry` ({key: name}, kept by the caller across reruns) is updated.
 
-    A key is (source key, checkpoint, m_btt). A name never changes while its series stays loaded: a newcomer
+    A key is (source key, checkpoint, m_btt, verifier). A name never changes while its series stays loaded: a newcomer
     whose base name is taken gets "base (2)", "base (3)", ... (the smallest free one). Keys no longer loaded
     are dropped, so their names are free again.
     """
@@ -128,7 +136,7 @@ def name_series(keys: Sequence[tuple], registry: dict) -> dict:
     for key in keys:
         if key in registry:
             continue
-        taken, base = set(registry.values()), base_name(key[1], key[2])
+        taken, base = set(registry.values()), base_name(*key[1:])
         name, i = base, 2
         while name in taken:
             name, i = f"{base} ({i})", i + 1
@@ -151,7 +159,7 @@ def combine(frames: Sequence[tuple], registry: dict | None = None) -> pd.DataFra
         key = key if key is not None else f"{name}#{seen[name]}"
         d = df.copy()
         d.insert(0, "source", name)
-        d.insert(1, "series", [(key, c, int(m)) for c, m in zip(d["checkpoint"], d["m_btt"])])
+        d.insert(1, "series", [(key, c, int(m), v) for c, m, v in zip(d["checkpoint"], d["m_btt"], d["verifier"])])
         parts.append(d)
     if not parts:
         registry.clear()

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import verifiers
 from .config import SORLConfig, is_power_of_two
 from . import cpu
 from .networks import CriticEnsemble, ShortcutActor
@@ -96,7 +97,7 @@ class SampleResult:
 
     actions: torch.Tensor  # (S, A) chosen actions, clipped to [-1, 1]
     candidates: torch.Tensor  # (S, N, A) all candidates, clipped
-    q: torch.Tensor | None  # (S, N) AGG of the online critic at k = m_inf (None when not scored)
+    q: torch.Tensor | None  # (S, N) the verifier's scores (default: AGG of the online critic at k = m_inf; None when not scored)
     chosen: torch.Tensor  # (S,) index of the chosen candidate
     m_inf: int
     n: int
@@ -139,6 +140,7 @@ class SORLAgent:
         self.generator = torch.Generator(self.device).manual_seed(seed)
         self.host_generator = torch.Generator().manual_seed(seed + 1)
         self.step = 0
+        self.has_target_critic = True  # False after loading an inference-only export (its targets are copies)
         self._params = list(self.actor.parameters()) + list(self.critic.parameters())
         # The networks the losses run on. In bf16 these are working copies: each forward and backward
         # of an update runs on them, and Adam, Polyak and checkpoints keep the float32 weights. One cast
@@ -352,16 +354,19 @@ class SORLAgent:
 
     @torch.no_grad()
     def sample(self, obs, m_inf: int = 8, n: int = 1, return_trajectory: bool = False, generator=None,
-               extrapolate: bool = False, score: bool | None = None, as_flow: bool = False) -> SampleResult:
-        """Sequential (m_inf Euler steps) and parallel (best-of-n by the online critic) test-time scaling.
+               extrapolate: bool = False, score: bool | None = None, as_flow: bool = False,
+               verifier: str = verifiers.DEFAULT_VERIFIER, beta: float = verifiers.DEFAULT_BETA) -> SampleResult:
+        """Sequential (m_inf Euler steps) and parallel (best-of-n ranked by a verifier) test-time scaling.
 
         obs: (S, obs_dim). Each state gets its own n candidates; candidate j of state s is scored with
         state s only. generator: a torch.Generator on the agent's device, an int seed, or None (global RNG).
-        score: compute Q of the candidates (default: only when n > 1, as the spec counts compute).
-        as_flow: give every step the finest level, i.e. sample as a plain flow-matching policy that
-        ignores the step size (for comparisons with flow matching; not SORL's sampler).
+        score: compute the verifier's scores of the candidates (default: only when n > 1, as the spec counts
+        compute). verifier: how candidates are ranked (sorl_core.verifiers.VERIFIERS; default `q`, the paper's
+        online critic); beta: the q-lcb penalty. as_flow: give every step the finest level, i.e. sample as a
+        plain flow-matching policy that ignores the step size (for comparisons; not SORL's sampler).
         """
         self.check_m_inf(m_inf, extrapolate)
+        verifiers.check_verifier(verifier, beta)
         m_inf = int(m_inf)
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n (candidates per state) must be an integer >= 1, got {n!r}")
@@ -379,11 +384,20 @@ class SORLAgent:
         q = None
         chosen = torch.zeros(s, dtype=torch.long, device=self.device)
         if score:
-            q = aggregate(self.critic(obs_rep, candidates.reshape(s * n, a_dim), m_inf), self.config.q_agg).reshape(s, n)
+            q = self.verifier_scores(obs_rep, candidates, m_inf, verifier, beta)
             chosen = q.argmax(dim=1)
         actions = candidates[torch.arange(s, device=self.device), chosen]
         trajectory = torch.stack(path, dim=1).reshape(s, n, m_inf + 1, a_dim) if return_trajectory else None
-        return SampleResult(actions, candidates, q, chosen, m_inf, n, m_inf * n, n if score else 0, trajectory)
+        critic_calls = n if score and verifiers.uses_critic(verifier) else 0
+        return SampleResult(actions, candidates, q, chosen, m_inf, n, m_inf * n, critic_calls, trajectory)
+
+    @torch.no_grad()
+    def verifier_scores(self, obs_rep: torch.Tensor, candidates: torch.Tensor, m_inf: int,
+                        verifier: str = verifiers.DEFAULT_VERIFIER, beta: float = verifiers.DEFAULT_BETA) -> torch.Tensor:
+        """(S, N) scores of candidates (S, N, A) for states obs_rep (row s*N + j is state s), by `verifier`."""
+        return verifiers.scores(verifier, candidates, obs_rep, int(m_inf), critic=self.critic,
+                                target_critic=self.target_critic if self.has_target_critic else None,
+                                q_agg=self.config.q_agg, m_btt=self.config.m_btt, beta=beta)
 
     @torch.no_grad()
     def q_value(self, obs, actions, k: int = 8) -> torch.Tensor:
@@ -450,6 +464,7 @@ class SORLAgent:
             self.target_actor.load_state_dict(state["actor"])
             self.target_critic.load_state_dict(state["critic"])
             self.step = int(state["step"])
+            self.has_target_critic = False
             self._refresh("actor", "critic", "target_actor", "target_critic")
             return
         for name in ("actor", "critic", "target_actor", "target_critic"):

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointError, load_agent
 from .rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
 from .sweep_schema import SWEEP_COLUMNS
+from .verifiers import DEFAULT_BETA, check_verifier
 
 
 @dataclass
@@ -26,7 +27,11 @@ class EvaluateConfig:
     m_inf: tuple[int, ...] = (1, 2, 4, 8)
     """Euler step counts (powers of two; above the trained M_disc needs --extrapolate)."""
     n: tuple[int, ...] = (1, 4, 16)
-    """Best-of-N candidate counts, ranked by the learned Q."""
+    """Best-of-N candidate counts."""
+    verifier: tuple[str, ...] = ("q",)
+    """How best-of-N ranks its candidates: q (the paper's learned Q), q-min, q-lcb, q-kbtt, target-q, consensus."""
+    beta: float = DEFAULT_BETA
+    """The q-lcb verifier's penalty on the critics' disagreement (mean - beta * |q1 - q2|)."""
     episodes: int = 50
     """Episodes per cell; episode i starts from the same seeded state in every cell."""
     seed: int = 0
@@ -59,13 +64,19 @@ def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | Non
         agent.check_m_inf(m, cfg.extrapolate)
     if min(cfg.n) < 1:
         raise ValueError(f"n must be >= 1, got {min(cfg.n)}")
+    for v in cfg.verifier:
+        check_verifier(v, cfg.beta)
+        if v == "target-q" and not agent.has_target_critic:
+            raise CheckpointError(f"{cfg.checkpoint} holds no target critic (an inference-only export), so the "
+                                  "target-q verifier cannot run; choose another verifier")
     label, seeds = checkpoint_label(cfg.checkpoint), episode_seeds(cfg.seed, cfg.episodes)
-    cells = [(m, n) for m in cfg.m_inf for n in cfg.n]
+    # At N = 1 nothing is ranked: every verifier plays the same episodes, so they run once and share the row.
+    cells = [(m, n, v) for m in cfg.m_inf for n in cfg.n for v in (cfg.verifier if n > 1 else cfg.verifier[:1])]
     total = len(cells) * cfg.episodes
     bar = tqdm(total=total, desc=f"evaluate {label}", unit="ep", disable=not cfg.progress, dynamic_ncols=True)
     rows = []
     with EnvBatch(env_name, cfg.episodes, workers=cfg.workers) as envs:
-        for i, (m, n) in enumerate(cells):
+        for i, (m, n, verifier) in enumerate(cells):
             def step_progress(done: int, count: int, base: int = i * cfg.episodes) -> None:
                 bar.n = base + done
                 bar.refresh()
@@ -73,8 +84,10 @@ def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | Non
                     on_progress(base + done, total)
 
             result = run_episodes(agent, envs, m, n, seeds, sample_seed=sample_seed(cfg.seed, m, n),
-                                  extrapolate=cfg.extrapolate, on_step=step_progress)
-            rows.append({"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt, **result.summary(), "seed": cfg.seed})
+                                  extrapolate=cfg.extrapolate, on_step=step_progress, verifier=verifier, beta=cfg.beta)
+            row = {"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt, **result.summary(), "seed": cfg.seed}
+            for v in (cfg.verifier if n == 1 else (verifier,)):
+                rows.append({**row, "verifier": v})
     bar.close()
     return [{k: row[k] for k in SWEEP_COLUMNS} for row in rows]
 
@@ -95,12 +108,18 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def series_label(row: dict, several_verifiers: bool) -> str:
+    """What a line of the sweep plots is: the checkpoint, and its verifier when the rows hold several."""
+    return f"{row['checkpoint']} · {row.get('verifier', 'q')}" if several_verifiers else str(row["checkpoint"])
+
+
 def sweep_figures(rows: list[dict]):
-    """(grid heatmap, success-vs-compute) Plotly figures for one or more checkpoints' rows."""
+    """(grid heatmap, success-vs-compute) Plotly figures for one or more checkpoints' (and verifiers') rows."""
     import plotly.graph_objects as go
 
-    labels = list(dict.fromkeys(r["checkpoint"] for r in rows))
-    first = [r for r in rows if r["checkpoint"] == labels[0]]
+    several = len({r.get("verifier", "q") for r in rows}) > 1
+    labels = list(dict.fromkeys(series_label(r, several) for r in rows))
+    first = [r for r in rows if series_label(r, several) == labels[0]]
     ms = sorted({int(r["m_inf"]) for r in first})
     ns = sorted({int(r["n"]) for r in first})
     cell = {(int(r["m_inf"]), int(r["n"])): float(r["success_rate"]) for r in first}
@@ -114,7 +133,7 @@ def sweep_figures(rows: list[dict]):
 
     compute = go.Figure()
     for label in labels:
-        mine = [r for r in rows if r["checkpoint"] == label]
+        mine = [r for r in rows if series_label(r, several) == label]
         for n in sorted({int(r["n"]) for r in mine}):
             line = sorted((r for r in mine if int(r["n"]) == n), key=lambda r: float(r["network_calls"]))
             y = [float(r["success_rate"]) for r in line]
@@ -137,11 +156,12 @@ def sweep_html(rows: list[dict]) -> str:
     grid, compute = sweep_figures(rows)
     env = rows[0]["env"] if rows else ""
     table = "".join(
-        f"<tr><td>{r['checkpoint']}</td><td>{r['m_inf']}</td><td>{r['n']}</td><td>{float(r['success_rate']):.0%}</td>"
+        f"<tr><td>{r['checkpoint']}</td><td>{r['m_inf']}</td><td>{r['n']}</td><td>{r.get('verifier', 'q')}</td>"
+        f"<td>{float(r['success_rate']):.0%}</td>"
         f"<td>[{float(r['success_ci_low']):.0%}, {float(r['success_ci_high']):.0%}]</td><td>{float(r['mean_return']):.1f}</td>"
         f"<td>{float(r['mean_length']):.0f}</td><td>{r['network_calls']}</td><td>{float(r['ms_per_action']):.2f}</td></tr>"
         for r in rows)
-    head = "<tr><th>checkpoint</th><th>M_inf</th><th>N</th><th>success</th><th>95% CI</th><th>return</th><th>length</th><th>calls/action</th><th>ms/action</th></tr>"
+    head = "<tr><th>checkpoint</th><th>M_inf</th><th>N</th><th>verifier</th><th>success</th><th>95% CI</th><th>return</th><th>length</th><th>calls/action</th><th>ms/action</th></tr>"
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>SORL Lab sweep</title>"
         "<style>body{font-family:sans-serif;margin:24px} td,th{padding:2px 10px;text-align:right}</style></head><body>"

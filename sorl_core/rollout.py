@@ -272,6 +272,8 @@ def run_episodes(
     on_step: Callable[[int, int], None] | None = None,
     on_env_step: Callable[[int, np.ndarray], None] | None = None,
     stop_after: int | None = None,
+    verifier: str = "q",
+    beta: float = 1.0,
 ) -> EpisodeResults:
     """Play len(seeds) episodes (== envs.count) of one configuration to their end.
 
@@ -281,6 +283,7 @@ def run_episodes(
     reset (t = 0) and after every step with the mask of episodes that were stepped (rendering hooks here).
     `stop_after=i` stops once episode i has ended (replaying one episode of a batch); the other episodes'
     results are then partial. The noise episode i sees is unchanged: it depends only on earlier steps.
+    `verifier` / `beta` choose how best-of-N ranks candidates (sorl_core.verifiers; default the paper's `q`).
     """
     import torch  # here, not at the top: environment worker processes import this module without torch
 
@@ -300,7 +303,8 @@ def run_episodes(
         while running.any() and (stop_after is None or running[stop_after]):
             index = np.nonzero(running)[0]
             t0 = time.perf_counter()
-            result = agent.sample(obs[index], m_inf=m_inf, n=n, generator=generator, extrapolate=extrapolate)
+            result = agent.sample(obs[index], m_inf=m_inf, n=n, generator=generator, extrapolate=extrapolate,
+                                  verifier=verifier, beta=beta)
             actions = result.actions.float().cpu().numpy()
             policy_seconds += time.perf_counter() - t0
             actions_taken += len(index)

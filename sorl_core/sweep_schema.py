@@ -10,7 +10,8 @@ SWEEP_COLUMNS: tuple[str, ...] = (
     "env",  # OGBench environment, e.g. cube-single-play-singletask-task2-v0
     "m_btt",  # M_BTT the checkpoint was trained with (for comparing checkpoints)
     "m_inf",  # Euler steps at inference
-    "n",  # best-of-N candidates ranked by the learned Q
+    "n",  # best-of-N candidates
+    "verifier",  # how best-of-N ranks its candidates (sorl_core/verifiers.py; `q` is the paper's learned Q)
     "episodes",  # episodes in the cell
     "successes",  # episodes whose last step reported info['success']
     "success_rate",  # successes / episodes
@@ -24,3 +25,5 @@ SWEEP_COLUMNS: tuple[str, ...] = (
     "ms_per_action",  # policy wall-clock per action, batched over all episodes of the cell
     "seed",  # seed of the initial states and of the sampling noise
 )
+# Files written before the verifier column existed ranked with the paper's verifier.
+COLUMN_DEFAULTS: dict[str, str] = {"verifier": "q"}
