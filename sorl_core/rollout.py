@@ -221,8 +221,8 @@ class EpisodeResults:
     success: np.ndarray  # (E,) bool: info['success'] at each episode's last step
     returns: np.ndarray  # (E,) undiscounted
     lengths: np.ndarray  # (E,) steps
-    actor_calls: int  # per action
-    critic_calls: int  # per action
+    actor_calls: int | float  # per action (with act: the mean over the actions taken)
+    critic_calls: int | float  # per action
     policy_seconds: float  # wall-clock inside agent.sample, all steps
     actions_taken: int
     q_traces: list[np.ndarray] = field(default_factory=list)  # per episode: Q of each chosen action (if recorded)
@@ -274,6 +274,7 @@ def run_episodes(
     stop_after: int | None = None,
     verifier: str = "q",
     beta: float = 1.0,
+    act: Callable | None = None,
 ) -> EpisodeResults:
     """Play len(seeds) episodes (== envs.count) of one configuration to their end.
 
@@ -284,6 +285,9 @@ def run_episodes(
     `stop_after=i` stops once episode i has ended (replaying one episode of a batch); the other episodes'
     results are then partial. The noise episode i sees is unchanged: it depends only on earlier steps.
     `verifier` / `beta` choose how best-of-N ranks candidates (sorl_core.verifiers; default the paper's `q`).
+    `act(obs, generator)` replaces `agent.sample` for the chosen action (adaptive compute, sorl_core.adaptive): it
+    returns `.actions` (S, A) and per-state `.actor_calls` / `.critic_calls` arrays (S,); the results then hold
+    the mean calls per action over every action taken (floats). record_q is not available with it.
     """
     import torch  # here, not at the top: environment worker processes import this module without torch
 
@@ -300,15 +304,26 @@ def run_episodes(
         t = 0
         policy_seconds, actions_taken = 0.0, 0
         calls = (m_inf * n, n if n > 1 else 0)  # replaced by the sampler's own count below
+        call_sums = [0.0, 0.0]  # act: summed per-state calls
+        if act is not None and record_q:
+            raise ValueError("record_q needs agent.sample's scores; it is not available with act")
         while running.any() and (stop_after is None or running[stop_after]):
             index = np.nonzero(running)[0]
             t0 = time.perf_counter()
-            result = agent.sample(obs[index], m_inf=m_inf, n=n, generator=generator, extrapolate=extrapolate,
-                                  verifier=verifier, beta=beta)
+            if act is not None:
+                result = act(obs[index], generator)
+            else:
+                result = agent.sample(obs[index], m_inf=m_inf, n=n, generator=generator, extrapolate=extrapolate,
+                                      verifier=verifier, beta=beta)
             actions = result.actions.float().cpu().numpy()
             policy_seconds += time.perf_counter() - t0
             actions_taken += len(index)
-            calls = (result.actor_calls, result.critic_calls)
+            if act is not None:
+                call_sums[0] += float(np.sum(result.actor_calls))
+                call_sums[1] += float(np.sum(result.critic_calls))
+                calls = (call_sums[0] / actions_taken, call_sums[1] / actions_taken)
+            else:
+                calls = (result.actor_calls, result.critic_calls)
             if record_q:
                 if result.q is None:  # n == 1: score the chosen action (for the plot; not counted as compute)
                     q = agent.q_value(obs[index], result.actions, k=m_inf)
