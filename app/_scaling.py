@@ -2,7 +2,9 @@
 the M_inf x N grid, the compute-optimal cell under a budget, and the figures.
 
 A sweep CSV has one row per (checkpoint, m_inf, n) cell, with the columns of
-``sorl_core.sweep_schema.SWEEP_COLUMNS`` (written by the evaluator). Tests call these functions directly.
+``sorl_core.sweep_schema.SWEEP_COLUMNS`` (written by the evaluator), and one per adaptive rule (column `adaptive`
+not empty; its calls are means, not whole numbers): those are points on the compute plot, not grid cells.
+Tests call these functions directly.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from sorl_core.sweep_schema import COLUMN_DEFAULTS, SWEEP_COLUMNS
 from sorl_core.verifiers import VERIFIERS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TEXT_COLUMNS = ("checkpoint", "env", "verifier")
+TEXT_COLUMNS = ("checkpoint", "env", "verifier", "adaptive")
+MEAN_COLUMNS = ("actor_calls", "critic_calls", "network_calls")  # whole numbers except in adaptive rows
 NUMERIC_COLUMNS = tuple(c for c in SWEEP_COLUMNS if c not in TEXT_COLUMNS)
 INTEGER_COLUMNS = ("m_btt", "m_inf", "n", "episodes", "successes", "actor_calls", "critic_calls", "network_calls", "seed")
 FRACTION_COLUMNS = ("success_rate", "success_ci_low", "success_ci_high")
@@ -79,6 +82,8 @@ def parse_sweep(data: bytes, name: str = "sweep.csv") -> pd.DataFrame:
     if raw.empty:
         raise SweepError(f"{name} has the right header but no rows.")
     df = raw[list(SWEEP_COLUMNS)].copy()
+    df["adaptive"] = df["adaptive"].str.strip()
+    fixed_rows = df["adaptive"] == ""
     problems = []
     for col in NUMERIC_COLUMNS:
         text = df[col].str.strip()
@@ -87,10 +92,14 @@ def parse_sweep(data: bytes, name: str = "sweep.csv") -> pd.DataFrame:
         if bad.any():
             problems.append(f"column {col} must hold finite numbers: {_rows(bad, text)}")
             continue
-        if col in INTEGER_COLUMNS and (num != num.round()).any():
-            problems.append(f"column {col} must hold whole numbers: {_rows(num != num.round(), text)}")
+        fraction = num != num.round()
+        if col in MEAN_COLUMNS:
+            fraction &= fixed_rows
+        if col in INTEGER_COLUMNS and fraction.any():
+            problems.append(f"column {col} must hold whole numbers: {_rows(fraction, text)}")
             continue
-        df[col] = num.astype("int64") if col in INTEGER_COLUMNS else num.astype(float)
+        whole = col in INTEGER_COLUMNS and not (col in MEAN_COLUMNS and (num != num.round()).any())
+        df[col] = num.astype("int64") if whole else num.astype(float)
     if problems:
         raise SweepError(f"{name}: " + "; ".join(problems) + ".")
     for col in ("m_inf", "n", "episodes"):
@@ -109,7 +118,7 @@ def parse_sweep(data: bytes, name: str = "sweep.csv") -> pd.DataFrame:
     unknown = ~df["verifier"].isin(list(VERIFIERS))
     if unknown.any():
         problems.append(f"column verifier must name one of {', '.join(VERIFIERS)}: {_rows(unknown, df['verifier'])}")
-    dup = df.duplicated(["checkpoint", "m_btt", "m_inf", "n", "verifier"], keep="first")
+    dup = df.duplicated(["checkpoint", "m_btt", "m_inf", "n", "verifier", "adaptive"], keep="first")
     if dup.any():
         problems.append("the same (checkpoint, m_btt, m_inf, n, verifier) cell appears twice: " + _rows(dup)
                         + " (one row per cell; several seeds belong in separate files)")
@@ -175,8 +184,14 @@ def series_order(df: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(df["series"]))
 
 
+def fixed(df: pd.DataFrame) -> pd.DataFrame:
+    """The fixed (M_inf, N) grid cells: rows of no adaptive rule (every row of a file without the column)."""
+    return df[df["adaptive"] == ""] if "adaptive" in df else df
+
+
 def grid(df: pd.DataFrame, value: str = "success_rate") -> tuple[list[int], list[int], np.ndarray]:
     """(m values, n values, z) for one series: z[i, j] is `value` at M_inf = m[i], N = n[j] (NaN: not measured)."""
+    df = fixed(df)
     ms, ns = sorted(df.m_inf.unique().tolist()), sorted(df.n.unique().tolist())
     z = np.full((len(ms), len(ns)), np.nan)
     for r in df.itertuples(index=False):
@@ -186,7 +201,7 @@ def grid(df: pd.DataFrame, value: str = "success_rate") -> tuple[list[int], list
 
 def budget_options(df: pd.DataFrame) -> list[int]:
     """The network-call counts that occur in the sweep: the budgets worth offering."""
-    return sorted(int(v) for v in df.network_calls.unique())
+    return sorted(int(v) for v in fixed(df).network_calls.unique())
 
 
 def compute_optimal(df: pd.DataFrame, budget: float) -> dict | None:
@@ -194,6 +209,7 @@ def compute_optimal(df: pd.DataFrame, budget: float) -> dict | None:
 
     Ties go to fewer network calls, then fewer Euler steps. None when no cell fits the budget.
     """
+    df = fixed(df)
     fit = df[df.network_calls <= budget]
     if fit.empty:
         return None
@@ -228,6 +244,8 @@ def compute_figure(df: pd.DataFrame, group_by: str = "n", budget: float | None =
         raise ValueError(f"group_by must be 'n' or 'm', not {group_by!r}")
     key, along, short = ("n", "m_inf", "N") if group_by == "n" else ("m_inf", "n", "M_inf")
     series = series_order(df)
+    rules = df[df["adaptive"] != ""] if "adaptive" in df else df.iloc[:0]
+    df = fixed(df)
     values = sorted(df[key].unique().tolist())
     several = len(series) > 1
     fig = go.Figure()
@@ -251,6 +269,19 @@ def compute_figure(df: pd.DataFrame, group_by: str = "n", budget: float | None =
                               "success=%{y:.3f} [%{customdata[3]:.3f}, %{customdata[4]:.3f}]"
                               "<br>%{customdata[2]} episodes<extra></extra>",
             ))
+    for r in rules.itertuples(index=False):  # adaptive rules: one point each, at their mean calls
+        si = series.index(r.series) if r.series in series else 0
+        fig.add_trace(go.Scatter(
+            x=[r.network_calls], y=[r.success_rate], mode="markers",
+            name=f"{r.series} · {r.adaptive}" if several else f"adaptive {r.adaptive}",
+            legendgroup=r.series if several else None,
+            marker=dict(symbol="hexagram", size=13, color=PALETTE[si % len(PALETTE)] if several else "#333",
+                        line=dict(width=1, color="white")),
+            error_y=dict(type="data", symmetric=False, array=[r.success_ci_high - r.success_rate],
+                         arrayminus=[r.success_rate - r.success_ci_low], thickness=1.2, width=4),
+            hovertemplate=f"{r.series}<br>adaptive {r.adaptive}<br>mean calls/action=%{{x:.2f}}<br>"
+                          f"success=%{{y:.3f}} [{r.success_ci_low:.3f}, {r.success_ci_high:.3f}]"
+                          f"<br>{r.episodes} episodes<extra></extra>"))
     if several:  # the key: one entry per series (clicking it hides the series), one per dash
         for si, s in enumerate(series):
             fig.add_trace(_key_entry(s, s, line=dict(color=PALETTE[si % len(PALETTE)], width=3), mode="lines"))
@@ -273,7 +304,7 @@ def compute_figure(df: pd.DataFrame, group_by: str = "n", budget: float | None =
             ))
     if several and any(row is not None for row in (picks or {}).values()):
         fig.add_trace(_key_entry("compute-optimal", "key compute-optimal", mode="markers", marker=star))
-    ticks = _pow2_ticks(df.network_calls)
+    ticks = _pow2_ticks(list(df.network_calls) + list(rules.network_calls))
     fig.update_layout(
         title=dict(text=("Sequential scaling: one line per N, more Euler steps along it" if group_by == "n"
                          else "Parallel scaling: one line per M_inf, more candidates along it"),

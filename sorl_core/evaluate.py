@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from . import adaptive as adaptive_rules
 from .checkpoint import CheckpointError, load_agent
 from .rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
 from .sweep_schema import SWEEP_COLUMNS
@@ -42,6 +43,10 @@ class EvaluateConfig:
     """Output folder for sweep.csv and sweep.html (default: beside the checkpoint)."""
     extrapolate: bool = False
     """Allow m_inf above the trained M_disc (an extrapolation experiment)."""
+    adaptive: tuple[str, ...] = ()
+    """Adaptive-compute rules to run beside the grid, one row each: seq:eps=0.05 (double M from 1 while the actions
+    at M and 2M differ by more than eps), par:delta=1.0[,m=8][,nmax=64] (rounds of 4 candidates until the
+    verifier's top-vs-runner-up margin exceeds delta score standard deviations); calls are then means per action."""
     device: str = "auto"
     """Where the policy runs: auto, cpu or cuda."""
     progress: bool = True
@@ -69,9 +74,12 @@ def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | Non
         if v == "target-q" and not agent.has_target_critic:
             raise CheckpointError(f"{cfg.checkpoint} holds no target critic (an inference-only export), so the "
                                   "target-q verifier cannot run; choose another verifier")
+    rules = adaptive_rules.check_rules(agent, cfg.adaptive, cfg.extrapolate)
     label, seeds = checkpoint_label(cfg.checkpoint), episode_seeds(cfg.seed, cfg.episodes)
     # At N = 1 nothing is ranked: every verifier plays the same episodes, so they run once and share the row.
     cells = [(m, n, v) for m in cfg.m_inf for n in cfg.n for v in (cfg.verifier if n > 1 else cfg.verifier[:1])]
+    # A sequential rule ranks nothing either: it runs once and its row is shared by every verifier.
+    cells += [(rule, None, v) for rule in rules for v in (cfg.verifier if rule.kind == "par" else cfg.verifier[:1])]
     total = len(cells) * cfg.episodes
     bar = tqdm(total=total, desc=f"evaluate {label}", unit="ep", disable=not cfg.progress, dynamic_ncols=True)
     rows = []
@@ -83,13 +91,34 @@ def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | Non
                 if on_progress is not None:
                     on_progress(base + done, total)
 
+            if isinstance(m, adaptive_rules.Rule):
+                rows += _adaptive_rows(cfg, agent, envs, m, verifier, seeds, step_progress,
+                                       {"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt})
+                continue
             result = run_episodes(agent, envs, m, n, seeds, sample_seed=sample_seed(cfg.seed, m, n),
                                   extrapolate=cfg.extrapolate, on_step=step_progress, verifier=verifier, beta=cfg.beta)
-            row = {"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt, **result.summary(), "seed": cfg.seed}
+            row = {"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt, **result.summary(), "seed": cfg.seed,
+                   "adaptive": ""}
             for v in (cfg.verifier if n == 1 else (verifier,)):
                 rows.append({**row, "verifier": v})
     bar.close()
     return [{k: row[k] for k in SWEEP_COLUMNS} for row in rows]
+
+
+def _adaptive_rows(cfg: EvaluateConfig, agent, envs, rule, verifier: str, seeds, on_step, head: dict) -> list[dict]:
+    """The row(s) of one adaptive rule: m_inf and n are its caps, the calls the mean per action (4 decimals)."""
+    def act(obs, generator):
+        return adaptive_rules.act(agent, rule, obs, generator, verifier=verifier, beta=cfg.beta,
+                                  extrapolate=cfg.extrapolate)
+
+    m_cap, n_cap = rule.caps(agent)
+    result = run_episodes(agent, envs, m_cap, n_cap, seeds,
+                          sample_seed=sample_seed(cfg.seed, m_cap, n_cap) + rule.seed_offset(),
+                          extrapolate=cfg.extrapolate, on_step=on_step, act=act)
+    row = {**head, **result.summary(), "seed": cfg.seed, "adaptive": rule.label}
+    for key in ("actor_calls", "critic_calls", "network_calls"):
+        row[key] = round(float(row[key]), 4)
+    return [{**row, "verifier": v} for v in (cfg.verifier if rule.kind == "seq" else (verifier,))]
 
 
 def sweep_csv(rows: list[dict]) -> str:
@@ -118,6 +147,8 @@ def sweep_figures(rows: list[dict]):
     import plotly.graph_objects as go
 
     several = len({r.get("verifier", "q") for r in rows}) > 1
+    rules = [r for r in rows if r.get("adaptive")]
+    rows = [r for r in rows if not r.get("adaptive")]  # the fixed grid; adaptive rows are points on the compute plot
     labels = list(dict.fromkeys(series_label(r, several) for r in rows))
     first = [r for r in rows if series_label(r, several) == labels[0]]
     ms = sorted({int(r["m_inf"]) for r in first})
@@ -145,8 +176,17 @@ def sweep_figures(rows: list[dict]):
                              array=[float(r["success_ci_high"]) - v for r, v in zip(line, y)],
                              arrayminus=[v - float(r["success_ci_low"]) for r, v in zip(line, y)]),
                 hovertemplate="%{text}, calls=%{x}: %{y:.0%}<extra>%{fullData.name}</extra>"))
+    for r in rules:
+        y = float(r["success_rate"])
+        name = f"{series_label(r, several)} · {r['adaptive']}" if len(labels) > 1 or several else str(r["adaptive"])
+        compute.add_trace(go.Scatter(
+            x=[float(r["network_calls"])], y=[y], mode="markers", name=name, marker=dict(symbol="star", size=13),
+            error_y=dict(type="data", symmetric=False, array=[float(r["success_ci_high"]) - y],
+                         arrayminus=[y - float(r["success_ci_low"])]),
+            hovertemplate=f"{name}, mean calls=%{{x:.2f}}: %{{y:.0%}}<extra>adaptive</extra>"))
     compute.update_layout(title="Success against compute (network calls per action; 95% Wilson intervals)",
-                          xaxis=dict(type="log", title="network calls per action (M_inf x N + N critic calls)"),
+                          xaxis=dict(type="log", title="network calls per action (M_inf x N + N critic calls; "
+                                                         "stars: adaptive rules, mean calls)"),
                           yaxis=dict(title="success rate", range=[-0.02, 1.02]), width=760, height=440)
     return grid, compute
 
@@ -156,12 +196,13 @@ def sweep_html(rows: list[dict]) -> str:
     grid, compute = sweep_figures(rows)
     env = rows[0]["env"] if rows else ""
     table = "".join(
-        f"<tr><td>{r['checkpoint']}</td><td>{r['m_inf']}</td><td>{r['n']}</td><td>{r.get('verifier', 'q')}</td>"
+        f"<tr><td>{r['checkpoint']}</td><td>{r.get('adaptive') or ''}</td><td>{r['m_inf']}</td><td>{r['n']}</td>"
+        f"<td>{r.get('verifier', 'q')}</td>"
         f"<td>{float(r['success_rate']):.0%}</td>"
         f"<td>[{float(r['success_ci_low']):.0%}, {float(r['success_ci_high']):.0%}]</td><td>{float(r['mean_return']):.1f}</td>"
         f"<td>{float(r['mean_length']):.0f}</td><td>{r['network_calls']}</td><td>{float(r['ms_per_action']):.2f}</td></tr>"
         for r in rows)
-    head = "<tr><th>checkpoint</th><th>M_inf</th><th>N</th><th>verifier</th><th>success</th><th>95% CI</th><th>return</th><th>length</th><th>calls/action</th><th>ms/action</th></tr>"
+    head = "<tr><th>checkpoint</th><th>adaptive</th><th>M_inf</th><th>N</th><th>verifier</th><th>success</th><th>95% CI</th><th>return</th><th>length</th><th>calls/action</th><th>ms/action</th></tr>"
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>SORL Lab sweep</title>"
         "<style>body{font-family:sans-serif;margin:24px} td,th{padding:2px 10px;text-align:right}</style></head><body>"

@@ -1,4 +1,5 @@
-"""The columns of a test-time-scaling sweep CSV (`sorl-lab evaluate`): one row per (m_inf, n) cell.
+"""The columns of a test-time-scaling sweep CSV (`sorl-lab evaluate`): one row per (m_inf, n) cell, and one per
+adaptive rule (`--adaptive`).
 
 Shared by the evaluator that writes the file, the app's scaling page and the notebooks that read it.
 """
@@ -24,6 +25,9 @@ SWEEP_COLUMNS: tuple[str, ...] = (
     "network_calls",  # actor_calls + critic_calls: the compute axis of the scaling plots
     "ms_per_action",  # policy wall-clock per action, batched over all episodes of the cell
     "seed",  # seed of the initial states and of the sampling noise
+    "adaptive",  # empty for the fixed (m_inf, n) grid; else the adaptive rule (sorl_core/adaptive.py), e.g.
+    # seq:eps=0.05: its m_inf and n are the rule's caps, and actor/critic/network calls are the MEAN calls
+    # per action over all actions taken (not whole numbers)
 )
-# Files written before the verifier column existed ranked with the paper's verifier.
-COLUMN_DEFAULTS: dict[str, str] = {"verifier": "q"}
+# Files written before a column existed: the verifier was the paper's, and every row was a fixed grid cell.
+COLUMN_DEFAULTS: dict[str, str] = {"verifier": "q", "adaptive": ""}
