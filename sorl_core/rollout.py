@@ -39,17 +39,146 @@ def make_env(env_name: str, **env_kwargs):
         raise ValueError(f"OGBench cannot make {env_name!r}: {exc}") from None
 
 
+# ----------------------------------------------------------------------------- state save / restore
+# Derived MuJoCo arrays the environments read between steps (effector pose in the controller and observation,
+# contact forces in the observation). After `mj_step` they describe the last physics substep, not the final qpos,
+# so `mj_forward` would not reproduce them: they are copied as they are. Everything else in MjData is recomputed
+# by the next `mj_step` from the integration state (qpos, qvel, act, ctrl, warm start, mocap, time, ...).
+_MJ_DERIVED = (
+    "xpos", "xquat", "xmat", "xipos", "ximat", "xanchor", "xaxis", "geom_xpos", "geom_xmat", "geom_xquat",
+    "site_xpos", "site_xmat", "site_xquat", "cam_xpos", "cam_xmat", "light_xpos", "light_xdir", "subtree_com",
+    "cdof", "cinert", "crb", "cvel", "cacc", "cfrc_int", "cfrc_ext", "cdof_dot", "subtree_linvel", "subtree_angmom",
+    "qM", "M", "qLD", "qLDiagInv", "qfrc_bias", "qfrc_passive", "qfrc_actuator", "qfrc_smooth", "qfrc_constraint",
+    "qacc", "qacc_smooth", "act_dot", "actuator_length", "actuator_velocity", "actuator_force", "actuator_moment",
+    "sensordata", "ten_length", "ten_velocity", "energy", "tree_asleep", "body_awake",
+)
+_NOT_STATE = frozenset({"spec", "_renderer", "_passive_viewer_handle"})
+
+
+def _plain(value) -> bool:
+    """Python-side environment state worth saving: numbers, strings, arrays, RNGs and containers of them."""
+    if value is None or isinstance(value, (bool, int, float, str, np.ndarray, np.generic, np.random.Generator)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, (str, int)) and _plain(v) for k, v in value.items())
+    return type(value).__module__.startswith("ogbench.manipspace.lie")  # SE3 / SO3 poses (plain arrays inside)
+
+
+def _layers(env) -> list:
+    """The wrapper chain, outermost first, ending with the unwrapped environment."""
+    layers = [env]
+    while hasattr(layers[-1], "env"):
+        layers.append(layers[-1].env)
+    return layers
+
+
+def _mujoco(env):
+    u = env.unwrapped
+    return (u._model, u._data) if hasattr(u, "_data") else (u.model, u.data)
+
+
+def _observe(env) -> np.ndarray:
+    u = env.unwrapped
+    return u.compute_observation() if hasattr(u, "compute_observation") else u._get_obs()
+
+
+def env_state(env, obs: np.ndarray) -> dict:
+    """Everything needed to put `env` (whose last observation is `obs`) back where it is now, in any copy of it.
+
+    MuJoCo's integration state (qpos, qvel, act, ctrl, warm start, mocap, applied forces, time), the derived arrays
+    the environment reads between steps, and every plain Python attribute of every wrapper layer (task targets,
+    button states, success flag, TimeLimit's step counter, the reset RNG).
+    """
+    import mujoco
+
+    model, data = _mujoco(env)
+    integration = mujoco.mjtState.mjSTATE_INTEGRATION
+    physics = np.empty(mujoco.mj_stateSize(model, integration))
+    mujoco.mj_getState(model, data, physics, integration)
+    derived = {k: getattr(data, k).copy() for k in _MJ_DERIVED if isinstance(getattr(data, k, None), np.ndarray)}
+    python = [{k: v for k, v in vars(layer).items() if k not in _NOT_STATE and _plain(v)} for layer in _layers(env)]
+    return {"physics": physics, "derived": derived, "python": python, "obs": np.array(obs, copy=True)}
+
+
+def restore_env_state(env, state: dict, env_name: str = "") -> np.ndarray:
+    """Put `env` into a state saved by `env_state`; returns the observation there, refusing if it is not exact."""
+    import copy
+
+    import mujoco
+
+    model, data = _mujoco(env)
+    for layer, saved in zip(_layers(env), state["python"]):
+        for key, value in saved.items():
+            setattr(layer, key, copy.deepcopy(value))
+    for key, value in state["derived"].items():
+        getattr(data, key)[...] = value
+    mujoco.mj_setState(model, data, state["physics"], mujoco.mjtState.mjSTATE_INTEGRATION)
+    obs = _observe(env)
+    if not np.array_equal(obs, state["obs"]):
+        raise RuntimeError(f"restoring a saved state of {env_name or 'the environment'} does not reproduce its "
+                           f"observation (largest difference {np.max(np.abs(obs - state['obs'])):.3g}), so its "
+                           "counterfactual returns would not be exact")
+    return obs
+
+
+def clone_env(env):
+    """A second environment sharing `env`'s compiled MuJoCo model (the costly part: ~150 MB and ~1 s each) with
+    its own MjData and Python state. The model's colours are shared (display only); physics is independent."""
+    import copy
+
+    import mujoco
+
+    layers = _layers(env)
+    base = copy.copy(layers[-1])
+    for key, value in vars(base).items():
+        if key not in _NOT_STATE and isinstance(value, (np.ndarray, list, dict, np.random.Generator)) and _plain(value):
+            setattr(base, key, copy.deepcopy(value))
+    model, data = _mujoco(env)
+    clone_data = mujoco.MjData(model)
+    mujoco.mj_copyData(clone_data, model, data)
+    setattr(base, "_data" if hasattr(base, "_data") else "data", clone_data)
+    if hasattr(base, "_renderer"):
+        base._renderer = None
+    inner = base
+    for layer in reversed(layers[:-1]):
+        wrapper = copy.copy(layer)
+        wrapper.env = inner
+        inner = wrapper
+    return inner
+
+
 class _LocalEnvs:
     """A slice of environments stepped in this process."""
 
-    def __init__(self, env_name: str, count: int, env_kwargs: dict):
-        self.envs = [make_env(env_name, **env_kwargs) for _ in range(count)]
+    def __init__(self, env_name: str, count: int, env_kwargs: dict, share_model: bool = False):
+        self.env_name = env_name
+        if share_model:
+            first = make_env(env_name, **env_kwargs)
+            self.envs = [first] + [clone_env(first) for _ in range(count - 1)]
+        else:
+            self.envs = [make_env(env_name, **env_kwargs) for _ in range(count)]
+        self.last_obs: list = [None] * count
 
     def reset(self, seeds: list[int]) -> np.ndarray:
-        return np.stack([env.reset(seed=int(s))[0] for env, s in zip(self.envs, seeds)])
+        obs = [env.reset(seed=int(s))[0] for env, s in zip(self.envs, seeds)]
+        self.last_obs = list(obs)
+        return np.stack(obs)
+
+    def get_states(self, index: list[int]) -> list[dict]:
+        return [env_state(self.envs[i], self.last_obs[i]) for i in index]
+
+    def set_states(self, index: list[int], states: list[dict]) -> np.ndarray:
+        obs = [restore_env_state(self.envs[i], s, self.env_name) for i, s in zip(index, states)]
+        for i, o in zip(index, obs):
+            self.last_obs[i] = o
+        return np.stack(obs) if obs else np.zeros((0,))
 
     def step(self, index: list[int], actions: np.ndarray) -> tuple:
         out = [self.envs[i].step(a) for i, a in zip(index, actions)]
+        for i, o in zip(index, out):
+            self.last_obs[i] = o[0]
         obs = np.stack([o[0] for o in out]) if out else np.zeros((0,))
         reward = np.array([o[1] for o in out], dtype=np.float64)
         terminated = np.array([o[2] for o in out], dtype=bool)
@@ -88,10 +217,10 @@ def spawn_safe_main():
                 sys.modules["__main__"] = main
 
 
-def _worker(conn, env_name: str, count: int, env_kwargs: dict) -> None:
+def _worker(conn, env_name: str, count: int, env_kwargs: dict, share_model: bool = False) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
-        local = _LocalEnvs(env_name, count, env_kwargs)
+        local = _LocalEnvs(env_name, count, env_kwargs, share_model)
         conn.send(("ok", None))
     except Exception as exc:  # reported to the parent, which raises it
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -109,9 +238,13 @@ def _worker(conn, env_name: str, count: int, env_kwargs: dict) -> None:
 
 
 class EnvBatch:
-    """`count` environments of `env_name`; with `workers` > 1 they live in that many processes."""
+    """`count` environments of `env_name`; with `workers` > 1 they live in that many processes.
 
-    def __init__(self, env_name: str, count: int, workers: int = 1, **env_kwargs):
+    `share_model`: the environments of one process share one compiled MuJoCo model (`clone_env`): hundreds of
+    environments for state restores (`get_states` / `set_states`) cost little memory and start at once.
+    """
+
+    def __init__(self, env_name: str, count: int, workers: int = 1, share_model: bool = False, **env_kwargs):
         if count < 1:
             raise ValueError("EnvBatch needs at least one environment")
         self.env_name, self.count = env_name, count
@@ -119,7 +252,7 @@ class EnvBatch:
         sizes = [count // workers + (i < count % workers) for i in range(workers)]
         self.slices = np.split(np.arange(count), np.cumsum(sizes)[:-1])
         if workers == 1:
-            self.local, self.conns, self.procs = _LocalEnvs(env_name, count, env_kwargs), [], []
+            self.local, self.conns, self.procs = _LocalEnvs(env_name, count, env_kwargs, share_model), [], []
             probe = self.local.envs[0]
         else:
             self.local = None
@@ -128,7 +261,8 @@ class EnvBatch:
             with spawn_safe_main():
                 for size in sizes:
                     parent, child = context.Pipe()
-                    proc = context.Process(target=_worker, args=(child, env_name, size, env_kwargs), daemon=True)
+                    proc = context.Process(target=_worker, args=(child, env_name, size, env_kwargs, share_model),
+                                           daemon=True)
                     proc.start()
                     self.conns.append(parent)
                     self.procs.append(proc)
@@ -177,6 +311,33 @@ class EnvBatch:
         perm = np.argsort(np.concatenate(order))  # back to the order of `index`
         obs, reward, terminated, truncated, success = (x[perm] for x in fields)
         return obs.astype(np.float32), reward, terminated, truncated, success
+
+    def _split(self, index) -> tuple[list, list]:
+        """Per worker: the positions in `index` it holds and their local indices."""
+        index = np.asarray(index, dtype=np.int64)
+        mine = [np.nonzero(np.isin(index, s))[0] for s in self.slices]
+        return mine, [[int(index[m] - s[0]) for m in ms] for ms, s in zip(mine, self.slices)]
+
+    def get_states(self, index) -> list[dict]:
+        """Saved states (`env_state`) of environments `index`, in that order."""
+        mine, local = self._split(index)
+        parts = self._call("get_states", [(loc,) for loc in local])
+        out: list = [None] * len(np.asarray(index))
+        for ms, part in zip(mine, parts):
+            for m, state in zip(ms, part):
+                out[m] = state
+        return out
+
+    def set_states(self, index, states: list[dict]) -> np.ndarray:
+        """Restore environments `index` to `states` (one each; the same state may repeat: it is sent once per
+        worker); returns their observations. Raises if a restore does not reproduce its saved observation."""
+        mine, local = self._split(index)
+        parts = self._call("set_states", [(loc, [states[m] for m in ms]) for ms, loc in zip(mine, local)])
+        obs = [None] * len(states)
+        for ms, part in zip(mine, parts):
+            for m, o in zip(ms, part):
+                obs[m] = o
+        return np.stack(obs).astype(np.float32)
 
     def close(self) -> None:
         if self.local is not None:
