@@ -21,10 +21,11 @@ import _rollouts as R  # noqa: E402
 import _notes as N  # noqa: E402
 
 from sorl_core import toy, viz  # noqa: E402
+from sorl_core.verifiers import VERIFIERS  # noqa: E402
 
 # The toy networks are 64 wide: torch's intra-op threads buy nothing there, and on a small machine they compete
 # with the browser drawing the page (first-time slider moves: median 0.54-0.69 s on one thread against
-# 0.62-0.67 s on two, four alternating runs on 2 cores; README "Speed"). Process-wide: other pages too.
+# 0.62-0.67 s on two, four alternating runs on 2 cores; docs/PERFORMANCE.md). Process-wide: other pages too.
 torch.set_num_threads(1)
 
 st.set_page_config(page_title="SORL Lab — toy 2D", page_icon="🎯", layout="wide")
@@ -50,6 +51,7 @@ HELP = {
     "c": "The state s: a context c ∈ [−1, 1] that swings the rewarded goal g(c) = 0.75·(cos θ, sin θ), "
          "θ = π/2 + c·π/4, around the ring. The single-state panels use this c; the metrics row uses "
          f"{C.EVAL_STATES} fixed random contexts.",
+    "verifier": "How best-of-N ranks its N candidates. " + " ".join(f"**{k}**: {v}." for k, v in VERIFIERS.items()),
     "group": "Sequential scaling: one line per N, M_inf grows along it. Parallel scaling: one line per M_inf, "
              "N grows along it. Both against the same compute axis.",
 }
@@ -88,18 +90,21 @@ def data_actions(world: str, seed: int) -> np.ndarray:
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def batch_result(_agent, key: str, world: str, data_seed: int, m: int, n: int, seed: int, ext: bool) -> dict:
-    return C.sample_batch(_agent, world, data_actions(world, data_seed), m, n, seed, ext)
+def batch_result(_agent, key: str, world: str, data_seed: int, m: int, n: int, seed: int, ext: bool,
+                 verifier: str = "q", beta: float = 1.0) -> dict:
+    return C.sample_batch(_agent, world, data_actions(world, data_seed), m, n, seed, ext, verifier, beta)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def cloud_result(_agent, key: str, world: str, c: float, m: int, n: int, seed: int, ext: bool) -> dict:
-    return C.sample_cloud(_agent, world, c, m, n, seed, ext)
+def cloud_result(_agent, key: str, world: str, c: float, m: int, n: int, seed: int, ext: bool,
+                 verifier: str = "q", beta: float = 1.0) -> dict:
+    return C.sample_cloud(_agent, world, c, m, n, seed, ext, verifier=verifier, beta=beta)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def state_result(_agent, key: str, c: float, m: int, n: int, seed: int, ext: bool) -> dict:
-    return C.sample_state(_agent, c, m, n, seed, ext)
+def state_result(_agent, key: str, c: float, m: int, n: int, seed: int, ext: bool, verifier: str = "q",
+                 beta: float = 1.0) -> dict:
+    return C.sample_state(_agent, c, m, n, seed, ext, verifier, beta)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
@@ -122,7 +127,7 @@ def guarded(what: str):
 
 
 # --------------------------------------------------------------------------- state: URL -> widgets, once
-VIEW_KEYS = ("world", "m", "ext", "n", "seed", "c", "tseed", "titers", "group")
+VIEW_KEYS = ("world", "m", "ext", "n", "seed", "c", "verifier", "beta", "tseed", "titers", "group")
 
 
 def init_state() -> None:
@@ -357,14 +362,21 @@ with st.container(border=True):
         m_slot = st.container()
     with c2:
         n = st.slider("N (best-of-N)", min_value=1, max_value=C.N_MAX, key="n", help=HELP["n"])
-    c3, c4, c5 = st.columns([2, 1, 1], vertical_alignment="bottom")
+    c3, c4, c5, c6 = st.columns([1.5, 0.8, 1.0, 1.3], vertical_alignment="bottom")
     with c3:
         c = st.slider("State: context c", min_value=-1.0, max_value=1.0, step=0.05, key="c", help=HELP["c"],
                       format="%.2f")
     with c4:
-        seed = st.number_input("Sampling seed", min_value=0, max_value=1_000_000, step=1, key="seed", help=HELP["seed"])
+        seed = st.number_input("Seed", min_value=0, max_value=1_000_000, step=1, key="seed", help=HELP["seed"])
     with c5:
-        ext = st.checkbox(f"Steps past {m_disc}", key="ext", help=HELP["ext"])
+        verifier = st.selectbox("Verifier", list(VERIFIERS), key="verifier", help=HELP["verifier"])
+    with c6:
+        ext = st.checkbox("Extrapolate", key="ext", help=HELP["ext"])
+    beta = 1.0
+    if verifier == "q-lcb":
+        beta = float(st.slider("β: the q-lcb penalty on the critics' disagreement", 0.0, 5.0, step=0.25, key="beta",
+                               help="q-lcb ranks by mean Q − β·|Q₁ − Q₂|: the larger β, the more it avoids candidates "
+                                    "the two critics disagree on."))
     options = C.m_options(m_disc, ext)
     if st.session_state.get("m") not in options:
         smaller = [o for o in options if o <= (st.session_state.get("m") or 1)]
@@ -377,14 +389,16 @@ st.session_state._home_view = {k: st.session_state[k] for k in VIEW_KEYS if k in
 ext_used = bool(m > m_disc)  # the flag only matters past M_disc: keep cache keys canonical
 
 # ---- shareable URL: written back whenever the view changes
-wanted = C.query_params_for({"world": world, "m": m, "ext": ext, "n": n, "seed": seed, "c": c}, st.session_state.policy)
+wanted = C.query_params_for({"world": world, "m": m, "ext": ext, "n": n, "seed": seed, "c": c, "verifier": verifier,
+                             "beta": beta}, st.session_state.policy)
+vb = (verifier, beta)  # how best-of-N ranks: every sampling call below uses it
 if st.query_params.to_dict() != wanted:
     st.query_params.from_dict(wanted)
 
 # ---- metrics on a batch of states
 batch = None
 with guarded("the metrics"):
-    batch = batch_result(agent, agent_key, world, data_seed, m, n, seed, ext_used)
+    batch = batch_result(agent, agent_key, world, data_seed, m, n, seed, ext_used, *vb)
     base = batch_result(agent, agent_key, world, data_seed, 1, 1, seed, False)
     is_base = m == 1 and n == 1
     k1, k2, k3, k4 = st.columns(4)
@@ -415,8 +429,8 @@ state = None
 left, right = st.columns(2)
 with left:
     with guarded("the reward map"):
-        cloud = cloud_result(agent, agent_key, world, c, m, n, seed, ext_used)
-        state = state_result(agent, agent_key, c, m, n, seed, ext_used)
+        cloud = cloud_result(agent, agent_key, world, c, m, n, seed, ext_used, *vb)
+        state = state_result(agent, agent_key, c, m, n, seed, ext_used, *vb)
         fig = viz.reward_map_figure(world, c, samples=cloud["actions"], data=data, chosen=state["action"],
                                     title=f"True reward, c = {c:+.2f}")
         st.plotly_chart(fig, key="fig_reward", theme=None, config={"displaylogo": False})
@@ -427,7 +441,7 @@ with left:
 with right:
     with guarded("the Euler trajectories"):
         if state is None:
-            state = state_result(agent, agent_key, c, m, n, seed, ext_used)
+            state = state_result(agent, agent_key, c, m, n, seed, ext_used, *vb)
         fig = viz.trajectory_figure(state["trajectory"], data=data, chosen=state["chosen"] if n > 1 else None)
         st.plotly_chart(fig, key="fig_traj", theme=None, config={"displaylogo": False})
         figures.append(("Euler trajectories", fig))
@@ -439,15 +453,19 @@ left, right = st.columns(2)
 with left:
     with guarded("the Q landscape"):
         qx, qy, qz = q_grid_result(agent, agent_key, c, m)
-        fig = viz.q_landscape_figure(qx, qy, qz, state["candidates"], state["q"], state["chosen"] if n > 1 else None)
+        fig = viz.q_landscape_figure(qx, qy, qz, state["candidates"], state["critic_q"], state["chosen"] if n > 1 else None)
         st.plotly_chart(fig, key="fig_q", theme=None, config={"displaylogo": False})
         figures.append(("Learned Q and the candidates", fig))
         if state["q"] is None:
             st.caption("N = 1: the single candidate is taken as is; the critic is not called, nothing is ranked.")
         else:
-            order = np.sort(state["q"])[::-1]
-            st.caption(f"Best-of-{n}: the critic Q(s, a, k = {m}) scores every candidate and the argmax (★, "
-                       f"Q = {order[0]:.3f}) is taken; the median candidate scores {np.median(state['q']):.3f}.")
+            if verifier == "q":
+                order = np.sort(state["q"])[::-1]
+                st.caption(f"Best-of-{n}: the critic Q(s, a, k = {m}) scores every candidate and the argmax (★, "
+                           f"Q = {order[0]:.3f}) is taken; the median candidate scores {np.median(state['q']):.3f}.")
+            else:
+                st.caption(f"Best-of-{n} ranked by the {verifier} verifier (★ is its pick); the heatmap and the "
+                           f"candidates' hover values are the learned Q at k = {m}.")
         st.markdown(N.q_landscape_note(world, c, qx, qy, qz))
 with right:
     with guarded("the self-consistency heatmap"):
@@ -460,6 +478,20 @@ with right:
                    "steps lose little.")
         st.markdown(N.consistency_note(probe, m, m_disc))
 
+# ---- the verifier against the truth at this state
+if state is not None and state["q"] is not None:
+    left, right = st.columns(2)
+    with left:
+        with guarded("the verifier panel"):
+            truth = toy.make_world(world).reward(state["candidates"], np.full((n, 1), c))
+            fig = viz.score_truth_figure(state["q"], truth, state["chosen"], verifier)
+            st.plotly_chart(fig, key="fig_verifier", theme=None, config={"displaylogo": False})
+            figures.append(("Verifier score against true reward", fig))
+    with right:
+        st.markdown(f"**Does the verifier know best?** Each dot is one of the {n} candidates at c = {c:+.2f}: "
+                    f"its {verifier} score against its true reward, known here in closed form.")
+        st.markdown(N.score_truth_note(state["q"], truth, state["chosen"], verifier))
+
 # ---- scaling
 st.subheader("Test-time scaling: true reward against compute")
 scaling_rows = []
@@ -470,7 +502,7 @@ with guarded("the scaling panel"):
     grid = [(mm, nn) for mm in C.SCALING_M if mm <= m_disc for nn in C.SCALING_N]
     for i, (mm, nn) in enumerate(grid):
         progress.caption(f"Computing the scaling grid… {i}/{len(grid)}")
-        scaling_rows.append(batch_result(agent, agent_key, world, data_seed, mm, nn, seed, False))
+        scaling_rows.append(batch_result(agent, agent_key, world, data_seed, mm, nn, seed, False, *vb))
     progress.empty()
     fig = viz.scaling_figure(scaling_rows, group_by="n" if group.startswith("one per N") else "m",
                              current=batch)
@@ -487,12 +519,12 @@ with guarded("the downloads"):
     if batch is not None:
         meta = {"world": world, "policy": policy_desc.replace("`", "").replace("**", ""), "m_inf": m, "n": n,
                 "sampling_seed": seed}
-        d1.download_button("Sampled actions (CSV)", C.actions_csv(batch, meta), file_name=f"{stem}-actions.csv",
+        d1.download_button("Actions (CSV)", C.actions_csv(batch, meta), file_name=f"{stem}-actions.csv",
                            mime="text/csv", on_click="ignore", icon=":material/download:",
                            help=f"One row per evaluation state ({C.EVAL_STATES}): context, chosen action, true "
                                 "reward, in-support flag, chosen candidate and its Q.")
     if scaling_rows:
-        d2.download_button("Scaling table (CSV)", C.scaling_csv(scaling_rows), file_name=f"sorl-lab-{world}-seed{seed}-scaling.csv",
+        d2.download_button("Scaling (CSV)", C.scaling_csv(scaling_rows), file_name=f"sorl-lab-{world}-seed{seed}-scaling.csv",
                            mime="text/csv", on_click="ignore", icon=":material/download:",
                            help="Metrics for every (M_inf, N) of the scaling panel.")
     if figures:
@@ -528,7 +560,7 @@ with guarded("the comparison"):
             series = {}
             for label, pol, key in ((f"in use: {policy_desc}", agent, agent_key), (other_label, other, other_key)):
                 series[label.replace("`", "").replace("**", "")] = [
-                    batch_result(pol, key, world, data_seed, mm, nn, seed, False) for mm in ms for nn in (1, 16)]
+                    batch_result(pol, key, world, data_seed, mm, nn, seed, False, *vb) for mm in ms for nn in (1, 16)]
             fig = viz.comparison_figure(series)
             st.plotly_chart(fig, key="fig_compare", theme=None, config={"displaylogo": False})
             st.markdown(N.comparison_note(series, m_disc))

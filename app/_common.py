@@ -22,6 +22,7 @@ import numpy as np
 
 from sorl_core import toy
 from sorl_core.config import TOY_BUNDLED_ITERATIONS
+from sorl_core.verifiers import VERIFIERS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WORLD = "ring"
@@ -41,7 +42,7 @@ SCALING_M = (1, 2, 4, 8)
 SCALING_N = (1, 4, 16, 64)
 DATASET_SIZE = 10_000
 
-DEFAULTS = {"world": DEFAULT_WORLD, "m": 8, "ext": False, "n": 16, "seed": 0, "c": 0.0}
+DEFAULTS = {"world": DEFAULT_WORLD, "m": 8, "ext": False, "n": 16, "seed": 0, "c": 0.0, "verifier": "q", "beta": 1.0}
 
 
 def toy_checkpoint_path(world: str) -> Path:
@@ -109,6 +110,8 @@ def parse_query_params(qp: Mapping[str, str]) -> tuple[dict, list[str]]:
     take("n", int, lambda v: 1 <= v <= N_MAX, f"an integer from 1 to {N_MAX}")
     take("seed", int, lambda v: 0 <= v <= 1_000_000, "an integer from 0 to 1000000")
     take("c", float, lambda v: math.isfinite(v) and -1.0 <= v <= 1.0, "a number in [-1, 1]")
+    take("verifier", str, lambda v: v in VERIFIERS, f"one of {', '.join(VERIFIERS)}")
+    take("beta", float, lambda v: math.isfinite(v) and 0 <= v <= 10, "a number from 0 to 10")
     take("tseed", int, lambda v: 0 <= v <= 1_000_000, "an integer from 0 to 1000000")
     take("titers", int, lambda v: v in TRAIN_ITERATION_CHOICES, f"one of {', '.join(map(str, TRAIN_ITERATION_CHOICES))}")
     take("upload", str, lambda v: re.fullmatch(r"[0-9a-f]{16}", v) is not None, "the digest of an uploaded checkpoint")
@@ -135,6 +138,10 @@ def query_params_for(state: Mapping, policy: Mapping) -> dict[str, str]:
         "seed": str(int(state["seed"])),
         "c": f"{float(state['c']):.2f}",
     }
+    if state.get("verifier", "q") != "q":  # the paper's verifier is the default: keep plain links short
+        out["verifier"] = str(state["verifier"])
+        if state["verifier"] == "q-lcb":
+            out["beta"] = f"{float(state.get('beta', 1.0)):g}"
     if policy.get("kind") == "trained":
         out["tseed"] = str(int(policy["seed"]))
         out["titers"] = str(int(policy["iterations"]))
@@ -144,11 +151,12 @@ def query_params_for(state: Mapping, policy: Mapping) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- model calls
-def sample_batch(agent, world: str, data_actions: np.ndarray, m: int, n: int, seed: int, extrapolate: bool) -> dict:
+def sample_batch(agent, world: str, data_actions: np.ndarray, m: int, n: int, seed: int, extrapolate: bool,
+                 verifier: str = "q", beta: float = 1.0) -> dict:
     """Best-of-N with M Euler steps on the fixed evaluation states: metrics, actions and timing."""
     contexts = eval_contexts()
     t0 = time.perf_counter()
-    res = agent.sample(contexts, m_inf=m, n=n, generator=seed, extrapolate=extrapolate)
+    res = agent.sample(contexts, m_inf=m, n=n, generator=seed, extrapolate=extrapolate, verifier=verifier, beta=beta)
     seconds = time.perf_counter() - t0
     actions = res.actions.cpu().numpy()
     w = toy.make_world(world)
@@ -164,24 +172,30 @@ def sample_batch(agent, world: str, data_actions: np.ndarray, m: int, n: int, se
     }
 
 
-def sample_cloud(agent, world: str, c: float, m: int, n: int, seed: int, extrapolate: bool, count: int = CLOUD_SIZE) -> dict:
+def sample_cloud(agent, world: str, c: float, m: int, n: int, seed: int, extrapolate: bool, count: int = CLOUD_SIZE,
+                 verifier: str = "q", beta: float = 1.0) -> dict:
     """`count` independent best-of-N actions at one context: the policy's action distribution there."""
     contexts = np.full((count, 1), c, dtype=np.float32)
-    res = agent.sample(contexts, m_inf=m, n=n, generator=seed, extrapolate=extrapolate)
+    res = agent.sample(contexts, m_inf=m, n=n, generator=seed, extrapolate=extrapolate, verifier=verifier, beta=beta)
     actions = res.actions.cpu().numpy()
     w = toy.make_world(world)
     r = w.reward(actions, contexts)
     return {"actions": actions, "mean_reward": float(r.mean()), "frac_in_support": float(w.in_support(actions).mean())}
 
 
-def sample_state(agent, c: float, m: int, n: int, seed: int, extrapolate: bool) -> dict:
-    """One state's N candidates with their Euler paths, Q values and the chosen index."""
+def sample_state(agent, c: float, m: int, n: int, seed: int, extrapolate: bool, verifier: str = "q",
+                 beta: float = 1.0) -> dict:
+    """One state's N candidates with their Euler paths, verifier scores and the chosen index."""
     res = agent.sample(np.array([[c]], dtype=np.float32), m_inf=m, n=n, generator=seed,
-                       extrapolate=extrapolate, return_trajectory=True)
+                       extrapolate=extrapolate, return_trajectory=True, verifier=verifier, beta=beta)
+    critic_q = None  # the learned Q of the candidates (what the Q landscape shows), whatever ranked them
+    if res.q is not None:
+        critic_q = res.q[0] if verifier == "q" else agent.q_value(np.array([[c]], dtype=np.float32), res.candidates[0], k=m)
     return {
         "trajectory": res.trajectory[0].cpu().numpy(),  # (N, M+1, 2)
         "candidates": res.candidates[0].cpu().numpy(),
-        "q": None if res.q is None else res.q[0].cpu().numpy(),
+        "q": None if res.q is None else res.q[0].cpu().numpy(),  # the verifier's scores
+        "critic_q": None if critic_q is None else critic_q.cpu().numpy(),
         "chosen": int(res.chosen[0]),
         "action": res.actions[0].cpu().numpy(),
     }

@@ -9,7 +9,7 @@ from typing import Literal
 from tyro.conf import Suppress
 
 # Network sizes. `paper` is the spec's 4 x 512; `lab` is what a 2-core CPU trains in seconds
-# (chosen by measurement, see README "Speed").
+# (chosen by measurement, see docs/PERFORMANCE.md).
 SIZES: dict[str, tuple[int, ...]] = {
     "paper": (512, 512, 512, 512),
     "lab": (256, 256, 256),

@@ -343,6 +343,31 @@ def scaling_figure(rows: Iterable[Mapping], group_by: str = "n", current: Mappin
     ))
 
 
+def score_truth_figure(scores, true_rewards, chosen: int, verifier: str = "q", title: str | None = None) -> go.Figure:
+    """The N candidates of one state: the verifier's score (x) against the true reward (y); the pick is a star.
+
+    A trustworthy verifier puts the candidates on a rising line, so its argmax is also the best in truth.
+    """
+    x = np.asarray(scores, dtype=np.float64).reshape(-1)
+    y = np.asarray(true_rewards, dtype=np.float64).reshape(-1)
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} scores for {len(y)} true rewards")
+    traces = [go.Scatter(x=x, y=y, mode="markers", name=f"candidates (N = {len(x)})",
+                         marker=dict(size=9, color=SAMPLE_COLOR, line=dict(width=1, color="white")),
+                         hovertemplate="score=%{x:.3f}<br>true reward=%{y:.3f}<extra>candidate</extra>"),
+              go.Scatter(x=[x[int(chosen)]], y=[y[int(chosen)]], mode="markers", name=f"picked by {verifier}",
+                         marker=dict(symbol="star", size=18, color=CHOSEN_COLOR, line=dict(width=1, color="black")),
+                         hovertemplate="picked: score=%{x:.3f}, true reward=%{y:.3f}<extra></extra>")]
+    return go.Figure(data=traces, layout=dict(
+        title=dict(text=title or f"Score ({verifier}) against true reward", x=0.0, xanchor="left", font=dict(size=15)),
+        height=FIG_HEIGHT - 120,
+        margin=dict(l=60, r=20, t=40, b=40),
+        xaxis=dict(title=f"verifier score ({verifier})"),
+        yaxis=dict(title="true reward r(a, c)"),
+        legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0.0),
+    ))
+
+
 def comparison_figure(series: Mapping[str, Sequence[Mapping]], y: str = "mean_reward",
                       title: str | None = None) -> go.Figure:
     """Two (or more) policies against M_inf: a colour per policy, N = 1 solid, the largest N dashed.

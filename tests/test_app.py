@@ -2,7 +2,8 @@
 
 Charts have no AppTest accessor: each test reads the Plotly JSON from
 ``at.get("plotly_chart")[i].proto.spec`` (arrays may come as {"dtype", "bdata"} base64).
-Order of the charts on the page: reward map, trajectories, Q landscape, self-consistency, scaling.
+Order of the charts on the page: reward map, trajectories, Q landscape, self-consistency, the verifier panel
+(N > 1 only), scaling.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from sorl_core import toy, viz  # noqa: E402
 from sorl_core.checkpoint import load_agent  # noqa: E402
 
-REWARD, TRAJ, QMAP, CONSIST, SCALING = range(5)
+REWARD, TRAJ, QMAP, CONSIST = range(4)
+VERIFIER, SCALING = 4, -1  # the verifier panel is drawn only when N > 1; the scaling panel is last
 slow = pytest.mark.slow  # drives the page: seconds each (the first one loads torch and fills the caches)
 TIMEOUT = 60
 
@@ -68,7 +70,7 @@ def at(bundled):
 def test_page_opens_ready_on_the_bundled_policy(at):
     assert [m.label for m in at.metric] == ["True reward", "On the data", "Calls / action", "ms / action"]
     assert metric(at, "Calls / action") == "144"  # defaults M = 8, N = 16: 8*16 actor + 16 critic
-    assert len(at.get("plotly_chart")) == 5
+    assert len(at.get("plotly_chart")) == 6  # N = 16: the verifier panel too
     assert any("bundled" in c.value for c in at.sidebar.caption)
     assert at.select_slider(key="m").value == 8 and at.slider(key="n").value == 16
     # Every control explains itself in the paper's terms.

@@ -4,6 +4,7 @@ bundled policy, downloading a policy trained on the page, and shared links to an
 from __future__ import annotations
 
 import io
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -166,3 +167,42 @@ def test_bad_url_is_one_warning_in_plain_words():
     assert not at.exception and len(at.warning) == 1
     text = at.warning[0].value
     assert "np." not in text and "Error" not in text and "m=1.7" in text and "world=mars" in text
+
+
+# --------------------------------------------------------------------------- verifiers on the toy page
+def test_the_verifier_selector_changes_the_pick_the_compute_and_the_link(home):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert at.selectbox(key="verifier").value == "q" and "verifier" not in at.query_params
+    at.selectbox(key="verifier").set_value("consensus").run()
+    assert not at.exception and not at.error
+    calls = next(m.value for m in at.metric if m.label == "Calls / action")
+    assert calls == str(8 * 16)  # no critic calls: the medoid needs no Q
+    assert at.query_params["verifier"] == "consensus"
+    panel = json.loads(at.get("plotly_chart")[4].proto.spec)
+    assert panel["data"][1]["name"] == "picked by consensus"
+    assert any("Rank correlation of the consensus score" in m.value for m in at.markdown)
+    at.selectbox(key="verifier").set_value("q-lcb").run()
+    assert at.slider(key="beta").value == 1.0
+    at.slider(key="beta").set_value(2.5).run()
+    assert at.query_params["verifier"] == "q-lcb" and at.query_params["beta"] == "2.5"
+    # the pick at this state is the argmax of mean Q - 2.5 |Q1 - Q2|, computed directly
+    agent, _ = load_agent(C.toy_checkpoint_path("ring"), device="cpu")
+    res = agent.sample(np.array([[0.0]], dtype=np.float32), m_inf=8, n=16, generator=0)
+    q1, q2 = agent.critic(torch.zeros(16, 1), res.candidates[0], 8)
+    expected = int(torch.argmax((q1 + q2) / 2 - 2.5 * (q1 - q2).abs()))
+    star = json.loads(at.get("plotly_chart")[4].proto.spec)["data"][1]
+    assert star["x"][0] == pytest.approx(float(((q1 + q2) / 2 - 2.5 * (q1 - q2).abs())[expected]), abs=1e-4)
+
+
+def test_a_shared_link_restores_the_verifier():
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update({"verifier": "q-min", "n": "4"})
+    at.run()
+    assert not at.exception and at.selectbox(key="verifier").value == "q-min"
+
+
+def test_score_truth_note_reads_the_ranking():
+    good = N.score_truth_note([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4], 3, "q")
+    assert "1.00" in good and "truly best" in good
+    bad = N.score_truth_note([1, 2, 3, 4], [0.4, 0.3, 0.2, 0.1], 3, "q")
+    assert "-1.00" in bad and "lottery" in bad and "0.300 below" in bad

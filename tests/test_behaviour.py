@@ -1,6 +1,6 @@
 """Behaviour on the ring world with fixed seeds and the ~15 s budget (1,500 iterations).
 
-Thresholds sit well inside what the defaults reach (README "Toy worlds") and well outside what a broken
+Thresholds sit well inside what the defaults reach (assets/toy/README.md) and well outside what a broken
 loss, a sign error or a mis-paired best-of-N gives.
 """
 

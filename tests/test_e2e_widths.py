@@ -44,6 +44,11 @@ LAYOUT_PROBLEMS = """() => {
   document.querySelectorAll(texts).forEach(el => {
     if (el.offsetParent !== null && el.scrollWidth > el.clientWidth + 1) problems.push(`cut off: "${el.innerText}"`);
   });
+  // anything the browser shortens with an ellipsis ("Steps ...") is cut off too
+  document.querySelectorAll('[data-testid=stMain] *').forEach(el => {
+    if (el.offsetParent !== null && (el.innerText || '').trim() && getComputedStyle(el).textOverflow === 'ellipsis'
+        && el.scrollWidth > el.clientWidth + 1) problems.push(`cut off: "${el.innerText.trim()}"`);
+  });
   return problems;
 }"""
 
