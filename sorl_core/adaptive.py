@@ -242,6 +242,22 @@ def fixed_frontier(points, calls: float) -> tuple[float, float] | None:
     return max(fit, key=lambda p: (p[1], -p[0])) if fit else None
 
 
+def mixture_frontier(points, calls: float) -> float | None:
+    """The best value a per-state random mixture of two fixed cells reaches at mean `calls` (the upper concave
+    envelope of the fixed points, linear in calls between them): a stricter baseline than `fixed_frontier`,
+    since mixing two fixed cells is itself an adaptive rule that spends `calls` on average. None below the
+    cheapest cell; the best value beyond the dearest."""
+    pts = sorted(points)
+    if not pts or calls < pts[0][0] - 1e-9:
+        return None
+    best = max(v for c, v in pts if c <= calls + 1e-9)
+    for c1, v1 in pts:
+        for c2, v2 in pts:
+            if c1 <= calls <= c2 and c2 > c1:
+                best = max(best, v1 + (v2 - v1) * (calls - c1) / (c2 - c1))
+    return best
+
+
 # ----------------------------------------------------------------------------- toy worlds
 def toy_table(agent, world_name: str, rules, contexts: int | None = None, sampling_seeds=None,
               verifier: str = verifiers.DEFAULT_VERIFIER) -> dict[str, dict[str, float]]:
@@ -274,8 +290,8 @@ def fixed_calls(m_inf: int, n: int) -> int:
 
 
 def toy_comparison(agent, world_name: str, rules, value: str = "mean_reward", **kwargs) -> list[dict]:
-    """Each rule beside the fixed grid's frontier at its mean calls: rows of rule, calls, value, and the best fixed
-    cell with no more calls (its calls, value, and the gain of the rule over it)."""
+    """Each rule beside the fixed grid's frontier at its mean calls: rows of rule, calls, value, the best fixed
+    cell with no more calls (its calls, value, and the gain of the rule over it), and the mixture frontier."""
     from . import toy_study
 
     table = toy_study.scaling_table(agent, world_name, **{k: v for k, v in kwargs.items() if k in ("contexts", "sampling_seeds")})
@@ -287,5 +303,6 @@ def toy_comparison(agent, world_name: str, rules, value: str = "mean_reward", **
         out.append({"world": world_name, "rule": label, "calls": row["network_calls"], value: row[value],
                     "fixed_cell": labels[best] if best else "", "fixed_calls": best[0] if best else math.nan,
                     f"fixed_{value}": best[1] if best else math.nan,
-                    "gain": row[value] - best[1] if best else math.nan})
+                    "gain": row[value] - best[1] if best else math.nan,
+                    f"mixture_{value}": mixture_frontier(points, row["network_calls"])})
     return out

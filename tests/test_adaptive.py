@@ -151,6 +151,9 @@ def test_fixed_frontier_and_calls():
     points = [(1, 0.1), (2, 0.4), (8, 0.9), (4, 0.7)]
     assert adaptive.fixed_frontier(points, 5.5) == (4, 0.7)
     assert adaptive.fixed_frontier(points, 8) == (8, 0.9) and adaptive.fixed_frontier(points, 0.5) is None
+    assert adaptive.mixture_frontier(points, 6) == pytest.approx(0.8)  # halfway between (4, 0.7) and (8, 0.9)
+    assert adaptive.mixture_frontier(points, 3) == pytest.approx(0.55) and adaptive.mixture_frontier(points, 99) == 0.9
+    assert adaptive.mixture_frontier(points, 0.5) is None
 
 
 def test_toy_table_reports_mean_calls(agent):
