@@ -1,4 +1,5 @@
-"""`sorl-lab` console script: train (toy worlds or OGBench), evaluate, render, bench, data generate, data info."""
+"""`sorl-lab` console script: train (toy worlds or OGBench), evaluate, render, bench, data generate, data info,
+verifier (counterfactual returns of best-of-N candidates)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .ogbench_data import DEFAULT_DATASET_DIR, DataGenerateConfig, dataset_paths
 from .ogbench_train import EnvTrainConfig, default_env_config, train_env
 from .render import RenderConfig, render
 from .train import ToyTrainConfig, train_toy
+from .verifier_study import VerifierStudyConfig, run_study
 
 
 @dataclass
@@ -45,6 +47,9 @@ Command = Union[
     Annotated[RenderConfig, tyro.conf.subcommand("render", description="Rollout videos of (M_inf, N) configurations, side by side.")],
     Annotated[BenchConfig, tyro.conf.subcommand("bench", description="Time training iterations and sampling.")],
     Annotated[DataCommand, tyro.conf.subcommand("data", description="OGBench datasets offline.")],
+    Annotated[VerifierStudyConfig, tyro.conf.subcommand("verifier", description=(
+        "Ground truth for best-of-N: every candidate's counterfactual return from exactly restored states, "
+        "against every verifier's score (CSV + HTML; resumable)."))],
 ]
 
 
@@ -60,6 +65,19 @@ def data_info(cfg: DataInfoConfig) -> None:
             return
         print(f"Generate it here: sorl-lab data generate {cfg.dataset} --dataset-dir {cfg.dataset_dir}")
         print(f"Or use the official files. {official_files_help(cfg.dataset, cfg.dataset_dir)}")
+
+
+def verifier_summary_line(row: dict) -> str:
+    """One line per verifier of a verifier study's summary."""
+    if row.get("absent"):
+        return f"{row['verifier']:>9}: absent ({row['absent']})"
+
+    def f(key: str) -> str:
+        return f"{float(row[key]):.3f}" if row.get(key) not in ("", None) else "-"
+
+    return (f"{row['verifier']:>9}: spearman {f('mean_spearman')} ({row['spearman_states']}/{row['states']} states), "
+            f"top-1 regret {f('mean_top1_regret')}, pick/mean distance {f('mean_pick_distance')}/"
+            f"{f('mean_mean_distance')}, pick/mean success {f('mean_pick_success')}/{f('mean_candidate_success')}")
 
 
 def _env_flag(args: list[str]) -> str | None:
@@ -99,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         elif isinstance(cmd, ToyTrainConfig):
             _, run_dir = train_toy(cmd)
             print(f"run folder: {run_dir} (metrics.csv, eval.csv, config.json, checkpoint.pt)")
+        elif isinstance(cmd, VerifierStudyConfig):
+            result = run_study(cmd)
+            print(f"{result.candidates_csv}\n{result.states_csv}\n{result.summary_csv}\n{result.html}")
+            for row in result.summary:
+                print(verifier_summary_line(row))
         elif isinstance(cmd, BenchConfig):
             print_report(run_bench(cmd), cmd.json)
         elif isinstance(cmd.action, DataGenerateConfig):
