@@ -263,7 +263,7 @@ sample_seed = rollout.sample_seed  # the same noise seed as `sorl-lab evaluate` 
 # --------------------------------------------------------------------------- episodes
 def run_configs(agent, env_name: str, configs: Sequence[tuple[int, int]], episodes: int, seed: int,
                 workers: int = WORKERS, on_progress: Callable[[int, int, str], None] | None = None,
-                **env_kwargs) -> list[dict]:
+                verifier: str = "q", beta: float = 1.0, **env_kwargs) -> list[dict]:
     """K episodes of every configuration from the same seeded initial states; one row (dict) per configuration.
 
     One EnvBatch of K environments (in `workers` processes) serves every configuration. Each row is
@@ -286,7 +286,7 @@ def run_configs(agent, env_name: str, configs: Sequence[tuple[int, int]], episod
                     on_progress(base + done, total, label)
 
             res = run_episodes(agent, envs, m, n, seeds, sample_seed=sample_seed(seed, m, n), record_q=True,
-                               on_step=step)
+                               on_step=step, verifier=verifier, beta=beta)
             q_all = np.concatenate([q for q in res.q_traces if len(q)]) if res.q_traces else np.zeros(0)
             rows.append({
                 "label": label, **res.summary(), "seed": seed,
@@ -353,7 +353,7 @@ _RENDER_LOCK = threading.Lock()  # one MuJoCo renderer at a time per server (GL 
 def render_videos(agent, env_name: str, configs: Sequence[tuple[int, int]], seed: int, digest: str,
                   episode: int = 0, episodes: int = 1, expected_steps: int | None = None,
                   cache_dir: str | Path | None = None, on_progress: Callable[[float, str], None] | None = None,
-                  every: int = VIDEO_EVERY, size: int = VIDEO_SIZE) -> list:
+                  every: int = VIDEO_EVERY, size: int = VIDEO_SIZE, verifier: str = "q", beta: float = 1.0) -> list:
     """Episode `episode` of the table's K = `episodes` from `seed`, for every configuration (fast quality, every 2nd
     step, 240 px), cached on disk. The same reset seed and sampling noise as the table: the same outcome."""
     from sorl_core.render import DEFAULT_CACHE_DIR, render_episode
@@ -370,7 +370,7 @@ def render_videos(agent, env_name: str, configs: Sequence[tuple[int, int]], seed
     with _RENDER_LOCK:
         videos = render_episode(agent, env_name, list(configs), seed, digest, episode=episode, episodes=episodes,
                                 every=every, quality=VIDEO_QUALITY, size=size,
-                                cache_dir=cache_dir or DEFAULT_CACHE_DIR, on_frame=frame)
+                                cache_dir=cache_dir or DEFAULT_CACHE_DIR, on_frame=frame, verifier=verifier, beta=beta)
     if on_progress is not None:
         on_progress(1.0, "Rendered")
     return videos

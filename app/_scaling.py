@@ -360,12 +360,12 @@ def heatmap_figure(df: pd.DataFrame, title: str, budget: float | None = None, pi
 
 # --------------------------------------------------------------------------- running a small sweep
 def run_small_sweep(checkpoint: str | Path, label: str, m_values, n_values, episodes: int, seed: int,
-                    on_progress=None) -> bytes:
+                    on_progress=None, verifiers=("q",)) -> bytes:
     """A sweep through the same evaluator as `sorl-lab evaluate`; returns its CSV bytes (parse with parse_sweep)."""
     from sorl_core.evaluate import EvaluateConfig, run_sweep, sweep_csv
 
     cfg = EvaluateConfig(checkpoint=str(checkpoint), m_inf=tuple(sorted(m_values)), n=tuple(sorted(n_values)),
-                         episodes=int(episodes), seed=int(seed), progress=False)
+                         verifier=tuple(verifiers), episodes=int(episodes), seed=int(seed), progress=False)
     rows = run_sweep(cfg, on_progress=on_progress)
     for row in rows:
         row["checkpoint"] = label

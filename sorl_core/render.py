@@ -149,9 +149,10 @@ def outcome_text(success: bool, length: int) -> str:
 
 def render_episode(agent, env_name: str, configs, seed: int, cache_key: str, *, episode: int = 0, episodes: int = 1,
                    every: int = 2, quality: str = "fast", size: int = 240, cache_dir: str | Path = DEFAULT_CACHE_DIR,
-                   extrapolate: bool = False,
+                   extrapolate: bool = False, verifier: str = "q", beta: float = 1.0,
                    on_frame: Callable[[int, int], None] | None = None) -> list[RolloutVideo]:
     """Episode `episode` of a K = `episodes` evaluation from `seed`, for each (m_inf, n) in `configs`; cached.
+    `verifier` / `beta`: how best-of-N ranks (as in the evaluation being replayed).
 
     Frame j shows step min(j * every, length), so clips of different lengths share one time axis; the last
     frame is the final state (where success is judged), held for a second. `on_frame(config_index, count)`.
@@ -168,7 +169,8 @@ def render_episode(agent, env_name: str, configs, seed: int, cache_key: str, *, 
     envs = None
     try:
         for c, (m_inf, n) in enumerate(configs):
-            stem = (f"{cache_key}-{env_name}-s{seed}-K{episodes}-e{episode}-M{m_inf}xN{n}-k{every}-{quality}-{size}px"
+            ranked = "" if n == 1 or verifier == "q" else f"-{verifier}" + (f"{beta:g}" if verifier == "q-lcb" else "")
+            stem = (f"{cache_key}-{env_name}-s{seed}-K{episodes}-e{episode}-M{m_inf}xN{n}{ranked}-k{every}-{quality}-{size}px"
                     f"-v{RENDER_VERSION}")
             video, meta_path = cache / f"{stem}.mp4", cache / f"{stem}.json"
             if video.is_file() and meta_path.is_file():
@@ -177,7 +179,8 @@ def render_episode(agent, env_name: str, configs, seed: int, cache_key: str, *, 
             if envs is None:  # all K local (only `episode` is rendered): the batch must match the evaluation's
                 envs = EnvBatch(env_name, episodes, workers=1, width=size, height=size)
             videos.append(_render_one(agent, envs, m_inf, n, seed, episode, every, quality, extrapolate, video, meta_path,
-                                      None if on_frame is None else (lambda count, c=c: on_frame(c, count))))
+                                      None if on_frame is None else (lambda count, c=c: on_frame(c, count)),
+                                      verifier, beta))
     finally:
         if envs is not None:
             envs.close()
@@ -185,7 +188,8 @@ def render_episode(agent, env_name: str, configs, seed: int, cache_key: str, *, 
 
 
 def _render_one(agent, envs: EnvBatch, m_inf: int, n: int, seed: int, episode: int, every: int, quality: str,
-                extrapolate: bool, video: Path, meta_path: Path, on_frame) -> RolloutVideo:
+                extrapolate: bool, video: Path, meta_path: Path, on_frame, verifier: str = "q",
+                beta: float = 1.0) -> RolloutVideo:
     env = envs.local.envs[episode].unwrapped
     options = {"scene_callback": _fast_scene} if quality == "fast" else {}
     frames: list[np.ndarray] = []
@@ -199,7 +203,8 @@ def _render_one(agent, envs: EnvBatch, m_inf: int, n: int, seed: int, episode: i
                 on_frame(len(frames))
 
     result = run_episodes(agent, envs, m_inf, n, episode_seeds(seed, envs.count), sample_seed=sample_seed(seed, m_inf, n),
-                          extrapolate=extrapolate, record_q=True, on_env_step=grab, stop_after=episode)
+                          extrapolate=extrapolate, record_q=True, on_env_step=grab, stop_after=episode,
+                          verifier=verifier, beta=beta)
     success, length = bool(result.success[episode]), int(result.lengths[episode])
     if length % every:
         frames.append(env.render(**options))  # the final state (success is judged here)

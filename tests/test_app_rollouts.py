@@ -455,3 +455,30 @@ def test_bundled_checkpoint_is_offered_with_its_card(workdir, policy, monkeypatc
     assert not any("| | |" in m.value for m in exp.markdown)
     assert not run_button(at).disabled
     assert any("cube-single-tiny/policy.pt" in c.value and ENV in c.value for c in at.caption)
+
+
+def test_the_verifier_choice_ranks_the_candidates_of_every_configuration(policy):
+    """consensus needs no critic: the N = 2 configuration's compute drops to its actor calls; the run's key and
+    its videos carry the verifier, so switching it asks for a new Run instead of showing stale numbers."""
+    at = page(policy)
+    at.run()
+    set_configs(at, CONFIGS, EPISODES)
+    at.selectbox(key="ro_verifier").set_value("consensus").run()
+    run_button(at).click().run()
+    assert_clean(at)
+    res = at.session_state["ro_results"]
+    assert res["verifier"] == "consensus"
+    calls = {(r["m_inf"], r["n"]): r["critic_calls"] for r in res["rows"]}
+    assert calls == {(1, 1): 0, (2, 2): 0}
+    at.selectbox(key="ro_verifier").set_value("q").run()
+    assert any("verifier consensus" in i.value for i in at.info)  # the table shown is the last run's
+
+
+def test_target_q_is_refused_for_a_file_without_target_critic(workdir):
+    agent = SORLAgent(SORLConfig(obs_dim=28, action_dim=5, size="tiny"), seed=0)
+    path = save_checkpoint(workdir / "export.pt", agent, extra={"kind": "ogbench", "env": ENV}, inference_only=True)
+    at = page(path)
+    at.run()
+    at.selectbox(key="ro_verifier").set_value("target-q").run()
+    assert not at.exception and run_button(at).disabled
+    assert any("no target critic" in w.value for w in at.warning)

@@ -69,7 +69,7 @@ def test_a_sweep_run_on_the_page_joins_the_plots_selected_with_a_notice(sweeps, 
         path=Path(path), digest="test-digest-1", name=name or Path(path).name))
     ran = []
 
-    def fake_sweep(checkpoint, label, m_values, n_values, episodes, seed, on_progress=None):
+    def fake_sweep(checkpoint, label, m_values, n_values, episodes, seed, on_progress=None, verifiers=("q",)):
         ran.append((label, m_values, n_values))
         return sweep_bytes(sweep_rows(label, 8, {(m, n): 0.5 for m in m_values for n in n_values}))
 
@@ -253,3 +253,13 @@ def test_a_failing_sweep_is_one_sentence_without_exception_names(sweeps, tmp_pat
     assert not at.exception
     assert [e.value for e in at.error] == ["The sweep stopped with an unexpected error; the server log has the details."]
     assert "Error" not in page_text(at).replace("error", "")
+
+
+def test_a_sweep_with_several_verifiers_shows_one_series_per_verifier():
+    base = pd.read_csv(BUNDLED_RUNS / "cube-single-task2" / "sweep.csv")
+    other = base.copy()
+    other["verifier"] = "consensus"
+    both = pd.concat([base, other[other.n > 1]]).to_csv(index=False).encode()
+    df = S.parse_sweep(both, "two-verifiers.csv")
+    table = S.combine([("two-verifiers.csv", df)])
+    assert S.series_order(table) == ["cube-single-task2 (M_BTT=8)", "cube-single-task2 (M_BTT=8) · consensus"]

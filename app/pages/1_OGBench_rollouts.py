@@ -18,11 +18,14 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import _rollouts as R
+from sorl_core.verifiers import VERIFIERS
 from _paths import PathNotAllowed, resolve_allowed
 
 st.set_page_config(page_title="SORL Lab — OGBench rollouts", page_icon="🎬", layout="wide")
 
 HELP = {
+    "verifier": "How best-of-N ranks the N candidates of every configuration with N > 1. "
+                + " ".join(f"{k}: {v}." for k, v in VERIFIERS.items()),
     "source": "Where the policy comes from: a checkpoint bundled with the lab (assets/ogbench/<name>/policy.pt), "
               "a .pt file you upload, or a path on the machine running the lab. Files are read as tensors only "
               "(torch weights_only): nothing in them is executed.",
@@ -50,7 +53,7 @@ HELP = {
     "episode": "Which episode to watch. The video replays exactly that episode of the table (the same initial state "
                "and the same sampling noise), so its outcome is the one in the per-episode table.",
 }
-VIEW_KEYS = ("ro_source", "ro_bundled", "ro_path", "ro_count", "ro_episodes", "ro_seed",
+VIEW_KEYS = ("ro_source", "ro_bundled", "ro_path", "ro_count", "ro_episodes", "ro_seed", "ro_verifier",
              *(f"ro_m{i}" for i in range(R.MAX_CONFIGS)), *(f"ro_n{i}" for i in range(R.MAX_CONFIGS)))
 SRC_BUNDLED, SRC_UPLOAD, SRC_PATH = "Bundled", "Upload", "Path on this machine"
 
@@ -63,7 +66,8 @@ def load_checkpoint(digest: str, _path: str, _name: str) -> R.Loaded:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def episode_results(digest: str, env_name: str, configs: tuple, episodes: int, seed: int, _agent) -> list[dict]:
+def episode_results(digest: str, env_name: str, configs: tuple, episodes: int, seed: int, _agent,
+                    verifier: str = "q") -> list[dict]:
     """Rows of R.run_configs, cached on everything they depend on. The progress bar is made (and emptied) in
     here, so a cache hit replays nothing visible."""
     bar = st.progress(0.0, text="Starting the environments…")
@@ -71,7 +75,8 @@ def episode_results(digest: str, env_name: str, configs: tuple, episodes: int, s
         def report(done: int, total: int, label: str) -> None:
             bar.progress(done / total, text=f"Episodes: {done} / {total} finished — now {label}")
 
-        return R.run_configs(_agent, env_name, list(configs), episodes, seed, workers=R.WORKERS, on_progress=report)
+        return R.run_configs(_agent, env_name, list(configs), episodes, seed, workers=R.WORKERS, on_progress=report,
+                             verifier=verifier)
     finally:
         bar.empty()
 
@@ -89,6 +94,7 @@ def init_state() -> None:
     st.session_state.ro_count = R.DEFAULT_COUNT
     st.session_state.ro_episodes = R.EPISODES_DEFAULT
     st.session_state.ro_seed = 0
+    st.session_state.ro_verifier = "q"
     path = st.query_params.get("checkpoint")
     if path:
         st.session_state.ro_source = SRC_PATH
@@ -144,16 +150,17 @@ def resolve_checkpoint(bundled: list[R.Bundled]) -> tuple[R.Loaded | None, R.Bun
     return None, None
 
 
-def run(loaded: R.Loaded, configs: list[tuple[int, int]], episodes: int, seed: int) -> None:
+def run(loaded: R.Loaded, configs: list[tuple[int, int]], episodes: int, seed: int, verifier: str) -> None:
     """Episodes (cached) into st.session_state.ro_results; videos are rendered per chosen episode (render)."""
     try:
-        rows = episode_results(loaded.digest, loaded.env_name, tuple(configs), episodes, seed, loaded.agent)
+        rows = episode_results(loaded.digest, loaded.env_name, tuple(configs), episodes, seed, loaded.agent, verifier)
     except Exception as exc:
         st.error(f"The episodes could not run: {R.plain_message(exc)}")
         return
     st.session_state.ro_results = {
-        "key": (loaded.digest, tuple(configs), episodes, seed), "name": loaded.name, "env": loaded.env_name,
+        "key": (loaded.digest, tuple(configs), episodes, seed, verifier), "name": loaded.name, "env": loaded.env_name,
         "digest": loaded.digest, "configs": list(configs), "episodes": episodes, "seed": seed, "rows": rows,
+        "verifier": verifier,
         "agent": loaded.agent, "steps": loaded.max_episode_steps, "renders": {},
     }
     st.session_state.ro_episode = 0
@@ -167,8 +174,9 @@ def render(res: dict, episode: int) -> dict | None:
     try:
         videos = R.render_videos(res["agent"], res["env"], res["configs"], res["seed"], res["digest"], episode=episode,
                                  episodes=res["episodes"], expected_steps=res["steps"],
-                                 on_progress=lambda f, t: bar.progress(f, text=t))
+                                 on_progress=lambda f, t: bar.progress(f, text=t), verifier=res["verifier"])
         stem = (f"{R.checkpoint_label(res['name'])}-{res['digest']}-s{res['seed']}-K{res['episodes']}-e{episode}-"
+                + ("" if res["verifier"] == "q" else f"{res['verifier']}-")
                 + "_".join(f"M{m}xN{n}" for m, n in res["configs"]))
         done = {"videos": [R.video_record(v) for v in videos], "side_by_side": R.side_by_side_bytes(videos, stem)}
     except Exception as exc:  # the tables still show
@@ -211,12 +219,16 @@ with st.container(border=True):
 # ---- configurations
 m_options = loaded.m_options() if loaded is not None else list(R.M_OPTIONS)
 with st.container(border=True):
-    top = st.columns([1, 1, 1])
+    top = st.columns([1, 1, 1, 1])
     count = top[0].number_input("Configurations", min_value=1, max_value=R.MAX_CONFIGS, step=1, key="ro_count",
                                 help=HELP["count"])
     episodes = top[1].number_input("K episodes", min_value=1, max_value=R.EPISODES_MAX, step=1,
                                    key="ro_episodes", help=HELP["episodes"])
     seed = top[2].number_input("Seed", min_value=0, max_value=1_000_000, step=1, key="ro_seed", help=HELP["seed"])
+    verifier = top[3].selectbox("Verifier", list(VERIFIERS), key="ro_verifier", help=HELP["verifier"])
+    if verifier == "target-q" and loaded is not None and not loaded.agent.has_target_critic:
+        st.warning("This checkpoint holds no target critic (an inference-only export), so target-q cannot rank its "
+                   "candidates: choose another verifier.")
     cols = st.columns(R.MAX_CONFIGS)
     pairs = []
     for i in range(int(count)):
@@ -235,21 +247,22 @@ with st.container(border=True):
     configs, notes = R.clean_configs(pairs, loaded.m_disc if loaded is not None else max(R.M_OPTIONS))
     for note in notes:
         st.warning(note)
-    clicked = st.button("Run", type="primary", icon=":material/play_arrow:", disabled=loaded is None or not configs,
+    unusable = verifier == "target-q" and loaded is not None and not loaded.agent.has_target_critic
+    clicked = st.button("Run", type="primary", icon=":material/play_arrow:", disabled=loaded is None or not configs or unusable,
                         help=HELP["run"] if loaded is not None else "Choose a usable checkpoint first.")
 
 if clicked and loaded is not None:
-    run(loaded, configs, int(episodes), int(seed))
+    run(loaded, configs, int(episodes), int(seed), verifier)
 
 # ---- results (kept in the session: changing a widget does not wipe them)
 res = st.session_state.get("ro_results")
 if res is None:
     st.caption("Press **Run** to play the episodes.")
     st.stop()
-current = (loaded.digest, tuple(configs), int(episodes), int(seed)) if loaded is not None else None
+current = (loaded.digest, tuple(configs), int(episodes), int(seed), verifier) if loaded is not None else None
 if res["key"] != current:
     st.info(f"Showing the last run: {res['name']}, {', '.join(R.config_label(m, n) for m, n in res['configs'])}, "
-            f"K = {res['episodes']}, seed {res['seed']}. Press **Run** for the settings above.")
+            f"K = {res['episodes']}, seed {res['seed']}, verifier {res['verifier']}. Press **Run** for the settings above.")
 
 st.subheader("Results")
 st.dataframe(R.results_table(res["rows"]), hide_index=True,

@@ -17,6 +17,7 @@ import _rollouts as R  # noqa: E402
 import _scaling as S  # noqa: E402
 
 from sorl_core import viz  # noqa: E402
+from sorl_core.verifiers import VERIFIERS  # noqa: E402
 
 st.set_page_config(page_title="SORL Lab — scaling study", page_icon="📈", layout="wide")
 
@@ -26,13 +27,16 @@ HELP = {
     "upload": "One or more sweep CSVs written by the evaluator (columns in sorl_core/sweep_schema.py). Load two "
               "checkpoints, e.g. trained with M_BTT = 8 and M_BTT = 1, to compare how they scale.",
     "series": "Checkpoints to compare. A checkpoint is named with the M_BTT it was trained with: the number of "
-              "Euler steps back-propagated through in the Q loss.",
+              "Euler steps back-propagated through in the Q loss; a sweep ranked by another verifier than the "
+              "paper's q adds the verifier to the name (· q-min, · consensus, ...).",
     "group": "Sequential scaling: one line per N, M_inf (Euler steps) grows along it. Parallel scaling: one line "
              "per M_inf, N (best-of-N candidates ranked by the learned Q) grows along it. Same compute axis.",
     "sweep_ckpt": "An OGBench policy to measure: a bundled one, or the path of a checkpoint from `sorl-lab train --env` "
                   "inside runs/, assets/ or a folder the lab's host listed in SORL_LAB_PATHS.",
     "sweep_m": "Euler steps of the shortcut policy to try (sequential test-time scaling).",
     "sweep_n": "Best-of-N candidates to try, ranked by the learned Q at k = M_inf (parallel test-time scaling).",
+    "sweep_verifiers": "How best-of-N ranks its candidates; each verifier is its own series. "
+                       + " ".join(f"{k}: {v}." for k, v in VERIFIERS.items()),
     "sweep_episodes": "Episodes per (M_inf, N) cell; episode i starts from the same seeded state in every cell. "
                       "Few episodes give wide 95% intervals: `sorl-lab evaluate --episodes 50` for real figures.",
     "sweep_seed": "Seed of the initial states and the sampling noise (same as `sorl-lab evaluate --seed`).",
@@ -53,11 +57,13 @@ def parse(data: bytes, name: str):
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def small_sweep(path: str, digest: str, label: str, ms: tuple, ns: tuple, episodes: int, seed: int) -> bytes:
+def small_sweep(path: str, digest: str, label: str, ms: tuple, ns: tuple, episodes: int, seed: int,
+                verifiers: tuple = ("q",)) -> bytes:
     """Cached on the checkpoint's digest and the grid: a repeat (or another session) costs nothing."""
     bar = st.progress(0.0, text=f"{label}: running episodes")
     csv_bytes = S.run_small_sweep(path, label, ms, ns, episodes, seed,
-                                  on_progress=lambda done, total: bar.progress(done / total, text=f"{label}: {done}/{total} episodes"))
+                                  on_progress=lambda done, total: bar.progress(done / total, text=f"{label}: {done}/{total} episodes"),
+                                  verifiers=verifiers)
     bar.empty()
     return csv_bytes
 
@@ -82,6 +88,8 @@ def small_sweep_section() -> list[tuple[str, str, bytes]]:
             ms = st.multiselect("M_inf values", [1, 2, 4, 8], default=[1, 2, 4, 8], key="sweep_m", help=HELP["sweep_m"])
         with c3:
             ns = st.multiselect("N values", [1, 2, 4, 8, 16, 32, 64], default=[1, 4, 16], key="sweep_n", help=HELP["sweep_n"])
+            vs = st.multiselect("Verifiers", list(VERIFIERS), default=["q"], key="sweep_verifiers",
+                                help=HELP["sweep_verifiers"])
         with c4:
             episodes = st.number_input("Episodes per cell", 1, 50, 5, key="sweep_episodes", help=HELP["sweep_episodes"])
             seed = st.number_input("Seed", 0, 1_000_000, 0, key="sweep_seed", help=HELP["sweep_seed"])
@@ -92,14 +100,15 @@ def small_sweep_section() -> list[tuple[str, str, bytes]]:
             except P.PathNotAllowed as exc:
                 refused = str(exc)
                 st.error(refused)
-        if st.button("Run sweep", key="sweep_run", disabled=not (path and ms and ns), help=HELP["sweep_run"]):
+        if st.button("Run sweep", key="sweep_run", disabled=not (path and ms and ns and vs), help=HELP["sweep_run"]):
             run_one(path, name if name in choices else None, tuple(sorted(ms)), tuple(sorted(ns)), int(episodes),
-                    int(seed))
+                    int(seed), tuple(v for v in VERIFIERS if v in vs))
     runs = st.session_state.get("small_sweeps", {})
     return [(label, f"run:{grid_key}", data) for grid_key, (label, data) in runs.items()]
 
 
-def run_one(path: str, bundled_name: str | None, ms: tuple, ns: tuple, episodes: int, seed: int) -> None:
+def run_one(path: str, bundled_name: str | None, ms: tuple, ns: tuple, episodes: int, seed: int,
+            verifiers: tuple = ("q",)) -> None:
     """Run one small sweep and keep it for this session; says where the result went, or why there is none."""
     from sorl_core.checkpoint import CheckpointError
 
@@ -113,12 +122,16 @@ def run_one(path: str, bundled_name: str | None, ms: tuple, ns: tuple, episodes:
         return
     label = f"{bundled_name or R.checkpoint_label(str(loaded.path))} · s{seed}"
     runs = st.session_state.setdefault("small_sweeps", {})
-    grid_key = f"{loaded.digest}|{ms}|{ns}|{episodes}|{seed}"
+    grid_key = f"{loaded.digest}|{ms}|{ns}|{episodes}|{seed}|{verifiers}"
     if grid_key in runs:  # the same checkpoint, grid and seed: the same numbers, already on the page
         st.info(f"This sweep is already loaded (source `{runs[grid_key][0]}`).")
         return
     try:
-        data = small_sweep(str(loaded.path), loaded.digest, label, ms, ns, episodes, seed)
+        if "target-q" in verifiers and not loaded.agent.has_target_critic:
+            st.error("This checkpoint holds no target critic (an inference-only export), so target-q cannot run; "
+                     "leave it out of the verifiers.")
+            return
+        data = small_sweep(str(loaded.path), loaded.digest, label, ms, ns, episodes, seed, verifiers)
     except Exception:  # the evaluator failing mid-way: a sentence here, the details in the server log
         import logging
 
