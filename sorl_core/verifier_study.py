@@ -50,6 +50,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -340,16 +341,18 @@ def counterfactual_returns(pool: EnvBatch, cont, states: list[StudyState], candi
     lengths = np.ones(total, dtype=np.int64)
     running = ~(terminated | truncated)
     current = obs
-    calls = 0
+    calls, policy_seconds = 0, 0.0
     for t in range(1, horizon):
         index = np.nonzero(running)[0]
         if not len(index):
             break
         calls += 1
+        t0 = time.perf_counter()
         x = torch.as_tensor(noise[st_of[index], rep_of[index], t], device=cont.device)
-        with torch.no_grad():
+        with torch.no_grad():  # what cont.sample(obs, m, n=1) computes from this noise
             actions, _ = integrate(cont.actor, cont.as_obs(current[index]), x, cfg.continuation_m_inf)
         actions = actions.clamp(-1, 1).float().cpu().numpy()
+        policy_seconds += time.perf_counter() - t0
         obs, reward, terminated, truncated, success = pool.step(index, actions)
         returns[index] += discount ** t * reward
         last_success[index] = success
@@ -358,7 +361,7 @@ def counterfactual_returns(pool: EnvBatch, cont, states: list[StudyState], candi
         running[index[terminated | truncated]] = False
     shape = (s_count, n, reps)
     return {"returns": returns.reshape(shape), "success": last_success.reshape(shape).astype(np.float64),
-            "lengths": lengths.reshape(shape), "policy_calls": calls}
+            "lengths": lengths.reshape(shape), "policy_calls": calls, "policy_seconds": policy_seconds}
 
 
 # ----------------------------------------------------------------------------- rows
@@ -602,15 +605,15 @@ class StudyResult:
     summary: list[dict] = field(default_factory=list)
     studied: int = 0  # states run in this call (the rest were already there)
     env_steps: int = 0
-    policy_calls: int = 0
-    seconds: float = 0.0
+    policy_calls: int = 0  # batched continuation-policy calls
+    policy_seconds: float = 0.0  # inside those calls
+    rollout_seconds: float = 0.0  # the counterfactual rollouts (restores, steps, policy), without set-up
+    seconds: float = 0.0  # the whole call
 
 
 def run_study(cfg: VerifierStudyConfig) -> StudyResult:
     """Run (or resume) the study; see the module docstring. Returns the paths, the per-verifier summary and this
     call's counters (environment steps and continuation-policy calls, for the benchmark)."""
-    import time
-
     t_start = time.perf_counter()
     _check_config(cfg)
     agent, extra = load_agent(cfg.checkpoint, device=cfg.device)
@@ -632,7 +635,7 @@ def run_study(cfg: VerifierStudyConfig) -> StudyResult:
     done = {int(r["state"]) for r in state_rows}
     cand_rows = [r for r in _read_csv(paths["cand"]) if int(r["state"]) in done]
     cand_cols, st_cols = candidate_columns(verifiers, agent.config.action_dim), state_columns(verifiers)
-    counters = {"env_steps": 0, "policy_calls": 0, "studied": 0}
+    counters = {"env_steps": 0, "policy_calls": 0, "studied": 0, "policy_seconds": 0.0, "rollout_seconds": 0.0}
 
     def save(new_cand: list[dict], new_state: list[dict]) -> None:
         cand_rows.extend(new_cand)
@@ -640,12 +643,14 @@ def run_study(cfg: VerifierStudyConfig) -> StudyResult:
         _write_atomic(paths["cand"], _csv_text(cand_cols, cand_rows))  # candidates first: a state counts once in both
         _write_atomic(paths["state"], _csv_text(st_cols, state_rows))
 
+    if len(done) >= cfg.states:  # finished before: only the summary and report are rewritten
+        world = env_name = None
     bar = tqdm(total=cfg.states, initial=len(done), desc=f"verifier study {_label(cfg.checkpoint)}", unit="state",
                disable=not cfg.progress, dynamic_ncols=True)
     try:
         if world:
             _toy_study(agent, world, cfg, present, verifiers, done, save, bar, counters)
-        else:
+        elif env_name:
             _env_study(agent, env_name, cfg, present, verifiers, done, save, bar, counters)
     finally:
         bar.close()
@@ -657,7 +662,7 @@ def run_study(cfg: VerifierStudyConfig) -> StudyResult:
     _write_atomic(paths["html"], study_html(cand_rows, state_rows, summary, verifiers, absent, title))
     return StudyResult(out, paths["cand"], paths["state"], paths["summary"], paths["html"], summary,
                        counters["studied"], counters["env_steps"], counters["policy_calls"],
-                       time.perf_counter() - t_start)
+                       counters["policy_seconds"], counters["rollout_seconds"], time.perf_counter() - t_start)
 
 
 def _toy_study(agent, world_name, cfg, present, verifiers, done, save, bar, counters) -> None:
@@ -705,7 +710,10 @@ def _env_study(agent, env_name, cfg, present, verifiers, done, save, bar, counte
         for start in range(0, len(todo), cfg.batch_states):
             chunk = todo[start:start + cfg.batch_states]
             candidates, scores = candidate_draws(agent, chunk, cfg, present)
+            t0 = time.perf_counter()
             truth = counterfactual_returns(pool, cont, chunk, candidates, cfg, discount)
+            counters["rollout_seconds"] += time.perf_counter() - t0
+            counters["policy_seconds"] += truth["policy_seconds"]
             counters["env_steps"] += int(truth["lengths"].sum()) + len(chunk)  # + the proof steps
             counters["policy_calls"] += int(truth["policy_calls"])
             save(*chunk_rows(chunk, candidates, scores, truth, verifiers))

@@ -1,0 +1,197 @@
+"""Verifier study: exact restores, the truth it measures, its metrics, the CLI, resume and refusals."""
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sorl_core import toy
+from sorl_core import verifier_study as vs
+from sorl_core.checkpoint import load_agent
+from sorl_core.cli import main
+from sorl_core.toy_study import held_out_contexts
+
+REPO = Path(__file__).resolve().parents[1]
+CUBE = REPO / "assets" / "ogbench" / "cube-single-task2" / "policy.pt"
+RING = REPO / "assets" / "toy" / "ring.pt"
+CUBE_ENV = "cube-single-play-singletask-task2-v0"
+
+
+def read(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ----------------------------------------------------------------------------- metrics by hand
+def test_metrics_equal_hand_computed_values():
+    scores = [0.5, 2.0, 1.0, -1.0]
+    returns = [1.0, 0.0, 3.0, 2.0]
+    candidates = [[0, 0], [2, 0], [0, 1], [1, 1]]
+    m = vs.state_metrics(scores, returns, candidates, success=[0, 1, 0.5, 1])
+    # ranks: scores (1, 3, 2, 0), returns (1, 0, 3, 2); sum d^2 = 14 -> 1 - 6 * 14 / (4 * 15) = -0.4
+    assert m["spearman"] == pytest.approx(-0.4, abs=1e-12)
+    assert m["top1_regret"] == 3.0  # best 3.0, the pick (index 1) has 0.0
+    assert m["winners_curse_score"] == pytest.approx(2.0 - 0.625, abs=1e-12)
+    assert m["winners_curse_return"] == pytest.approx(0.0 - 1.5, abs=1e-12)
+    # coordinate-wise median (0.5, 0.5); the pick (2, 0) is sqrt(2.5) from it, the others sqrt(0.5)
+    assert m["pick_distance"] == pytest.approx(math.sqrt(2.5), abs=1e-12)
+    assert m["mean_distance"] == pytest.approx((3 * math.sqrt(0.5) + math.sqrt(2.5)) / 4, abs=1e-12)
+    assert m["pick_return"] == 0.0 and m["pick_success"] == 1.0
+
+
+def test_spearman_ties_and_constants():
+    # ranks (0.5, 0.5, 2) against (0, 1, 2): 1.5 / sqrt(1.5 * 2)
+    assert vs.spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(1.5 / math.sqrt(3.0), abs=1e-12)
+    assert math.isnan(vs.spearman([1, 2, 3], [5, 5, 5]))
+    assert vs.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+
+
+def test_states_spread_over_episodes():
+    assert vs.spread_steps([10, 3], 4) == [(0, 2), (0, 7), (1, 0), (1, 2)]
+    assert vs.spread_steps([2, 1], 3) == [(0, 0), (0, 1), (1, 0)]
+    with pytest.raises(ValueError, match="hold only 3 decision points"):
+        vs.spread_steps([2, 1], 4)
+
+
+# ----------------------------------------------------------------------------- exact restores
+@pytest.fixture(scope="module")
+def cube_recording():
+    pytest.importorskip("ogbench")
+    from sorl_core.rollout import EnvBatch, episode_seeds, sample_seed
+
+    agent, _ = load_agent(CUBE, device="cpu")
+    envs = EnvBatch(CUBE_ENV, 2, workers=1, share_model=True)
+    recording = vs.record_episodes(agent, envs, 8, episode_seeds(0, 2), sample_seed(0, 8, 1))
+    yield envs, recording
+    envs.close()
+
+
+def test_restore_and_replay_reproduce_a_recorded_cube_single_trajectory(cube_recording):
+    envs, recording = cube_recording
+    length = recording.lengths[0]
+    assert length > 10
+    # mid-episode (the gripper near or on the cube) and one step before the end; restored into the other environment
+    for step in (length // 2, length - 1):
+        vs.verify_restore(envs, recording, episode=0, step=step, target=1)
+
+
+def test_a_restore_that_misses_the_observation_is_refused(cube_recording):
+    envs, recording = cube_recording
+    envs.reset(recording.seeds)
+    for t in range(5):
+        envs.step(np.array([0]), recording.actions[0][t][None])
+    (state,) = envs.get_states([0])
+    broken = {**state, "derived": {}}  # without the derived arrays the effector pose is the target's own
+    with pytest.raises(RuntimeError, match=CUBE_ENV):
+        envs.set_states([1], [broken])
+
+
+# ----------------------------------------------------------------------------- toy worlds: closed-form truth
+def test_toy_truth_is_the_closed_form_reward(tmp_path):
+    result = vs.run_study(vs.VerifierStudyConfig(str(RING), n=4, states=5, batch_states=2, out=str(tmp_path),
+                                                 progress=False))
+    world = toy.make_world("ring")
+    contexts = held_out_contexts(world, 5)
+    rows = read(result.candidates_csv)
+    assert len(rows) == 5 * 4
+    for row in rows:
+        action = np.array([[float(row["a0"]), float(row["a1"])]], dtype=np.float32)
+        context = contexts[int(row["state"])][None]
+        assert float(row["return_mean"]) == float(world.reward(action, context)[0])
+        assert float(row["return_std"]) == 0.0 and row["success_mean"] == ""
+    states = read(result.states_csv)
+    assert [float(r["context"]) for r in states] == [float(c) for c in contexts[:, 0]]
+    # each verifier's pick is the argmax of its own scores, and its regret follows from the returns
+    for r in states:
+        cands = [c for c in rows if c["state"] == r["state"]]
+        for v in ("q", "consensus"):
+            pick = max(range(4), key=lambda j: (float(cands[j][f"score_{v}"]), -j))
+            assert cands[pick][f"picked_{v}"] == "1"
+            best = max(float(c["return_mean"]) for c in cands)
+            assert float(r[f"top1_regret_{v}"]) == pytest.approx(best - float(cands[pick]["return_mean"]), abs=1e-12)
+
+
+# ----------------------------------------------------------------------------- CLI end to end, resume
+def _spy_chunks(monkeypatch, name: str) -> list[int]:
+    seen: list[int] = []
+    original = getattr(vs, name)
+
+    def spy(*args, **kwargs):
+        seen.append(len(args[2]))  # the batch of states
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(vs, name, spy)
+    return seen
+
+
+def test_cli_toy_study_end_to_end_and_rerun_skips(tmp_path, monkeypatch, capsys):
+    args = ["verifier", "--checkpoint", str(RING), "--n", "4", "--states", "3", "--out", str(tmp_path), "--no-progress"]
+    assert main(args) == 0
+    for name in ("verifier_candidates.csv", "verifier_states.csv", "verifier.html"):
+        assert (tmp_path / name).exists()
+    assert "spearman" in capsys.readouterr().out
+    seen = _spy_chunks(monkeypatch, "candidate_draws")
+    assert main(args) == 0
+    assert seen == []  # every state was already there
+
+
+def test_cli_cube_single_end_to_end_resumes_without_redoing_states(tmp_path, monkeypatch):
+    pytest.importorskip("ogbench")
+    args = ["verifier", "--checkpoint", str(CUBE), "--n", "4", "--states", "2", "--repeats", "1", "--horizon", "20",
+            "--episodes", "1", "--batch-states", "1", "--workers", "1", "--out", str(tmp_path), "--no-progress"]
+    assert main(args) == 0
+    cands, states = read(tmp_path / "verifier_candidates.csv"), read(tmp_path / "verifier_states.csv")
+    assert len(cands) == 2 * 4 and len(states) == 2
+    assert all(r["score_target-q"] == "" for r in cands)  # inference-only: target-q recorded as absent
+    assert all(1 <= float(r["length_mean"]) <= 20 for r in cands)
+    assert all(r["picked_by"] for r in cands if r["picked_q"] == "1")
+    for r in states:
+        assert -1 <= float(r["spearman_q"] or 0) <= 1 and float(r["top1_regret_q"]) >= 0
+    html = (tmp_path / "verifier.html").read_text()
+    assert "plotly" in html and "absent" in html and len(html) > 1_000_000  # plotly.js inlined
+    # an interrupted study: the second state's row never made it to verifier_states.csv
+    original_states = (tmp_path / "verifier_states.csv").read_text().splitlines()
+    (tmp_path / "verifier_states.csv").write_text("\n".join(original_states[:2]) + "\n")
+    seen = _spy_chunks(monkeypatch, "counterfactual_returns")
+    assert main(args) == 0
+    assert seen == [1]  # only the missing state ran again ...
+    assert read(tmp_path / "verifier_states.csv") == states  # ... with the same result (same seeds, same batch)
+    assert read(tmp_path / "verifier_candidates.csv") == cands
+    assert main(args) == 0 and seen == [1]  # nothing left to do
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("extra, message", [
+    (["--verifiers", "oracle"], "unknown verifier 'oracle'"),
+    (["--beta", "-1"], "beta"),
+    (["--horizon", "0"], "horizon must be 1 or more"),
+    (["--repeats", "0"], "repeats must be 1 or more"),
+    (["--n", "1"], "n must be 2 or more"),
+])
+def test_bad_settings_give_one_clear_sentence(tmp_path, capsys, extra, message):
+    assert main(["verifier", "--checkpoint", str(RING), "--out", str(tmp_path), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    assert main(["verifier", "--checkpoint", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "not a readable SORL Lab checkpoint" in capsys.readouterr().err
+
+
+def test_other_settings_in_the_same_folder_are_refused(tmp_path, capsys):
+    base = ["verifier", "--checkpoint", str(RING), "--n", "3", "--states", "2", "--out", str(tmp_path), "--no-progress"]
+    assert main(base) == 0
+    assert main(base[:-1] + ["--seed", "1", "--no-progress"]) == 2
+    assert "already holds a verifier study with other settings (seed 0 there, 1 here)" in capsys.readouterr().err
+
+
+def test_more_states_than_the_episodes_hold_is_refused(tmp_path, capsys):
+    pytest.importorskip("ogbench")
+    assert main(["verifier", "--checkpoint", str(CUBE), "--states", "401", "--episodes", "2", "--workers", "1",
+                 "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "401 states asked for, but 2 episodes of at most 200 steps cannot hold them" in capsys.readouterr().err
