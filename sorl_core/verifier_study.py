@@ -553,6 +553,12 @@ def study_html(cand_rows: list[dict], state_rows: list[dict], summary: list[dict
              "returns tie); top-1 regret is the best candidate's return minus the pick's; winner's curse compares the "
              "pick's score above the candidates' mean with its true return above the mean (Q verifiers: both in "
              "return units); distances are to the candidates' coordinate-wise median.")
+    rep_std = np.array([_float(r["return_std"]) for r in cand_rows])
+    spread = np.array([np.std([_float(r["return_mean"]) for r in rows]) for rows in by_state.values()])
+    if len(rep_std) and len(spread):
+        notes += (f" Noise in the truth: the mean std of a candidate's return over repeats is {np.nanmean(rep_std):.3g}, "
+                  f"the mean spread (std) of the candidates' mean returns at a state {np.nanmean(spread):.3g}; when the "
+                  "first is not small against the second, more --repeats sharpen every correlation here.")
     sections = [("Verifier score against true return, standardised per state", scatter),
                 ("Spearman rank correlation per state", dist), ("Verifiers side by side", side)]
     body = "".join(f"<section><h2>{esc(h)}</h2>{fig.to_html(full_html=False, include_plotlyjs=(i == 0))}</section>"
