@@ -175,20 +175,20 @@ def world_note(world: str) -> str:
     return COUNTER_EXAMPLES.get(world, "")
 
 
-def score_truth_note(scores, true_rewards, chosen: int, verifier: str) -> str:
-    """How well the verifier's ranking of this state's candidates matches the true reward."""
+def score_truth_note(scores, true_rewards, chosen: int, verifier: str, truth: str = "true reward") -> str:
+    """How well the verifier's ranking of this state's candidates matches the truth (`truth` names it)."""
     x, y = np.asarray(scores, dtype=np.float64), np.asarray(true_rewards, dtype=np.float64)
     if len(x) < 2:
         return ""
     rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731
     rho = float(np.corrcoef(rank(x), rank(y))[0, 1]) if np.ptp(x) > 0 and np.ptp(y) > 0 else float("nan")
     regret = float(y.max() - y[int(chosen)])
-    text = (f"Rank correlation of the {verifier} score with the true reward over these {len(x)} candidates: "
-            f"{rho:.2f}; the pick's true reward is {regret:.3f} below the best candidate's.")
+    text = (f"Rank correlation of the {verifier} score with the {truth} over these {len(x)} candidates: "
+            f"{rho:.2f}; the pick's {truth} is {regret:.3f} below the best candidate's.")
     if regret <= 1e-3:
         text += " Here the verifier picked the truly best candidate."
     elif np.ptp(y) < 0.02:
-        text += (f" All candidates are worth nearly the same here (true rewards within {np.ptp(y):.3f}), so the "
+        text += (f" All candidates are worth nearly the same here ({truth}s within {np.ptp(y):.3f}), so the "
                  "ranking hardly matters at this state.")
     elif np.isfinite(rho) and rho < 0.3:
         text += (" The verifier barely knows which candidate is better: best-of-N is then a lottery, and a large N "

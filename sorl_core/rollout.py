@@ -436,6 +436,7 @@ def run_episodes(
     verifier: str = "q",
     beta: float = 1.0,
     act: Callable | None = None,
+    on_sample: Callable | None = None,
 ) -> EpisodeResults:
     """Play len(seeds) episodes (== envs.count) of one configuration to their end.
 
@@ -449,6 +450,8 @@ def run_episodes(
     `act(obs, generator)` replaces `agent.sample` for the chosen action (adaptive compute, sorl_core.adaptive): it
     returns `.actions` (S, A) and per-state `.actor_calls` / `.critic_calls` arrays (S,); the results then hold
     the mean calls per action over every action taken (floats). record_q is not available with it.
+    `on_sample(t, index, obs, result)` sees every policy call before its actions are stepped: the running episodes'
+    indices, their observations and the sampler's result (candidates, scores, pick), e.g. to record them.
     """
     import torch  # here, not at the top: environment worker processes import this module without torch
 
@@ -478,6 +481,8 @@ def run_episodes(
                                       verifier=verifier, beta=beta)
             actions = result.actions.float().cpu().numpy()
             policy_seconds += time.perf_counter() - t0
+            if on_sample is not None:
+                on_sample(t, index, obs[index], result)
             actions_taken += len(index)
             if act is not None:
                 call_sums[0] += float(np.sum(result.actor_calls))

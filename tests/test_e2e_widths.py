@@ -14,7 +14,8 @@ from browser_support import CHROMIUM, REPO, chromium, slider, streamlit_server, 
 
 ARTIFACTS = REPO / "test-artifacts"
 SIZES = [(1024, 768), (1280, 800)]
-PAGES = {"home": "", "rollouts": "OGBench_rollouts", "scaling": "Scaling_study", "runs": "Training_runs"}
+PAGES = {"home": "", "rollouts": "OGBench_rollouts", "scaling": "Scaling_study", "runs": "Training_runs",
+         "verifier": "Verifier"}
 
 pytestmark = [
     pytest.mark.slow,

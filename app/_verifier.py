@@ -1,0 +1,240 @@
+"""Logic of the Verifier page (app/pages/4_Verifier.py) that does not need Streamlit.
+
+One seeded episode is played exactly as the rollouts page plays episode i of K (same reset seeds, same sampling
+noise, `rollout.run_episodes`), and every step keeps the frame, the N candidates, the verifier's scores, the pick
+and the environment's state, so the page can scrub through it and, on request, score every candidate of a step
+by its counterfactual return (`sorl_core.verifier_study`). A study written by `sorl-lab verifier` is summarised
+as calibration figures.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
+
+SCORE_SCALE = "Viridis"
+
+
+@dataclass
+class EpisodeRecord:
+    """Step t: the state before action t (frame t, observation t), its candidates, scores and pick."""
+
+    env_name: str
+    m_inf: int
+    n: int
+    verifier: str
+    seed: int
+    episode: int
+    episodes: int
+    frames: list = field(default_factory=list)  # (length + 1) RGB frames
+    obs: list = field(default_factory=list)  # (obs_dim,) per step
+    candidates: list = field(default_factory=list)  # (N, A) per step
+    scores: list = field(default_factory=list)  # (N,) per step, or None when N = 1
+    chosen: list = field(default_factory=list)  # int per step
+    env_states: list = field(default_factory=list)  # rollout.env_state per step
+    success: bool = False
+
+    @property
+    def length(self) -> int:
+        return len(self.chosen)
+
+
+def record_episode(agent, env_name: str, m_inf: int, n: int, verifier: str, seed: int, episode: int = 0,
+                   episodes: int = 1, beta: float = 1.0, size: int = 240,
+                   on_progress: Callable[[int], None] | None = None) -> EpisodeRecord:
+    """Play episode `episode` of a K = `episodes` evaluation from `seed` and keep everything the page shows."""
+    from sorl_core.render import grab_frame
+    from sorl_core.rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
+
+    if not 0 <= episode < episodes:
+        raise ValueError(f"the episode must be between 0 and {episodes - 1}, got {episode}")
+    rec = EpisodeRecord(env_name, m_inf, n, verifier, seed, episode, episodes)
+    with EnvBatch(env_name, episodes, workers=1, width=size, height=size) as envs:
+        env = envs.local.envs[episode].unwrapped
+
+        def keep(t: int, index: np.ndarray, obs: np.ndarray, result) -> None:
+            where = np.nonzero(index == episode)[0]
+            if not len(where):
+                return
+            k = int(where[0])
+            rec.obs.append(np.asarray(obs[k], dtype=np.float32))
+            rec.candidates.append(result.candidates[k].float().cpu().numpy())
+            rec.scores.append(None if result.q is None else result.q[k].float().cpu().numpy())
+            rec.chosen.append(int(result.chosen[k]))
+            rec.env_states.append(envs.get_states([episode])[0])
+
+        def frame(t: int, stepped: np.ndarray) -> None:
+            if stepped[episode]:
+                rec.frames.append(grab_frame(env, first=not rec.frames))
+                if on_progress is not None:
+                    on_progress(len(rec.frames))
+
+        res = run_episodes(agent, envs, m_inf, n, episode_seeds(seed, episodes), sample_seed=sample_seed(seed, m_inf, n),
+                           verifier=verifier, beta=beta, on_sample=keep, on_env_step=frame, stop_after=episode)
+    rec.success = bool(res.success[episode])
+    return rec
+
+
+def counterfactual_at(agent, rec: EpisodeRecord, step: int, horizon: int = 100, repeats: int = 1,
+                      workers: int = 2) -> dict[str, np.ndarray]:
+    """True (counterfactual) return of each candidate of one recorded step: restore the environment there, apply
+    the candidate, continue with the same policy (M_inf = 8, N = 1). Returns mean return and success per candidate."""
+    from sorl_core.rollout import EnvBatch
+    from sorl_core.verifier_study import StudyState, VerifierStudyConfig, counterfactual_returns
+
+    if not 0 <= step < rec.length:
+        raise ValueError(f"the step must be between 0 and {rec.length - 1}, got {step}")
+    candidates = rec.candidates[step]
+    n = len(candidates)
+    # The recorded action replayed from the restored state proves the restore (the study refuses otherwise).
+    nxt = rec.obs[step + 1] if step + 1 < rec.length else None
+    state = StudyState(0, rec.episode, step, rec.obs[step], rec.env_states[step], candidates[rec.chosen[step]],
+                       nxt, None)
+    cfg = VerifierStudyConfig(checkpoint="", m_inf=rec.m_inf, n=n, states=1, horizon=horizon, repeats=repeats,
+                              seed=rec.seed)
+    with EnvBatch(rec.env_name, n * repeats, workers=workers) as pool:
+        # The proof compares the recorded next observation (the page keeps no per-step rewards, so the reward is
+        # the replay's own); at the last step nothing was recorded after it, so the replay is its own reference.
+        replay_obs, state.reward = _replay(pool, state)
+        if nxt is None:
+            state.next_obs = replay_obs
+        out = counterfactual_returns(pool, agent, [state], candidates[None], cfg, agent.config.discount)
+    return {"returns": out["returns"][0].mean(axis=1), "success": out["success"][0].mean(axis=1)}
+
+
+def _replay(pool, state) -> tuple[np.ndarray, float]:
+    """The observation and reward of the recorded action from the restored state (what the proof compares with)."""
+    pool.set_states(np.array([0]), [state.env_state])
+    obs, reward, *_ = pool.step(np.array([0]), state.action[None])
+    return obs[0], float(reward[0])
+
+
+# --------------------------------------------------------------------------- figures
+def candidates_figure(candidates: np.ndarray, scores: np.ndarray | None, chosen: int, verifier: str,
+                      truth: np.ndarray | None = None) -> go.Figure:
+    """Parallel coordinates: one line per candidate over the action dimensions, coloured by the verifier's score
+    (or, when `truth` is given, by the candidate's true return); the pick is the thick gold line."""
+    cand = np.asarray(candidates, dtype=np.float64)
+    colour_by = truth if truth is not None else scores
+    label = "true return" if truth is not None else f"{verifier} score"
+    lo, hi = (float(np.min(colour_by)), float(np.max(colour_by))) if colour_by is not None else (0.0, 1.0)
+    dims = [f"a{i + 1}" for i in range(cand.shape[1])]
+    traces = []
+    for j, row in enumerate(cand):
+        value = None if colour_by is None else float(colour_by[j])
+        colour = "#888" if value is None else sample_colorscale(SCORE_SCALE, [(value - lo) / (hi - lo) if hi > lo else 0.5])[0]
+        hover = f"candidate {j}" + ("" if scores is None else f"<br>{verifier} score {float(scores[j]):.3f}") + \
+            ("" if truth is None else f"<br>true return {float(truth[j]):.3f}")
+        traces.append(go.Scatter(x=dims, y=row, mode="lines+markers", line=dict(color=colour, width=1.5),
+                                 marker=dict(size=4), showlegend=False, hovertemplate=hover + "<extra></extra>"))
+    traces.append(go.Scatter(x=dims, y=cand[chosen], mode="lines+markers", name=f"picked by {verifier}",
+                             line=dict(color="#ffd700", width=5), marker=dict(size=8, color="#ffd700"),
+                             hovertemplate=f"picked: candidate {chosen}<extra></extra>"))
+    if colour_by is not None:  # a colour bar: an invisible trace carries it
+        traces.append(go.Scatter(x=[dims[0]], y=[cand[chosen][0]], mode="markers", showlegend=False, hoverinfo="skip",
+                                 marker=dict(size=0.1, color=[lo], cmin=lo, cmax=hi, colorscale=SCORE_SCALE,
+                                             colorbar=dict(title=dict(text=label), thickness=12, len=0.8))))
+    return go.Figure(data=traces, layout=dict(
+        title=dict(text=f"The {len(cand)} candidates, coloured by {label}", x=0.0, xanchor="left", font=dict(size=15)),
+        height=380, margin=dict(l=50, r=20, t=40, b=40),
+        yaxis=dict(title="action value", range=[-1.05, 1.05]), xaxis=dict(title="action dimension"),
+        legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0.0),
+    ))
+
+
+def score_spread_figure(rec: EpisodeRecord, step: int) -> go.Figure:
+    """Over the episode: the pick's score above the candidates' mean (how much the verifier's choice stands out);
+    a dashed line marks the step on screen."""
+    t = [i for i, s in enumerate(rec.scores) if s is not None]
+    gap = [float(rec.scores[i][rec.chosen[i]] - np.mean(rec.scores[i])) for i in t]
+    fig = go.Figure(data=[go.Scatter(x=t, y=gap, mode="lines", name="pick above the mean",
+                                     hovertemplate="step %{x}: %{y:.3f}<extra></extra>")], layout=dict(
+        title=dict(text=f"{rec.verifier}: the pick's score above the candidates' mean", x=0.0, xanchor="left",
+                   font=dict(size=15)),
+        height=260, margin=dict(l=50, r=20, t=40, b=40), xaxis=dict(title="step"), yaxis=dict(title="score gap"),
+        shapes=[dict(type="line", x0=step, x1=step, y0=0, y1=1, yref="paper", line=dict(dash="dash", color="#d62728"))],
+    ))
+    return fig
+
+
+# --------------------------------------------------------------------------- a study's calibration
+def read_study(folder: Path) -> tuple[list[dict], list[dict]]:
+    """(candidate rows, state rows) of a `sorl-lab verifier` output folder."""
+    with (folder / "verifier_candidates.csv").open(newline="") as f:
+        cand = list(csv.DictReader(f))
+    with (folder / "verifier_states.csv").open(newline="") as f:
+        states = list(csv.DictReader(f))
+    if not cand or not states:
+        raise ValueError(f"{folder.name} holds no finished states yet")
+    return cand, states
+
+
+def study_verifiers(cand_rows: list[dict]) -> list[str]:
+    return [c.removeprefix("score_") for c in cand_rows[0] if c.startswith("score_")
+            and any(r[c] not in ("", None) for r in cand_rows)]
+
+
+def _f(x) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def calibration_figures(cand_rows: list[dict], state_rows: list[dict]) -> list[tuple[str, go.Figure]]:
+    """Score against true return standardised per state; the distribution of spearman; a side-by-side of the
+    verifiers (mean spearman, top-1 regret, pick vs mean distance)."""
+    verifiers = study_verifiers(cand_rows)
+    by_state: dict[str, list[dict]] = {}
+    for r in cand_rows:
+        by_state.setdefault(r["state"], []).append(r)
+
+    def z(v):
+        v = np.asarray(v, dtype=np.float64)
+        sd = v.std()
+        return (v - v.mean()) / sd if sd > 0 else np.zeros_like(v)
+
+    scatter = go.Figure()
+    for v in verifiers:
+        xs, ys = [], []
+        for rows in by_state.values():
+            s, ret = [_f(r[f"score_{v}"]) for r in rows], [_f(r["return_mean"]) for r in rows]
+            if np.isfinite(s).all() and np.isfinite(ret).all() and np.std(ret) > 0:
+                xs += list(z(s))
+                ys += list(z(ret))
+        scatter.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=v, marker=dict(size=4, opacity=0.5)))
+    scatter.update_layout(title="Score vs true return", height=420,
+                          xaxis_title="verifier score (z-score within its state)", yaxis_title="true return (z within its state)",
+                          legend=dict(orientation="h", yanchor="top", y=-0.2, x=0), margin=dict(l=50, r=20, t=40, b=40))
+    hist = go.Figure()
+    for v in verifiers:
+        hist.add_trace(go.Histogram(x=[_f(r.get(f"spearman_{v}")) for r in state_rows], name=v, opacity=0.6,
+                                    xbins=dict(start=-1, end=1, size=0.1)))
+    hist.update_layout(barmode="overlay", title="Spearman per state", height=360,
+                       xaxis_title="spearman", yaxis_title="states", margin=dict(l=50, r=20, t=40, b=40),
+                       legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
+    summary = study_summary(state_rows, verifiers)
+    side = go.Figure()
+    for metric, label in (("spearman", "mean spearman"), ("top1_regret", "mean top-1 regret"),
+                          ("pick_distance", "pick distance to the median"), ("mean_distance", "a random candidate's")):
+        side.add_trace(go.Bar(x=verifiers, y=[summary[v][metric] for v in verifiers], name=label))
+    side.update_layout(barmode="group", title="Verifiers side by side", height=380, margin=dict(l=50, r=20, t=40, b=40),
+                       legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
+    return [("calibration", scatter), ("spearman", hist), ("side by side", side)]
+
+
+def study_summary(state_rows: list[dict], verifiers: list[str]) -> dict[str, dict[str, float]]:
+    """Per verifier: the mean over states of each metric (NaN cells, e.g. constant returns, left out)."""
+    out = {}
+    for v in verifiers:
+        out[v] = {}
+        for metric in ("spearman", "top1_regret", "pick_distance", "mean_distance", "pick_return", "pick_success"):
+            values = np.array([_f(r.get(f"{metric}_{v}", r.get(metric))) for r in state_rows], dtype=np.float64)
+            out[v][metric] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    return out

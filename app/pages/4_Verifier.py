@@ -1,0 +1,162 @@
+"""Verifier: does best-of-N pick what is truly best? Visual debugging of a learned verifier on a real episode.
+
+Play one seeded episode of an OGBench policy, scrub through it step by step (frame, the N candidates coloured by the
+verifier's score, the pick), and on request score that step's candidates by their counterfactual return. Below, the
+calibration of a whole `sorl-lab verifier` study. The logic lives in app/_verifier.py.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _notes as N  # noqa: E402  (app/ is not a package)
+import _paths as P  # noqa: E402
+import _rollouts as R  # noqa: E402
+import _verifier as V  # noqa: E402
+
+from sorl_core.verifiers import VERIFIERS  # noqa: E402
+
+st.set_page_config(page_title="SORL Lab — verifier", page_icon="🔍", layout="wide")
+
+HELP = {
+    "policy": "A bundled OGBench policy (assets/ogbench/<name>/policy.pt), or the path of a checkpoint written by "
+              "`sorl-lab train --env ...` inside runs/, assets/ or a folder the lab's host allowed (SORL_LAB_PATHS).",
+    "verifier": "How best-of-N ranks its candidates. " + " ".join(f"{k}: {v}." for k, v in VERIFIERS.items()),
+    "episode": "Which episode of K to play. Episode i of K starts from the same state, with the same sampling noise, "
+               "as row i of the rollouts page's table with the same K, seed and configuration.",
+    "step": "Move through the episode: the frame, the candidates and the pick at that step.",
+    "truth": "Restore the environment exactly at this step, apply each candidate, and let the same policy (M_inf = 8, "
+             "N = 1) continue for the horizon: the discounted return each candidate truly leads to.",
+    "study": "A folder written by `sorl-lab verifier` (verifier_candidates.csv, verifier_states.csv): bundled ones "
+             "under assets/ogbench/*/verifier, your own under runs/.",
+}
+K_EPISODES = 5
+FRAME_SIZE = 240
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading and checking the checkpoint…")
+def load(path: str, name: str) -> R.Loaded:
+    return R.load_checkpoint(path, name)
+
+
+st.title("Verifier · does best-of-N pick what is truly best?")
+st.markdown(
+    "Best-of-N keeps the candidate its **verifier** scores highest. A learned verifier can be wrong in a way that "
+    "best-of-N amplifies: the more candidates, the more likely the top score is one the critic overrates. Play an "
+    "episode, step through it, and ask for each candidate's **true** return to see where the ranking fails."
+)
+
+# ---- policy and configuration
+bundled = R.bundled_checkpoints()
+choices = {b.name: b.policy for b in bundled}
+with st.container(border=True):
+    c1, c2, c3, c4, c5, c6 = st.columns([2, 1, 1, 1.2, 0.8, 0.8], vertical_alignment="bottom")
+    name = c1.selectbox("Policy", [*choices, "a path…"], key="vf_policy", help=HELP["policy"])
+    m = c2.select_slider("M_inf", options=[1, 2, 4, 8], value=8, key="vf_m", help="Euler steps of every candidate.")
+    n = c3.number_input("N", min_value=2, max_value=64, value=16, step=1, key="vf_n", help="Candidates per step.")
+    verifier = c4.selectbox("Verifier", list(VERIFIERS), key="vf_verifier", help=HELP["verifier"])
+    seed = c5.number_input("Seed", min_value=0, max_value=1_000_000, value=0, step=1, key="vf_seed")
+    episode = c6.selectbox("Episode", list(range(K_EPISODES)), key="vf_episode", help=HELP["episode"])
+    path = choices.get(name)
+    if path is None:
+        typed = st.text_input("Checkpoint path", key="vf_path", help=HELP["policy"])
+        if typed.strip():
+            try:
+                path = P.resolve_allowed(typed)
+            except P.PathNotAllowed as exc:
+                st.error(str(exc))
+loaded = None
+if path is not None:
+    try:
+        loaded = load(str(path), name if name in choices else Path(path).name)
+    except ValueError as exc:  # CheckpointError is one: its message is written for people
+        st.error(f"Cannot use this checkpoint: {R.plain_message(exc)}")
+    except OSError:
+        st.error(f"The file {Path(path).name} could not be read.")
+if loaded is not None and verifier == "target-q" and not loaded.agent.has_target_critic:
+    st.warning("This checkpoint holds no target critic (an inference-only export), so target-q cannot rank its "
+               "candidates: choose another verifier.")
+    loaded = None
+
+settings = (str(path), int(m), int(n), verifier, int(seed), int(episode))
+if st.button("Play the episode", type="primary", disabled=loaded is None, key="vf_play",
+             help="Plays episode i of K = 5 at these settings and keeps every step (about half a minute)."):
+    bar = st.progress(0.0, text="Playing and rendering…")
+    try:
+        steps = loaded.max_episode_steps or 200
+        rec = V.record_episode(loaded.agent, loaded.env_name, int(m), int(n), verifier, int(seed), int(episode),
+                               K_EPISODES, size=FRAME_SIZE,
+                               on_progress=lambda k: bar.progress(min(k / (steps + 1), 1.0), text=f"Frame {k}"))
+        st.session_state.vf_record, st.session_state.vf_settings = rec, settings
+        st.session_state.vf_truth = {}
+        st.session_state.vf_step = 0
+    except Exception as exc:
+        st.error(f"The episode could not be played: {R.plain_message(exc)}")
+    bar.empty()
+
+rec = st.session_state.get("vf_record")
+if rec is None:
+    st.caption("Press **Play the episode** to record one (the bundled cube-single policy: about 30 s on two cores).")
+else:
+    if st.session_state.get("vf_settings") != settings:
+        st.info(f"Showing the last episode: {rec.env_name}, M_inf = {rec.m_inf}, N = {rec.n}, verifier {rec.verifier}, "
+                f"seed {rec.seed}, episode {rec.episode}. Press **Play the episode** for the settings above.")
+    outcome = "succeeded" if rec.success else "failed"
+    st.subheader(f"Episode {rec.episode}: {outcome} after {rec.length} steps")
+    step = st.slider("Step", 0, max(rec.length - 1, 0), key="vf_step", help=HELP["step"])
+    left, right = st.columns([1, 1.6])
+    with left:
+        st.image(rec.frames[min(step, len(rec.frames) - 1)], caption=f"step {step} of {rec.length}", width=FRAME_SIZE)
+    truth = st.session_state.vf_truth.get(step)
+    with right:
+        scores = rec.scores[step]
+        fig = V.candidates_figure(rec.candidates[step], scores, rec.chosen[step], rec.verifier,
+                                  None if truth is None else truth["returns"])
+        st.plotly_chart(fig, key="vf_candidates", theme=None, config={"displaylogo": False})
+    if truth is None:
+        if st.button("Score these candidates by their true return", key="vf_truth_button", help=HELP["truth"]):
+            with st.spinner(f"Restoring step {step} and rolling out {rec.n} candidates for 100 steps…"):
+                try:
+                    st.session_state.vf_truth[step] = V.counterfactual_at(loaded.agent if loaded else None, rec, step)
+                    st.rerun()
+                except Exception as exc:
+                    st.error(f"The candidates could not be scored: {R.plain_message(exc)}")
+    else:
+        st.markdown(N.score_truth_note(scores, truth["returns"], rec.chosen[step], rec.verifier, "true return")
+                    + f" Success of the candidates' rollouts: {100 * float(np.mean(truth['success'])):.0f} % on average, "
+                      f"{100 * float(truth['success'][rec.chosen[step]]):.0f} % for the pick.")
+    st.plotly_chart(V.score_spread_figure(rec, step), key="vf_spread", theme=None, config={"displaylogo": False})
+    st.caption("Large gaps are steps where the verifier's pick stands far above the other candidates: the places to "
+               "look for a verifier that overrates an outlier.")
+
+# ---- calibration of a whole study
+st.subheader("Calibration of a verifier study")
+studies = {f"bundled: {p.parent.parent.name}": p.parent for p in sorted(R.ogbench_dir().glob("*/verifier/verifier_states.csv"))}
+runs = P.REPO_ROOT / "runs"
+studies.update({f"runs/{p.parent.name}": p.parent for p in sorted(runs.glob("*/verifier_states.csv"))} if runs.is_dir() else {})
+if not studies:
+    st.caption("No study yet: run `sorl-lab verifier --checkpoint C --out runs/verifier-NAME` and reload.")
+else:
+    chosen_study = st.selectbox("Study", list(studies), key="vf_study", help=HELP["study"])
+    try:
+        cand_rows, state_rows = V.read_study(studies[chosen_study])
+    except (OSError, ValueError, KeyError) as exc:
+        st.error(f"The study could not be read: {R.plain_message(exc)}")
+    else:
+        summary = V.study_summary(state_rows, V.study_verifiers(cand_rows))
+        st.dataframe([{"verifier": v, **{k: round(x, 3) for k, x in s.items()}} for v, s in summary.items()],
+                     hide_index=True)
+        st.caption(f"{len(state_rows)} states, {len(cand_rows)} candidates. spearman: rank correlation of the score "
+                   "with the true return (1 = perfect ranking); top1_regret: best true return minus the pick's; "
+                   "pick_distance against mean_distance: how far the pick lies from the candidates' median against "
+                   "a random candidate (a pick farther out = the verifier favours outliers).")
+        figs = V.calibration_figures(cand_rows, state_rows)
+        cols = st.columns(2)
+        for i, (key, fig) in enumerate(figs):
+            with cols[i % 2]:
+                st.plotly_chart(fig, key=f"vf_cal_{i}", theme=None, config={"displaylogo": False})

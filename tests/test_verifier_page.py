@@ -1,0 +1,87 @@
+"""The Verifier page (app/pages/4_Verifier.py) under AppTest, and its logic (app/_verifier.py) on the real
+cube-single environment with the bundled policy."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parents[1]
+PAGE = REPO / "app" / "pages" / "4_Verifier.py"
+sys.path.insert(0, str(REPO / "app"))
+import _rollouts as R  # noqa: E402
+import _verifier as V  # noqa: E402
+
+POLICY = REPO / "assets" / "ogbench" / "cube-single-task2" / "policy.pt"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return R.load_checkpoint(POLICY, "cube-single-task2")
+
+
+@pytest.fixture(scope="module")
+def record(loaded):
+    return V.record_episode(loaded.agent, loaded.env_name, 8, 4, "q", seed=0, episode=1, episodes=3, size=64)
+
+
+def test_the_recorded_episode_is_the_rollouts_table_s_episode(loaded, record):
+    (row,) = R.run_configs(loaded.agent, loaded.env_name, [(8, 4)], 3, 0)  # the rollouts page's table, K = 3
+    assert record.success == row["episode_success"][1] and record.length == row["episode_length"][1]
+    assert len(record.frames) == record.length + 1  # a frame before every action and one after the last
+    assert all(c.shape == (4, loaded.action_dim) for c in record.candidates)
+    for t in range(record.length):  # the pick is the verifier's argmax at every step
+        assert record.chosen[t] == int(np.argmax(record.scores[t]))
+
+
+def test_counterfactual_returns_at_a_step_are_reproducible_and_rank_the_candidates(loaded, record):
+    first = V.counterfactual_at(loaded.agent, record, 3, horizon=30)
+    again = V.counterfactual_at(loaded.agent, record, 3, horizon=30)
+    assert first["returns"].shape == (4,) and np.array_equal(first["returns"], again["returns"])
+    assert np.all(first["returns"] <= 0)  # cube-single rewards are -1 until the task is solved, then 0
+
+
+def test_the_page_plays_scrubs_and_scores_the_truth():
+    at = AppTest.from_file(str(PAGE), default_timeout=300).run()
+    assert not at.exception and not at.error
+    at.number_input(key="vf_n").set_value(4)
+    at.button(key="vf_play").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    figure = lambda: json.loads(at.get("plotly_chart")[0].proto.spec)  # noqa: E731
+    before = figure()
+    at.slider(key="vf_step").set_value(10).run()
+    after = figure()
+    assert before["data"][-2]["y"] != after["data"][-2]["y"]  # the pick's line moved with the step
+    at.button(key="vf_truth_button").click().run()
+    assert not at.exception and not at.error
+    assert "true return" in figure()["layout"]["title"]["text"]
+    assert any("Rank correlation of the q score with the true return" in m.value for m in at.markdown)
+
+
+def test_target_q_on_the_bundled_policy_is_refused_plainly():
+    at = AppTest.from_file(str(PAGE), default_timeout=120).run()
+    at.selectbox(key="vf_verifier").set_value("target-q").run()
+    assert not at.exception and at.button(key="vf_play").disabled
+    assert any("no target critic" in w.value for w in at.warning)
+
+
+def test_a_study_folder_becomes_calibration_figures(tmp_path):
+    cand = tmp_path / "verifier_candidates.csv"
+    cand.write_text("state,episode,step,candidate,score_q,score_consensus,return_mean\n"
+                    "0,0,1,0,1.0,-3,-5\n0,0,1,1,2.0,-2,-4\n0,0,1,2,3.0,-1,-6\n")
+    (tmp_path / "verifier_states.csv").write_text(
+        "state,episode,step,spearman_q,top1_regret_q,pick_distance_q,mean_distance_q,"
+        "spearman_consensus,top1_regret_consensus,pick_distance_consensus,mean_distance_consensus\n"
+        "0,0,1,-0.5,2,0.3,0.2,-0.5,2,0.1,0.2\n")
+    cand_rows, state_rows = V.read_study(tmp_path)
+    assert V.study_verifiers(cand_rows) == ["q", "consensus"]
+    summary = V.study_summary(state_rows, ["q", "consensus"])
+    assert summary["q"]["top1_regret"] == 2 and summary["consensus"]["pick_distance"] == pytest.approx(0.1)
+    names = [k for k, _ in V.calibration_figures(cand_rows, state_rows)]
+    assert names == ["calibration", "spearman", "side by side"]
