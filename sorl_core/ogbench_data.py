@@ -580,7 +580,7 @@ def _drain(progress_queue, bar) -> None:
 
 
 def _run_in_pool(spec, length, seed, todo, partial, bar, on_chunk, workers):
-    from .rollout import spawn_safe_main
+    from .processes import spawn_safe_main
 
     # spawn: fresh interpreters (no forked MuJoCo/OpenGL state); a worker that dies raises BrokenProcessPool
     # here instead of hanging, and a worker's exception is re-raised by `result()`.

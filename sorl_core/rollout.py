@@ -10,16 +10,14 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
-import sys
-import threading
 import time
-import types
 import warnings
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .processes import spawn_safe_main
 
 
 def make_env(env_name: str, **env_kwargs):
@@ -189,32 +187,6 @@ class _LocalEnvs:
     def close(self) -> None:
         for env in self.envs:
             env.close()
-
-
-_MAIN_LOCK = threading.Lock()
-
-
-@contextmanager
-def spawn_safe_main():
-    """Let spawned worker processes (EnvBatch, dataset generation) start from inside a Streamlit page.
-
-    Streamlit executes a page as ``sys.modules["__main__"]`` (no ``__spec__``, ``__file__`` = the page), and
-    multiprocessing's spawn re-runs the ``__main__`` file in every new process: each environment worker
-    would execute the whole page (and crash on it). AppTest leaves such a module behind in a test process.
-    While the workers start, ``__main__`` is a blank module; workers import what they need by name.
-    """
-    main = sys.modules.get("__main__")
-    if main is None or getattr(main, "__spec__", None) is not None or not getattr(main, "__file__", None):
-        yield
-        return
-    blank = types.ModuleType("__main__")
-    with _MAIN_LOCK:
-        sys.modules["__main__"] = blank
-        try:
-            yield
-        finally:
-            if sys.modules.get("__main__") is blank:  # a newer script run may have installed its own meanwhile
-                sys.modules["__main__"] = main
 
 
 def _worker(conn, env_name: str, count: int, env_kwargs: dict, share_model: bool = False) -> None:
