@@ -11,9 +11,19 @@ Choices (documented here once):
 * States are decision points of `episodes` seeded rollouts of the checkpoint at the study's M_inf and N = 1 (the
   same reset seeds and sampling noise as `sorl-lab evaluate`'s N = 1 cell), spread evenly over each episode.
 * Candidates of a state: `agent.sample(obs, m_inf, n)` with a generator seeded by (seed, episode, step).
-* Continuation: the same checkpoint (or `continuation_checkpoint`) at `continuation_m_inf` Euler steps, N = 1.
-  Repeat r of a state uses the same continuation noise for all its candidates (common random numbers: the
+* Continuation: the same checkpoint (or `continuation_checkpoint`) at `continuation_m_inf` Euler steps, N = 1 by
+  default. Repeat r of a state uses the same continuation noise for all its candidates (common random numbers: the
   candidates differ in their first action only), different noise for different repeats.
+* Best-of-N continuation (`continuation_n` > 1): at every later step the continuation policy draws
+  `continuation_n` candidates and keeps the one `continuation_verifier` scores highest, as `cont.sample(obs,
+  continuation_m_inf, continuation_n, verifier=...)` does (same integration, clamp, scores and first argmax; the
+  noise is passed in rather than drawn, see `continuation_actions`). Shared: the noise of step t, repeat r is one
+  (continuation_n, A) array for all candidates of the state (common random numbers as at N = 1); its row 0 is the
+  N = 1 study's noise of that step and repeat, so the N = 1 and N > 1 studies share their candidates, states and
+  candidate-0 continuation noise. Not shared: once two rollouts are in different states, the same noise gives them
+  other candidates and other picks. It tests whether picking by a verifier at every step (compounding) changes the
+  return from the same states, which the N = 1 continuation cannot. The study's identity records the two settings
+  only when continuation_n > 1, so studies made before the option resume unchanged.
 * Return: sum over the rollout of discount^t * r_t (discount from the checkpoint's config), r_0 the reward of the
   candidate's own step. No bootstrap at the horizon: the truth is the H-step return. Success: info['success'] at
   the rollout's last step. Mean and std (population, ddof 0) over the repeats.
@@ -96,7 +106,11 @@ class VerifierStudyConfig:
     episodes: int = 10
     """Seeded rollouts the states are drawn from, spread evenly over each episode (OGBench only)."""
     continuation_m_inf: int = 8
-    """Euler steps of the continuation policy after a candidate's first step (N = 1)."""
+    """Euler steps of the continuation policy after a candidate's first step."""
+    continuation_n: int = 1
+    """Candidates per step of the continuation policy: 1 (one action per step) or best-of-N by continuation_verifier."""
+    continuation_verifier: str = "q"
+    """How the continuation policy ranks its candidates when continuation_n > 1 (a verifier name; beta as above)."""
     continuation_checkpoint: str | None = None
     """Another checkpoint to continue with (same environment); default: the studied one."""
     batch_states: int = 10
@@ -185,7 +199,8 @@ def _check_config(cfg: VerifierStudyConfig) -> None:
         check_verifier(v, cfg.beta)
     if not cfg.verifiers:
         raise ValueError("name at least one verifier")
-    for name in ("horizon", "repeats", "states", "episodes", "batch_states"):
+    check_verifier(cfg.continuation_verifier, cfg.beta)
+    for name in ("horizon", "repeats", "states", "episodes", "batch_states", "continuation_n"):
         if int(getattr(cfg, name)) <= 0:
             raise ValueError(f"{name} must be 1 or more, got {getattr(cfg, name)}")
     if cfg.n < 2:
@@ -316,6 +331,23 @@ def _prove_restores(pool: EnvBatch, states: list[StudyState]) -> None:
                                f"{s.episode}, step {s.step} gives another observation or reward; refusing to study it")
 
 
+@torch.no_grad()
+def continuation_actions(cont, obs, noise: torch.Tensor, m_inf: int, verifier: str = "q",
+                         beta: float = DEFAULT_BETA) -> torch.Tensor:
+    """What `cont.sample(obs, m_inf, n, verifier=verifier, beta=beta).actions` computes when its noise is `noise`
+    (S, n, A) instead of a draw: the n candidates of every state integrated, clamped, scored and the first argmax
+    kept (n = 1: the one candidate, unscored). Lets the study hand each rollout its own seeded noise in one batch."""
+    obs = cont.as_obs(obs)
+    s, n, a_dim = noise.shape
+    obs_rep = obs.repeat_interleave(n, dim=0)
+    x, _ = integrate(cont.actor, obs_rep, noise.reshape(s * n, a_dim), m_inf)
+    candidates = x.clamp(-1, 1).reshape(s, n, a_dim)
+    if n == 1:
+        return candidates[:, 0]
+    chosen = cont.verifier_scores(obs_rep, candidates, m_inf, verifier, beta).argmax(dim=1)
+    return candidates[torch.arange(s, device=candidates.device), chosen]
+
+
 def counterfactual_returns(pool: EnvBatch, cont, states: list[StudyState], candidates: np.ndarray,
                            cfg: VerifierStudyConfig, discount: float) -> dict[str, np.ndarray]:
     """Every (state, candidate, repeat) rollout stepped together: (S, N, R) returns, successes and lengths, and
@@ -331,10 +363,13 @@ def counterfactual_returns(pool: EnvBatch, cont, states: list[StudyState], candi
     a_dim = candidates.shape[-1]
     _prove_restores(pool, states)
     _restore(pool, which, [states[s].env_state for s in st_of])
-    # Common random numbers: repeat r of a state has one noise sequence, shared by all its candidates.
+    # Common random numbers: repeat r of a state has one noise sequence, shared by all its candidates. Drawn as
+    # (N_c, H, A): row 0 is the N_c = 1 sequence, so studies at other continuation_n share it.
+    n_c = int(cfg.continuation_n)
     noise = np.stack([np.stack([np.random.default_rng(_seed_of(cfg.seed, 2, st.episode, st.step, r))
-                                .standard_normal((horizon, a_dim)).astype(np.float32) for r in range(reps)])
-                      for st in states])  # (S, R, H, A)
+                                .standard_normal((n_c, horizon, a_dim)).astype(np.float32).transpose(1, 0, 2)
+                                for r in range(reps)])
+                      for st in states])  # (S, R, H, N_c, A)
     obs, reward, terminated, truncated, success = pool.step(which, candidates[st_of, cand_of])
     returns = reward.astype(np.float64).copy()
     last_success = success.copy()
@@ -349,9 +384,8 @@ def counterfactual_returns(pool: EnvBatch, cont, states: list[StudyState], candi
         calls += 1
         t0 = time.perf_counter()
         x = torch.as_tensor(noise[st_of[index], rep_of[index], t], device=cont.device)
-        with torch.no_grad():  # what cont.sample(obs, m, n=1) computes from this noise
-            actions, _ = integrate(cont.actor, cont.as_obs(current[index]), x, cfg.continuation_m_inf)
-        actions = actions.clamp(-1, 1).float().cpu().numpy()
+        actions = continuation_actions(cont, current[index], x, cfg.continuation_m_inf, cfg.continuation_verifier,
+                                       cfg.beta).float().cpu().numpy()  # = cont.sample(obs, m, N_c) from this noise
         policy_seconds += time.perf_counter() - t0
         obs, reward, terminated, truncated, success = pool.step(index, actions)
         returns[index] += discount ** t * reward
@@ -578,6 +612,8 @@ def _label(path: str) -> str:
 def _identity(cfg: VerifierStudyConfig) -> dict:
     keys = ("checkpoint", "m_inf", "n", "states", "horizon", "repeats", "seed", "verifiers", "beta", "episodes",
             "continuation_m_inf", "continuation_checkpoint")
+    if cfg.continuation_n != 1:  # recorded only when used: studies made before the option keep their identity
+        keys += ("continuation_n", "continuation_verifier")
     return {k: (list(getattr(cfg, k)) if isinstance(getattr(cfg, k), tuple) else getattr(cfg, k)) for k in keys}
 
 
@@ -697,6 +733,9 @@ def _env_study(agent, env_name, cfg, present, verifiers, done, save, bar, counte
             raise CheckpointError(f"{cfg.continuation_checkpoint} is not a policy for {env_name}, so it cannot "
                                   "continue its rollouts")
     cont.check_m_inf(cfg.continuation_m_inf)
+    if cfg.continuation_n > 1 and cfg.continuation_verifier == "target-q" and not cont.has_target_critic:
+        raise CheckpointError("the continuation policy holds no target critic (an inference-only export), so it "
+                              "cannot rank its candidates by target-q; choose another --continuation-verifier")
     discount = float(agent.config.discount)
     with EnvBatch(env_name, cfg.episodes, workers=min(cfg.workers, cfg.episodes), share_model=True) as envs:
         limit = envs.max_episode_steps

@@ -1,11 +1,13 @@
 """Verifier study: exact restores, the truth it measures, its metrics, the CLI, resume and refusals."""
 
 import csv
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from sorl_core import toy
 from sorl_core import verifier_study as vs
@@ -162,6 +164,51 @@ def test_cli_cube_single_end_to_end_resumes_without_redoing_states(tmp_path, mon
     assert main(args) == 0 and seen == [1]  # nothing left to do
 
 
+# ----------------------------------------------------------------------------- best-of-N continuation
+def test_continuation_actions_equal_agent_sample_from_the_same_noise():
+    agent, _ = load_agent(CUBE, device="cpu")
+    obs = torch.randn(3, agent.config.obs_dim, generator=torch.Generator().manual_seed(1))
+    for n, verifier in ((1, "q"), (4, "q"), (4, "consensus")):
+        noise = torch.randn(3, n, agent.config.action_dim, generator=torch.Generator().manual_seed(7))
+        mine = vs.continuation_actions(agent, obs, noise, 8, verifier)
+        theirs = agent.sample(obs, m_inf=8, n=n, generator=7, verifier=verifier).actions
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-6)
+
+
+def test_best_of_n_continuation_shares_states_candidates_and_row_0_of_its_noise(tmp_path, monkeypatch):
+    pytest.importorskip("ogbench")
+    seen: dict[int, list] = {}
+    original = vs.continuation_actions
+
+    def spy(cont, obs, noise, m_inf, verifier="q", beta=1.0):
+        seen.setdefault(noise.shape[1], []).append((noise.clone(), verifier))
+        return original(cont, obs, noise, m_inf, verifier, beta)
+
+    monkeypatch.setattr(vs, "continuation_actions", spy)
+    common = dict(n=3, states=2, repeats=2, horizon=6, episodes=1, batch_states=2, workers=1, progress=False)
+    one = vs.run_study(vs.VerifierStudyConfig(str(CUBE), out=str(tmp_path / "n1"), **common))
+    four = vs.run_study(vs.VerifierStudyConfig(str(CUBE), out=str(tmp_path / "n4"), continuation_n=4,
+                                               continuation_verifier="q-min", **common))
+    (first_one, v1), (first_four, v4) = seen[1][0], seen[4][0]
+    assert first_four.shape == (2 * 3 * 2, 4, first_one.shape[-1]) and v4 == "q-min"
+    # row 0 of every rollout's N_c = 4 noise is its N_c = 1 noise; the other rows are new
+    torch.testing.assert_close(first_four[:, 0], first_one[:, 0], rtol=0, atol=0)
+    assert not torch.equal(first_four[:, 1], first_one[:, 0])
+    # common random numbers: every candidate of a state (one repeat) gets the same noise
+    per = first_four.reshape(2, 3, 2, 4, -1)
+    assert torch.equal(per[:, 0], per[:, 1]) and torch.equal(per[:, 0], per[:, 2])
+    assert not torch.equal(per[:, :, 0], per[:, :, 1])  # other repeats, other noise
+    # same states and candidates, other continuation
+    cands_one, cands_four = read(one.candidates_csv), read(four.candidates_csv)
+    action_cols = [k for k in cands_one[0] if k[0] == "a" and k[1:].isdigit()]
+    assert [[r[k] for k in ["state", "step", *action_cols]] for r in cands_one] == \
+        [[r[k] for k in ["state", "step", *action_cols]] for r in cands_four]
+    ident_one = json.loads((tmp_path / "n1" / vs.CONFIG_JSON).read_text())
+    ident_four = json.loads((tmp_path / "n4" / vs.CONFIG_JSON).read_text())
+    assert "continuation_n" not in ident_one  # studies made before the option keep their identity
+    assert ident_four["continuation_n"] == 4 and ident_four["continuation_verifier"] == "q-min"
+
+
 # ----------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("extra, message", [
     (["--verifiers", "oracle"], "unknown verifier 'oracle'"),
@@ -169,6 +216,8 @@ def test_cli_cube_single_end_to_end_resumes_without_redoing_states(tmp_path, mon
     (["--horizon", "0"], "horizon must be 1 or more"),
     (["--repeats", "0"], "repeats must be 1 or more"),
     (["--n", "1"], "n must be 2 or more"),
+    (["--continuation-n", "0"], "continuation_n must be 1 or more"),
+    (["--continuation-verifier", "oracle"], "unknown verifier 'oracle'"),
 ])
 def test_bad_settings_give_one_clear_sentence(tmp_path, capsys, extra, message):
     assert main(["verifier", "--checkpoint", str(RING), "--out", str(tmp_path), *extra]) == 2
