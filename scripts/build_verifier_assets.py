@@ -1,0 +1,146 @@
+"""Bundle the cube-single verifier study, its best-of-N-continuation twin and the verifier sweep.
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/build_verifier_assets.py [--only study contN16 sweep compare]
+
+Each step runs the exact `sorl-lab` command below (printed before it runs), then copies the small outputs into
+assets/ogbench/cube-single-task2/:
+
+* study: `sorl-lab verifier` at M_inf 8, N 16, 50 states, horizon 200, 2 repeats, seed 0, continuation N = 1, into
+  runs/verifier-cube-single (resumable: a rerun skips the states already there), then its CSVs and config into
+  verifier/ (not verifier.html: it inlines plotly.js, ~4 MB; the app's Verifier page draws the calibration itself).
+* contN16: the same study with a best-of-16 continuation ranked by q (`--continuation-n 16`), into
+  runs/verifier-cube-single-contN16 (resumable), then into verifier/continuation-n16/. Same states and candidates;
+  the continuation's noise row 0 is the N = 1 study's (see sorl_core/verifier_study.py).
+* sweep: `sorl-lab evaluate` at M_inf 8, N 1 4 16, verifiers q q-min q-lcb consensus and two adaptive rules, 50
+  episodes, into runs/sweep-verifiers-cube-single, then sweep_verifiers.csv (the Scaling page's bundled sweeps).
+  Not resumable (evaluate writes once at the end); skipped when sweep_verifiers.csv exists, unless --force.
+* compare: the continuation experiment on the states both studies hold (printed; figures for card.md).
+
+q-kbtt equals q at M_BTT = 8 and target-q is absent in this inference-only file, so the sweep leaves both out.
+Checkpoint paths in the copied verifier_config.json are made relative to the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "cube-single-task2"
+ASSET = ROOT / "assets" / "ogbench" / NAME
+CHECKPOINT = f"assets/ogbench/{NAME}/policy.pt"
+SORL = str(ROOT / ".venv" / "bin" / "sorl-lab")
+STUDY = ["verifier", "--checkpoint", CHECKPOINT, "--m-inf", "8", "--n", "16", "--states", "50", "--horizon", "200",
+         "--repeats", "2", "--seed", "0"]
+STUDIES = {
+    "study": (STUDY + ["--out", "runs/verifier-cube-single"], ASSET / "verifier"),
+    "contN16": (STUDY + ["--continuation-n", "16", "--continuation-verifier", "q", "--batch-states", "5",
+                         "--out", "runs/verifier-cube-single-contN16"], ASSET / "verifier" / "continuation-n16"),
+}
+SWEEP = ["evaluate", "--checkpoint", CHECKPOINT, "--m-inf", "8", "--n", "1", "4", "16",
+         "--verifier", "q", "q-min", "q-lcb", "consensus", "--adaptive", "seq:eps=0.05", "par:delta=1.0",
+         "--episodes", "50", "--seed", "0", "--out", "runs/sweep-verifiers-cube-single"]
+FILES = ("verifier_candidates.csv", "verifier_states.csv", "verifier_summary.csv", "verifier_config.json")
+
+
+def run(args: list[str]) -> float:
+    print("$ sorl-lab " + " ".join(args), flush=True)
+    start = time.perf_counter()
+    subprocess.run([SORL, *args, "--no-progress"], cwd=ROOT, check=True)
+    seconds = time.perf_counter() - start
+    print(f"  {seconds / 60:.1f} min", flush=True)
+    return seconds
+
+
+def relative(path: str | None) -> str | None:
+    """A checkpoint path inside the repository, written relative to it."""
+    if not path:
+        return path
+    p = Path(path)
+    return str(p.resolve().relative_to(ROOT)) if p.is_absolute() and p.resolve().is_relative_to(ROOT) else path
+
+
+def bundle_study(src: Path, dst: Path) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        shutil.copyfile(src / name, dst / name)
+    config = json.loads((dst / FILES[-1]).read_text())
+    for key in ("checkpoint", "continuation_checkpoint"):
+        config[key] = relative(config.get(key))
+        if config[key] and Path(config[key]).is_absolute():
+            raise SystemExit(f"{key} {config[key]} lies outside the repository; bundle a study of a bundled policy")
+    (dst / FILES[-1]).write_text(json.dumps(config, indent=2) + "\n")
+    print(f"  -> {dst.relative_to(ROOT)} ({sum((dst / n).stat().st_size for n in FILES) / 1e3:.0f} kB)")
+
+
+def read(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def mean_se(x: list[float]) -> tuple[float, float]:
+    x = [v for v in x if not math.isnan(v)]
+    m = sum(x) / len(x)
+    sd = math.sqrt(sum((v - m) ** 2 for v in x) / (len(x) - 1)) if len(x) > 1 else float("nan")
+    return m, sd / math.sqrt(len(x))
+
+
+def compare(one: Path, many: Path, verifier: str = "q") -> list[dict]:
+    """Per quantity: mean over the states both studies hold at continuation N = 1 and N > 1, and the paired
+    difference (mean, standard error over states)."""
+    f = lambda r, k: float(r[k]) if r[k] != "" else float("nan")  # noqa: E731
+    a = {r["state"]: r for r in read(one / "verifier_states.csv")}
+    b = {r["state"]: r for r in read(many / "verifier_states.csv")}
+    common = sorted(set(a) & set(b), key=int)
+    if not common:
+        raise SystemExit(f"{one} and {many} share no finished state yet")
+    rows = []
+    for key, label in (("mean_return", "mean candidate return"), ("mean_success", "mean candidate success"),
+                       ("best_return", "best candidate return"), (f"pick_return_{verifier}", f"{verifier} pick's return"),
+                       (f"pick_success_{verifier}", f"{verifier} pick's success"),
+                       (f"spearman_{verifier}", f"{verifier} spearman"),
+                       (f"top1_regret_{verifier}", f"{verifier} top-1 regret")):
+        x, y = [f(a[s], key) for s in common], [f(b[s], key) for s in common]
+        pairs = [(u, v) for u, v in zip(x, y) if not (math.isnan(u) or math.isnan(v))]
+        d, se = mean_se([v - u for u, v in pairs])
+        rows.append({"quantity": label, "states": len(pairs), "n1": mean_se([u for u, _ in pairs])[0],
+                     "nN": mean_se([v for _, v in pairs])[0], "diff": d, "se": se})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=("study", "contN16", "sweep", "compare"),
+                        default=["study", "contN16", "sweep", "compare"])
+    parser.add_argument("--force", action="store_true", help="rerun the sweep even when sweep_verifiers.csv exists")
+    args = parser.parse_args()
+    for step in ("study", "contN16"):
+        if step in args.only:
+            command, dst = STUDIES[step]
+            run(command)
+            bundle_study(ROOT / command[command.index("--out") + 1], dst)
+    if "sweep" in args.only:
+        target = ASSET / "sweep_verifiers.csv"
+        if target.exists() and not args.force:
+            print(f"{target.relative_to(ROOT)} exists; --force reruns the sweep")
+        else:
+            run(SWEEP)
+            shutil.copyfile(ROOT / SWEEP[SWEEP.index("--out") + 1] / "sweep.csv", target)
+            print(f"  -> {target.relative_to(ROOT)}")
+    if "compare" in args.only:
+        rows = compare(ASSET / "verifier", ASSET / "verifier" / "continuation-n16")
+        print(f"continuation N = 1 vs N = 16 (q), {rows[0]['states']} common states: mean over states, paired diff ± se")
+        for r in rows:
+            print(f"  {r['quantity']:>24}: {r['n1']:9.3f} -> {r['nN']:9.3f}  diff {r['diff']:+.3f} ± {r['se']:.3f}"
+                  f"  ({r['states']} states)")
+
+
+if __name__ == "__main__":
+    main()
