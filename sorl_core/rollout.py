@@ -236,6 +236,7 @@ class EnvBatch:
                     proc = context.Process(target=_worker, args=(child, env_name, size, env_kwargs, share_model),
                                            daemon=True)
                     proc.start()
+                    child.close()  # only the worker holds its end: if it dies, recv() here ends instead of hanging
                     self.conns.append(parent)
                     self.procs.append(proc)
             for conn in self.conns:
@@ -248,7 +249,12 @@ class EnvBatch:
             probe.close()
 
     def _receive(self, conn):
-        status, value = conn.recv()
+        try:
+            status, value = conn.recv()
+        except (EOFError, ConnectionError):
+            self.close()
+            raise RuntimeError(f"an environment worker of {self.env_name} stopped unexpectedly (often out of memory: "
+                               "run fewer episodes at once)") from None
         if status == "error":
             self.close()
             raise RuntimeError(f"environment worker failed: {value}")
@@ -258,7 +264,12 @@ class EnvBatch:
         if self.local is not None:
             return [getattr(self.local, command)(*per_slice_args[0])]
         for conn, args in zip(self.conns, per_slice_args):
-            conn.send((command, args))
+            try:
+                conn.send((command, args))
+            except (BrokenPipeError, ConnectionError, OSError):
+                self.close()
+                raise RuntimeError(f"an environment worker of {self.env_name} stopped unexpectedly (often out of "
+                                   "memory: run fewer episodes at once)") from None
         return [self._receive(conn) for conn in self.conns]
 
     def reset(self, seeds) -> np.ndarray:

@@ -213,3 +213,31 @@ def test_bundled_checkpoints_load_and_act_in_their_environment(policy):
         result = run_episodes(agent, envs, 8, 4, episode_seeds(0, 2), record_q=True)
     assert all(1 <= length <= 15 for length in result.lengths)
     assert all(np.isfinite(q).all() for q in result.q_traces)
+
+
+def test_a_worker_that_dies_is_an_error_not_a_hang():
+    """A killed environment worker (e.g. by the kernel, out of memory) fails the next call at once."""
+    import threading
+
+    from sorl_core.rollout import EnvBatch
+
+    envs = EnvBatch("cube-single-play-singletask-task2-v0", 2, workers=2)
+    outcome = {}
+
+    def call() -> None:
+        try:
+            envs.reset([0, 1])
+        except RuntimeError as exc:
+            outcome["error"] = str(exc)
+
+    try:
+        envs.reset([0, 1])
+        envs.procs[0].kill()
+        envs.procs[0].join(timeout=10)
+        caller = threading.Thread(target=call, daemon=True)
+        caller.start()
+        caller.join(timeout=60)
+        assert not caller.is_alive(), "the call hung on a dead worker"
+        assert "stopped unexpectedly" in outcome.get("error", "")
+    finally:
+        envs.close()
