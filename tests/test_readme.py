@@ -46,7 +46,7 @@ def test_no_pointers_outside_the_repository(doc):
 
 def test_readme_shows_one_small_screenshot_per_page():
     images = [t for t in re.findall(r"!\[[^\]]*\]\(([^)\s]+)", (ROOT / "README.md").read_text(encoding="utf-8"))]
-    assert len(images) == 4, images  # Home, OGBench rollouts, Scaling study, Training runs
+    assert len(images) == 5, images  # Home, OGBench rollouts, Scaling study, Training runs, Verifier
     for target in images:
         path = inside_repo(ROOT / "README.md", target)
         assert path.suffix in (".png", ".jpg", ".jpeg") and path.is_file(), target

@@ -1,6 +1,6 @@
-"""Retake the README's screenshots of the four pages (docs/img/*.png) in Debian's chromium.
+"""Retake the README's screenshots of the five pages (docs/img/*.png) in Debian's chromium.
 
-    .venv/bin/python docs/img/screenshots.py            # all four pages
+    .venv/bin/python docs/img/screenshots.py            # all five pages
     .venv/bin/python docs/img/screenshots.py home runs  # some of them
 
 Starts the real lab on a free port (tests/browser_support.py), opens each page at 1280 x 800, waits for the
@@ -20,7 +20,8 @@ sys.path.insert(0, str(REPO / "tests"))
 from browser_support import chromium, streamlit_server, wait_ready  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
-PAGES = {"home": "", "rollouts": "OGBench_rollouts", "scaling": "Scaling_study", "runs": "Training_runs"}
+PAGES = {"home": "", "rollouts": "OGBench_rollouts", "scaling": "Scaling_study", "runs": "Training_runs",
+         "verifier": "Verifier"}
 WIDTH, HEIGHT, SAVED_WIDTH = 1280, 800, 1000
 
 
@@ -49,6 +50,16 @@ def prepare(page, name: str) -> None:
         wait_ready(page)
         page.wait_for_timeout(1500)
         to_top(page, main.get_by_role("heading", name="Losses"), 110)
+    elif name == "verifier":  # one episode of the bundled policy at N = 16, scrubbed to a step with a large score gap
+        page.get_by_role("button", name="Play the episode").click()
+        wait_ready(page, 600_000)
+        handle = page.locator("[data-testid=stSlider]").filter(has_text="Step").locator("input[type=range], [role=slider]").first
+        handle.focus()
+        for _ in range(18):
+            handle.press("ArrowRight")
+        wait_ready(page)
+        page.wait_for_timeout(1500)
+        to_top(page, main.get_by_role("heading").filter(has_text="Episode"), 16)
     elif name == "rollouts":
         page.get_by_role("button", name="Run").click()
         page.wait_for_selector("[data-testid=stVideo]", timeout=600_000)
