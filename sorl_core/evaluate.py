@@ -142,13 +142,19 @@ def series_label(row: dict, several_verifiers: bool) -> str:
     return f"{row['checkpoint']} · {row.get('verifier', 'q')}" if several_verifiers else str(row["checkpoint"])
 
 
+def is_adaptive(row: dict) -> bool:
+    """An adaptive rule's row: a non-empty `adaptive` cell (pandas reads an empty one as NaN, csv as "")."""
+    value = row.get("adaptive")
+    return isinstance(value, str) and value.strip() != ""
+
+
 def sweep_figures(rows: list[dict]):
     """(grid heatmap, success-vs-compute) Plotly figures for one or more checkpoints' (and verifiers') rows."""
     import plotly.graph_objects as go
 
     several = len({r.get("verifier", "q") for r in rows}) > 1
-    rules = [r for r in rows if r.get("adaptive")]
-    rows = [r for r in rows if not r.get("adaptive")]  # the fixed grid; adaptive rows are points on the compute plot
+    rules = [r for r in rows if is_adaptive(r)]
+    rows = [r for r in rows if not is_adaptive(r)]  # the fixed grid; adaptive rows are points on the compute plot
     labels = list(dict.fromkeys(series_label(r, several) for r in rows))
     first = [r for r in rows if series_label(r, several) == labels[0]]
     ms = sorted({int(r["m_inf"]) for r in first})
@@ -196,7 +202,7 @@ def sweep_html(rows: list[dict]) -> str:
     grid, compute = sweep_figures(rows)
     env = rows[0]["env"] if rows else ""
     table = "".join(
-        f"<tr><td>{r['checkpoint']}</td><td>{r.get('adaptive') or ''}</td><td>{r['m_inf']}</td><td>{r['n']}</td>"
+        f"<tr><td>{r['checkpoint']}</td><td>{r['adaptive'] if is_adaptive(r) else ''}</td><td>{r['m_inf']}</td><td>{r['n']}</td>"
         f"<td>{r.get('verifier', 'q')}</td>"
         f"<td>{float(r['success_rate']):.0%}</td>"
         f"<td>[{float(r['success_ci_low']):.0%}, {float(r['success_ci_high']):.0%}]</td><td>{float(r['mean_return']):.1f}</td>"

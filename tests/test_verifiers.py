@@ -119,3 +119,14 @@ def test_evaluate_writes_a_verifier_column_and_shares_the_n1_cell(tmp_path):
     # target-q on the bundled (inference-only) policy: refused before any episode runs
     assert main(["evaluate", "--checkpoint", str(policy), "--m-inf", "1", "--n", "2", "--verifier", "target-q",
                  "--episodes", "1", "--out", str(tmp_path / "t"), "--no-progress"]) == 2
+
+
+def test_sweep_figures_read_a_bundled_sweep_through_pandas():
+    """pandas reads the fixed grid's empty `adaptive` cells as NaN: they are still the fixed grid."""
+    import pandas as pd
+
+    from sorl_core.evaluate import sweep_figures
+
+    rows = pd.read_csv(REPO / "assets" / "ogbench" / "cube-single-task2" / "sweep.csv").to_dict("records")
+    grid, compute = sweep_figures(rows)
+    assert len(grid.data[0].z) == 4 and len(compute.data) == 3  # M_inf 1..8 rows; one line per N
