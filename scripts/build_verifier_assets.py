@@ -15,6 +15,9 @@ assets/ogbench/cube-single-task2/:
   episodes, into runs/sweep-verifiers-cube-single, then sweep_verifiers.csv (the Scaling page's bundled sweeps).
   Not resumable (evaluate writes once at the end); skipped when sweep_verifiers.csv exists, unless --force.
 * compare: the continuation experiment on the states both studies hold (printed; figures for card.md).
+* switch: where the harm of best-of-16 q lies in time. The 50 seeded episodes of the sweep, played at N = 1 (the
+  sweep's N = 1 cell, same seeds and noise) for their first k steps, then best-of-16 by q to the end (a generator
+  seeded by k); k = 0 is plain best-of-16 q. Success and return per k into verifier/switch.csv.
 
 q-kbtt equals q at M_BTT = 8 and target-q is absent in this inference-only file, so the sweep leaves both out.
 Checkpoint paths in the copied verifier_config.json are made relative to the repository.
@@ -115,10 +118,61 @@ def compare(one: Path, many: Path, verifier: str = "q") -> list[dict]:
     return rows
 
 
+SWITCH_STEPS = (0, 5, 10, 20, 40)
+
+
+def switch(episodes: int = 50, n: int = 16, m_inf: int = 8, verifier: str = "q", workers: int = 2) -> list[dict]:
+    """Success and return when best-of-n starts at step k of the seeded N = 1 episodes (see the docstring)."""
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from sorl_core.checkpoint import load_agent
+    from sorl_core.rollout import EnvBatch, episode_seeds, sample_seed, wilson_interval
+    from sorl_core.verifier_study import record_episodes
+
+    agent, extra = load_agent(ROOT / CHECKPOINT, device="cpu")
+    seeds = episode_seeds(0, episodes)
+    rows = []
+    with EnvBatch(extra["env"], episodes, workers=workers) as envs:
+        rec = record_episodes(agent, envs, m_inf, seeds, sample_seed(0, m_inf, 1))
+        for k in SWITCH_STEPS:
+            start = time.perf_counter()
+            obs = envs.reset(seeds)
+            running = np.ones(episodes, dtype=bool)
+            success, returns = np.zeros(episodes, dtype=bool), np.zeros(episodes)
+            generator = torch.Generator().manual_seed(1000 + k)
+            t = 0
+            while running.any():
+                index = np.nonzero(running)[0]
+                if t < k:
+                    actions = np.stack([rec.actions[e][t] for e in index])
+                else:
+                    actions = agent.sample(obs[index], m_inf=m_inf, n=n, generator=generator,
+                                           verifier=verifier).actions.float().cpu().numpy()
+                next_obs, reward, terminated, truncated, succ = envs.step(index, actions)
+                returns[index] += reward
+                obs[index] = next_obs
+                ended = terminated | truncated
+                success[index[ended]] = succ[ended]
+                running[index[ended]] = False
+                t += 1
+            low, high = wilson_interval(int(success.sum()), episodes)
+            rows.append({"switch_step": k, "n": n, "verifier": verifier, "episodes": episodes,
+                         "successes": int(success.sum()), "success_rate": success.mean(),
+                         "success_ci_low": round(low, 4), "success_ci_high": round(high, 4),
+                         "mean_return": round(float(returns.mean()), 2),
+                         "ended_before_switch": int(sum(len(a) <= k for a in rec.actions))})
+            print(f"  switch at step {k:>3}: {rows[-1]['successes']}/{episodes} "
+                  f"[{low:.0%}, {high:.0%}], return {rows[-1]['mean_return']} ({time.perf_counter() - start:.0f} s)",
+                  flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="+", choices=("study", "contN16", "sweep", "compare"),
-                        default=["study", "contN16", "sweep", "compare"])
+    parser.add_argument("--only", nargs="+", choices=("study", "contN16", "sweep", "compare", "switch"),
+                        default=["study", "contN16", "sweep", "compare", "switch"])
     parser.add_argument("--force", action="store_true", help="rerun the sweep even when sweep_verifiers.csv exists")
     args = parser.parse_args()
     for step in ("study", "contN16"):
@@ -140,6 +194,14 @@ def main() -> None:
         for r in rows:
             print(f"  {r['quantity']:>24}: {r['n1']:9.3f} -> {r['nN']:9.3f}  diff {r['diff']:+.3f} ± {r['se']:.3f}"
                   f"  ({r['states']} states)")
+    if "switch" in args.only:
+        print("$ best-of-16 q from step k of the seeded N = 1 episodes (the sweep's seeds)", flush=True)
+        rows = switch()
+        with open(ASSET / "verifier" / "switch.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"  -> {(ASSET / 'verifier' / 'switch.csv').relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
