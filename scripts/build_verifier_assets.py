@@ -186,7 +186,9 @@ def main() -> None:
             print(f"{target.relative_to(ROOT)} exists; --force reruns the sweep")
         else:
             run(SWEEP)
-            shutil.copyfile(ROOT / SWEEP[SWEEP.index("--out") + 1] / "sweep.csv", target)
+            # named like sweep.csv's rows (evaluate labels a file policy.pt "policy"): one series on the Scaling page
+            text = (ROOT / SWEEP[SWEEP.index("--out") + 1] / "sweep.csv").read_text()
+            target.write_text(text.replace("\npolicy,", f"\n{ASSET.name},"))
             print(f"  -> {target.relative_to(ROOT)}")
     if "compare" in args.only:
         rows = compare(ASSET / "verifier", ASSET / "verifier" / "continuation-n16")

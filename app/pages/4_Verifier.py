@@ -136,7 +136,8 @@ else:
 
 # ---- calibration of a whole study
 st.subheader("Calibration of a verifier study")
-studies = {f"bundled: {p.parent.parent.name}": p.parent for p in sorted(R.ogbench_dir().glob("*/verifier/verifier_states.csv"))}
+studies = {"bundled: " + str(p.parent.relative_to(R.ogbench_dir())).replace("/verifier", ""): p.parent
+           for p in sorted(R.ogbench_dir().glob("*/verifier/**/verifier_states.csv"), key=lambda p: (len(p.parts), p))}
 runs = P.REPO_ROOT / "runs"
 studies.update({f"runs/{p.parent.name}": p.parent for p in sorted(runs.glob("*/verifier_states.csv"))} if runs.is_dir() else {})
 if not studies:
