@@ -2,7 +2,7 @@
 the M_inf x N grid, the compute-optimal cell under a budget, and the figures.
 
 A sweep CSV has one row per (checkpoint, m_inf, n) cell, with the columns of
-``sorl_core.sweep_schema.SWEEP_COLUMNS`` (written by the evaluator), and one per adaptive rule (column `adaptive`
+``sorl_core.studies.sweep_schema.SWEEP_COLUMNS`` (written by the evaluator), and one per adaptive rule (column `adaptive`
 not empty; its calls are means, not whole numbers): those are points on the compute plot, not grid cells.
 Tests call these functions directly.
 """
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from sorl_core.sweep_schema import COLUMN_DEFAULTS, SWEEP_COLUMNS
+from sorl_core.studies.sweep_schema import COLUMN_DEFAULTS, SWEEP_COLUMNS
 from sorl_core.verifiers import VERIFIERS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +78,7 @@ def parse_sweep(data: bytes, name: str = "sweep.csv") -> pd.DataFrame:
     missing = [c for c in SWEEP_COLUMNS if c not in raw.columns]
     if missing:
         raise SweepError(f"{name} lacks the column(s) {', '.join(missing)}. A sweep CSV has the columns "
-                         f"{', '.join(SWEEP_COLUMNS)} (sorl_core/sweep_schema.py).")
+                         f"{', '.join(SWEEP_COLUMNS)} (sorl_core/studies/sweep_schema.py).")
     if raw.empty:
         raise SweepError(f"{name} has the right header but no rows.")
     df = raw[list(SWEEP_COLUMNS)].copy()
@@ -362,7 +362,7 @@ def heatmap_figure(df: pd.DataFrame, title: str, budget: float | None = None, pi
 def run_small_sweep(checkpoint: str | Path, label: str, m_values, n_values, episodes: int, seed: int,
                     on_progress=None, verifiers=("q",)) -> bytes:
     """A sweep through the same evaluator as `sorl-lab evaluate`; returns its CSV bytes (parse with parse_sweep)."""
-    from sorl_core.evaluate import EvaluateConfig, run_sweep, sweep_csv
+    from sorl_core.studies.evaluate import EvaluateConfig, run_sweep, sweep_csv
 
     cfg = EvaluateConfig(checkpoint=str(checkpoint), m_inf=tuple(sorted(m_values)), n=tuple(sorted(n_values)),
                          verifier=tuple(verifiers), episodes=int(episodes), seed=int(seed), progress=False)

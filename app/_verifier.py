@@ -3,7 +3,7 @@
 One seeded episode is played exactly as the rollouts page plays episode i of K (same reset seeds, same sampling
 noise, `rollout.run_episodes`), and every step keeps the frame, the N candidates, the verifier's scores, the pick
 and the environment's state, so the page can scrub through it and, on request, score every candidate of a step
-by its counterfactual return (`sorl_core.verifier_study`). A study written by `sorl-lab verifier` is summarised
+by its counterfactual return (`sorl_core.studies.verifier_study`). A study written by `sorl-lab verifier` is summarised
 as calibration figures.
 """
 
@@ -86,7 +86,7 @@ def counterfactual_at(agent, rec: EpisodeRecord, step: int, horizon: int = 100, 
     """True (counterfactual) return of each candidate of one recorded step: restore the environment there, apply
     the candidate, continue with the same policy (M_inf = 8, N = 1). Returns mean return and success per candidate."""
     from sorl_core.rollout import EnvBatch
-    from sorl_core.verifier_study import StudyState, VerifierStudyConfig, counterfactual_returns
+    from sorl_core.studies.verifier_study import StudyState, VerifierStudyConfig, counterfactual_returns
 
     if not 0 <= step < rec.length:
         raise ValueError(f"the step must be between 0 and {rec.length - 1}, got {step}")
@@ -226,7 +226,35 @@ def calibration_figures(cand_rows: list[dict], state_rows: list[dict]) -> list[t
         side.add_trace(go.Bar(x=verifiers, y=[summary[v][metric] for v in verifiers], name=label))
     side.update_layout(barmode="group", title="Verifiers side by side", height=380, margin=dict(l=50, r=20, t=40, b=40),
                        legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
-    return [("calibration", scatter), ("spearman", hist), ("side by side", side)]
+    by_n = regret_by_n(by_state, verifiers)
+    regret = go.Figure()
+    for v in verifiers:
+        regret.add_trace(go.Scatter(x=list(by_n[v]), y=list(by_n[v].values()), mode="lines+markers", name=v))
+    regret.update_layout(title="Top-1 regret against N", height=360, margin=dict(l=50, r=20, t=40, b=40),
+                         xaxis=dict(title="N (the first N candidates of each state)", type="log",
+                                    tickvals=list(next(iter(by_n.values()), {}))),
+                         yaxis_title="mean top-1 regret", legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
+    return [("calibration", scatter), ("spearman", hist), ("side by side", side), ("regret against N", regret)]
+
+
+def regret_by_n(by_state: dict[str, list[dict]], verifiers: list[str]) -> dict[str, dict[int, float]]:
+    """Per verifier: mean over states of the top-1 regret among the first N candidates, N = 2, 4, ... up to all.
+    The candidates of a state are independent draws, so their first N are a best-of-N draw of its own."""
+    sizes = {len(rows) for rows in by_state.values()}
+    total = min(sizes) if sizes else 0
+    ns = [n for n in (2, 4, 8, 16, 32, 64) if n <= total]
+    out = {v: {} for v in verifiers}
+    for v in verifiers:
+        for n in ns:
+            regrets = []
+            for rows in by_state.values():
+                first = sorted(rows, key=lambda r: int(r["candidate"]))[:n]
+                score = np.array([_f(r[f"score_{v}"]) for r in first])
+                truth = np.array([_f(r["return_mean"]) for r in first])
+                if np.isfinite(score).all() and np.isfinite(truth).all():
+                    regrets.append(truth.max() - truth[int(np.argmax(score))])
+            out[v][n] = float(np.mean(regrets)) if regrets else float("nan")
+    return out
 
 
 def study_summary(state_rows: list[dict], verifiers: list[str]) -> dict[str, dict[str, float]]:

@@ -1,4 +1,4 @@
-"""Speed of the verifier study (sorl_core/verifier_study.py): environment steps/s and policy calls/s.
+"""Speed of the verifier study (sorl_core/studies/verifier_study.py): environment steps/s and policy calls/s.
 
 Runs a fresh study of the bundled cube-single policy into a temporary folder and prints what it did per second:
 environment steps of the counterfactual rollouts, batched continuation-policy calls, and the time of the whole call
@@ -22,7 +22,7 @@ from pathlib import Path
 import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sorl_core.verifier_study import VerifierStudyConfig, run_study  # noqa: E402
+from sorl_core.studies.verifier_study import VerifierStudyConfig, run_study  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

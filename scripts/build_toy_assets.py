@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from sorl_core import toy  # noqa: E402
 from sorl_core.checkpoint import load_agent  # noqa: E402
 from sorl_core.config import TOY_BUNDLED_ITERATIONS, TOY_DEFAULTS  # noqa: E402
-from sorl_core.toy_study import (CONTEXTS, N_VALUES, M_VALUES, SAMPLING_SEEDS, converged_checks,  # noqa: E402
+from sorl_core.studies.toy_scaling import (CONTEXTS, N_VALUES, M_VALUES, SAMPLING_SEEDS, converged_checks,  # noqa: E402
                                   critic_at_actions, held_out_contexts, scaling_table)
 from sorl_core.train import ToyTrainConfig, train_toy  # noqa: E402
 

@@ -10,7 +10,7 @@ assets/ogbench/cube-single-task2/:
   verifier/ (not verifier.html: it inlines plotly.js, ~4 MB; the app's Verifier page draws the calibration itself).
 * contN16: the same study with a best-of-16 continuation ranked by q (`--continuation-n 16`), into
   runs/verifier-cube-single-contN16 (resumable), then into verifier/continuation-n16/. Same states and candidates;
-  the continuation's noise row 0 is the N = 1 study's (see sorl_core/verifier_study.py).
+  the continuation's noise row 0 is the N = 1 study's (see sorl_core/studies/verifier_study.py).
 * sweep: `sorl-lab evaluate` at M_inf 8, N 1 4 16, verifiers q q-min q-lcb consensus and two adaptive rules, 50
   episodes, into runs/sweep-verifiers-cube-single, then sweep_verifiers.csv (the Scaling page's bundled sweeps).
   Not resumable (evaluate writes once at the end); skipped when sweep_verifiers.csv exists, unless --force.
@@ -129,7 +129,7 @@ def switch(episodes: int = 50, n: int = 16, m_inf: int = 8, verifier: str = "q",
     sys.path.insert(0, str(ROOT))
     from sorl_core.checkpoint import load_agent
     from sorl_core.rollout import EnvBatch, episode_seeds, sample_seed, wilson_interval
-    from sorl_core.verifier_study import record_episodes
+    from sorl_core.studies.verifier_study import record_episodes
 
     agent, extra = load_agent(ROOT / CHECKPOINT, device="cpu")
     seeds = episode_seeds(0, episodes)

@@ -9,14 +9,14 @@ from typing import Annotated, Union
 
 import tyro
 
-from .bench import BenchConfig, print_report, run_bench
+from .studies.bench import BenchConfig, print_report, run_bench
 from .checkpoint import CheckpointError
-from .evaluate import EvaluateConfig, evaluate
+from .studies.evaluate import EvaluateConfig, evaluate
 from .ogbench_data import DEFAULT_DATASET_DIR, DataGenerateConfig, dataset_paths, dataset_spec, generate_dataset, official_files_help
 from .ogbench_train import EnvTrainConfig, default_env_config, train_env
 from .render import RenderConfig, render
 from .train import ToyTrainConfig, train_toy
-from .verifier_study import VerifierStudyConfig, run_study
+from .studies.verifier_study import VerifierStudyConfig, run_study
 
 
 @dataclass

@@ -430,7 +430,7 @@ def run_episodes(
     `stop_after=i` stops once episode i has ended (replaying one episode of a batch); the other episodes'
     results are then partial. The noise episode i sees is unchanged: it depends only on earlier steps.
     `verifier` / `beta` choose how best-of-N ranks candidates (sorl_core.verifiers; default the paper's `q`).
-    `act(obs, generator)` replaces `agent.sample` for the chosen action (adaptive compute, sorl_core.adaptive): it
+    `act(obs, generator)` replaces `agent.sample` for the chosen action (adaptive compute, sorl_core.studies.adaptive): it
     returns `.actions` (S, A) and per-state `.actor_calls` / `.critic_calls` arrays (S,); the results then hold
     the mean calls per action over every action taken (floats). record_q is not available with it.
     `on_sample(t, index, obs, result)` sees every policy call before its actions are stepped: the running episodes'

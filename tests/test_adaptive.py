@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from sorl_core import adaptive
+from sorl_core.studies import adaptive
 from sorl_core.agent import SORLAgent
 from sorl_core.config import SORLConfig
 

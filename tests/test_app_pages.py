@@ -32,7 +32,7 @@ import _scaling as S  # noqa: E402
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from sorl_core.sweep_schema import SWEEP_COLUMNS  # noqa: E402
+from sorl_core.studies.sweep_schema import SWEEP_COLUMNS  # noqa: E402
 
 TIMEOUT = 60
 M_GRID, N_GRID = (1, 2, 4, 8), (1, 4, 16)

@@ -14,7 +14,7 @@ import pytest
 from sorl_core import toy
 from sorl_core.checkpoint import load_agent
 from sorl_core.config import TOY_BUNDLED_ITERATIONS, TOY_DEFAULTS
-from sorl_core.toy_study import converged_checks, critic_at_actions, scaling_table
+from sorl_core.studies.toy_scaling import converged_checks, critic_at_actions, scaling_table
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "toy"
 # moons: the goal lies above the data, the critic extrapolates upward off it and the actor follows (NOTES.md).

@@ -16,7 +16,7 @@ import pytest
 from sorl_core.cli import main
 from sorl_core.ogbench_data import DataGenerateConfig, generate_dataset
 from sorl_core.rollout import EnvBatch, episode_seeds, run_episodes, wilson_interval
-from sorl_core.sweep_schema import SWEEP_COLUMNS
+from sorl_core.studies.sweep_schema import SWEEP_COLUMNS
 
 pytest.importorskip("ogbench")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

@@ -84,4 +84,7 @@ def test_a_study_folder_becomes_calibration_figures(tmp_path):
     summary = V.study_summary(state_rows, ["q", "consensus"])
     assert summary["q"]["top1_regret"] == 2 and summary["consensus"]["pick_distance"] == pytest.approx(0.1)
     names = [k for k, _ in V.calibration_figures(cand_rows, state_rows)]
-    assert names == ["calibration", "spearman", "side by side"]
+    assert names == ["calibration", "spearman", "side by side", "regret against N"]
+    by_n = V.regret_by_n({"0": cand_rows}, ["q", "consensus"])
+    # first 2 candidates: returns -5, -4; q picks candidate 1 (score 2 > 1): regret 0; consensus picks 1 too
+    assert by_n["q"] == {2: 0.0} and by_n["consensus"] == {2: 0.0}

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from sorl_core import toy
-from sorl_core import verifier_study as vs
+from sorl_core.studies import verifier_study as vs
 from sorl_core.checkpoint import load_agent
 from sorl_core.cli import main
-from sorl_core.toy_study import held_out_contexts
+from sorl_core.studies.toy_scaling import held_out_contexts
 
 REPO = Path(__file__).resolve().parents[1]
 CUBE = REPO / "assets" / "ogbench" / "cube-single-task2" / "policy.pt"

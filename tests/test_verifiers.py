@@ -125,7 +125,7 @@ def test_sweep_figures_read_a_bundled_sweep_through_pandas():
     """pandas reads the fixed grid's empty `adaptive` cells as NaN: they are still the fixed grid."""
     import pandas as pd
 
-    from sorl_core.evaluate import sweep_figures
+    from sorl_core.studies.evaluate import sweep_figures
 
     rows = pd.read_csv(REPO / "assets" / "ogbench" / "cube-single-task2" / "sweep.csv").to_dict("records")
     grid, compute = sweep_figures(rows)

@@ -1,6 +1,6 @@
 """Scaling study: success rate of a shortcut policy over the M_inf x N grid of a test-time-scaling sweep.
 
-Reads sweep CSVs (sorl_core/sweep_schema.py): bundled ones under assets/ogbench/**/sweep*.csv, or uploaded.
+Reads sweep CSVs (sorl_core/studies/sweep_schema.py): bundled ones under assets/ogbench/**/sweep*.csv, or uploaded.
 The logic lives in app/_scaling.py.
 """
 
@@ -24,7 +24,7 @@ st.set_page_config(page_title="SORL Lab — scaling study", page_icon="📈", la
 HELP = {
     "bundled": "Sweeps shipped with the lab (assets/ogbench/**/sweep*.csv): each holds one checkpoint's success "
                "rate at every (M_inf, N) cell, measured in the environment with a 95% Wilson interval.",
-    "upload": "One or more sweep CSVs written by the evaluator (columns in sorl_core/sweep_schema.py). Load two "
+    "upload": "One or more sweep CSVs written by the evaluator (columns in sorl_core/studies/sweep_schema.py). Load two "
               "checkpoints, e.g. trained with M_BTT = 8 and M_BTT = 1, to compare how they scale.",
     "series": "Checkpoints to compare. A checkpoint is named with the M_BTT it was trained with: the number of "
               "Euler steps back-propagated through in the Q loss; a sweep ranked by another verifier than the "

@@ -13,10 +13,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import adaptive as adaptive_rules
-from .checkpoint import CheckpointError, load_agent
-from .rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
+from ..checkpoint import CheckpointError, load_agent
+from ..rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
 from .sweep_schema import SWEEP_COLUMNS
-from .verifiers import DEFAULT_BETA, check_verifier
+from ..verifiers import DEFAULT_BETA, check_verifier
 
 
 @dataclass

@@ -68,10 +68,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .agent import integrate
-from .checkpoint import CheckpointError, load_agent
-from .rollout import EnvBatch, episode_seeds, sample_seed
-from .verifiers import DEFAULT_BETA, VERIFIERS, check_verifier
+from ..agent import integrate
+from ..checkpoint import CheckpointError, load_agent
+from ..rollout import EnvBatch, episode_seeds, sample_seed
+from ..verifiers import DEFAULT_BETA, VERIFIERS, check_verifier
 
 METRICS = ("spearman", "top1_regret", "winners_curse_score", "winners_curse_return", "pick_distance",
            "mean_distance", "pick_return", "pick_success")
@@ -708,8 +708,8 @@ def run_study(cfg: VerifierStudyConfig) -> StudyResult:
 
 
 def _toy_study(agent, world_name, cfg, present, verifiers, done, save, bar, counters) -> None:
-    from . import toy
-    from .toy_study import held_out_contexts
+    from .. import toy
+    from .toy_scaling import held_out_contexts
 
     world = toy.make_world(world_name)
     contexts = held_out_contexts(world, cfg.states)

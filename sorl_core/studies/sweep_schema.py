@@ -25,7 +25,7 @@ SWEEP_COLUMNS: tuple[str, ...] = (
     "network_calls",  # actor_calls + critic_calls: the compute axis of the scaling plots
     "ms_per_action",  # policy wall-clock per action, batched over all episodes of the cell
     "seed",  # seed of the initial states and of the sampling noise
-    "adaptive",  # empty for the fixed (m_inf, n) grid; else the adaptive rule (sorl_core/adaptive.py), e.g.
+    "adaptive",  # empty for the fixed (m_inf, n) grid; else the adaptive rule (sorl_core/studies/adaptive.py), e.g.
     # seq:eps=0.05: its m_inf and n are the rule's caps, and actor/critic/network calls are the MEAN calls
     # per action over all actions taken (not whole numbers)
 )

@@ -11,9 +11,9 @@ from typing import Literal
 
 import torch
 
-from . import cpu
-from .agent import SORLAgent
-from .config import SIZES, SORLConfig
+from .. import cpu
+from ..agent import SORLAgent
+from ..config import SIZES, SORLConfig
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import toy
+from .. import toy
 
 M_VALUES, N_VALUES = (1, 2, 4, 8), (1, 4, 16)
 CONTEXT_SEED, CONTEXTS = 123, 1024  # held-out contexts: not the training evaluation's

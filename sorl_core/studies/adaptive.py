@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import verifiers
-from .agent import integrate
-from .config import is_power_of_two
+from .. import verifiers
+from ..agent import integrate
+from ..config import is_power_of_two
 
 ROUND = 4  # candidates per round of the parallel rule
 DEFAULT_NMAX = 64
@@ -262,14 +262,15 @@ def mixture_frontier(points, calls: float) -> float | None:
 def toy_table(agent, world_name: str, rules, contexts: int | None = None, sampling_seeds=None,
               verifier: str = verifiers.DEFAULT_VERIFIER) -> dict[str, dict[str, float]]:
     """rule label -> true-reward metrics (toy.action_metrics) on the held-out contexts, with the mean actor,
-    critic and network calls per action; each the mean over the sampling seeds (as toy_study.scaling_table)."""
-    from . import toy, toy_study
+    critic and network calls per action; each the mean over the sampling seeds (as toy_scaling.scaling_table)."""
+    from .. import toy
+    from . import toy_scaling
 
-    contexts = toy_study.CONTEXTS if contexts is None else contexts
-    sampling_seeds = toy_study.SAMPLING_SEEDS if sampling_seeds is None else sampling_seeds
+    contexts = toy_scaling.CONTEXTS if contexts is None else contexts
+    sampling_seeds = toy_scaling.SAMPLING_SEEDS if sampling_seeds is None else sampling_seeds
     world = toy.make_world(world_name)
     data = toy.make_dataset(world, 10_000, seed=0)["actions"]
-    ctx = toy_study.held_out_contexts(world, contexts)
+    ctx = toy_scaling.held_out_contexts(world, contexts)
     out = {}
     for rule in check_rules(agent, rules):
         runs = []
@@ -292,9 +293,9 @@ def fixed_calls(m_inf: int, n: int) -> int:
 def toy_comparison(agent, world_name: str, rules, value: str = "mean_reward", **kwargs) -> list[dict]:
     """Each rule beside the fixed grid's frontier at its mean calls: rows of rule, calls, value, the best fixed
     cell with no more calls (its calls, value, and the gain of the rule over it), and the mixture frontier."""
-    from . import toy_study
+    from . import toy_scaling
 
-    table = toy_study.scaling_table(agent, world_name, **{k: v for k, v in kwargs.items() if k in ("contexts", "sampling_seeds")})
+    table = toy_scaling.scaling_table(agent, world_name, **{k: v for k, v in kwargs.items() if k in ("contexts", "sampling_seeds")})
     points = [(fixed_calls(m, n), row[value]) for (m, n), row in table.items()]
     labels = {(fixed_calls(m, n), row[value]): f"M={m},N={n}" for (m, n), row in table.items()}
     out = []
