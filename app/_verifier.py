@@ -82,7 +82,7 @@ def record_episode(agent, env_name: str, m_inf: int, n: int, verifier: str, seed
 
 
 def counterfactual_at(agent, rec: EpisodeRecord, step: int, horizon: int = 100, repeats: int = 1,
-                      workers: int = 2) -> dict[str, np.ndarray]:
+                      workers: int = 2, on_progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
     """True (counterfactual) return of each candidate of one recorded step: restore the environment there, apply
     the candidate, continue with the same policy (M_inf = 8, N = 1). Returns mean return and success per candidate."""
     from sorl_core.rollout import EnvBatch
@@ -104,7 +104,8 @@ def counterfactual_at(agent, rec: EpisodeRecord, step: int, horizon: int = 100, 
         replay_obs, state.reward = _replay(pool, state)
         if nxt is None:
             state.next_obs = replay_obs
-        out = counterfactual_returns(pool, agent, [state], candidates[None], cfg, agent.config.discount)
+        out = counterfactual_returns(pool, agent, [state], candidates[None], cfg, agent.config.discount,
+                                     on_step=on_progress)
     return {"returns": out["returns"][0].mean(axis=1), "success": out["success"][0].mean(axis=1)}
 
 

@@ -1,6 +1,7 @@
 """Bundle the cube-single verifier study, its best-of-N-continuation twin and the verifier sweep.
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/build_verifier_assets.py [--only study contN16 sweep compare]
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/build_verifier_assets.py --policy cube-single-task2-mbtt1 --only study sweep
 
 Each step runs the exact `sorl-lab` command below (printed before it runs), then copies the small outputs into
 assets/ogbench/cube-single-task2/:
@@ -19,7 +20,8 @@ assets/ogbench/cube-single-task2/:
   sweep's N = 1 cell, same seeds and noise) for their first k steps, then best-of-16 by q to the end (a generator
   seeded by k); k = 0 is plain best-of-16 q. Success and return per k into verifier/switch.csv.
 
-q-kbtt equals q at M_BTT = 8 and target-q is absent in this inference-only file, so the sweep leaves both out.
+q-kbtt equals q at M_BTT = 8 (the sweep adds it for the M_BTT = 1 policy, whose critic has only seen k = 1), and
+target-q is absent from these inference-only files.
 Checkpoint paths in the copied verifier_config.json are made relative to the repository.
 """
 
@@ -36,20 +38,28 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NAME = "cube-single-task2"
+
+
+def _policy_from_argv(default: str = "cube-single-task2") -> str:
+    """--policy NAME (a folder of assets/ogbench), read before argparse: the commands below depend on it."""
+    return sys.argv[sys.argv.index("--policy") + 1] if "--policy" in sys.argv[:-1] else default
+
+
+NAME = _policy_from_argv()
+RUN = "cube-single" if NAME == "cube-single-task2" else NAME  # run folders: runs/verifier-<RUN>, runs/sweep-verifiers-<RUN>
 ASSET = ROOT / "assets" / "ogbench" / NAME
 CHECKPOINT = f"assets/ogbench/{NAME}/policy.pt"
 SORL = str(ROOT / ".venv" / "bin" / "sorl-lab")
 STUDY = ["verifier", "--checkpoint", CHECKPOINT, "--m-inf", "8", "--n", "16", "--states", "50", "--horizon", "200",
          "--repeats", "2", "--seed", "0"]
 STUDIES = {
-    "study": (STUDY + ["--out", "runs/verifier-cube-single"], ASSET / "verifier"),
+    "study": (STUDY + ["--out", f"runs/verifier-{RUN}"], ASSET / "verifier"),
     "contN16": (STUDY + ["--continuation-n", "16", "--continuation-verifier", "q", "--batch-states", "5",
-                         "--out", "runs/verifier-cube-single-contN16"], ASSET / "verifier" / "continuation-n16"),
+                         "--out", f"runs/verifier-{RUN}-contN16"], ASSET / "verifier" / "continuation-n16"),
 }
 SWEEP = ["evaluate", "--checkpoint", CHECKPOINT, "--m-inf", "8", "--n", "1", "4", "16",
-         "--verifier", "q", "q-min", "q-lcb", "consensus", "--adaptive", "seq:eps=0.05", "par:delta=1.0",
-         "--episodes", "50", "--seed", "0", "--out", "runs/sweep-verifiers-cube-single"]
+         "--verifier", "q", "q-min", "q-lcb", *(["q-kbtt"] if NAME.endswith("mbtt1") else []), "consensus", "--adaptive", "seq:eps=0.05", "par:delta=1.0",
+         "--episodes", "50", "--seed", "0", "--out", f"runs/sweep-verifiers-{RUN}"]
 FILES = ("verifier_candidates.csv", "verifier_states.csv", "verifier_summary.csv", "verifier_config.json")
 
 
@@ -174,6 +184,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=("study", "contN16", "sweep", "compare", "switch"),
                         default=["study", "contN16", "sweep", "compare", "switch"])
     parser.add_argument("--force", action="store_true", help="rerun the sweep even when sweep_verifiers.csv exists")
+    parser.add_argument("--policy", default="cube-single-task2",
+                        help="the bundled policy (a folder of assets/ogbench) to study, e.g. cube-single-task2-mbtt1")
     args = parser.parse_args()
     for step in ("study", "contN16"):
         if step in args.only:

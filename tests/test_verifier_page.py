@@ -88,3 +88,11 @@ def test_a_study_folder_becomes_calibration_figures(tmp_path):
     by_n = V.regret_by_n({"0": cand_rows}, ["q", "consensus"])
     # first 2 candidates: returns -5, -4; q picks candidate 1 (score 2 > 1): regret 0; consensus picks 1 too
     assert by_n["q"] == {2: 0.0} and by_n["consensus"] == {2: 0.0}
+
+
+def test_a_typed_path_outside_the_allowed_folders_is_refused():
+    at = AppTest.from_file(str(PAGE), default_timeout=120).run()
+    at.selectbox(key="vf_policy").set_value("a path…").run()
+    at.text_input(key="vf_path").input("/etc/passwd").run()
+    assert not at.exception and at.button(key="vf_play").disabled
+    assert len(at.error) == 1 and "only reads inside" in at.error[0].value

@@ -24,8 +24,9 @@ from sorl_core.verifiers import VERIFIERS  # noqa: E402
 st.set_page_config(page_title="SORL Lab — verifier", page_icon="🔍", layout="wide")
 
 HELP = {
-    "policy": "A bundled OGBench policy (assets/ogbench/<name>/policy.pt), or the path of a checkpoint written by "
-              "`sorl-lab train --env ...` inside runs/, assets/ or a folder the lab's host allowed (SORL_LAB_PATHS).",
+    "policy": "A bundled OGBench policy (assets/ogbench/<name>/policy.pt), a checkpoint you upload, or the path of "
+              "one written by `sorl-lab train --env ...` inside runs/, assets/ or a folder the lab's host allowed "
+              "(SORL_LAB_PATHS).",
     "verifier": "How best-of-N ranks its candidates. " + " ".join(f"{k}: {v}." for k, v in VERIFIERS.items()),
     "episode": "Which episode of K to play. Episode i of K starts from the same state, with the same sampling noise, "
                "as row i of the rollouts page's table with the same K, seed and configuration.",
@@ -56,14 +57,22 @@ bundled = R.bundled_checkpoints()
 choices = {b.name: b.policy for b in bundled}
 with st.container(border=True):
     c1, c2, c3, c4, c5, c6 = st.columns([2, 1, 1, 1.2, 0.8, 0.8], vertical_alignment="bottom")
-    name = c1.selectbox("Policy", [*choices, "a path…"], key="vf_policy", help=HELP["policy"])
+    name = c1.selectbox("Policy", [*choices, "upload…", "a path…"], key="vf_policy", help=HELP["policy"])
     m = c2.select_slider("M_inf", options=[1, 2, 4, 8], value=8, key="vf_m", help="Euler steps of every candidate.")
     n = c3.number_input("N", min_value=2, max_value=64, value=16, step=1, key="vf_n", help="Candidates per step.")
     verifier = c4.selectbox("Verifier", list(VERIFIERS), key="vf_verifier", help=HELP["verifier"])
     seed = c5.number_input("Seed", min_value=0, max_value=1_000_000, value=0, step=1, key="vf_seed")
     episode = c6.selectbox("Episode", list(range(K_EPISODES)), key="vf_episode", help=HELP["episode"])
     path = choices.get(name)
-    if path is None:
+    if name == "upload…":
+        file = st.file_uploader("Checkpoint file (.pt)", type=["pt"], key="vf_upload",
+                                help="A checkpoint written by `sorl-lab train --env ...`; read as tensors only.")
+        if file is not None:
+            try:
+                path = R.store_upload(file.getvalue())
+            except OSError:
+                st.error("The upload could not be stored on the server; try again.")
+    elif path is None:
         typed = st.text_input("Checkpoint path", key="vf_path", help=HELP["policy"])
         if typed.strip():
             try:
@@ -73,7 +82,7 @@ with st.container(border=True):
 loaded = None
 if path is not None:
     try:
-        loaded = load(str(path), name if name in choices else Path(path).name)
+        loaded = load(str(path), name if name in choices else (file.name if name == "upload…" else Path(path).name))
     except ValueError as exc:  # CheckpointError is one: its message is written for people
         st.error(f"Cannot use this checkpoint: {R.plain_message(exc)}")
     except OSError:
@@ -93,6 +102,7 @@ if st.button("Play the episode", type="primary", disabled=loaded is None, key="v
                                K_EPISODES, size=FRAME_SIZE,
                                on_progress=lambda k: bar.progress(min(k / (steps + 1), 1.0), text=f"Frame {k}"))
         st.session_state.vf_record, st.session_state.vf_settings = rec, settings
+        st.session_state.vf_agent = loaded.agent  # the truth of a step is computed with the policy that played it
         st.session_state.vf_truth = {}
         st.session_state.vf_step = 0
     except Exception as exc:
@@ -100,6 +110,10 @@ if st.button("Play the episode", type="primary", disabled=loaded is None, key="v
     bar.empty()
 
 rec = st.session_state.get("vf_record")
+
+
+def rec_agent():
+    return st.session_state.vf_agent
 if rec is None:
     st.caption("Press **Play the episode** to record one (the bundled cube-single policy: about 30 s on two cores).")
 else:
@@ -120,12 +134,16 @@ else:
         st.plotly_chart(fig, key="vf_candidates", theme=None, config={"displaylogo": False})
     if truth is None:
         if st.button("Score these candidates by their true return", key="vf_truth_button", help=HELP["truth"]):
-            with st.spinner(f"Restoring step {step} and rolling out {rec.n} candidates for 100 steps…"):
-                try:
-                    st.session_state.vf_truth[step] = V.counterfactual_at(loaded.agent if loaded else None, rec, step)
-                    st.rerun()
-                except Exception as exc:
-                    st.error(f"The candidates could not be scored: {R.plain_message(exc)}")
+            bar = st.progress(0.0, text=f"Restoring step {step} and rolling out its {rec.n} candidates…")
+            try:
+                st.session_state.vf_truth[step] = V.counterfactual_at(
+                    rec_agent(), rec, step,
+                    on_progress=lambda t, h: bar.progress(t / h, text=f"Rolling out the candidates: step {t} of at most {h}"))
+                bar.empty()
+                st.rerun()
+            except Exception as exc:
+                bar.empty()
+                st.error(f"The candidates could not be scored: {R.plain_message(exc)}")
     else:
         st.markdown(N.score_truth_note(scores, truth["returns"], rec.chosen[step], rec.verifier, "true return")
                     + f" Success of the candidates' rollouts: {100 * float(np.mean(truth['success'])):.0f} % on average, "

@@ -61,6 +61,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -349,7 +350,8 @@ def continuation_actions(cont, obs, noise: torch.Tensor, m_inf: int, verifier: s
 
 
 def counterfactual_returns(pool: EnvBatch, cont, states: list[StudyState], candidates: np.ndarray,
-                           cfg: VerifierStudyConfig, discount: float) -> dict[str, np.ndarray]:
+                           cfg: VerifierStudyConfig, discount: float,
+                           on_step: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
     """Every (state, candidate, repeat) rollout stepped together: (S, N, R) returns, successes and lengths, and
     the number of (batched) continuation-policy calls.
 
@@ -378,6 +380,8 @@ def counterfactual_returns(pool: EnvBatch, cont, states: list[StudyState], candi
     current = obs
     calls, policy_seconds = 0, 0.0
     for t in range(1, horizon):
+        if on_step is not None:  # progress: steps done of at most `horizon`
+            on_step(t, horizon)
         index = np.nonzero(running)[0]
         if not len(index):
             break
