@@ -263,3 +263,18 @@ def test_a_sweep_with_several_verifiers_shows_one_series_per_verifier():
     df = S.parse_sweep(both, "two-verifiers.csv")
     table = S.combine([("two-verifiers.csv", df)])
     assert S.series_order(table) == ["cube-single-task2 (M_BTT=8)", "cube-single-task2 (M_BTT=8) · consensus"]
+
+
+def test_the_verifier_filter_appears_for_a_sweep_ranked_by_several_verifiers():
+    at = AppTest.from_file(str(SCALING_PAGE), default_timeout=TIMEOUT).run()
+    assert not [w for w in at.multiselect if w.key == "verifiers_shown"]  # the default sweep ranks with q only
+    chips = at.multiselect(key="bundled")
+    wanted = [o for o in chips.options if "verifiers" in o][:1]
+    assert wanted, chips.options
+    chips.set_value(wanted).run()
+    assert_clean(at)
+    shown = at.multiselect(key="verifiers_shown")
+    assert set(shown.value) == {"q", "q-min", "q-lcb", "consensus"}
+    shown.set_value(["q", "consensus"]).run()
+    assert_clean(at)
+    assert {s.split(" · ")[-1] if " · " in s else "q" for s in at.multiselect(key="series").value} == {"q", "consensus"}

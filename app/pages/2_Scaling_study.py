@@ -187,6 +187,11 @@ if not frames:
 
 # Series names live in the session: a name once shown never changes when another file arrives.
 table = S.combine(frames, st.session_state.setdefault("_series_names", {}))
+ranked_by = list(dict.fromkeys(v for v in VERIFIERS if v in set(table.verifier)))
+if len(ranked_by) > 1:  # sweeps ranked by several verifiers: choose which to compare (each is its own series)
+    shown_verifiers = st.multiselect("Verifiers", ranked_by, default=ranked_by, key="verifiers_shown",
+                                     help=HELP["sweep_verifiers"])
+    table = table[table.verifier.isin(shown_verifiers or ranked_by)]
 all_series = S.series_order(table)
 # The Checkpoints filter: keep what the user chose, and select every series that is new since the last run
 # (a multiselect with a key keeps its old selection when its options grow, which hid new sweeps).
