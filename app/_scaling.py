@@ -305,13 +305,16 @@ def compute_figure(df: pd.DataFrame, group_by: str = "n", budget: float | None =
     if several and any(row is not None for row in (picks or {}).values()):
         fig.add_trace(_key_entry("compute-optimal", "key compute-optimal", mode="markers", marker=star))
     ticks = _pow2_ticks(list(df.network_calls) + list(rules.network_calls))
+    # The legend sits under the plot and pushes the bottom margin down as it grows; grow the figure with it, so
+    # the plot keeps its height and the legend stays clear of the x-axis title (one entry a row at 1024 px).
+    entries = sum(1 for t in fig.data if t.showlegend is not False)
     fig.update_layout(
         title=dict(text=("Sequential scaling: one line per N, more Euler steps along it" if group_by == "n"
                          else "Parallel scaling: one line per M_inf, more candidates along it"),
                    x=0.0, xanchor="left", font=dict(size=15)),
-        height=520, margin=dict(l=60, r=20, t=50, b=40),
+        height=520 + 20 * max(0, entries - 6), margin=dict(l=60, r=20, t=50, b=40),
         # Below the plot, left-aligned and wrapping: never over the title or the curves, at any width.
-        legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.16, yanchor="top"),
+        legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.22, yanchor="top"),
         xaxis=dict(title="network calls per action (actor M_inf·N + critic N when N > 1), log scale", type="log",
                    tickvals=ticks, ticktext=[str(t) for t in ticks]),
         yaxis=dict(title="success rate (95% Wilson CI)", range=[-0.03, 1.03]),

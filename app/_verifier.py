@@ -212,21 +212,21 @@ def calibration_figures(cand_rows: list[dict], state_rows: list[dict]) -> list[t
         scatter.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=v, marker=dict(size=4, opacity=0.5)))
     scatter.update_layout(title="Score vs true return", height=420,
                           xaxis_title="verifier score (z-score within its state)", yaxis_title="true return (z within its state)",
-                          legend=dict(orientation="h", yanchor="top", y=-0.2, x=0), margin=dict(l=50, r=20, t=40, b=40))
+                          legend=dict(orientation="h", yanchor="top", y=-0.3, x=0), margin=dict(l=50, r=20, t=40, b=40))
     hist = go.Figure()
     for v in verifiers:
         hist.add_trace(go.Histogram(x=[_f(r.get(f"spearman_{v}")) for r in state_rows], name=v, opacity=0.6,
                                     xbins=dict(start=-1, end=1, size=0.1)))
     hist.update_layout(barmode="overlay", title="Spearman per state", height=360,
                        xaxis_title="spearman", yaxis_title="states", margin=dict(l=50, r=20, t=40, b=40),
-                       legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
+                       legend=dict(orientation="h", yanchor="top", y=-0.3, x=0))
     summary = study_summary(state_rows, verifiers)
     side = go.Figure()
     for metric, label in (("spearman", "mean spearman"), ("top1_regret", "mean top-1 regret"),
                           ("pick_distance", "pick distance to the median"), ("mean_distance", "a random candidate's")):
         side.add_trace(go.Bar(x=verifiers, y=[summary[v][metric] for v in verifiers], name=label))
     side.update_layout(barmode="group", title="Verifiers side by side", height=380, margin=dict(l=50, r=20, t=40, b=40),
-                       legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
+                       legend=dict(orientation="h", yanchor="top", y=-0.3, x=0))
     by_n = regret_by_n(by_state, verifiers)
     regret = go.Figure()
     for v in verifiers:
@@ -234,7 +234,7 @@ def calibration_figures(cand_rows: list[dict], state_rows: list[dict]) -> list[t
     regret.update_layout(title="Top-1 regret against N", height=360, margin=dict(l=50, r=20, t=40, b=40),
                          xaxis=dict(title="N (the first N candidates of each state)", type="log",
                                     tickvals=list(next(iter(by_n.values()), {}))),
-                         yaxis_title="mean top-1 regret", legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
+                         yaxis_title="mean top-1 regret", legend=dict(orientation="h", yanchor="top", y=-0.3, x=0))
     return [("calibration", scatter), ("spearman", hist), ("side by side", side), ("regret against N", regret)]
 
 

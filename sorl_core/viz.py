@@ -364,7 +364,7 @@ def score_truth_figure(scores, true_rewards, chosen: int, verifier: str = "q", t
         margin=dict(l=60, r=20, t=40, b=40),
         xaxis=dict(title=f"verifier score ({verifier})"),
         yaxis=dict(title="true reward r(a, c)"),
-        legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0.0),
+        legend=dict(orientation="h", yanchor="top", y=-0.32, xanchor="left", x=0.0),
     ))
 
 

@@ -34,6 +34,10 @@ LAYOUT_PROBLEMS = """() => {
     const svg = gd.querySelector('.main-svg');
     const tb = title && title.getBoundingClientRect(), lb = legend && legend.getBoundingClientRect();
     if (tb && lb && visible(tb) && visible(lb) && overlap(tb, lb)) problems.push(`${name}: the legend covers the title`);
+    gd.querySelectorAll('.g-xtitle, .g-x2title').forEach(xt => {
+      const xb = xt.getBoundingClientRect();
+      if (lb && visible(xb) && visible(lb) && overlap(xb, lb)) problems.push(`${name}: the legend covers the x-axis title`);
+    });
     if (tb && svg && visible(tb) && tb.right > svg.getBoundingClientRect().right + 1) problems.push(`${name}: the title is cut off`);
     const menu = gd.querySelector('.updatemenu-container'), steps = gd.querySelector('.slider-container');
     if (menu && steps) {

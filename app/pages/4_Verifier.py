@@ -175,7 +175,6 @@ else:
                    "pick_distance against mean_distance: how far the pick lies from the candidates' median against "
                    "a random candidate (a pick farther out = the verifier favours outliers).")
         figs = V.calibration_figures(cand_rows, state_rows)
-        cols = st.columns(2)
+        # One a row: in half a projector-width row their legends wrap over the axis titles.
         for i, (key, fig) in enumerate(figs):
-            with cols[i % 2]:
-                st.plotly_chart(fig, key=f"vf_cal_{i}", theme=None, config={"displaylogo": False})
+            st.plotly_chart(fig, key=f"vf_cal_{i}", theme=None, config={"displaylogo": False})
