@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
+from plotly.subplots import make_subplots
 
 SCORE_SCALE = "Viridis"
 
@@ -221,12 +222,15 @@ def calibration_figures(cand_rows: list[dict], state_rows: list[dict]) -> list[t
                        xaxis_title="spearman", yaxis_title="states", margin=dict(l=50, r=20, t=40, b=40),
                        legend=dict(orientation="h", yanchor="top", y=-0.3, x=0))
     summary = study_summary(state_rows, verifiers)
-    side = go.Figure()
-    for metric, label in (("spearman", "mean spearman"), ("top1_regret", "mean top-1 regret"),
-                          ("pick_distance", "pick distance to the median"), ("mean_distance", "a random candidate's")):
-        side.add_trace(go.Bar(x=verifiers, y=[summary[v][metric] for v in verifiers], name=label))
-    side.update_layout(barmode="group", title="Verifiers side by side", height=380, margin=dict(l=50, r=20, t=40, b=40),
-                       legend=dict(orientation="h", yanchor="top", y=-0.3, x=0))
+    # One panel per metric: their scales differ (a rank correlation, a return, a distance in action space).
+    side = make_subplots(rows=1, cols=3, subplot_titles=("mean spearman", "mean top-1 regret",
+                                                         "pick (bar) vs random (◆) distance"))
+    side.add_trace(go.Bar(x=verifiers, y=[summary[v]["spearman"] for v in verifiers], showlegend=False), 1, 1)
+    side.add_trace(go.Bar(x=verifiers, y=[summary[v]["top1_regret"] for v in verifiers], showlegend=False), 1, 2)
+    side.add_trace(go.Bar(x=verifiers, y=[summary[v]["pick_distance"] for v in verifiers], showlegend=False), 1, 3)
+    side.add_trace(go.Scatter(x=verifiers, y=[summary[v]["mean_distance"] for v in verifiers], mode="markers",
+                              marker=dict(symbol="diamond", size=9, color="#333"), showlegend=False), 1, 3)
+    side.update_layout(title="Verifiers side by side", height=360, margin=dict(l=50, r=20, t=70, b=40))
     by_n = regret_by_n(by_state, verifiers)
     regret = go.Figure()
     for v in verifiers:

@@ -56,11 +56,12 @@ st.markdown(
 bundled = R.bundled_checkpoints()
 choices = {b.name: b.policy for b in bundled}
 with st.container(border=True):
-    c1, c2, c3, c4, c5, c6 = st.columns([2, 1, 1, 1.2, 0.8, 0.8], vertical_alignment="bottom")
+    c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
     name = c1.selectbox("Policy", [*choices, "upload…", "a path…"], key="vf_policy", help=HELP["policy"])
-    m = c2.select_slider("M_inf", options=[1, 2, 4, 8], value=8, key="vf_m", help="Euler steps of every candidate.")
-    n = c3.number_input("N", min_value=2, max_value=64, value=16, step=1, key="vf_n", help="Candidates per step.")
-    verifier = c4.selectbox("Verifier", list(VERIFIERS), key="vf_verifier", help=HELP["verifier"])
+    verifier = c2.selectbox("Verifier", list(VERIFIERS), key="vf_verifier", help=HELP["verifier"])
+    c3, c4, c5, c6 = st.columns(4, vertical_alignment="bottom")
+    m = c3.select_slider("M_inf", options=[1, 2, 4, 8], value=8, key="vf_m", help="Euler steps of every candidate.")
+    n = c4.number_input("N", min_value=2, max_value=64, value=16, step=1, key="vf_n", help="Candidates per step.")
     seed = c5.number_input("Seed", min_value=0, max_value=1_000_000, value=0, step=1, key="vf_seed")
     episode = c6.selectbox("Episode", list(range(K_EPISODES)), key="vf_episode", help=HELP["episode"])
     path = choices.get(name)
