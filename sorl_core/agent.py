@@ -1,4 +1,4 @@
-"""SORL in PyTorch: losses as small pure functions, one update, one sampler (spec sections 1-5)."""
+"""SORL in PyTorch: losses as small pure functions, one update, one sampler (docs/ALGORITHM.md §1-5)."""
 
 from __future__ import annotations
 
@@ -280,7 +280,7 @@ class SORLAgent:
         """One SORL iteration: critic step, actor step, Polyak. Metrics stay tensors (no host sync).
 
         k: use this step count for both the critic target and the Q loss instead of drawing them (the
-        benchmark times each k separately); None draws them as the spec says.
+        benchmark times each k separately); None draws them as docs/ALGORITHM.md §3 says.
         """
         batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
         k_critic, k_actor = (self._draw_k(), self._draw_k()) if k is None else (k, k)
@@ -360,7 +360,7 @@ class SORLAgent:
 
         obs: (S, obs_dim). Each state gets its own n candidates; candidate j of state s is scored with
         state s only. generator: a torch.Generator on the agent's device, an int seed, or None (global RNG).
-        score: compute the verifier's scores of the candidates (default: only when n > 1, as the spec counts
+        score: compute the verifier's scores of the candidates (default: only when n > 1, as docs/ALGORITHM.md §5 counts
         compute). verifier: how candidates are ranked (sorl_core.verifiers.VERIFIERS; default `q`, the paper's
         online critic); beta: the q-lcb penalty. as_flow: give every step the finest level, i.e. sample as a
         plain flow-matching policy that ignores the step size (for comparisons; not SORL's sampler).

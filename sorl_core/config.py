@@ -1,4 +1,4 @@
-"""SORL configuration: every number of ../shared/SORL-SPEC.md lives here, one field each."""
+"""SORL configuration: every number of docs/ALGORITHM.md lives here, one field each."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Literal
 
 from tyro.conf import Suppress
 
-# Network sizes. `paper` is the spec's 4 x 512; `lab` is what a 2-core CPU trains in seconds
+# Network sizes. `paper` is the paper's 4 x 512 (docs/ALGORITHM.md §2); `lab` is what a 2-core CPU trains in seconds
 # (chosen by measurement, see docs/PERFORMANCE.md).
 SIZES: dict[str, tuple[int, ...]] = {
     "paper": (512, 512, 512, 512),
@@ -19,7 +19,7 @@ SIZES: dict[str, tuple[int, ...]] = {
 
 @dataclass
 class SORLConfig:
-    """Hyper-parameters of the SORL agent (spec sections 2-5)."""
+    """Hyper-parameters of the SORL agent (docs/ALGORITHM.md §2-5)."""
 
     obs_dim: Suppress[int] = 1
     """Size of the observation vector (taken from the data; not a CLI flag)."""
@@ -30,7 +30,7 @@ class SORLConfig:
     hidden_dims: tuple[int, ...] | None = None
     """Hidden layer widths of actor and each critic member (None: taken from `size`)."""
     mode: Literal["faithful", "clean"] = "faithful"
-    """`faithful` reproduces the authors' code (spec 4: gradient through a', one shared Adam stepped
+    """`faithful` reproduces the authors' code (docs/ALGORITHM.md §4: gradient through a', one shared Adam stepped
     twice, targets and Q term from pre-iteration weights); `clean` is the textbook version."""
     lr: float = 1e-4
     """Adam learning rate (betas 0.9/0.999, eps 1e-8)."""
@@ -59,7 +59,7 @@ class SORLConfig:
     flow_eps: float = 1e-5
     """eps of the interpolation x_t = (1 - (1 - eps) t) x0 + t a."""
     critic_layer_norm: bool = True
-    """LayerNorm after each hidden GELU of the critic (spec: yes)."""
+    """LayerNorm after each hidden GELU of the critic (the paper: yes)."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """Precision of training: bf16 runs every forward and backward on bf16 copies of the networks;
     the weights, Adam's state and the targets stay float32."""
@@ -119,7 +119,7 @@ def is_power_of_two(m: int) -> bool:
 
 @dataclass(frozen=True)
 class EnvPreset:
-    """Per-environment SORL settings of spec section 6."""
+    """Per-environment SORL settings (docs/ALGORITHM.md §6)."""
 
     discount: float
     q_agg: Literal["min", "mean"]

@@ -1,4 +1,4 @@
-"""Actor (shortcut model) and fused critic ensemble (spec section 2)."""
+"""Actor (shortcut model) and fused critic ensemble (docs/ALGORITHM.md §2)."""
 
 from __future__ import annotations
 

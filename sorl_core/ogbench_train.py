@@ -24,13 +24,13 @@ from .ogbench_data import (
 from .rollout import EnvBatch, episode_seeds, run_episodes
 from .train import EVAL_M_INF, TRAIN_COLUMNS, CsvLog, run_loop
 
-ACTION_CLIP = 1 - 1e-5  # spec 7: dataset actions are clipped to +-(1 - 1e-5)
+ACTION_CLIP = 1 - 1e-5  # docs/ALGORITHM.md §7: dataset actions are clipped to +-(1 - 1e-5)
 EVAL_COLUMNS = ["step", "m_inf", "n", "episodes", "success_rate", "success_ci_low", "success_ci_high", "mean_return", "mean_length"]
 
 
 @dataclass
 class EnvTrainConfig:
-    """Train SORL on an OGBench singletask environment with the spec's per-environment preset."""
+    """Train SORL on an OGBench singletask environment with its per-environment preset (docs/ALGORITHM.md §6)."""
 
     env: str = "cube-single-play-singletask-task2-v0"
     """OGBench singletask environment, e.g. cube-single-play-singletask-task2-v0."""
@@ -65,7 +65,7 @@ class EnvTrainConfig:
 
 
 def default_env_config(env: str) -> EnvTrainConfig:
-    """Defaults for `env`: its preset (spec 6); paper size on CUDA, lab size on a CPU."""
+    """Defaults for `env`: its preset (docs/ALGORITHM.md §6); paper size on CUDA, lab size on a CPU."""
     preset = preset_for(env)  # ValueError listing the supported environments
     if "-singletask" not in env:
         base = env.removesuffix("-v0")

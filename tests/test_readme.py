@@ -69,3 +69,11 @@ def test_command_line_examples_work_from_a_fresh_shell(doc):
             words = [w for w in command.split() if "=" not in w]  # skip VAR=value prefixes
             if words and words[0] in ("sorl-lab", "python", "python3", "jupyter", "streamlit", "pytest"):
                 assert activated, f"{doc.name}: `{command}` runs before .venv is activated"
+
+
+def test_code_and_notebooks_point_only_inside_the_repository():
+    """Docstrings, comments and notebook text cite docs/ (a clone has no folder beside the repository)."""
+    files = [p for folder in ("sorl_core", "app", "scripts", "benchmarks", "notebooks", "tests")
+             for p in (ROOT / folder).rglob("*") if p.suffix in (".py", ".ipynb", ".md") and p.name != "test_readme.py"]
+    offenders = [str(p.relative_to(ROOT)) for p in files if "../shared" in p.read_text() or "SORL-SPEC" in p.read_text()]
+    assert offenders == []

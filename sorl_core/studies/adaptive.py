@@ -286,7 +286,7 @@ def toy_table(agent, world_name: str, rules, contexts: int | None = None, sampli
 
 
 def fixed_calls(m_inf: int, n: int) -> int:
-    """Network calls of one action of the fixed grid (spec 5): M_inf * N actor calls + N critic calls when N > 1."""
+    """Network calls of one action of the fixed grid (docs/ALGORITHM.md §5): M_inf * N actor calls + N critic calls when N > 1."""
     return m_inf * n + (n if n > 1 else 0)
 
 
