@@ -11,6 +11,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from sorl_core import toy
+from sorl_core.studies.verifier_study import spearman
 from sorl_core.viz import fraction_label
 
 # Differences in mean true reward smaller than this are treated as "no change" (the metrics row's 256 states
@@ -180,8 +181,7 @@ def score_truth_note(scores, true_rewards, chosen: int, verifier: str, truth: st
     x, y = np.asarray(scores, dtype=np.float64), np.asarray(true_rewards, dtype=np.float64)
     if len(x) < 2:
         return ""
-    rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731
-    rho = float(np.corrcoef(rank(x), rank(y))[0, 1]) if np.ptp(x) > 0 and np.ptp(y) > 0 else float("nan")
+    rho = spearman(x, y)  # NaN when either side is constant
     regret = float(y.max() - y[int(chosen)])
     text = (f"Rank correlation of the {verifier} score with the {truth} over these {len(x)} candidates: "
             f"{rho:.2f}; the pick's {truth} is {regret:.3f} below the best candidate's.")

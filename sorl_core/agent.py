@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from . import verifiers
+from .verifiers import aggregate
 from .config import SORLConfig, is_power_of_two
 from . import cpu
 from .networks import CriticEnsemble, ShortcutActor
@@ -47,11 +48,6 @@ def integrate(actor: nn.Module, obs: torch.Tensor, x: torch.Tensor, steps: int, 
         if keep_path:
             path.append(x)
     return x, path
-
-
-def aggregate(qs: torch.Tensor, how: str) -> torch.Tensor:
-    """Ensemble (E, ...) -> (...) by min or mean."""
-    return qs.min(dim=0).values if how == "min" else qs.mean(dim=0)
 
 
 # ----------------------------------------------------------------------------- losses

@@ -34,11 +34,6 @@ def uses_critic(verifier: str) -> bool:
     return verifier != "consensus"
 
 
-def _members(critic: nn.Module, obs: torch.Tensor, actions: torch.Tensor, k: int) -> torch.Tensor:
-    """(members, rows) Q values of every ensemble member."""
-    return critic(obs, actions, k)
-
-
 def medoid_scores(candidates: torch.Tensor) -> torch.Tensor:
     """(S, N, A) -> (S, N): minus the summed distance of each candidate to the other candidates of its state."""
     return -torch.cdist(candidates, candidates).sum(dim=-1)
@@ -59,16 +54,17 @@ def scores(verifier: str, candidates: torch.Tensor, obs_rep: torch.Tensor, m_inf
         if target_critic is None:
             raise ValueError("this checkpoint holds no target critic (an inference-only export), so the target-q "
                              "verifier cannot run; use a checkpoint written by training, or another verifier")
-        return _aggregate(_members(target_critic, obs_rep, flat, m_inf), q_agg).reshape(s, n)
+        return aggregate(target_critic(obs_rep, flat, m_inf), q_agg).reshape(s, n)
     k = min(m_inf, m_btt) if verifier == "q-kbtt" else m_inf
-    qs = _members(critic, obs_rep, flat, k)
+    qs = critic(obs_rep, flat, k)  # (members, rows)
     if verifier == "q-min":
         return qs.min(dim=0).values.reshape(s, n)
     if verifier == "q-lcb":  # max - min is |q1 - q2| for the paper's two members
         spread = qs.max(dim=0).values - qs.min(dim=0).values
         return (qs.mean(dim=0) - beta * spread).reshape(s, n)
-    return _aggregate(qs, q_agg).reshape(s, n)
+    return aggregate(qs, q_agg).reshape(s, n)
 
 
-def _aggregate(qs: torch.Tensor, how: str) -> torch.Tensor:
+def aggregate(qs: torch.Tensor, how: str) -> torch.Tensor:
+    """Ensemble (E, ...) -> (...) by min or mean (the environment's AGG)."""
     return qs.min(dim=0).values if how == "min" else qs.mean(dim=0)
