@@ -6,6 +6,8 @@
 #   make lab     JupyterLab on notebooks/
 #   make bench   the training/sampling benchmark, as JSON
 #   make bench-app  the lab's slider-to-update time in a real browser
+#   make gpu-check  on a CUDA machine: the cuda tests, the paper-size benchmark, a short
+#                paper-size training (scripts/gpu_check.sh; says so and exits 0 without a GPU)
 #   make setup   bootstrap only
 #   make clean   caches and build output (make distclean also drops .venv)
 
@@ -22,7 +24,7 @@ LAB_PORT ?= 8888
 ARGS ?=
 PYTEST_FLAGS ?= -q --timeout=600 --durations=15
 
-.PHONY: setup app test lab bench bench-app clean distclean
+.PHONY: setup app test lab bench bench-app gpu-check clean distclean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -48,6 +50,9 @@ bench: setup
 # Needs Debian's chromium (bootstrap installs it); prints a table of per-move times.
 bench-app: setup
 	$(PY) benchmarks/app_latency.py
+
+gpu-check: setup
+	bash scripts/gpu_check.sh
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache test-artifacts

@@ -141,6 +141,15 @@ def test_bench_prints_json_figures():
         assert set(r["seconds_per_iteration_at_k"]) == {"1", "2", "4", "8"}
         assert 0 < r["best_seconds_per_iteration"] <= r["seconds_per_iteration"]
     assert report["gelu"] in ("fused", "eager")
+    assert report["device"] == "cpu"  # the default; --device cuda is what `make gpu-check` times
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the script runs the whole check")
+def test_gpu_check_says_there_is_no_gpu_and_exits_0():
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(["bash", str(repo / "scripts" / "gpu_check.sh")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "no CUDA device" in proc.stdout and "nothing to check" in proc.stdout
 
 
 def test_data_generate_and_info_end_to_end(tmp_path):

@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 
 from .. import cpu
-from ..agent import SORLAgent
+from ..agent import SORLAgent, resolve_device
 from ..config import SIZES, SORLConfig
 
 
@@ -38,6 +38,8 @@ class BenchConfig:
     """Untimed iterations at each k first."""
     threads: int = 0
     """torch threads (0: torch's default, one per core)."""
+    device: str = "cpu"
+    """Where to time: cpu, cuda, or auto (CUDA when available)."""
     json: bool = False
     """Print one JSON object instead of a table."""
 
@@ -72,14 +74,23 @@ def iteration_flops(cfg: SORLConfig, batch: int) -> dict[str, float]:
     return {"critic_step": critic_step * batch, "actor_step": actor_step * batch, "total": (critic_step + actor_step) * batch}
 
 
-def matmul_rate(dtype: torch.dtype, n: int = 512, batch: int = 256, reps: int = 100) -> float:
+def _wait(device: torch.device) -> None:
+    """CUDA runs asynchronously: stop a clock only after the device has finished."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_rate(dtype: torch.dtype, n: int = 512, batch: int = 256, reps: int = 100, device: str | torch.device = "cpu") -> float:
     """Measured GFLOP/s of the iteration's dominant shape, (batch x n) @ (n x n)."""
-    a, w = torch.randn(batch, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    device = torch.device(device)
+    a, w = torch.randn(batch, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     for _ in range(10):
         a @ w
+    _wait(device)
     t = time.perf_counter()
     for _ in range(reps):
         a @ w
+    _wait(device)
     return 2 * batch * n * n * reps / (time.perf_counter() - t) / 1e9
 
 
@@ -112,8 +123,7 @@ def time_iterations(agent: SORLAgent, batch: dict, iterations: int, warmup: int)
             t = time.perf_counter()
             info = agent.update(batch, k=k)
             float(info["critic_loss"])  # wait for the device before stopping the clock
-            if agent.device.type == "cuda":
-                torch.cuda.synchronize()
+            _wait(agent.device)
             times.append(time.perf_counter() - t)
         per_k[k] = {"median": statistics.median(times), "min": min(times)}
     return {
@@ -127,9 +137,11 @@ def sample_latency_ms(agent: SORLAgent, obs_dim: int, m_inf: int = 8, n: int = 3
     obs = torch.randn(1, obs_dim)
     for _ in range(5):
         agent.sample(obs, m_inf=m_inf, n=n, generator=0)
+    _wait(agent.device)
     t = time.perf_counter()
     for i in range(reps):
         agent.sample(obs, m_inf=m_inf, n=n, generator=i)
+    _wait(agent.device)
     return (time.perf_counter() - t) / reps * 1e3
 
 
@@ -137,20 +149,22 @@ def run_bench(cfg: BenchConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     precisions = ["fp32", "bf16"] if cfg.precision == "both" else [cfg.precision]
+    device = resolve_device(cfg.device)
     report = {
         "size": cfg.size, "hidden": list(SIZES[cfg.size]), "mode": cfg.mode, "batch_size": cfg.batch_size,
         "obs_dim": cfg.obs_dim, "action_dim": cfg.action_dim, "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__, "device": str(device),
+        "machine": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "gelu": "fused" if cpu.load() else "eager", "results": {},
     }
     for precision in precisions:
         agent_cfg = SORLConfig(obs_dim=cfg.obs_dim, action_dim=cfg.action_dim, size=cfg.size, mode=cfg.mode,
-                               precision=precision, batch_size=cfg.batch_size, device="cpu")
+                               precision=precision, batch_size=cfg.batch_size, device=str(device))
         agent = SORLAgent(agent_cfg, seed=0)
         timing = time_iterations(agent, _random_batch(cfg, torch.Generator().manual_seed(0)), cfg.iterations, cfg.warmup)
         seconds = timing["median"]
         flops = iteration_flops(agent_cfg, cfg.batch_size)["total"]
-        rate = matmul_rate(torch.float32 if precision == "fp32" else torch.bfloat16)
+        rate = matmul_rate(torch.float32 if precision == "fp32" else torch.bfloat16, device=device)
         report["results"][precision] = {
             "seconds_per_iteration": round(seconds, 4),
             "best_seconds_per_iteration": round(timing["best"], 4),
@@ -169,7 +183,8 @@ def print_report(report: dict, as_json: bool) -> None:
         print(json.dumps(report, indent=2))
         return
     print(f"SORL iteration, size={report['size']} {report['hidden']}, mode={report['mode']}, batch={report['batch_size']}, "
-          f"obs={report['obs_dim']}, act={report['action_dim']}, threads={report['threads']}, torch {report['torch']}, "
+          f"obs={report['obs_dim']}, act={report['action_dim']}, {report['device']} ({report['machine']}), "
+          f"threads={report['threads']}, torch {report['torch']}, "
           f"GELU {report['gelu']}")
     print(f"{'precision':>9} {'s/iter':>8} {'best':>8} {'GFLOP/it':>9} {'GFLOP/s':>8} {'matmul':>8} {'frac':>6} {'sample ms (M=8,N=32)':>21}")
     for p, r in report["results"].items():
