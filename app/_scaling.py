@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from sorl_core.studies.sweep_schema import COLUMN_DEFAULTS, SWEEP_COLUMNS
 from sorl_core.verifiers import VERIFIERS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TEXT_COLUMNS = ("checkpoint", "env", "verifier", "adaptive")
+TEXT_COLUMNS = ("checkpoint", "env", "verifier", "adaptive", "train_seed")
 MEAN_COLUMNS = ("actor_calls", "critic_calls", "network_calls")  # whole numbers except in adaptive rows
 NUMERIC_COLUMNS = tuple(c for c in SWEEP_COLUMNS if c not in TEXT_COLUMNS)
 INTEGER_COLUMNS = ("m_btt", "m_inf", "n", "episodes", "successes", "actor_calls", "critic_calls", "network_calls", "seed")
@@ -114,14 +115,18 @@ def parse_sweep(data: bytes, name: str = "sweep.csv") -> pd.DataFrame:
         problems.append(f"success_rate lies outside [success_ci_low, success_ci_high]: {_rows(outside)}")
     if (df.network_calls < 1).any():
         problems.append(f"network_calls must be at least 1: {_rows(df.network_calls < 1, df.network_calls)}")
+    df["train_seed"] = df["train_seed"].str.strip()
+    not_seed = (df["train_seed"] != "") & ~df["train_seed"].str.fullmatch(r"\d+")
+    if not_seed.any():
+        problems.append(f"column train_seed must be empty or a whole number: {_rows(not_seed, df['train_seed'])}")
     df["verifier"] = df["verifier"].str.strip().replace("", COLUMN_DEFAULTS["verifier"])  # blank: the default
     unknown = ~df["verifier"].isin(list(VERIFIERS))
     if unknown.any():
         problems.append(f"column verifier must name one of {', '.join(VERIFIERS)}: {_rows(unknown, df['verifier'])}")
-    dup = df.duplicated(["checkpoint", "m_btt", "m_inf", "n", "verifier", "adaptive"], keep="first")
+    dup = df.duplicated(["checkpoint", "m_btt", "m_inf", "n", "verifier", "adaptive", "train_seed"], keep="first")
     if dup.any():
-        problems.append("the same (checkpoint, m_btt, m_inf, n, verifier) cell appears twice: " + _rows(dup)
-                        + " (one row per cell; several seeds belong in separate files)")
+        problems.append("the same (checkpoint, m_btt, m_inf, n, verifier, train_seed) cell appears twice: " + _rows(dup)
+                        + " (one row per cell; sweeps with other evaluation seeds belong in separate files)")
     if problems:
         raise SweepError(f"{name}: " + "; ".join(problems) + ".")
     df["checkpoint"] = df["checkpoint"].str.strip()
@@ -218,6 +223,68 @@ def compute_optimal(df: pd.DataFrame, budget: float) -> dict | None:
     return best.to_dict()
 
 
+# --------------------------------------------------------------------------- several training seeds
+SEED_TAG = re.compile(r"[-_ ](?:s|sd|seed)\d+$")
+# What series can be told apart by: the name the page shows -> the column (`recipe` is added by across_seeds).
+AXES = {"recipe": "recipe", "M_BTT": "m_btt", "verifier": "verifier", "environment": "env", "training seed": "train_seed"}
+
+
+def recipe(checkpoint: str) -> str:
+    """A checkpoint's name without a trailing seed tag: cube-single-task2-s1 -> cube-single-task2 (seeds share it)."""
+    return SEED_TAG.sub("", checkpoint)
+
+
+def _with_recipe(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(recipe=[recipe(c) for c in df["checkpoint"]])
+
+
+def has_seed_spread(df: pd.DataFrame) -> bool:
+    """Whether some recipe (same name, environment, M_BTT and verifier) was measured for several training seeds."""
+    d = _with_recipe(df[df["train_seed"] != ""]) if "train_seed" in df else df.iloc[:0]
+    return not d.empty and bool((d.groupby(["recipe", "env", "m_btt", "verifier"])["train_seed"].nunique() > 1).any())
+
+
+def varying_axes(df: pd.DataFrame) -> list[str]:
+    """The axes (keys of AXES) that take more than one value among the loaded rows."""
+    d = _with_recipe(df)
+    return [name for name, col in AXES.items() if d[col].astype(str).nunique() > 1]
+
+
+def _axis_text(name: str, value) -> str:
+    return {"M_BTT": f"M_BTT={value}", "training seed": f"seed {value}"}.get(name, str(value))
+
+
+def across_seeds(df: pd.DataFrame, compare: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One series per value of the `compare` axes; rows that differ only in the other axes (training seeds, mostly)
+    are its members, averaged cell by cell.
+
+    Returns (table, members). `table` has the figures' columns: success_rate is the members' mean and
+    success_ci_low / success_ci_high their lowest and highest rate (the spread across members, not an interval),
+    episodes their sum, and `members` how many were measured at the cell. `members` holds the member rows, with
+    `series` and `member` (e.g. "seed 1") set, for one thin line per member.
+    """
+    d = _with_recipe(df)
+    others = [n for n in varying_axes(df) if n not in compare]
+    if compare:
+        d["series"] = [" · ".join(_axis_text(n, v) for n, v in zip(compare, vals))
+                       for vals in zip(*(d[AXES[n]] for n in compare))]
+    else:  # nothing compared: one series, named like a checkpoint when everything but the members agrees
+        alike = all(d[c].nunique() == 1 for c in ("recipe", "m_btt", "verifier"))
+        d["series"] = base_name(d.recipe.iloc[0], d.m_btt.iloc[0], d.verifier.iloc[0]) if alike else "all loaded sweeps"
+    d["member"] = [" · ".join(_axis_text(n, v) for n, v in zip(others, vals)) or "the only one"
+                   for vals in zip(*(d[AXES[n]] for n in others))] if others else "the only one"
+    cell = ["series", "m_inf", "n", "adaptive"]
+    first = d.groupby(cell, sort=False).first().reset_index()
+    stats = d.groupby(cell, sort=False).agg(
+        success_rate=("success_rate", "mean"), success_ci_low=("success_rate", "min"),
+        success_ci_high=("success_rate", "max"), episodes=("episodes", "sum"), members=("member", "nunique"),
+        network_calls=("network_calls", "mean")).reset_index()
+    stats["network_calls"] = stats["network_calls"].round(4)  # whole numbers stay whole; adaptive rows are means
+    table = first.drop(columns=["success_rate", "success_ci_low", "success_ci_high", "episodes", "network_calls"])
+    table = table.merge(stats, on=cell, sort=False)
+    return table, d
+
+
 # --------------------------------------------------------------------------- figures
 def _pow2_ticks(values) -> list[int]:
     hi = max([float(v) for v in values] + [1.0])
@@ -231,7 +298,7 @@ def _key_entry(name: str, group: str, **style) -> go.Scatter:
 
 
 def compute_figure(df: pd.DataFrame, group_by: str = "n", budget: float | None = None,
-                   picks: dict | None = None) -> go.Figure:
+                   picks: dict | None = None, members: pd.DataFrame | None = None) -> go.Figure:
     """Success rate against network calls per action (log x), 95% CI as error bars.
 
     One line per N (group_by="n": M_inf grows along it) or per M_inf ("m"), for every series (checkpoint).
@@ -266,9 +333,23 @@ def compute_figure(df: pd.DataFrame, group_by: str = "n", budget: float | None =
                              arrayminus=(line.success_rate - line.success_ci_low).tolist(), thickness=1.2, width=4),
                 customdata=line[["m_inf", "n", "episodes", "success_ci_low", "success_ci_high"]].values.tolist(),
                 hovertemplate=f"{s}<br>M_inf=%{{customdata[0]}}, N=%{{customdata[1]}}<br>calls/action=%{{x}}<br>"
-                              "success=%{y:.3f} [%{customdata[3]:.3f}, %{customdata[4]:.3f}]"
-                              "<br>%{customdata[2]} episodes<extra></extra>",
+                              + ("mean success=%{y:.3f}, members from %{customdata[3]:.3f} to %{customdata[4]:.3f}"
+                                 if members is not None else
+                                 "success=%{y:.3f} [%{customdata[3]:.3f}, %{customdata[4]:.3f}]")
+                              + "<br>%{customdata[2]} episodes<extra></extra>",
             ))
+            if members is None:
+                continue
+            own = fixed(members)
+            own = own[(own.series == s) & (own[key] == v)]
+            for m in dict.fromkeys(own.member):
+                one = own[own.member == m].sort_values(along)
+                fig.add_trace(go.Scatter(
+                    x=one.network_calls.tolist(), y=one.success_rate.tolist(), mode="lines",
+                    name=f"{s + ' · ' if several else ''}{short} = {v} · {m}", legendgroup=s if several else None,
+                    showlegend=False,
+                    line=dict(color=color, width=1, dash=DASHES[vi % len(DASHES)] if several else "solid"),
+                    opacity=0.45, hovertemplate=f"{s} · {m}<br>calls/action=%{{x}}<br>success=%{{y:.3f}}<extra></extra>"))
     for r in rules.itertuples(index=False):  # adaptive rules: one point each, at their mean calls
         si = series.index(r.series) if r.series in series else 0
         fig.add_trace(go.Scatter(
@@ -289,6 +370,9 @@ def compute_figure(df: pd.DataFrame, group_by: str = "n", budget: float | None =
             fig.add_trace(_key_entry(f"{short} = {v}", f"key {short} = {v}",
                                      line=dict(color="#555", dash=DASHES[vi % len(DASHES)]),
                                      marker=dict(symbol=SYMBOLS[vi % len(SYMBOLS)], size=8, color="#555")))
+    if members is not None and fixed(members).member.nunique() > 1:
+        fig.add_trace(_key_entry("thin lines: one per member (seed)", "key members", mode="lines",
+                                 line=dict(color="#999", width=1)))
     if budget is not None:
         fig.add_trace(go.Scatter(x=[budget, budget], y=[0, 1], mode="lines", name=f"budget: {budget:g} calls",
                                  line=dict(color="#888", dash="dash", width=1.5), hoverinfo="skip"))
@@ -317,13 +401,16 @@ def compute_figure(df: pd.DataFrame, group_by: str = "n", budget: float | None =
         legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.22, yanchor="top"),
         xaxis=dict(title="network calls per action (actor M_inf·N + critic N when N > 1), log scale", type="log",
                    tickvals=ticks, ticktext=[str(t) for t in ticks]),
-        yaxis=dict(title="success rate (95% Wilson CI)", range=[-0.03, 1.03]),
+        yaxis=dict(title="success rate (95% Wilson CI)" if members is None else
+                   "mean success rate (bars: lowest to highest member)", range=[-0.03, 1.03]),
     )
     return fig
 
 
-def heatmap_figure(df: pd.DataFrame, title: str, budget: float | None = None, pick: dict | None = None) -> go.Figure:
-    """Success rate over the M_inf x N grid of one series, numbers in the cells.
+def heatmap_figure(df: pd.DataFrame, title: str, budget: float | None = None, pick: dict | None = None,
+                   spread: bool = False) -> go.Figure:
+    """Success rate over the M_inf x N grid of one series, numbers in the cells (`spread`: means over members,
+    whose lowest and highest rates the hover gives).
 
     Cells over `budget` are greyed by a second heatmap trace ("over budget"); `pick` gets a star.
     """
@@ -337,8 +424,10 @@ def heatmap_figure(df: pd.DataFrame, title: str, budget: float | None = None, pi
         colorbar=dict(title=dict(text="success"), thickness=12),
         texttemplate="%{z:.2f}", textfont=dict(size=13),
         customdata=np.dstack([calls, lo, hi]),
-        hovertemplate="M_inf=%{y}, N=%{x}<br>success=%{z:.3f} [%{customdata[1]:.3f}, %{customdata[2]:.3f}]"
-                      "<br>calls/action=%{customdata[0]}<extra></extra>",
+        hovertemplate="M_inf=%{y}, N=%{x}<br>"
+                      + ("mean success=%{z:.3f}, members from %{customdata[1]:.3f} to %{customdata[2]:.3f}" if spread
+                         else "success=%{z:.3f} [%{customdata[1]:.3f}, %{customdata[2]:.3f}]")
+                      + "<br>calls/action=%{customdata[0]}<extra></extra>",
     ))
     if budget is not None:
         over = np.where(np.isfinite(calls) & (calls > budget), 1.0, np.nan)

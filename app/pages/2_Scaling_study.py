@@ -41,6 +41,10 @@ HELP = {
                       "Few episodes give wide 95% intervals: `sorl-lab evaluate --episodes 50` for real figures.",
     "sweep_seed": "Seed of the initial states and the sampling noise (same as `sorl-lab evaluate --seed`).",
     "sweep_run": "Run every cell in the environment now (both cores) and add the result to the sweeps below.",
+    "compare": "Several training seeds of one recipe are loaded. Choose what tells series apart; every other "
+               "difference (usually the seed) is averaged over: each line is then the members' mean, with a thin "
+               "line per member and bars from the lowest to the highest. The recipe is a checkpoint's name without "
+               "its seed tag (cube-single-task2-s1 -> cube-single-task2).",
     "budget": "Test-time compute per action, in network calls: M_inf·N actor calls plus N critic calls when N > 1. "
               "The compute-optimal cell is the (M_inf, N) with the highest success rate among those that fit; "
               "ties go to fewer calls.",
@@ -161,7 +165,11 @@ with st.container(border=True):
             # A folder's sweep.csv is named by its folder alone: short chips that fit a narrow column.
             labels = {(p.parent.name if p.name == "sweep.csv" and p.parent != root else str(p.relative_to(root))): p
                       for p in bundled}
-            picked = st.multiselect("Bundled sweeps", list(labels), default=list(labels)[:1], key="bundled",
+            # The first sweep and the other training seeds of its recipe: the page opens on a mean over seeds.
+            first = next(iter(labels))
+            opening = [first] + [name for name in labels
+                                 if name != first and "/" not in name and S.recipe(name) == S.recipe(first)]
+            picked = st.multiselect("Bundled sweeps", list(labels), default=opening, key="bundled",
                                     help=HELP["bundled"])
             sources += [(name, f"bundled:{name}", labels[name].read_bytes()) for name in picked]
         else:
@@ -220,6 +228,18 @@ if twins.any():
     origin = table[twins].drop_duplicates("series")
     st.caption("Same checkpoint in several files: " + " · ".join(
         f"{s} is from {src}" for s, src in zip(origin.series, origin.source)) + ".")
+# ---- several training seeds of one recipe: a series is then the mean over its seeds, each seed a thin line
+members = None
+if S.has_seed_spread(table):
+    axes = S.varying_axes(table)
+    compare = st.multiselect("Compare by", axes, default=[a for a in axes if a != "training seed"],
+                             key="compare_axes", help=HELP["compare"])
+    table, members = S.across_seeds(table, compare)
+    series = S.series_order(table)
+    spread = S.fixed(members).groupby("series")["member"].nunique()
+    st.caption("Each line is the mean over its members (" + " · ".join(f"{s}: {k}" for s, k in spread.items())
+               + "); a thin line per member, bars from the lowest to the highest member. Add “training seed” "
+               "to see each seed as its own series.")
 envs = sorted(table.env.unique())
 st.caption(f"{len(table)} cells of {len(series)} checkpoint(s) from {table.source.nunique()} file(s) · "
            f"environment: {', '.join(envs)} · {episodes_text(table)} per cell"
@@ -250,12 +270,15 @@ for col, s in zip(cols, series):
     else:
         col.metric(label, f"M_inf={p['m_inf']}, N={p['n']}", delta=f"success {p['success_rate']:.3f}",
                    delta_color="off", delta_arrow="off",
-                   help=f"{p['network_calls']} network calls per action (≤ {budget}); 95% interval "
-                        f"[{p['success_ci_low']:.3f}, {p['success_ci_high']:.3f}] over {p['episodes']} episodes.")
+                   help=f"{p['network_calls']} network calls per action (≤ {budget}); "
+                        + ("the mean over its members, from " if members is not None else "95% interval [")
+                        + f"{p['success_ci_low']:.3f}" + (" to " if members is not None else ", ")
+                        + f"{p['success_ci_high']:.3f}" + ("" if members is not None else "]")
+                        + f" over {p['episodes']} episodes.")
 
 # ---- figures
 figures = []
-fig = S.compute_figure(table, "n" if group.startswith("one per N") else "m", budget, picks)
+fig = S.compute_figure(table, "n" if group.startswith("one per N") else "m", budget, picks, members)
 st.plotly_chart(fig, key="fig_compute", theme=None, config={"displaylogo": False})
 figures.append(("Success against compute", fig))
 
@@ -264,7 +287,7 @@ for start in range(0, len(series), 2):
     row = st.columns(2)
     for col, s in zip(row, series[start:start + 2]):
         with col:
-            hm = S.heatmap_figure(table[table.series == s], s, budget, picks[s])
+            hm = S.heatmap_figure(table[table.series == s], s, budget, picks[s], spread=members is not None)
             st.plotly_chart(hm, key=f"fig_grid_{start}_{s}", theme=None, config={"displaylogo": False})
             figures.append((f"Grid: {s}", hm))
 st.caption(f"Grey cells cost more than the budget ({budget} calls per action); the gold frame marks the "

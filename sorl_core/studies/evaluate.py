@@ -76,6 +76,7 @@ def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | Non
                                   "target-q verifier cannot run; choose another verifier")
     rules = adaptive_rules.check_rules(agent, cfg.adaptive, cfg.extrapolate)
     label, seeds = checkpoint_label(cfg.checkpoint), episode_seeds(cfg.seed, cfg.episodes)
+    train_seed = extra.get("train_config", {}).get("seed", "")  # empty for files that do not record it
     # At N = 1 nothing is ranked: every verifier plays the same episodes, so they run once and share the row.
     cells = [(m, n, v) for m in cfg.m_inf for n in cfg.n for v in (cfg.verifier if n > 1 else cfg.verifier[:1])]
     # A sequential rule ranks nothing either: it runs once and its row is shared by every verifier.
@@ -93,12 +94,13 @@ def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | Non
 
             if isinstance(m, adaptive_rules.Rule):
                 rows += _adaptive_rows(cfg, agent, envs, m, verifier, seeds, step_progress,
-                                       {"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt})
+                                       {"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt,
+                                        "train_seed": train_seed})
                 continue
             result = run_episodes(agent, envs, m, n, seeds, sample_seed=sample_seed(cfg.seed, m, n),
                                   extrapolate=cfg.extrapolate, on_step=step_progress, verifier=verifier, beta=cfg.beta)
             row = {"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt, **result.summary(), "seed": cfg.seed,
-                   "adaptive": ""}
+                   "adaptive": "", "train_seed": train_seed}
             for v in (cfg.verifier if n == 1 else (verifier,)):
                 rows.append({**row, "verifier": v})
     bar.close()

@@ -28,6 +28,9 @@ SWEEP_COLUMNS: tuple[str, ...] = (
     "adaptive",  # empty for the fixed (m_inf, n) grid; else the adaptive rule (sorl_core/studies/adaptive.py), e.g.
     # seq:eps=0.05: its m_inf and n are the rule's caps, and actor/critic/network calls are the MEAN calls
     # per action over all actions taken (not whole numbers)
+    "train_seed",  # seed the checkpoint was trained with (`sorl-lab grid` and the bundled seeds); empty when unknown.
+    # Rows that differ only in it are seeds of one recipe: the scaling page shows their mean and spread
 )
-# Files written before a column existed: the verifier was the paper's, and every row was a fixed grid cell.
-COLUMN_DEFAULTS: dict[str, str] = {"verifier": "q", "adaptive": ""}
+# Files written before a column existed: the verifier was the paper's, every row was a fixed grid cell, and the
+# training seed was not recorded.
+COLUMN_DEFAULTS: dict[str, str] = {"verifier": "q", "adaptive": "", "train_seed": ""}

@@ -1,0 +1,106 @@
+"""The Scaling page with several training seeds of one recipe: means, spread and per-seed lines, and the choice of
+what tells series apart (bundled seeds or a `sorl-lab grid` sweep.csv)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from plotly_json import arr, specs
+from test_app_pages import EPISODES, M_GRID, N_GRID, RATE_A, RATE_B, SCALING_PAGE, TIMEOUT, assert_clean, named, \
+    sweep_bytes, sweep_rows
+
+import _scaling as S  # noqa: E402  (test_app_pages put app/ on the path)
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+# Three seeds of recipe "ckpt" (M_BTT 8) whose rates differ, and one seed of "other" (M_BTT 1).
+SHIFT = {0: 0.0, 1: -0.06, 2: 0.10}
+
+
+def seed_rows(seed: int) -> list[dict]:
+    rates = {cell: min(1.0, max(0.0, r + SHIFT[seed])) for cell, r in RATE_A.items()}
+    name = "ckpt" if seed == 0 else f"ckpt-s{seed}"
+    return [{**row, "train_seed": seed} for row in sweep_rows(name, 8, rates)]
+
+
+def rate(seed: int, m: int, n: int) -> float:
+    return round(min(1.0, max(0.0, RATE_A[m, n] + SHIFT[seed])) * EPISODES) / EPISODES
+
+
+OTHER = [{**row, "train_seed": 0} for row in sweep_rows("other", 1, RATE_B)]
+
+
+def parsed(*row_lists) -> pd.DataFrame:
+    return S.combine([(f"f{i}", S.parse_sweep(sweep_bytes(rows))) for i, rows in enumerate(row_lists)])
+
+
+def test_recipe_drops_only_a_trailing_seed_tag():
+    assert [S.recipe(c) for c in ["cube-single-task2-s1", "run_sd005", "ckpt seed3", "cube-single-task2", "s1-run"]] == \
+        ["cube-single-task2", "run", "ckpt", "cube-single-task2", "s1-run"]
+
+
+def test_across_seeds_averages_the_seeds_and_keeps_their_spread():
+    table = parsed(seed_rows(0), seed_rows(1), seed_rows(2), OTHER)
+    assert S.has_seed_spread(table) and S.varying_axes(table) == ["recipe", "M_BTT", "training seed"]
+    agg, members = S.across_seeds(table, ["recipe", "M_BTT"])
+    assert S.series_order(agg) == ["ckpt · M_BTT=8", "other · M_BTT=1"]
+    for m in M_GRID:
+        for n in N_GRID:
+            cell = agg[(agg.series == "ckpt · M_BTT=8") & (agg.m_inf == m) & (agg.n == n)].iloc[0]
+            rates = [rate(s, m, n) for s in SHIFT]
+            assert cell.success_rate == pytest.approx(np.mean(rates))
+            assert (cell.success_ci_low, cell.success_ci_high) == (min(rates), max(rates))
+            assert cell.members == 3 and cell.episodes == 3 * EPISODES
+    assert set(members[members.series == "ckpt · M_BTT=8"].member) == {"seed 0", "seed 1", "seed 2"}
+    # Every seed its own series: nothing is averaged any more.
+    per_seed, _ = S.across_seeds(table[table.checkpoint != "other"], ["training seed"])
+    assert S.series_order(per_seed) == ["seed 0", "seed 1", "seed 2"] and (per_seed.members == 1).all()
+    # One seed each is not a spread.
+    assert not S.has_seed_spread(parsed(seed_rows(0), OTHER))
+
+
+def test_a_bad_train_seed_is_named():
+    data = sweep_bytes([{**r, "train_seed": "x"} for r in seed_rows(1)])
+    with pytest.raises(S.SweepError, match="train_seed must be empty or a whole number: line 2 \\('x'\\)"):
+        S.parse_sweep(data)
+
+
+@pytest.fixture
+def bundled_seeds(tmp_path, monkeypatch):
+    root = tmp_path / "bundled"
+    for name, rows in (("ckpt", seed_rows(0)), ("ckpt-s1", seed_rows(1)), ("ckpt-s2", seed_rows(2)), ("other", OTHER)):
+        (root / name).mkdir(parents=True)
+        (root / name / "sweep.csv").write_bytes(sweep_bytes(rows))
+    monkeypatch.setenv("SORL_LAB_SWEEP_DIR", str(root))
+    at = AppTest.from_file(str(SCALING_PAGE), default_timeout=TIMEOUT)
+    at.run()
+    assert_clean(at)
+    return at
+
+
+def test_the_page_opens_on_the_mean_over_the_first_recipe_s_seeds(bundled_seeds):
+    at = bundled_seeds
+    assert at.multiselect(key="bundled").value == ["ckpt", "ckpt-s1", "ckpt-s2"]
+    assert at.multiselect(key="compare_axes").value == []  # one recipe: the seeds are what is averaged
+    comp = specs(at)[0]
+    mean = named(comp, "N = 4")
+    np.testing.assert_allclose(arr(mean["y"]), [np.mean([rate(s, m, 4) for s in SHIFT]) for m in M_GRID])
+    hi = np.array([max(rate(s, m, 4) for s in SHIFT) for m in M_GRID])
+    np.testing.assert_allclose(arr(mean["error_y"]["array"]), hi - arr(mean["y"]))
+    thin = named(comp, "N = 4 · seed 2")
+    np.testing.assert_allclose(arr(thin["y"]), [rate(2, m, 4) for m in M_GRID])
+    assert "lowest to highest" in comp["layout"]["yaxis"]["title"]["text"]
+    assert any("thin lines" in (t.get("name") or "") for t in comp["data"])
+    assert specs(at)[1]["layout"]["title"]["text"] == "ckpt (M_BTT=8)"
+
+
+def test_compare_by_seed_or_by_recipe(bundled_seeds):
+    at = bundled_seeds
+    at.multiselect(key="compare_axes").set_value(["training seed"]).run()
+    assert_clean(at)
+    assert [s["layout"]["title"]["text"] for s in specs(at)[1:]] == ["seed 0", "seed 1", "seed 2"]
+    np.testing.assert_allclose(arr(named(specs(at)[2], "success rate")["z"]),
+                               [[rate(1, m, n) for n in N_GRID] for m in M_GRID])
+    at.multiselect(key="bundled").set_value(["ckpt", "ckpt-s1", "ckpt-s2", "other"]).run()
+    at.multiselect(key="compare_axes").set_value(["recipe", "M_BTT"]).run()
+    assert_clean(at)
+    assert [s["layout"]["title"]["text"] for s in specs(at)[1:]] == ["ckpt · M_BTT=8", "other · M_BTT=1"]
+    assert "ckpt · M_BTT=8" in {m.label for m in at.metric}
