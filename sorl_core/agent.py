@@ -351,7 +351,8 @@ class SORLAgent:
     @torch.no_grad()
     def sample(self, obs, m_inf: int = 8, n: int = 1, return_trajectory: bool = False, generator=None,
                extrapolate: bool = False, score: bool | None = None, as_flow: bool = False,
-               verifier: str = verifiers.DEFAULT_VERIFIER, beta: float = verifiers.DEFAULT_BETA) -> SampleResult:
+               verifier: str = verifiers.DEFAULT_VERIFIER, beta: float = verifiers.DEFAULT_BETA,
+               noise=None) -> SampleResult:
         """Sequential (m_inf Euler steps) and parallel (best-of-n ranked by a verifier) test-time scaling.
 
         obs: (S, obs_dim). Each state gets its own n candidates; candidate j of state s is scored with
@@ -360,6 +361,7 @@ class SORLAgent:
         compute). verifier: how candidates are ranked (sorl_core.verifiers.VERIFIERS; default `q`, the paper's
         online critic); beta: the q-lcb penalty. as_flow: give every step the finest level, i.e. sample as a
         plain flow-matching policy that ignores the step size (for comparisons; not SORL's sampler).
+        noise: the initial noise (S, N, A) instead of drawing it (e.g. to compare with another implementation).
         """
         self.check_m_inf(m_inf, extrapolate)
         verifiers.check_verifier(verifier, beta)
@@ -371,7 +373,12 @@ class SORLAgent:
         s, a_dim = obs.shape[0], self.config.action_dim
         if isinstance(generator, (int, np.integer)):
             generator = torch.Generator(self.device).manual_seed(int(generator))
-        noise = torch.randn(s, n, a_dim, generator=generator, device=self.device)
+        if noise is None:
+            noise = torch.randn(s, n, a_dim, generator=generator, device=self.device)
+        else:
+            noise = torch.as_tensor(noise, dtype=torch.float32, device=self.device)
+            if tuple(noise.shape) != (s, n, a_dim):
+                raise ValueError(f"noise must have shape (states, n, action_dim) = {(s, n, a_dim)}; got {tuple(noise.shape)}")
         obs_rep = obs.repeat_interleave(n, dim=0)  # row s*n + j is candidate j of state s
         level = self.config.max_level if as_flow else None
         x, path = integrate(self.actor, obs_rep, noise.reshape(s * n, a_dim), m_inf, return_trajectory, level)

@@ -1,5 +1,5 @@
 """`sorl-lab` console script: train (toy worlds or OGBench), evaluate, render, bench, data generate, data info,
-verifier (counterfactual returns of best-of-N candidates)."""
+verifier (counterfactual returns of best-of-N candidates), import (a run of the SORL authors' JAX code)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated, Union
 
 import tyro
 
+from .authors_run import ImportConfig, import_run
 from .studies.bench import BenchConfig, print_report, run_bench
 from .checkpoint import CheckpointError
 from .studies.evaluate import EvaluateConfig, evaluate
@@ -50,6 +51,9 @@ Command = Union[
     Annotated[VerifierStudyConfig, tyro.conf.subcommand("verifier", description=(
         "Ground truth for best-of-N: every candidate's counterfactual return from exactly restored states, "
         "against every verifier's score (CSV + HTML; resumable)."))],
+    Annotated[ImportConfig, tyro.conf.subcommand("import", description=(
+        "Turn a run folder of the SORL authors' JAX code (flags.json, params_N.pkl, train.csv, eval.csv) into a lab "
+        "run folder (checkpoint.pt, config.json, metrics.csv, eval.csv); see docs/IMPORT.md."))],
 ]
 
 
@@ -122,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{result.candidates_csv}\n{result.states_csv}\n{result.summary_csv}\n{result.html}")
             for row in result.summary:
                 print(verifier_summary_line(row))
+        elif isinstance(cmd, ImportConfig):
+            result = import_run(cmd)
+            print("\n".join(result.notes))
+            print(f"run folder: {result.out} (checkpoint.pt, config.json, metrics.csv, eval.csv)")
         elif isinstance(cmd, BenchConfig):
             print_report(run_bench(cmd), cmd.json)
         elif isinstance(cmd.action, DataGenerateConfig):
