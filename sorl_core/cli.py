@@ -13,7 +13,8 @@ from .authors_run import ImportConfig, import_run
 from .studies.bench import BenchConfig, print_report, run_bench
 from .checkpoint import CheckpointError
 from .studies.evaluate import EvaluateConfig, evaluate
-from .ogbench_data import DEFAULT_DATASET_DIR, DataGenerateConfig, dataset_paths, dataset_spec, generate_dataset, official_files_help
+from .ogbench_data import (DEFAULT_DATASET_DIR, DataGenerateConfig, dataset_name_for, dataset_paths, dataset_spec,
+                           generate_dataset, official_files_help)
 from .ogbench_train import EnvTrainConfig, default_env_config, train_env
 from .render import RenderConfig, render
 from .train import ToyTrainConfig, train_toy
@@ -58,17 +59,20 @@ Command = Union[
 
 
 def data_info(cfg: DataInfoConfig) -> None:
-    train_path, val_path = dataset_paths(cfg.dataset, cfg.dataset_dir)
+    name = dataset_name_for(cfg.dataset)  # a singletask environment reads its dataset's files
+    if name != cfg.dataset:
+        print(f"{cfg.dataset} trains on the files of the dataset {name}:")
+    train_path, val_path = dataset_paths(name, cfg.dataset_dir)
     for path in (train_path, val_path):
-        print(f"{'found  ' if path.exists() else 'missing'} {path}")
+        print(f"{'found  ' if path.exists() else 'missing'} {path.resolve()}")
     if not (train_path.exists() and val_path.exists()):
         try:
-            dataset_spec(cfg.dataset)
+            dataset_spec(name, cfg.dataset_dir)
         except ValueError as exc:  # needs expert policies (the message says how to supply it), or unknown
             print(exc)
             return
-        print(f"Generate it here: sorl-lab data generate {cfg.dataset} --dataset-dir {cfg.dataset_dir}")
-        print(f"Or use the official files. {official_files_help(cfg.dataset, cfg.dataset_dir)}")
+        print(f"Generate it here: sorl-lab data generate {name} --dataset-dir {cfg.dataset_dir}")
+        print(f"Or use the official files. {official_files_help(name, cfg.dataset_dir)}")
 
 
 def verifier_summary_line(row: dict) -> str:

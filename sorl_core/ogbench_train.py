@@ -18,6 +18,7 @@ from .ogbench_data import (
     DataGenerateConfig,
     dataset_name_for,
     dataset_paths,
+    dataset_spec,
     generate_dataset,
     load_dataset_and_env,
 )
@@ -86,6 +87,7 @@ def load_training_arrays(env: str, dataset_dir: str, generate_missing: bool, pro
     preset_for(env)
     name = dataset_name_for(env)
     if generate_missing and not all(p.is_file() for p in dataset_paths(name, dataset_dir)):
+        dataset_spec(name, dataset_dir)  # datasets that cannot be generated: where their official files go
         print(f"{name} not found in {dataset_dir}: generating it with OGBench's oracles (resumable).")
         generate_dataset(DataGenerateConfig(dataset=name, dataset_dir=dataset_dir, progress=progress))
     env_obj, train, _ = load_dataset_and_env(env, dataset_dir)
