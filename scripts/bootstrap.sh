@@ -104,10 +104,20 @@ EOF
 
 pip_install() {
     # pip's config on some machines lists index folders that do not exist;
-    # drop the one warning line per package that this causes. pipefail keeps
-    # pip's exit status.
+    # drop the one warning line per package that this causes. setuptools'
+    # boxed "Editable installation !!" warning says only that folders named
+    # like the package shadow it when Python runs from this directory: true of
+    # every editable install, and here intended (sorl_core/ IS the package);
+    # one plain line replaces it. pipefail keeps pip's exit status.
     "$VENV/bin/python" -m pip --no-input --disable-pip-version-check install -q "$@" 2>&1 |
-        sed '/^WARNING: Location .* is ignored: it is neither a file nor a directory\.$/d'
+        sed '/^WARNING: Location .* is ignored: it is neither a file nor a directory\.$/d' |
+        awk '/BuildBackendWarning: Editable installation\./ {
+                 print "[bootstrap] editable install: sorl_core/ in this folder is the installed package"
+                 box = 1; bangs = 0; next }
+             box && /^[[:space:]]*!![[:space:]]*$/ { if (++bangs == 2) { box = 0; after = 1 }; next }
+             box { next }
+             after && /with strategy, WheelFile/ { after = 0; next }
+             { after = 0; print }'
 }
 
 installed_torch() {
