@@ -18,6 +18,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import _rollouts as R
+import _upload as U
 from sorl_core.verifiers import VERIFIERS
 from _paths import PathNotAllowed, resolve_allowed
 
@@ -27,12 +28,11 @@ HELP = {
     "verifier": "How best-of-N ranks the N candidates of every configuration with N > 1. "
                 + " ".join(f"{k}: {v}." for k, v in VERIFIERS.items()),
     "source": "Where the policy comes from: a checkpoint bundled with the lab (assets/ogbench/<name>/policy.pt), "
-              "a .pt file you upload, or a path on the machine running the lab. Files are read as tensors only "
-              "(torch weights_only): nothing in them is executed.",
+              "a .pt file or a run of the authors' code you upload, or a path on the machine running the lab. "
+              "Checkpoints are read as tensors only (torch weights_only), authors' pickles as arrays only: "
+              "nothing in them is executed.",
     "bundled": "Policies shipped with the lab, trained with `sorl-lab train --env ...`. Each has a card (how it was "
                "trained) and a sweep (its success over the M_inf × N grid, on the Scaling study page).",
-    "upload": "A checkpoint written by `sorl-lab train --env <an OGBench singletask environment>`. It must name its "
-              "environment, and its observation and action sizes must match that environment's.",
     "path": "Path of a checkpoint on the machine running the lab, inside its runs/ or assets/ folder or a folder "
             "named in SORL_LAB_PATHS (the URL parameter ?checkpoint=PATH fills it in).",
     "count": "How many (M_inf, N) configurations to compare, up to four. Every configuration plays the same K "
@@ -115,12 +115,15 @@ def resolve_checkpoint(bundled: list[R.Bundled]) -> tuple[R.Loaded | None, R.Bun
         chosen = next(b for b in bundled if b.name == name)
         path, shown = chosen.policy, f"{chosen.name}/policy.pt"
     elif source == SRC_UPLOAD:
-        file = st.file_uploader("Checkpoint file (.pt)", type=["pt"], key="ro_upload", help=HELP["upload"])
-        if file is None:
-            st.info("Upload a checkpoint written by `sorl-lab train --env ...` to run it.")
+        files = st.file_uploader(U.LABEL, type=U.TYPES, accept_multiple_files=True, key="ro_upload", help=U.HELP)
+        if not files:
+            st.info("Upload a checkpoint written by `sorl-lab train --env ...`, or a run of the authors' code, to run it.")
             return None, None
         try:
-            path, shown = R.store_upload(file.getvalue()), file.name
+            path, shown = U.checkpoint_from_upload([(f.name, f.getvalue()) for f in files])
+        except ValueError as exc:  # an authors' run that cannot be converted: the message says why
+            st.error(f"Cannot use this upload: {R.plain_message(exc)}")
+            return None, None
         except OSError as exc:
             st.error(f"Could not store the upload: {R.plain_message(exc)}")
             return None, None

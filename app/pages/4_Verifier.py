@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import _notes as N  # noqa: E402  (app/ is not a package)
 import _paths as P  # noqa: E402
 import _rollouts as R  # noqa: E402
+import _upload as U  # noqa: E402
 import _verifier as V  # noqa: E402
 
 from sorl_core.verifiers import VERIFIERS  # noqa: E402
@@ -66,11 +67,12 @@ with st.container(border=True):
     episode = c6.selectbox("Episode", list(range(K_EPISODES)), key="vf_episode", help=HELP["episode"])
     path = choices.get(name)
     if name == "upload…":
-        file = st.file_uploader("Checkpoint file (.pt)", type=["pt"], key="vf_upload",
-                                help="A checkpoint written by `sorl-lab train --env ...`; read as tensors only.")
-        if file is not None:
+        files = st.file_uploader(U.LABEL, type=U.TYPES, accept_multiple_files=True, key="vf_upload", help=U.HELP)
+        if files:
             try:
-                path = R.store_upload(file.getvalue())
+                path, uploaded_name = U.checkpoint_from_upload([(f.name, f.getvalue()) for f in files])
+            except ValueError as exc:  # an authors' run that cannot be converted: the message says why
+                st.error(f"Cannot use this upload: {R.plain_message(exc)}")
             except OSError:
                 st.error("The upload could not be stored on the server; try again.")
     elif path is None:
@@ -83,7 +85,7 @@ with st.container(border=True):
 loaded = None
 if path is not None:
     try:
-        loaded = load(str(path), name if name in choices else (file.name if name == "upload…" else Path(path).name))
+        loaded = load(str(path), name if name in choices else (uploaded_name if name == "upload…" else Path(path).name))
     except ValueError as exc:  # CheckpointError is one: its message is written for people
         st.error(f"Cannot use this checkpoint: {R.plain_message(exc)}")
     except OSError:
