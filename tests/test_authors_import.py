@@ -298,3 +298,16 @@ def test_an_existing_run_folder_is_not_overwritten(imported, capsys):
     assert main(["import", str(FIXTURE), "--out", str(imported)]) == 2
     assert "already holds a checkpoint.pt" in capsys.readouterr().err
     assert (imported / "checkpoint.pt").stat().st_mtime_ns == before
+
+
+def test_the_training_runs_page_reads_the_imported_logs(imported):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
+    import _runs
+
+    metrics = _runs.read_metrics((imported / "metrics.csv").read_bytes())
+    evals = _runs.read_eval((imported / "eval.csv").read_bytes())
+    _runs.read_config((imported / "config.json").read_bytes())
+    assert _runs.eval_metric(evals) == "success_rate"
+    assert _runs.loss_panels({"run": metrics}) == ["critic_loss", "fm_loss", "sc_loss", "policy_q"]
+    figure = _runs.eval_figure({"run": evals}, "success_rate", n=1)
+    assert sorted(len(trace.x) for trace in figure.data) == [2, 2, 2, 2]  # M_inf 1, 2, 4, 8 at steps 1 and 100
