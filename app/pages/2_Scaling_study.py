@@ -229,11 +229,12 @@ if twins.any():
     st.caption("Same checkpoint in several files: " + " · ".join(
         f"{s} is from {src}" for s, src in zip(origin.series, origin.source)) + ".")
 # ---- several training seeds of one recipe: a series is then the mean over its seeds, each seed a thin line
-members = None
+members, files, per_cell = None, table.source.nunique(), episodes_text(table)
 if S.has_seed_spread(table):
     axes = S.varying_axes(table)
     compare = st.multiselect("Compare by", axes, default=[a for a in axes if a != "training seed"],
-                             key="compare_axes", help=HELP["compare"])
+                             key="compare_axes", help=HELP["compare"],
+                             placeholder="nothing: one line, the mean of everything loaded")
     table, members = S.across_seeds(table, compare)
     series = S.series_order(table)
     spread = S.fixed(members).groupby("series")["member"].nunique()
@@ -241,8 +242,9 @@ if S.has_seed_spread(table):
                + "); a thin line per member, bars from the lowest to the highest member. Add “training seed” "
                "to see each seed as its own series.")
 envs = sorted(table.env.unique())
-st.caption(f"{len(table)} cells of {len(series)} checkpoint(s) from {table.source.nunique()} file(s) · "
-           f"environment: {', '.join(envs)} · {episodes_text(table)} per cell"
+st.caption(f"{len(table)} cells of {len(series)} {'series' if members is not None else 'checkpoint(s)'} from "
+           f"{files} file(s) · environment: {', '.join(envs)} · {per_cell} per cell"
+           + (" and member" if members is not None else "")
            + (" · ⚠ the checkpoints were evaluated in different environments" if len(envs) > 1 else ""))
 
 # ---- budget and the compute-optimal cell
