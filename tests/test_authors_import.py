@@ -137,6 +137,25 @@ def test_the_rest_of_the_lab_runs_the_imported_policy(imported, tmp_path, capsys
     assert 1 <= float(row["mean_length"]) <= 200
 
 
+def test_render_and_the_verifier_study_run_on_the_imported_policy(imported, tmp_path, capsys, monkeypatch):
+    """The two other commands that load a checkpoint: a rollout video pair, and a tiny verifier study (which also
+    uses the imported target critic: target-q is among the verifiers)."""
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    ckpt = str(imported / "checkpoint.pt")
+    code = main(["render", "--checkpoint", ckpt, "--configs", "1x1", "8x4", "--episodes", "1", "--every", "20",
+                 "--quality", "fast", "--size", "64", "--out", str(tmp_path / "videos"),
+                 "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0, capsys.readouterr().err
+    videos = sorted(p.name for p in (tmp_path / "videos").glob("*.mp4"))
+    assert len(videos) == 3 and all((tmp_path / "videos" / v).stat().st_size > 1000 for v in videos)
+    code = main(["verifier", "--checkpoint", ckpt, "--n", "4", "--states", "2", "--episodes", "1", "--horizon", "10",
+                 "--repeats", "1", "--workers", "1", "--out", str(tmp_path / "verifier"), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    summary = read_csv(tmp_path / "verifier" / "verifier_summary.csv")
+    assert {r["verifier"] for r in summary} >= {"q", "target-q", "consensus"}
+    assert not any(r.get("absent") for r in summary)  # the import kept the targets
+
+
 # --------------------------------------------------------------------------- the pickle reader
 def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(tmp_path, capsys):
     marker = tmp_path / "ran"
