@@ -1,5 +1,6 @@
 """`sorl-lab` console script: train (toy worlds or OGBench), evaluate, render, bench, data generate, data info,
-verifier (counterfactual returns of best-of-N candidates), import (a run of the SORL authors' JAX code)."""
+verifier (counterfactual returns of best-of-N candidates), import (a run of the SORL authors' JAX code), grid (many
+train and evaluate cells from a TOML file, on local processes or a Ray cluster)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from .authors_run import ImportConfig, import_run
 from .studies.bench import BenchConfig, print_report, run_bench
 from .checkpoint import CheckpointError
 from .studies.evaluate import EvaluateConfig, evaluate
+from .studies.grid import GridConfig, run_grid, summary
 from .ogbench_data import (DEFAULT_DATASET_DIR, DataGenerateConfig, dataset_name_for, dataset_paths, dataset_spec,
                            generate_dataset, official_files_help)
 from .ogbench_train import EnvTrainConfig, default_env_config, train_env
@@ -49,6 +51,9 @@ Command = Union[
     Annotated[RenderConfig, tyro.conf.subcommand("render", description="Rollout videos of (M_inf, N) configurations, side by side.")],
     Annotated[BenchConfig, tyro.conf.subcommand("bench", description="Time training iterations and sampling.")],
     Annotated[DataCommand, tyro.conf.subcommand("data", description="OGBench datasets offline.")],
+    Annotated[GridConfig, tyro.conf.subcommand("grid", description=(
+        "A grid of train and evaluate cells from a TOML file, on this machine's cores or a Ray cluster "
+        "(resumable; docs/GRIDS.md)."))],
     Annotated[VerifierStudyConfig, tyro.conf.subcommand("verifier", description=(
         "Ground truth for best-of-N: every candidate's counterfactual return from exactly restored states, "
         "against every verifier's score (CSV + HTML; resumable)."))],
@@ -134,6 +139,13 @@ def main(argv: list[str] | None = None) -> int:
             result = import_run(cmd)
             print("\n".join(result.notes))
             print(f"run folder: {result.out} (checkpoint.pt, config.json, metrics.csv, eval.csv)")
+        elif isinstance(cmd, GridConfig):
+            result = run_grid(cmd)
+            print(summary(result))
+            if result.states.get("failed") or result.states.get("blocked"):
+                print("sorl-lab: some cells did not finish (their errors are in cells.csv); "
+                      "run the same command again to retry them", file=sys.stderr)
+                return 1
         elif isinstance(cmd, BenchConfig):
             print_report(run_bench(cmd), cmd.json)
         elif isinstance(cmd.action, DataGenerateConfig):

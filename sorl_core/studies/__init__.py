@@ -6,4 +6,6 @@
 - adaptive: adaptive compute per state (sequential and parallel rules) and the fixed grid's frontier
 - toy_scaling: a toy policy's scaling table against the closed-form reward, and the converged-picture checks
 - bench: timing of training iterations and sampling
+- grid (grid_file, grid_options, grid_cells, grid_backends): `sorl-lab grid`, train and evaluate cells from a TOML
+  file on local processes or Ray tasks, resumable
 """

@@ -1,0 +1,256 @@
+"""`sorl-lab grid`: the same tiny grid through the local backend and a real Ray cluster started here, faults (a cell
+that raises, a killed Ray worker) and resume, and bad grid files that must get one clear sentence each."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sorl_core.cli import main
+from sorl_core.studies.grid import GridConfig, run_grid
+from sorl_core.studies.grid_file import GridError, read_grid
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICY = ROOT / "assets" / "ogbench" / "cube-single-task2" / "policy.pt"
+TOY_TRAIN = """
+[train]
+world = {worlds}
+iterations = {iterations}
+log_every = 5
+eval_every = 10
+checkpoint_every = 10
+eval_contexts = 32
+agent.size = "tiny"
+"""
+EVALUATE = f"""
+[evaluate]
+checkpoint = "{POLICY}"
+m_inf = {{m_inf}}
+n = 1
+episodes = {{episodes}}
+workers = 1
+"""
+TIMED = {"ms_per_action"}  # wall clock: the only column that may differ between two runs
+
+
+def write_grid(folder: Path, text: str) -> Path:
+    path = folder / "grid.in.toml"
+    path.write_text(text)
+    return path
+
+
+def rows(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def untimed(path: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMED} for r in rows(path)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def session_pids(session: int) -> list[int]:
+    """Live processes of one session (the Ray cluster started below), read from /proc."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if entry.name.isdigit() and int(fields[3]) == session and fields[0] != "Z":  # zombies are gone already
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A real single-node Ray cluster (`ray start --head`), in its own session so that exactly its processes are
+    stopped afterwards (`ray stop` would stop every Ray on the machine)."""
+    pytest.importorskip("ray")
+    port = free_port()
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must stay under 108 characters
+    log = open(Path(temp) / "start.log", "w")
+    head = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+         f"--port={port}", "--num-cpus=2", "--disable-usage-stats", "--include-dashboard=false", f"--temp-dir={temp}"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 90
+        while True:
+            assert head.poll() is None, f"ray start exited:\n{(Path(temp) / 'start.log').read_text()}"
+            assert time.time() < deadline, f"ray start did not open port {port}"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
+    finally:
+        for sig, wait_s in ((signal.SIGTERM, 3), (signal.SIGKILL, 5)):
+            for pid in session_pids(head.pid):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.time() + wait_s
+            while session_pids(head.pid) and time.time() < deadline:
+                time.sleep(0.2)
+        head.wait(5)
+        log.close()
+        subprocess.run(["rm", "-rf", temp], check=False)
+
+
+@pytest.mark.slow
+def test_local_and_ray_backends_give_the_same_results_and_a_rerun_skips_everything(ray_cluster, tmp_path, capsys):
+    grid = write_grid(tmp_path, TOY_TRAIN.format(worlds='["ring", "moons"]', iterations=20)
+                      + EVALUATE.format(m_inf="[[1], [2]]", episodes=3))
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    assert main(["grid", str(grid), "--out", str(local), "--no-progress"]) == 0
+    assert "4 done" in capsys.readouterr().out
+    assert main(["grid", str(grid), "--backend", "ray", "--address", ray_cluster, "--out", str(on_ray),
+                 "--no-progress"]) == 0
+
+    cells = rows(local / "cells.csv")
+    assert [c["state"] for c in cells] == ["done"] * 4 and all(c["node"] and float(c["seconds"]) > 0 for c in cells)
+    assert [c["cell"] for c in cells] == [c["cell"] for c in rows(on_ray / "cells.csv")]  # ids from parameters
+    assert [c["kind"] for c in cells] == ["train", "train", "evaluate", "evaluate"]
+    sweep = untimed(local / "sweep.csv")
+    assert sweep == untimed(on_ray / "sweep.csv")
+    assert [(r["m_inf"], r["n"], r["episodes"], r["train_seed"]) for r in sweep] == [("1", "1", "3", "0"), ("2", "1", "3", "0")]
+    for cell in cells[:2]:  # training is seeded too: the two backends trained the same networks
+        run = f"runs/{cell['cell']}"
+        assert rows(local / run / "eval.csv") == rows(on_ray / run / "eval.csv")
+
+    stamps = {p: p.stat().st_mtime_ns for folder in ("cells", "runs") for p in (local / folder).rglob("*")}
+    started = time.time()
+    result = run_grid(GridConfig(str(grid), out=str(local), progress=False))
+    assert result.states == {"done": 4} and time.time() - started < 10
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing ran again
+    assert untimed(local / "sweep.csv") == sweep
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_a_failing_cell_and_a_killed_worker_leave_the_rest_and_a_rerun_completes_them(backend, request, tmp_path):
+    address = request.getfixturevalue("ray_cluster") if backend == "ray" else None
+    grid = write_grid(tmp_path, TOY_TRAIN.format(worlds='"ring"', iterations="[20, 600]").replace(
+        "checkpoint_every = 10", "checkpoint_every = 50") + EVALUATE.format(m_inf="[[1], [16]]", episodes=2))
+    out = tmp_path / "out"
+    cells = {c.params.get("iterations", c.params.get("m_inf")): c for c in read_grid(grid, out)}
+    long_train, bad_evaluate = cells[600], cells[(16,)]
+    killed = []
+
+    def kill_the_long_cell_after_its_first_checkpoint():
+        note, checkpoint = out / "cells" / long_train.id / "started.json", out / "runs" / long_train.id / "checkpoint.pt"
+        deadline = time.time() + 120
+        while not (note.exists() and checkpoint.exists()) and time.time() < deadline:
+            time.sleep(0.05)
+        pid = json.loads(note.read_text())["pid"]
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    killer = threading.Thread(target=kill_the_long_cell_after_its_first_checkpoint, daemon=True)
+    killer.start()
+    first = run_grid(GridConfig(str(grid), backend=backend, address=address, out=str(out), progress=False))
+    killer.join(5)
+    assert killed and first.states == {"done": 2, "failed": 2}
+    table = {c["cell"]: c for c in rows(out / "cells.csv")}
+    assert "process died" in table[long_train.id]["error"]
+    assert "16" in table[bad_evaluate.id]["error"] and "Error" not in table[bad_evaluate.id]["error"]
+    finished = [out / "cells" / cid / "result.json" for cid, c in table.items() if c["state"] == "done"]
+    stamps = {p: p.stat().st_mtime_ns for p in finished}
+    short_run = out / "runs" / cells[20].id / "checkpoint.pt"
+    short_stamp = short_run.stat().st_mtime_ns
+
+    second = run_grid(GridConfig(str(grid), backend=backend, address=address, out=str(out), progress=False))
+    assert second.states == {"done": 3, "failed": 1}  # the invalid cell fails again, the killed one finished
+    assert {p: p.stat().st_mtime_ns for p in finished} == stamps and short_run.stat().st_mtime_ns == short_stamp
+    table = rows(out / "cells.csv")
+    assert sorted(c["cell"] for c in table) == sorted(c.id for c in cells.values())  # every cell exactly once
+    metrics = rows(out / "runs" / long_train.id / "metrics.csv")
+    assert [int(r["step"]) for r in metrics] == list(range(5, 601, 5))  # resumed from its checkpoint, no gap
+    assert len(untimed(out / "sweep.csv")) == 1
+
+
+BAD_GRIDS = {
+    "unknown key": ('[train]\nworld = "ring"\niteration = 20\n', "line 3, [train] iteration: unknown key",
+                    "did you mean `iterations`"),
+    "type error": ('[train]\nworld = "ring"\n\nagent.lr = "fast"\n', "line 4, [train] agent.lr: must be a number",
+                   '"fast"'),
+    "empty product": ('[train]\nworld = "ring"\nseed = [0, 1]\n[evaluate]\ncheckpoint = []\n',
+                      "line 5, [evaluate] checkpoint: an empty list", "no cells"),
+    "shared folder": ('[train]\nworld = "ring"\nseed = [0, 1]\nout = "one-folder"\n', "line 4, [train] out:",
+                      "would both write to"),
+    "invalid value": ('[train]\nworld = "ring"\nagent.m_btt = [1, 3]\n', "line 3, [train] agent.m_btt:",
+                      "power of two"),
+    "toy evaluation": ('[train]\nworld = "ring"\n[evaluate]\nn = [1, 4]\n', "line 3, [evaluate]:", "toy runs"),
+    "bad TOML": ('[train]\nworld = "ring"\niterations = twenty\n', "not valid TOML", "at line 3"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_GRIDS, ids=list(BAD_GRIDS))
+def test_bad_grid_files_get_one_clear_sentence_naming_line_and_key(case, tmp_path, capsys):
+    text, where, what = BAD_GRIDS[case]
+    grid = write_grid(tmp_path, text)
+    assert main(["grid", str(grid), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert where in err and what in err, err
+    assert len(err.splitlines()) == 1 and "Error" not in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "cells.csv").exists()  # refused before anything ran
+
+
+def test_unreachable_ray_address_fails_within_seconds(tmp_path):
+    pytest.importorskip("ray")
+    grid = write_grid(tmp_path, TOY_TRAIN.format(worlds='"ring"', iterations=20))
+    started = time.time()
+    for address in (f"127.0.0.1:{free_port()}", f"ray://127.0.0.1:{free_port()}", "198.51.100.1:6379"):  # refused, unroutable
+        with pytest.raises(GridError, match="no Ray cluster answered at .*: is `ray start --head` running there"):
+            run_grid(GridConfig(str(grid), backend="ray", address=address, out=str(tmp_path / "out"),
+                                connect_timeout=2, progress=False))
+    assert time.time() - started < 15  # not ray.init's own 20-30 s of retries each
+    assert not (tmp_path / "out").exists()
+
+
+def test_ray_backend_without_ray_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    grid = write_grid(tmp_path, TOY_TRAIN.format(worlds='"ring"', iterations=20))
+    assert main(["grid", str(grid), "--backend", "ray", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "needs Ray" in err and 'pip install "sorl-lab[ray]"' in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_grid_cells_expand_lists_and_ids_are_stable(tmp_path):
+    """A list is a product axis, a scalar is shared; list-valued options (m_inf) take a list, a list of lists
+    is an axis; the grid's own OGBench runs feed [evaluate]; ids depend only on parameters."""
+    text = ('[train]\nenv = ["cube-single-play-singletask-task2-v0"]\nseed = [0, 1, 2]\niterations = 80000\n'
+            'agent.m_btt = [1, 8]\n[evaluate]\nm_inf = [1, 2, 4, 8]\nn = [[1], [4, 16]]\nepisodes = 50\n')
+    grid = write_grid(tmp_path, text)
+    cells = read_grid(grid, tmp_path / "out", dataset_dir="shared-data")
+    train, evaluate = [c for c in cells if c.kind == "train"], [c for c in cells if c.kind == "evaluate"]
+    assert len(train) == 6 and len(evaluate) == 12
+    assert {(c.params["seed"], c.params["agent.m_btt"]) for c in train} == {(s, m) for s in (0, 1, 2) for m in (1, 8)}
+    assert all(c.options["out"] == str(tmp_path / "out" / "runs" / c.id) for c in train)
+    assert all(c.options["dataset_dir"] == str(Path("shared-data").resolve()) for c in train)
+    assert {c.options["n"] for c in evaluate} == {(1,), (4, 16)} and all(c.options["m_inf"] == (1, 2, 4, 8) for c in evaluate)
+    by_id = {c.id: c for c in train}
+    assert all(c.options["checkpoint"] == str(Path(by_id[c.needs].options["out"]) / "checkpoint.pt") for c in evaluate)
+    assert {c.train_seed for c in evaluate} == {0, 1, 2}
+    assert [c.id for c in read_grid(grid, tmp_path / "elsewhere", dataset_dir="shared-data")] == [c.id for c in cells]
+    assert train[0].id.startswith("train-seed=0-m_btt=1-")
