@@ -188,6 +188,24 @@ def test_a_failing_cell_and_a_killed_worker_leave_the_rest_and_a_rerun_completes
     assert len(untimed(out / "sweep.csv")) == 1
 
 
+def test_evaluate_cells_of_a_run_that_failed_to_train_are_blocked(tmp_path, capsys):
+    grid = write_grid(tmp_path, f"""
+[train]
+env = "cube-single-play-singletask-task2-v0"
+dataset_dir = "{tmp_path / 'no-data'}"
+generate_missing = false
+iterations = 10
+[evaluate]
+episodes = 1
+""")
+    assert main(["grid", str(grid), "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+    assert "run the same command again" in capsys.readouterr().err
+    train, evaluate = rows(tmp_path / "out" / "cells.csv")
+    assert train["state"] == "failed" and "no-data" in train["error"]
+    assert evaluate["state"] == "blocked" and train["cell"] in evaluate["error"]
+    assert rows(tmp_path / "out" / "sweep.csv") == []
+
+
 BAD_GRIDS = {
     "unknown key": ('[train]\nworld = "ring"\niteration = 20\n', "line 3, [train] iteration: unknown key",
                     "did you mean `iterations`"),
