@@ -35,6 +35,9 @@ def parsed(*row_lists) -> pd.DataFrame:
 def test_recipe_drops_only_a_trailing_seed_tag():
     assert [S.recipe(c) for c in ["cube-single-task2-s1", "run_sd005", "ckpt seed3", "cube-single-task2", "s1-run"]] == \
         ["cube-single-task2", "run", "ckpt", "cube-single-task2", "s1-run"]
+    # `sorl-lab grid` names run folders train-<what varies>-<hash of every option>
+    assert [S.recipe(c) for c in ["train-seed=1-m_btt=8-0123abcd", "train-seed=2-0123abce", "train-m_btt=1-ffffffff"]] == \
+        ["m_btt=8", "grid runs", "m_btt=1"]
 
 
 def test_across_seeds_averages_the_seeds_and_keeps_their_spread():
@@ -53,6 +56,11 @@ def test_across_seeds_averages_the_seeds_and_keeps_their_spread():
     # Every seed its own series: nothing is averaged any more.
     per_seed, _ = S.across_seeds(table[table.checkpoint != "other"], ["training seed"])
     assert S.series_order(per_seed) == ["seed 0", "seed 1", "seed 2"] and (per_seed.members == 1).all()
+    # A grid's sweep.csv: run folders named by cell, the seed in the name and in train_seed.
+    grid = parsed([{**r, "checkpoint": f"train-seed={r['train_seed']}-{'%08x' % (7 + r['train_seed'])}"}
+                   for r in seed_rows(0) + seed_rows(1)])
+    assert S.has_seed_spread(grid) and S.varying_axes(grid) == ["training seed"]
+    assert S.series_order(S.across_seeds(grid, [])[0]) == ["grid runs (M_BTT=8)"]
     # One seed each is not a spread.
     assert not S.has_seed_spread(parsed(seed_rows(0), OTHER))
 
