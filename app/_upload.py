@@ -38,19 +38,18 @@ def checkpoint_from_upload(files: list[tuple[str, bytes]], folder: Path | None =
     """(path of a lab checkpoint, name to show) for uploaded (name, bytes) pairs; ValueError saying what is wrong."""
     if not files:
         raise ValueError("nothing was uploaded")
-    names = [name for name, _ in files]
-    if len(files) == 1 and names[0].endswith(".pt"):
-        return R.store_upload(files[0][1], folder), names[0]
-    if any(name.endswith(".pt") for name in names):
-        raise ValueError("upload a .pt checkpoint on its own, not together with other files")
-    if len(files) == 1 and names[0].endswith(".zip"):
-        run_files = files_in_zip(files[0][1])
-        shown = names[0]
-    elif any(name.endswith(".zip") for name in names):
-        raise ValueError("upload a .zip of the authors' run on its own, not together with other files")
+    # The uploader keeps every file dropped on it, in order. A checkpoint or a .zip stands alone, so the latest
+    # such upload replaces what came before; loose files (flags.json, params_N.pkl, ...) make up one run.
+    whole = lambda name: name.endswith((".pt", ".zip"))  # noqa: E731
+    if whole(files[-1][0]):
+        name, data = files[-1]
+        if name.endswith(".pt"):
+            return R.store_upload(data, folder), name
+        run_files, shown = files_in_zip(data), name
     else:
-        run_files = dict(files)
-        shown = next((n for n in names if n.endswith(".pkl")), names[0])
+        loose = [(name, data) for name, data in files if not whole(name)]
+        run_files = dict(loose)
+        shown = next((n for n, _ in loose if n.endswith(".pkl")), loose[0][0])
     return convert_run(run_files, folder or uploads_dir()), shown
 
 

@@ -66,13 +66,25 @@ def test_only_the_latest_params_of_a_zip_are_read(tmp_path):
     assert sorted(files) == ["eval.csv", "flags.json", "params_100.pkl", "train.csv"]
 
 
+def test_the_latest_checkpoint_or_zip_replaces_earlier_uploads(tmp_path):
+    """The uploader keeps every file dropped on it: a new .pt or .zip is what the user means now."""
+    path, shown = U.checkpoint_from_upload([("old.pt", b"old"), ("run.zip", b"x"), ("new.pt", b"new")], tmp_path)
+    assert shown == "new.pt" and path.read_bytes() == b"new"
+    path, shown = U.checkpoint_from_upload([("old.pt", b"old"), ("authors-run.zip", zipped(FIXTURE))], tmp_path)
+    assert shown == "authors-run.zip" and load_agent(path, device="cpu")[1]["env"] == ENV
+    # loose run files after a checkpoint: the checkpoint is set aside, the files make up the run
+    loose = [("old.pt", b"old"), ("flags.json", (FIXTURE / "flags.json").read_bytes()),
+             ("params_100.pkl", (FIXTURE / "params_100.pkl").read_bytes())]
+    path, shown = U.checkpoint_from_upload(loose, tmp_path)
+    assert shown == "params_100.pkl" and load_agent(path, device="cpu")[1]["env"] == ENV
+
+
 @pytest.mark.parametrize("files, message", [
     ([("run.zip", b"PK\x03\x04 broken")], "could not be opened"),
     ([("run.zip", zipped(FIXTURE, extra={"other/flags.json": b"{}"}))], "one run folder with one flags.json"),
     ([("params_100.pkl", (FIXTURE / "params_100.pkl").read_bytes())], "upload the run's flags.json"),
     ([("flags.json", (FIXTURE / "flags.json").read_bytes())], "upload a params_N.pkl"),
     ([("notes.txt", b"hi"), ("flags.json", b"{}")], "notes.txt is not part of an authors' run"),
-    ([("a.pt", b"x"), ("flags.json", b"{}")], "upload a .pt checkpoint on its own"),
     ([("flags.json", (FIXTURE / "flags.json").read_bytes()), ("params_100.pkl", b"cos\nsystem\n(Vtrue\ntR.")],
      "refers to os.system"),
 ])

@@ -192,7 +192,7 @@ def test_ogbench_rollouts_page_runs_and_plays_videos(server, browser, tmp_path):
     wait_ready(page)
     assert k.input_value() == "2"
     t0 = time.perf_counter()
-    page.get_by_role("button", name="Run").click()
+    page.get_by_role("button", name="Run", exact=True).click()
     page.wait_for_selector("[data-testid=stVideo]", timeout=300_000)
     wait_ready(page, timeout_ms=300_000)
     seconds = time.perf_counter() - t0
@@ -247,7 +247,7 @@ def test_ogbench_rollouts_uploads_are_validated(server, browser, tmp_path):
     page.locator("[data-testid=stRadio] label").filter(has_text="Upload").click()  # bundled policies are the default
     page.wait_for_selector("[data-testid=stFileUploader]", timeout=120_000)
     wait_ready(page)
-    run = page.get_by_role("button", name="Run")
+    run = page.get_by_role("button", name="Run", exact=True)
     assert run.is_disabled()
     errors = page.locator("[data-testid=stAlertContentError]")
     for path, expected in [(corrupt, "not a readable SORL Lab checkpoint"), (REPO / "assets" / "toy" / "ring.pt", "toy 2-D world 'ring'"),
