@@ -49,6 +49,18 @@ def bundled_sweeps(root: Path | None = None) -> list[Path]:
     return sorted(p for p in root.glob("**/sweep*.csv") if p.is_file()) if root.is_dir() else []
 
 
+def grid_dir() -> Path:
+    """Where `sorl-lab grid` writes its folders by default: <repo>/runs (SORL_LAB_GRID_DIR overrides it)."""
+    return Path(os.environ.get("SORL_LAB_GRID_DIR") or (REPO_ROOT / "runs"))
+
+
+def grid_sweeps(root: Path | None = None) -> list[Path]:
+    """The sweep.csv of every grid folder (one holding cells.csv) up to two levels under `root`, sorted."""
+    root = grid_dir() if root is None else Path(root)
+    found = [p for pattern in ("*/sweep.csv", "*/*/sweep.csv") for p in root.glob(pattern)] if root.is_dir() else []
+    return sorted(p for p in found if (p.parent / "cells.csv").is_file())
+
+
 def _value(v) -> str:
     """A cell as a person reads it: text quoted ('abc'), numbers plain (0, 1.5), never numpy's np.int64(0)."""
     if isinstance(v, str):

@@ -112,3 +112,27 @@ def test_compare_by_seed_or_by_recipe(bundled_seeds):
     assert_clean(at)
     assert [s["layout"]["title"]["text"] for s in specs(at)[1:]] == ["ckpt · M_BTT=8", "other · M_BTT=1"]
     assert "ckpt · M_BTT=8" in {m.label for m in at.metric}
+
+
+def test_grid_folders_under_runs_are_offered(tmp_path, monkeypatch):
+    """`sorl-lab grid` writes DIR/cells.csv and DIR/sweep.csv under runs/: the page lists those folders."""
+    grid = tmp_path / "runs" / "grid-seeds"
+    grid.mkdir(parents=True)
+    (grid / "sweep.csv").write_bytes(sweep_bytes(
+        [{**r, "checkpoint": f"train-seed={r['train_seed']}-{'%08x' % (9 + r['train_seed'])}"}
+         for r in seed_rows(0) + seed_rows(1) + seed_rows(2)]))
+    (grid / "cells.csv").write_text("cell,kind,parameters,state,node,seconds,error\n")
+    (tmp_path / "runs" / "plain-run").mkdir()
+    (tmp_path / "runs" / "plain-run" / "sweep.csv").write_text("not a grid\n")  # no cells.csv: not offered
+    monkeypatch.setenv("SORL_LAB_GRID_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("SORL_LAB_SWEEP_DIR", str(tmp_path / "none"))
+    at = AppTest.from_file(str(SCALING_PAGE), default_timeout=TIMEOUT)
+    at.run()
+    assert_clean(at)
+    picker = at.multiselect(key="grids")
+    assert picker.options == ["grid-seeds"] and picker.value == []
+    picker.set_value(["grid-seeds"]).run()
+    assert_clean(at)
+    assert specs(at)[1]["layout"]["title"]["text"] == "grid runs (M_BTT=8)"
+    mean = named(specs(at)[0], "N = 1")
+    np.testing.assert_allclose(arr(mean["y"]), [np.mean([rate(s, m, 1) for s in SHIFT]) for m in M_GRID])

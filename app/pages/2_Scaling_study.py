@@ -24,6 +24,8 @@ st.set_page_config(page_title="SORL Lab — scaling study", page_icon="📈", la
 HELP = {
     "bundled": "Sweeps shipped with the lab (assets/ogbench/**/sweep*.csv): each holds one checkpoint's success "
                "rate at every (M_inf, N) cell, measured in the environment with a 95% Wilson interval.",
+    "grids": "The sweep.csv of each `sorl-lab grid` folder under {folder}: every evaluation of the grid, with the "
+             "seed each checkpoint was trained with, so several seeds of one recipe show as their mean and spread.",
     "upload": "One or more sweep CSVs written by the evaluator (columns in sorl_core/studies/sweep_schema.py). Load two "
               "checkpoints, e.g. trained with M_BTT = 8 and M_BTT = 1, to compare how they scale.",
     "series": "Checkpoints to compare. A checkpoint is named with the M_BTT it was trained with: the number of "
@@ -175,6 +177,13 @@ with st.container(border=True):
         else:
             st.info(f"No bundled sweeps yet: nothing matches `sweep*.csv` under `{root}`, so upload a sweep CSV "
                     "on the right.")
+        grids = S.grid_sweeps()
+        if grids:  # the sweeps of `sorl-lab grid` runs on this machine
+            home = S.grid_dir()
+            grid_labels = {str(p.parent.relative_to(home)): p for p in grids}
+            picked_grids = st.multiselect("Grid sweeps", list(grid_labels), default=[], key="grids",
+                                          help=HELP["grids"].format(folder=home))
+            sources += [(name, f"grid:{name}", grid_labels[name].read_bytes()) for name in picked_grids]
     with right:
         files = st.file_uploader("Upload sweep CSV(s)", type=["csv"], accept_multiple_files=True, key="upload",
                                  help=HELP["upload"])
