@@ -107,11 +107,16 @@ def test_compare_by_seed_or_by_recipe(bundled_seeds):
     assert [s["layout"]["title"]["text"] for s in specs(at)[1:]] == ["seed 0", "seed 1", "seed 2"]
     np.testing.assert_allclose(arr(named(specs(at)[2], "success rate")["z"]),
                                [[rate(1, m, n) for n in N_GRID] for m in M_GRID])
+    at.multiselect(key="compare_axes").set_value([]).run()
+    # Another recipe arrives: its axes are compared at once, never averaged into the seeds' mean.
     at.multiselect(key="bundled").set_value(["ckpt", "ckpt-s1", "ckpt-s2", "other"]).run()
-    at.multiselect(key="compare_axes").set_value(["recipe", "M_BTT"]).run()
     assert_clean(at)
+    assert at.multiselect(key="compare_axes").value == ["recipe", "M_BTT"]
     assert [s["layout"]["title"]["text"] for s in specs(at)[1:]] == ["ckpt · M_BTT=8", "other · M_BTT=1"]
-    assert "ckpt · M_BTT=8" in {m.label for m in at.metric}
+    at.multiselect(key="compare_axes").set_value(["recipe", "M_BTT", "training seed"]).run()
+    assert_clean(at)
+    assert len(specs(at)) == 1 + 4  # three seeds of ckpt and the one of other
+    assert "ckpt · M_BTT=8 · seed 1" in {m.label for m in at.metric}
 
 
 def test_grid_folders_under_runs_are_offered(tmp_path, monkeypatch):

@@ -241,8 +241,14 @@ if twins.any():
 members, files, per_cell = None, table.source.nunique(), episodes_text(table)
 if S.has_seed_spread(table):
     axes = S.varying_axes(table)
-    compare = st.multiselect("Compare by", axes, default=[a for a in axes if a != "training seed"],
-                             key="compare_axes", help=HELP["compare"],
+    # An axis that starts to vary (another recipe or M_BTT was loaded) is compared, never silently averaged over;
+    # what the user chose among the axes seen before stays as it was.
+    seen = st.session_state.get("_compare_seen", [])
+    kept = [a for a in st.session_state.get("compare_axes", []) if a in axes]
+    st.session_state["compare_axes"] = kept + [a for a in axes if a not in seen and a not in kept
+                                               and a != "training seed"]
+    st.session_state["_compare_seen"] = axes
+    compare = st.multiselect("Compare by", axes, key="compare_axes", help=HELP["compare"],
                              placeholder="nothing: one line, the mean of everything loaded")
     table, members = S.across_seeds(table, compare)
     series = S.series_order(table)

@@ -38,9 +38,9 @@ def prepare(page, name: str) -> None:
         main.get_by_text("How to read this page").click()
         wait_ready(page)
         to_top(page, main.locator("[data-testid=stWidgetLabel]").filter(has_text="M_inf (Euler steps)"), 24)
-    elif name == "scaling":  # both bundled sweeps (M_BTT = 8 and 1), scrolled to the budget and the plot
-        page.locator("[data-testid=stMultiSelect]").filter(has_text="Bundled sweeps").click()
-        page.get_by_role("option").first.click()
+    elif name == "scaling":  # the three seeds of M_BTT = 8 (opened) and the M_BTT = 1 policy, at the budget and plot
+        page.locator("[data-testid=stMultiSelect]").filter(has_text="Bundled sweeps").locator("input").click()
+        page.get_by_role("option", name="cube-single-task2-mbtt1", exact=True).click()
         page.keyboard.press("Escape")
         wait_ready(page)
         page.wait_for_timeout(1500)
