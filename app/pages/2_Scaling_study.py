@@ -159,25 +159,27 @@ st.markdown(
 # ---- sources: (file name shown, key that tells loaded files apart across reruns, bytes)
 sources: list[tuple[str, str, bytes]] = []
 with st.container(border=True):
-    left, right = st.columns(2)
+    # The bundled picker takes the whole width: with the three seeds open its chips stay whole at 1024 px.
+    root = S.sweep_dir()
+    bundled = S.bundled_sweeps(root)
+    if bundled:
+        # A folder's sweep.csv is named by its folder alone: short chips.
+        labels = {(p.parent.name if p.name == "sweep.csv" and p.parent != root else str(p.relative_to(root))): p
+                  for p in bundled}
+        # The first sweep and the other training seeds of its recipe: the page opens on a mean over seeds.
+        first = next(iter(labels))
+        opening = [first] + [name for name in labels
+                             if name != first and "/" not in name and S.recipe(name) == S.recipe(first)]
+        picked = st.multiselect("Bundled sweeps", list(labels), default=opening, key="bundled",
+                                help=HELP["bundled"])
+        sources += [(name, f"bundled:{name}", labels[name].read_bytes()) for name in picked]
+    grids = S.grid_sweeps()
+    # Grid sweeps or the no-bundled note beside the uploader; otherwise the uploader alone, full width.
+    left, right = st.columns(2) if grids or not bundled else (st.container(), st.container())
     with left:
-        root = S.sweep_dir()
-        bundled = S.bundled_sweeps(root)
-        if bundled:
-            # A folder's sweep.csv is named by its folder alone: short chips that fit a narrow column.
-            labels = {(p.parent.name if p.name == "sweep.csv" and p.parent != root else str(p.relative_to(root))): p
-                      for p in bundled}
-            # The first sweep and the other training seeds of its recipe: the page opens on a mean over seeds.
-            first = next(iter(labels))
-            opening = [first] + [name for name in labels
-                                 if name != first and "/" not in name and S.recipe(name) == S.recipe(first)]
-            picked = st.multiselect("Bundled sweeps", list(labels), default=opening, key="bundled",
-                                    help=HELP["bundled"])
-            sources += [(name, f"bundled:{name}", labels[name].read_bytes()) for name in picked]
-        else:
+        if not bundled:
             st.info(f"No bundled sweeps yet: nothing matches `sweep*.csv` under `{root}`, so upload a sweep CSV "
                     "on the right.")
-        grids = S.grid_sweeps()
         if grids:  # the sweeps of `sorl-lab grid` runs on this machine
             home = S.grid_dir()
             grid_labels = {str(p.parent.relative_to(home)): p for p in grids}
