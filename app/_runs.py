@@ -301,11 +301,14 @@ def eval_figure(evals: Mapping[str, pd.DataFrame], metric: str, n: int | None = 
                                      legendgroup=f"key M_inf = {m}", hoverinfo="skip",
                                      line=dict(color=PALETTE[m_values.index(m) % len(PALETTE)])))
     title = "Success rate" if metric == "success_rate" else "Mean true reward"
+    # The legend sits under the plot and wraps as runs are added; grow the figure with it, so that the plot keeps
+    # its height and the legend stays clear of the x-axis title (four bundled runs: 8 entries at 1024 px).
+    entries = sum(1 for t in fig.data if t.showlegend is not False)
     fig.update_layout(
         title=dict(text=f"{title} by M_inf (Euler steps) over training" + ("" if n is None else f", N = {n}"),
                    x=0.0, xanchor="left", font=dict(size=15)),
-        height=470, margin=dict(l=60, r=20, t=50, b=50), xaxis=dict(title="iteration"),
-        legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.2, yanchor="top"),  # below: the plot keeps its width
+        height=470 + 28 * max(0, entries - 5), margin=dict(l=60, r=20, t=50, b=50), xaxis=dict(title="iteration"),
+        legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.22, yanchor="top"),  # below: the plot keeps its width
         yaxis=dict(title=metric.replace("_", " "), **({"range": [-0.03, 1.03]} if metric == "success_rate" else {})),
     )
     return fig
