@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from sorl_core.studies.sweep_schema import COLUMN_DEFAULTS, SWEEP_COLUMNS
+from sorl_core.studies.sweep_schema import COLUMN_DEFAULTS, SWEEP_COLUMNS, recipe
 from sorl_core.verifiers import VERIFIERS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -236,20 +235,8 @@ def compute_optimal(df: pd.DataFrame, budget: float) -> dict | None:
 
 
 # --------------------------------------------------------------------------- several training seeds
-SEED_TAG = re.compile(r"[-_ ](?:s|sd|seed)\d+$")
-GRID_CELL = re.compile(r"^train-(?P<params>.*?)-[0-9a-f]{8}$")  # `sorl-lab grid` run folders: train-<params>-<hash>
 # What series can be told apart by: the name the page shows -> the column (`recipe` is added by across_seeds).
 AXES = {"recipe": "recipe", "M_BTT": "m_btt", "verifier": "verifier", "environment": "env", "training seed": "train_seed"}
-
-
-def recipe(checkpoint: str) -> str:
-    """A checkpoint's name without its seed: cube-single-task2-s1 -> cube-single-task2, and a grid's run folder
-    train-seed=1-m_btt=8-<hash> -> m_btt=8 (seeds of one recipe share it)."""
-    cell = GRID_CELL.match(checkpoint)
-    if cell:
-        params = [p for p in cell["params"].split("-") if not re.fullmatch(r"seed=\d+", p)]
-        return "-".join(params) or "grid runs"
-    return SEED_TAG.sub("", checkpoint)
 
 
 def _with_recipe(df: pd.DataFrame) -> pd.DataFrame:

@@ -12,24 +12,20 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sorl_core.rollout import wilson_interval  # noqa: E402
+from sorl_core.studies.sweep_schema import recipe  # noqa: E402
 ASSETS = ROOT / "assets" / "ogbench"
 OUT = ASSETS / "RESULTS.md"
 # docs/ALGORITHM.md §8: success %, mean over the environment's 5 tasks, 8 seeds, 1M iterations, paper-size networks.
 PUBLISHED = {"cube-single": (96, 97), "cube-double": (29, 25), "scene": (56, 57), "antmaze-large": (79, 89),
              "antmaze-giant": (9, 9), "humanoidmaze-medium": (58, 64), "humanoidmaze-large": (4, 5),
              "antsoccer-arena": (60, 69)}
-SEED_TAG = re.compile(r"-s\d+$")
-
-
-def wilson(successes: int, episodes: int, z: float = 1.959964) -> tuple[float, float]:
-    p, d = successes / episodes, 1 + z * z / episodes
-    centre, half = (p + z * z / (2 * episodes)) / d, z * (p * (1 - p) / episodes + z * z / (4 * episodes**2)) ** 0.5 / d
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def bundled_runs() -> list[dict]:
@@ -41,14 +37,14 @@ def bundled_runs() -> list[dict]:
         cells = {int(r["m_inf"]): (int(r["successes"]), int(r["episodes"])) for r in rows
                  if int(r["n"]) == 1 and not r.get("adaptive")}
         agent = config["agent"]
-        runs.append({"recipe": SEED_TAG.sub("", folder.name), "env": config["env"], "seed": config["seed"],
+        runs.append({"recipe": recipe(folder.name), "env": config["env"], "seed": config["seed"],
                      "iterations": int(config["iterations"]), "m_btt": agent["m_btt"], "size": agent["size"],
                      "cells": cells})
     return runs
 
 
 def percent(successes: int, episodes: int) -> str:
-    lo, hi = wilson(successes, episodes)
+    lo, hi = wilson_interval(successes, episodes)
     return f"{successes / episodes:.0%} [{lo:.0%}, {hi:.0%}]"
 
 

@@ -1,9 +1,10 @@
 """assets/ogbench/RESULTS.md says what the bundled sweeps say: regenerating it from them changes nothing."""
 
-import re
 import subprocess
 import sys
 from pathlib import Path
+
+from sorl_core.studies.sweep_schema import recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -14,5 +15,5 @@ def test_results_table_matches_the_bundled_sweeps():
     assert proc.returncode == 0, proc.stderr
     text = (REPO / "assets" / "ogbench" / "RESULTS.md").read_text()
     for folder in (REPO / "assets" / "ogbench").glob("*/sweep.csv"):
-        assert f"| {re.sub(r'-s[0-9]+$', '', folder.parent.name)} (M_BTT=" in text  # every policy has its row
+        assert f"| {recipe(folder.parent.name)} (M_BTT=" in text  # every policy has its row
     assert "97% / 96%" in text  # the paper's SORL / FQL on cube-single, beside ours

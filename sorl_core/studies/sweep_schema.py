@@ -6,6 +6,8 @@ Shared by the evaluator that writes the file, the app's scaling page and the not
 
 from __future__ import annotations
 
+import re
+
 SWEEP_COLUMNS: tuple[str, ...] = (
     "checkpoint",  # label of the checkpoint (file stem, or the bundled name)
     "env",  # OGBench environment, e.g. cube-single-play-singletask-task2-v0
@@ -34,3 +36,17 @@ SWEEP_COLUMNS: tuple[str, ...] = (
 # Files written before a column existed: the verifier was the paper's, every row was a fixed grid cell, and the
 # training seed was not recorded.
 COLUMN_DEFAULTS: dict[str, str] = {"verifier": "q", "adaptive": "", "train_seed": ""}
+
+
+SEED_TAG = re.compile(r"[-_ ](?:s|sd|seed)\d+$")
+GRID_CELL = re.compile(r"^train-(?P<params>.*?)-[0-9a-f]{8}$")  # `sorl-lab grid` run folders: train-<params>-<hash>
+
+
+def recipe(checkpoint: str) -> str:
+    """A checkpoint's name without its seed: cube-single-task2-s1 -> cube-single-task2, and a grid's run folder
+    train-seed=1-m_btt=8-<hash> -> m_btt=8 (seeds of one recipe share it)."""
+    cell = GRID_CELL.match(checkpoint)
+    if cell:
+        params = [p for p in cell["params"].split("-") if not re.fullmatch(r"seed=\d+", p)]
+        return "-".join(params) or "grid runs"
+    return SEED_TAG.sub("", checkpoint)
