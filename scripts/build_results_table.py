@@ -37,10 +37,18 @@ def bundled_runs() -> list[dict]:
         cells = {int(r["m_inf"]): (int(r["successes"]), int(r["episodes"])) for r in rows
                  if int(r["n"]) == 1 and not r.get("adaptive")}
         agent = config["agent"]
-        runs.append({"recipe": recipe(folder.name), "env": config["env"], "seed": config["seed"],
+        runs.append({"name": folder.name, "recipe": recipe(folder.name), "env": config["env"], "seed": config["seed"],
                      "iterations": int(config["iterations"]), "m_btt": agent["m_btt"], "size": agent["size"],
-                     "cells": cells})
+                     "cells": cells, "curve": training_curve(folder / "eval.csv")})
     return runs
+
+
+def training_curve(path: Path) -> list[tuple[int, float]]:
+    """(step, success) of the evaluations during training at M_inf = 8, N = 1 (20 episodes each); [] without a log."""
+    if not path.exists():
+        return []
+    rows = csv.DictReader(open(path, newline=""))
+    return [(int(r["step"]), float(r["success_rate"])) for r in rows if int(r["m_inf"]) == 8 and int(r["n"]) == 1]
 
 
 def percent(successes: int, episodes: int) -> str:
@@ -89,8 +97,32 @@ def table() -> str:
         "failure to reproduce (the update itself is checked against the authors' code, docs/ALGORITHM.md).",
         "What the lab's policies can show faithfully is the *shape* of test-time scaling: how success changes with",
         "M_inf and N for one policy, and how much of that shape holds across training seeds.", "",
+        "## Was it still learning?", "",
+        "Success at M_inf = 8, N = 1 in the evaluations during training (20 episodes each, from `eval.csv`). A policy",
+        "that never succeeded learned nothing usable at this budget: its sweep shows no scaling, only that more",
+        "test-time compute cannot rescue an untrained policy. One still rising at the end may gain from more",
+        "iterations (`sorl-lab train ... --iterations N --resume` on its run continues it). Twenty episodes make each",
+        "figure rough: ±20 points.", "",
+        "| policy | success during training (step: success) | reading |",
+        "|---|---|---|",
     ]
+    for run in runs:
+        if run["curve"]:
+            points = ", ".join(f"{step // 1000}k: {rate:.0%}" for step, rate in run["curve"])
+            lines.append(f"| {run['name']} | {points} | {reading(run['curve'])} |")
+    lines.append("")
     return "\n".join(lines)
+
+
+def reading(curve: list[tuple[int, float]]) -> str:
+    """One phrase on the curve's shape: never succeeded, best at the last evaluation and rising, or levelled."""
+    rates = [rate for _, rate in curve]
+    if max(rates) == 0:
+        return "never succeeded: not learned at this budget"
+    if len(rates) >= 3 and rates[-1] > rates[-3] and rates[-1] == max(rates):
+        return "best at the last evaluation: more iterations may help"
+    step, best = max(curve, key=lambda point: point[1])
+    return f"levelled off (best {best:.0%}, at {step // 1000}k)"
 
 
 def main() -> int:
