@@ -101,8 +101,8 @@ def table() -> str:
         "Success at M_inf = 8, N = 1 in the evaluations during training (20 episodes each, from `eval.csv`). A policy",
         "that never succeeded learned nothing usable at this budget: its sweep shows no scaling, only that more",
         "test-time compute cannot rescue an untrained policy. One still rising at the end may gain from more",
-        "iterations (`sorl-lab train ... --iterations N --resume` on its run continues it). Twenty episodes make each",
-        "figure rough: ±20 points.", "",
+        "iterations (the card's command with a larger `--iterations`; a bundled policy.pt keeps no optimizer state to",
+        "resume from). Twenty episodes make each figure rough: ±20 points.", "",
         "| policy | success during training (step: success) | reading |",
         "|---|---|---|",
     ]
