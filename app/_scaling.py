@@ -48,6 +48,18 @@ def bundled_sweeps(root: Path | None = None) -> list[Path]:
     return sorted(p for p in root.glob("**/sweep*.csv") if p.is_file()) if root.is_dir() else []
 
 
+def opening_sweeps(names: Sequence[str]) -> list[str]:
+    """The bundled sweeps the page opens on: every training seed of the recipe with the most seeds (the first such
+    recipe on a tie), so it opens on a mean over seeds, not on whichever policy sorts first. Names with a "/" (files
+    inside a folder) are single sweeps."""
+    if not names:
+        return []
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name if "/" in name else recipe(name), []).append(name)
+    return max(groups.values(), key=len)  # max keeps the first of equals
+
+
 def grid_dir() -> Path:
     """Where `sorl-lab grid` writes its folders by default: <repo>/runs (SORL_LAB_GRID_DIR overrides it)."""
     return Path(os.environ.get("SORL_LAB_GRID_DIR") or (REPO_ROOT / "runs"))

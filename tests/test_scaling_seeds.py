@@ -74,7 +74,9 @@ def test_a_bad_train_seed_is_named():
 @pytest.fixture
 def bundled_seeds(tmp_path, monkeypatch):
     root = tmp_path / "bundled"
-    for name, rows in (("ckpt", seed_rows(0)), ("ckpt-s1", seed_rows(1)), ("ckpt-s2", seed_rows(2)), ("other", OTHER)):
+    # "a-single" sorts first but has one seed: the page opens on the recipe with the most seeds.
+    for name, rows in (("a-single", OTHER), ("ckpt", seed_rows(0)), ("ckpt-s1", seed_rows(1)), ("ckpt-s2", seed_rows(2)),
+                       ("other", OTHER)):
         (root / name).mkdir(parents=True)
         (root / name / "sweep.csv").write_bytes(sweep_bytes(rows))
     monkeypatch.setenv("SORL_LAB_SWEEP_DIR", str(root))
@@ -84,7 +86,7 @@ def bundled_seeds(tmp_path, monkeypatch):
     return at
 
 
-def test_the_page_opens_on_the_mean_over_the_first_recipe_s_seeds(bundled_seeds):
+def test_the_page_opens_on_the_mean_over_the_seeds_of_the_recipe_with_most_seeds(bundled_seeds):
     at = bundled_seeds
     assert at.multiselect(key="bundled").value == ["ckpt", "ckpt-s1", "ckpt-s2"]
     assert at.multiselect(key="compare_axes").value == []  # one recipe: the seeds are what is averaged
@@ -141,3 +143,21 @@ def test_grid_folders_under_runs_are_offered(tmp_path, monkeypatch):
     assert specs(at)[1]["layout"]["title"]["text"] == "grid runs (M_BTT=8)"
     mean = named(specs(at)[0], "N = 1")
     np.testing.assert_allclose(arr(mean["y"]), [np.mean([rate(s, m, 1) for s in SHIFT]) for m in M_GRID])
+
+
+def test_a_policy_that_never_succeeds_has_no_compute_optimal_cell(bundled_seeds):
+    """A sweep of zeros (an untrained policy, like the bundled cube-double one) names no optimum and stars no cell."""
+    at = bundled_seeds
+    # Overwrite "a-single" (bundled, one seed) with a sweep of zeros.
+    zeros = {cell: 0.0 for cell in RATE_A}
+    root = S.sweep_dir()
+    (root / "a-single" / "sweep.csv").write_bytes(sweep_bytes([{**r, "train_seed": 0} for r in sweep_rows("a-single", 8, zeros)]))
+    at.multiselect(key="bundled").set_value(["a-single"]).run()
+    assert_clean(at)
+    assert [m.value for m in at.metric] == ["no cell succeeds"]
+    assert "failed every episode" in at.metric[0].help
+    assert not any("compute-optimal" in (t.get("name") or "") for spec in specs(at) for t in spec["data"])
+    # One success somewhere: that cell is the optimum again.
+    at.multiselect(key="bundled").set_value(["ckpt"]).run()
+    assert at.metric[0].value.startswith("M_inf=")
+    assert any("compute-optimal" in (t.get("name") or "") for t in specs(at)[0]["data"])

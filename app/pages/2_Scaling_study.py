@@ -166,11 +166,7 @@ with st.container(border=True):
         # A folder's sweep.csv is named by its folder alone: short chips.
         labels = {(p.parent.name if p.name == "sweep.csv" and p.parent != root else str(p.relative_to(root))): p
                   for p in bundled}
-        # The first sweep and the other training seeds of its recipe: the page opens on a mean over seeds.
-        first = next(iter(labels))
-        opening = [first] + [name for name in labels
-                             if name != first and "/" not in name and S.recipe(name) == S.recipe(first)]
-        picked = st.multiselect("Bundled sweeps", list(labels), default=opening, key="bundled",
+        picked = st.multiselect("Bundled sweeps", list(labels), default=S.opening_sweeps(list(labels)), key="bundled",
                                 help=HELP["bundled"])
         sources += [(name, f"bundled:{name}", labels[name].read_bytes()) for name in picked]
     grids = S.grid_sweeps()
@@ -286,6 +282,10 @@ for col, s in zip(cols, series):
     label = "Compute-optimal" if len(series) == 1 else s
     if p is None:
         col.metric(label, "nothing fits", help="No cell of this checkpoint costs this few network calls.")
+    elif p["success_rate"] == 0:
+        col.metric(label, "no cell succeeds", help=f"Every cell within {budget} network calls per action failed "
+                   "every episode: there is nothing to choose, and more compute does not rescue a policy that has "
+                   "not learned its task.")
     else:
         col.metric(label, f"M_inf={p['m_inf']}, N={p['n']}", delta=f"success {p['success_rate']:.3f}",
                    delta_color="off", delta_arrow="off",
@@ -297,7 +297,9 @@ for col, s in zip(cols, series):
 
 # ---- figures
 figures = []
-fig = S.compute_figure(table, "n" if group.startswith("one per N") else "m", budget, picks, members)
+# No star on a cell that never succeeds: the cheapest failing cell is not an optimum.
+starred = {k: v for k, v in picks.items() if v is not None and v["success_rate"] > 0}
+fig = S.compute_figure(table, "n" if group.startswith("one per N") else "m", budget, starred, members)
 st.plotly_chart(fig, key="fig_compute", theme=None, config={"displaylogo": False})
 figures.append(("Success against compute", fig))
 
@@ -306,7 +308,7 @@ for start in range(0, len(series), 2):
     row = st.columns(2)
     for col, s in zip(row, series[start:start + 2]):
         with col:
-            hm = S.heatmap_figure(table[table.series == s], s, budget, picks[s], spread=members is not None)
+            hm = S.heatmap_figure(table[table.series == s], s, budget, starred.get(s), spread=members is not None)
             st.plotly_chart(hm, key=f"fig_grid_{start}_{s}", theme=None, config={"displaylogo": False})
             figures.append((f"Grid: {s}", hm))
 st.caption(f"Grey cells cost more than the budget ({budget} calls per action); the gold frame marks the "
