@@ -118,9 +118,10 @@ def plain_message(exc: BaseException) -> str:
 
 # --------------------------------------------------------------------------- checkpoints
 def checkpoint_label(name: str) -> str:
-    """Short name of a checkpoint for tables and files: runs/x/checkpoint.pt and assets/ogbench/x/policy.pt -> x."""
-    path = Path(str(name))
-    return path.parent.name if path.stem in ("checkpoint", "policy") and path.parent.name else path.stem
+    """Short name of a checkpoint (sorl_core.checkpoint.checkpoint_label), imported late: it brings torch."""
+    from sorl_core.checkpoint import checkpoint_label as label
+
+    return label(name)
 
 
 def digest_bytes(data: bytes) -> str:

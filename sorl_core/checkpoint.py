@@ -19,6 +19,13 @@ class CheckpointError(ValueError):
     """A file that is not a usable SORL Lab checkpoint; the message says why and what to do."""
 
 
+def checkpoint_label(path: str | Path) -> str:
+    """Short name of a checkpoint for tables and file names: runs/x/checkpoint.pt and assets/ogbench/x/policy.pt
+    -> x (every bundled file is called policy.pt); any other file -> its stem."""
+    path = Path(str(path))
+    return path.parent.name if path.stem in ("checkpoint", "policy") and path.parent.name else path.stem
+
+
 def save_checkpoint(path: str | Path, agent: SORLAgent, extra: dict | None = None, inference_only: bool = False) -> Path:
     """Write to a temporary file in the same folder, then rename: a crash never leaves half a file.
 

@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from .checkpoint import CheckpointError, load_agent
+from .checkpoint import CheckpointError, checkpoint_label, load_agent
 from .rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
 
 RENDER_VERSION = 2  # bump when the picture changes, so old cache entries are not reused
@@ -301,10 +301,10 @@ def render(cfg: RenderConfig, on_progress: Callable[[str], None] | None = None) 
                             every=cfg.every, quality=cfg.quality, size=cfg.size, cache_dir=cfg.cache_dir,
                             extrapolate=cfg.extrapolate)
     for video in videos:
-        target = out / f"{Path(cfg.checkpoint).stem}{which}-M{video.m_inf}xN{video.n}.mp4"
+        target = out / f"{checkpoint_label(cfg.checkpoint)}{which}-M{video.m_inf}xN{video.n}.mp4"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(video.path.read_bytes())
         if on_progress is not None:
             on_progress(f"{video.label}: {video.outcome}{' (cached)' if video.cached else ''} -> {target}")
-    combined = side_by_side(videos, out / f"{Path(cfg.checkpoint).stem}{which}-side-by-side.mp4")
+    combined = side_by_side(videos, out / f"{checkpoint_label(cfg.checkpoint)}{which}-side-by-side.mp4")
     return videos, combined

@@ -151,7 +151,7 @@ def test_render_writes_playable_h264_side_by_side_and_caches(trained, tmp_path, 
             "--every", "20", "--size", "96", "--out", str(tmp_path / "videos")]
     assert main(args) == 0
     videos = sorted((tmp_path / "videos").glob("*.mp4"))
-    assert [v.name for v in videos] == ["checkpoint-s1-M1xN1.mp4", "checkpoint-s1-M2xN2.mp4", "checkpoint-s1-side-by-side.mp4"]
+    assert [v.name for v in videos] == ["run-s1-M1xN1.mp4", "run-s1-M2xN2.mp4", "run-s1-side-by-side.mp4"]  # named by the run folder
     for video in videos:
         with imageio.get_reader(video, format="FFMPEG") as reader:
             meta = reader.get_meta_data()
@@ -178,7 +178,7 @@ def test_render_replays_the_chosen_episode_of_an_evaluation(trained, tmp_path, m
     assert main(["render", "--checkpoint", str(ckpt), "--configs", "2x2", "--seed", "1", "--episodes", "3",
                  "--episode", "2", "--every", "50", "--size", "32", "--out", str(tmp_path / "videos")]) == 0
     assert sorted(v.name for v in (tmp_path / "videos").glob("*.mp4")) == [
-        "checkpoint-s1-K3-e2-M2xN2.mp4", "checkpoint-s1-K3-e2-side-by-side.mp4"]
+        "run-s1-K3-e2-M2xN2.mp4", "run-s1-K3-e2-side-by-side.mp4"]
     printed = capsys.readouterr().out
     agent, _ = load_agent(ckpt, device="cpu")
     with EnvBatch(ENV, 3, workers=1) as envs:
