@@ -52,12 +52,17 @@ class Bundled:
     sweep: Path | None
 
 
+# The policy the README and notebook 3 teach with: the pages open on it (the others are barely trained or variants).
+HEADLINE_POLICY = "cube-single-task2"
+
+
 def bundled_checkpoints(root: Path | None = None) -> list[Bundled]:
+    """Every <root>/*/policy.pt with its card and sweep: HEADLINE_POLICY first, then by name."""
     root = Path(root) if root is not None else ogbench_dir()
     if not root.is_dir():
         return []
     out = []
-    for policy in sorted(root.glob("*/policy.pt")):
+    for policy in sorted(root.glob("*/policy.pt"), key=lambda p: (p.parent.name != HEADLINE_POLICY, p.parent.name)):
         folder = policy.parent
         card, sweep = folder / "card.md", folder / "sweep.csv"
         out.append(Bundled(folder.name, policy, card if card.is_file() else None, sweep if sweep.is_file() else None))

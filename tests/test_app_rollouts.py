@@ -152,6 +152,9 @@ def test_bundled_checkpoints_are_found_with_their_cards(tmp_path, policy):
     (tmp_path / "empty").mkdir()
     found = R.bundled_checkpoints(tmp_path)
     assert [b.name for b in found] == ["cube-a", "cube-b"]
+    (tmp_path / R.HEADLINE_POLICY).mkdir()  # the policy the pages open on comes first, whatever its name
+    (tmp_path / R.HEADLINE_POLICY / "policy.pt").write_bytes(policy.read_bytes())
+    assert [b.name for b in R.bundled_checkpoints(tmp_path)] == [R.HEADLINE_POLICY, "cube-a", "cube-b"]
     assert R.card_text(found[0]).startswith("# Cube A") and found[0].sweep is not None
     assert R.card_text(found[1]) is None and found[1].sweep is None
     assert R.bundled_checkpoints(tmp_path / "missing") == []
@@ -482,3 +485,13 @@ def test_target_q_is_refused_for_a_file_without_target_critic(workdir):
     at.selectbox(key="ro_verifier").set_value("target-q").run()
     assert not at.exception and run_button(at).disabled
     assert any("no target critic" in w.value for w in at.warning)
+
+
+def test_the_page_opens_on_the_headline_policy_among_the_real_bundled_ones(monkeypatch):
+    """With the repository's own assets (six policies, cube-double sorting first), the page opens on cube-single-task2."""
+    monkeypatch.setenv("SORL_LAB_OGBENCH_DIR", str(Path(R.__file__).resolve().parents[1] / "assets" / "ogbench"))
+    at = page()
+    at.run()
+    assert_clean(at)
+    names = at.selectbox(key="ro_bundled").options
+    assert "cube-double-task2" in names and names[0] == R.HEADLINE_POLICY == at.selectbox(key="ro_bundled").value
