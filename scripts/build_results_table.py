@@ -33,7 +33,7 @@ def bundled_runs() -> list[dict]:
     runs = []
     for folder in sorted(p.parent for p in ASSETS.glob("*/sweep.csv")):
         config = json.loads((folder / "config.json").read_text())
-        rows = list(csv.DictReader(open(folder / "sweep.csv", newline="")))
+        rows = list(csv.DictReader((folder / "sweep.csv").read_text().splitlines()))
         cells = {int(r["m_inf"]): (int(r["successes"]), int(r["episodes"])) for r in rows
                  if int(r["n"]) == 1 and not r.get("adaptive")}
         agent = config["agent"]
@@ -47,7 +47,7 @@ def training_curve(path: Path) -> list[tuple[int, float]]:
     """(step, success) of the evaluations during training at M_inf = 8, N = 1 (20 episodes each); [] without a log."""
     if not path.exists():
         return []
-    rows = csv.DictReader(open(path, newline=""))
+    rows = csv.DictReader(path.read_text().splitlines())
     return [(int(r["step"]), float(r["success_rate"])) for r in rows if int(r["m_inf"]) == 8 and int(r["n"]) == 1]
 
 

@@ -489,7 +489,7 @@ def test_target_q_is_refused_for_a_file_without_target_critic(workdir):
 
 def test_the_page_opens_on_the_headline_policy_among_the_real_bundled_ones(monkeypatch):
     """With the repository's own assets (six policies, cube-double sorting first), the page opens on cube-single-task2."""
-    monkeypatch.setenv("SORL_LAB_OGBENCH_DIR", str(Path(R.__file__).resolve().parents[1] / "assets" / "ogbench"))
+    monkeypatch.delenv("SORL_LAB_OGBENCH_DIR")  # the page's default folder: the repository's assets/ogbench
     at = page()
     at.run()
     assert_clean(at)

@@ -273,6 +273,8 @@ with c2:
     group = st.radio("Lines", ["one per N (sequential)", "one per M_inf (parallel)"], key="group", horizontal=True,
                      help=HELP["group"])
 picks = {s: S.compute_optimal(table[table.series == s], budget) for s in series}
+# Only a cell that succeeds is an optimum: for a policy that never succeeds, the cheapest failing cell is not one.
+starred = {k: v for k, v in picks.items() if v is not None and v["success_rate"] > 0}
 if len(series) > 1:  # one heading, and each metric labelled by its checkpoint alone: labels short enough to fit
     st.markdown("**Compute-optimal cell under this budget**")
 # At most two metrics a row: three side by side cut their labels and values at 1024 px.
@@ -282,7 +284,7 @@ for col, s in zip(cols, series):
     label = "Compute-optimal" if len(series) == 1 else s
     if p is None:
         col.metric(label, "nothing fits", help="No cell of this checkpoint costs this few network calls.")
-    elif p["success_rate"] == 0:
+    elif s not in starred:
         col.metric(label, "no cell succeeds", help=f"Every cell within {budget} network calls per action failed "
                    "every episode: there is nothing to choose, and more compute does not rescue a policy that has "
                    "not learned its task.")
@@ -297,8 +299,6 @@ for col, s in zip(cols, series):
 
 # ---- figures
 figures = []
-# No star on a cell that never succeeds: the cheapest failing cell is not an optimum.
-starred = {k: v for k, v in picks.items() if v is not None and v["success_rate"] > 0}
 fig = S.compute_figure(table, "n" if group.startswith("one per N") else "m", budget, starred, members)
 st.plotly_chart(fig, key="fig_compute", theme=None, config={"displaylogo": False})
 figures.append(("Success against compute", fig))
