@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -136,6 +136,9 @@ class SORLAgent:
         self.generator = torch.Generator(self.device).manual_seed(seed)
         self.host_generator = torch.Generator().manual_seed(seed + 1)
         self.step = 0
+        # Replays recorded draws instead of drawing (name -> value); set only by scripts/check_update_parity.py,
+        # which feeds the authors' own random draws through this update. None: draw from the generators.
+        self.replay_draws: Callable[[str], torch.Tensor | int] | None = None
         self.has_target_critic = True  # False after loading an inference-only export (its targets are copies)
         self._params = list(self.actor.parameters()) + list(self.critic.parameters())
         # The networks the losses run on. In bf16 these are working copies: each forward and backward
@@ -194,9 +197,13 @@ class SORLAgent:
         self._refresh(*write)
         return norm
 
-    def _draw_k(self) -> int:
+    def _draw(self, name: str, draw: Callable[[], torch.Tensor | int]):
+        """Every random draw of an update passes here by name, so a recorded one can stand in for it."""
+        return draw() if self.replay_draws is None else self.replay_draws(name)
+
+    def _draw_k(self, name: str) -> int:
         ks = self.config.step_counts
-        return ks[int(torch.randint(len(ks), (1,), generator=self.host_generator))]
+        return self._draw(name, lambda: ks[int(torch.randint(len(ks), (1,), generator=self.host_generator))])
 
     def _fill_missing_grads(self) -> None:
         """Adam skips weights whose grad is None; a loss that leaves some weights without gradient hands
@@ -208,11 +215,11 @@ class SORLAgent:
             if p.grad is None:
                 p.grad = zero
 
-    def _randn(self, *shape) -> torch.Tensor:
-        return torch.randn(*shape, generator=self.generator, device=self.device)
+    def _randn(self, name: str, *shape) -> torch.Tensor:
+        return self._draw(name, lambda: torch.randn(*shape, generator=self.generator, device=self.device))
 
-    def _policy_actions(self, obs: torch.Tensor, k: int) -> torch.Tensor:
-        x, _ = integrate(self.work.actor, obs, self._randn(obs.shape[0], self.config.action_dim), k)
+    def _policy_actions(self, obs: torch.Tensor, k: int, noise_name: str) -> torch.Tensor:
+        x, _ = integrate(self.work.actor, obs, self._randn(noise_name, obs.shape[0], self.config.action_dim), k)
         return x.clamp(-1, 1)
 
     # ------------------------------------------------------------------ losses of one iteration
@@ -224,7 +231,7 @@ class SORLAgent:
             return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean(), "target_mean": batch["rewards"].mean()}
         # Faithful: the authors sample a' with gradients on, so this loss also moves the actor.
         with contextlib.nullcontext() if cfg.mode == "faithful" else torch.no_grad():
-            next_actions = self._policy_actions(batch["next_observations"], k)
+            next_actions = self._policy_actions(batch["next_observations"], k, "critic_noise")
         return critic_loss(self.work.critic, self.work.target_critic, batch, next_actions, k, cfg.discount, cfg.q_agg)
 
     def self_consistency_problem(self, batch: Batch):
@@ -240,8 +247,10 @@ class SORLAgent:
         b, a_dim = actions.shape
         level = self.sc_levels(b).unsqueeze(1)
         step = 2.0 ** -level
-        t = torch.floor(torch.rand(b, 1, generator=self.generator, device=self.device) * 2**level) * step
-        x_t, _ = interpolate(self._randn(b, a_dim), actions, t, cfg.flow_eps)
+        index = self._draw("sc_time_index", lambda: torch.floor(
+            torch.rand(b, 1, generator=self.generator, device=self.device) * 2**level))  # n in {0 .. 2^level - 1}
+        t = index * step
+        x_t, _ = interpolate(self._randn("sc_noise", b, a_dim), actions, t, cfg.flow_eps)
         target = self_consistency_target(self.work.target_actor, obs, x_t, t, level, step)
         return x_t, t, level, target.float()
 
@@ -251,8 +260,9 @@ class SORLAgent:
         obs, actions = batch["observations"], batch["actions"]
         b, a_dim = actions.shape
         # Flow matching at the finest level, t on the grid {0, 1/M_disc, ...}.
-        t_fm = torch.randint(cfg.m_disc, (b, 1), generator=self.generator, device=self.device) / cfg.m_disc
-        x_fm, v_fm = interpolate(self._randn(b, a_dim), actions, t_fm, cfg.flow_eps)
+        t_fm = self._draw("fm_time_index", lambda: torch.randint(
+            cfg.m_disc, (b, 1), generator=self.generator, device=self.device)) / cfg.m_disc
+        x_fm, v_fm = interpolate(self._randn("fm_noise", b, a_dim), actions, t_fm, cfg.flow_eps)
         problems = [(x_fm, t_fm, torch.full_like(t_fm, cfg.max_level), v_fm)]
         sc_problem = self.self_consistency_problem(batch) if sc_problem is None else sc_problem
         if sc_problem is not None:
@@ -260,7 +270,7 @@ class SORLAgent:
         losses = velocity_losses(self.work.actor, obs, problems)
         fm = losses[0]
         sc = losses[1] if len(losses) > 1 else torch.zeros((), device=self.device)
-        ql, q_info = q_loss(critic, obs, self._policy_actions(obs, k), k)
+        ql, q_info = q_loss(critic, obs, self._policy_actions(obs, k, "q_noise"), k)
         total = cfg.fm_coef * fm + cfg.sc_coef * sc + cfg.q_loss_coef * ql
         return total, {"actor_loss": total.detach(), "fm_loss": fm.detach(), "sc_loss": sc.detach(), **q_info}
 
@@ -279,7 +289,7 @@ class SORLAgent:
         benchmark times each k separately); None draws them as docs/ALGORITHM.md §3 says.
         """
         batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
-        k_critic, k_actor = (self._draw_k(), self._draw_k()) if k is None else (k, k)
+        k_critic, k_actor = (self._draw_k("k_critic"), self._draw_k("k_actor")) if k is None else (k, k)
         info = self._update_faithful(batch, k_critic, k_actor) if self.config.mode == "faithful" else self._update_clean(batch, k_critic, k_actor)
         self.step += 1
         return info

@@ -225,6 +225,30 @@ def choose_epoch(run_dir: Path, epoch: int | None) -> int:
     return epoch
 
 
+def agent_from_tree(tree: dict, agent_flags: dict, seed: int, file: str, step: int) -> tuple[SORLAgent, list[str]]:
+    """The lab's agent holding a saved state of the authors' agent (`flax.serialization.to_state_dict`: network
+    params, both targets, Adam's state when it maps, the agent's step), and notes on what was mapped."""
+    network = tree.get("network") if isinstance(tree.get("network"), dict) else {}
+    params = network.get("params") if isinstance(network.get("params"), dict) else {}
+    hidden = hidden_sizes(agent_flags)
+    layer_norm = bool(agent_flags.get("layer_norm", True))
+    obs_dim, action_dim, members = check_shapes(params, hidden, layer_norm, file)
+    config = agent_config(agent_flags, obs_dim, action_dim, hidden, members)
+    agent = SORLAgent(config, seed=seed)
+    state = agent.state_dict()
+    for name, module in zip(("actor", "critic", "target_actor", "target_critic"), MODULES):
+        state[name] = (critic_state if "critic" in name else actor_state)(params[module])
+    adam = find_adam(network.get("opt_state"))
+    if (reason := adam_note(agent_flags, adam)) is None:
+        state["optimizers"] = {"all": adam_state(agent, adam)}
+        notes = [f"Adam state mapped (count {int(np.asarray(adam['count']))})"]
+    else:
+        notes = [f"Adam starts fresh: {reason}"]
+    state["step"] = int(np.asarray(tree.get("step", step)))
+    agent.load_state_dict(state)
+    return agent, notes
+
+
 def import_run(cfg: ImportConfig) -> ImportResult:
     """Convert the run; AuthorsRunError (a ValueError) with a message for people when it cannot be."""
     src, out = Path(cfg.run_dir), Path(cfg.out)
@@ -237,27 +261,9 @@ def import_run(cfg: ImportConfig) -> ImportResult:
     epoch = choose_epoch(src, cfg.epoch)
     file = f"params_{epoch}.pkl"
     tree = load_params(src / file)
-    network = tree.get("network") if isinstance(tree.get("network"), dict) else {}
-    params = network.get("params") if isinstance(network.get("params"), dict) else {}
-    hidden = hidden_sizes(agent_flags)
-    layer_norm = bool(agent_flags.get("layer_norm", True))
-    obs_dim, action_dim, members = check_shapes(params, hidden, layer_norm, file)
-    config = agent_config(agent_flags, obs_dim, action_dim, hidden, members)
-    seed = int(flags.get("seed", 0))
-
-    agent = SORLAgent(config, seed=seed)
-    state = agent.state_dict()
-    for name, module in zip(("actor", "critic", "target_actor", "target_critic"), MODULES):
-        state[name] = (critic_state if "critic" in name else actor_state)(params[module])
-    adam = find_adam(network.get("opt_state"))
-    notes = [f"imported {file} of {src} ({env}, seed {seed}, networks {len(hidden)} x {hidden[0]})"]
-    if (reason := adam_note(agent_flags, adam)) is None:
-        state["optimizers"] = {"all": adam_state(agent, adam)}
-        notes.append(f"Adam state mapped (count {int(np.asarray(adam['count']))})")
-    else:
-        notes.append(f"Adam starts fresh: {reason}")
-    state["step"] = int(np.asarray(tree.get("step", epoch)))
-    agent.load_state_dict(state)
+    agent, notes = agent_from_tree(tree, agent_flags, seed=int(flags.get("seed", 0)), file=file, step=epoch)
+    seed, config, hidden = int(flags.get("seed", 0)), agent.config, agent.config.hidden
+    notes.insert(0, f"imported {file} of {src} ({env}, seed {seed}, networks {len(hidden)} x {hidden[0]})")
 
     run = EnvTrainConfig(
         env=env, seed=seed, iterations=agent.step, out=str(out), log_every=int(flags.get("log_interval", 0)),
