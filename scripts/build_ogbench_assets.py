@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sorl_core.checkpoint import load_agent, save_checkpoint
-from sorl_core.studies.evaluate import EvaluateConfig, run_sweep, sweep_csv, write_atomic
+from sorl_core.io import write_atomic
+from sorl_core.studies.evaluate import EvaluateConfig, run_sweep, sweep_csv
 
 
 def train_command(config: dict, iterations: int) -> str:

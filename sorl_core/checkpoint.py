@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import hashlib
 from pathlib import Path
 
 import torch
 
 from .agent import SORLAgent
 from .config import SORLConfig
+from .io import atomic_path
 
 FORMAT = "sorl-lab-checkpoint"
 VERSION = 1
@@ -26,25 +26,20 @@ def checkpoint_label(path: str | Path) -> str:
     return path.parent.name if path.stem in ("checkpoint", "policy") and path.parent.name else path.stem
 
 
+def checkpoint_digest(path: str | Path) -> str:
+    """A short content hash of a checkpoint file: the key of caches and study identities (a path can be reused)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def save_checkpoint(path: str | Path, agent: SORLAgent, extra: dict | None = None, inference_only: bool = False) -> Path:
     """Write to a temporary file in the same folder, then rename: a crash never leaves half a file.
 
     `inference_only` keeps actor and critic only (what sampling needs): for bundling; it cannot resume training.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, "config": agent.config.to_dict(), "agent": agent.state_dict(inference_only), "extra": extra or {}}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp files are private; a checkpoint is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

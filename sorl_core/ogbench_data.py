@@ -41,6 +41,8 @@ from typing import Callable
 import numpy as np
 from tyro.conf import Positional
 
+from .io import atomic_path, write_atomic
+
 DEFAULT_DATASET_DIR = "~/.ogbench/data"
 """Where OGBench itself looks for (and downloads) dataset files."""
 OFFICIAL_DATASET_URL = "https://rail.eecs.berkeley.edu/datasets/ogbench"
@@ -499,12 +501,8 @@ def _chunk_path(partial: Path, chunk: _Chunk) -> Path:
 
 
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _chunk_ok(path: Path, chunk: _Chunk, length: int) -> bool:
@@ -630,8 +628,7 @@ def _write_npz_streaming(path: Path, chunk_paths: list[Path]) -> None:
     """
     with np.load(chunk_paths[0]) as f:
         keys = list(f.keys())
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
             for key in keys:
                 shapes, dtype = [], None
@@ -651,12 +648,6 @@ def _write_npz_streaming(path: Path, chunk_paths: list[Path]) -> None:
                     for cp in chunk_paths:
                         with np.load(cp) as f:
                             out.write(np.ascontiguousarray(f[key], dtype=dtype).tobytes())
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def dataset_paths(name: str, dataset_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
@@ -717,9 +708,7 @@ def generate_dataset(
             )
     else:
         partial.mkdir(parents=True, exist_ok=True)
-        tmp_meta = partial / ".meta.json.tmp"
-        tmp_meta.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp_meta, meta_path)
+        write_atomic(meta_path, json.dumps(meta, indent=1))
 
     # Chunk numbers do not depend on which files are still missing, so a partial folder stays valid.
     chunks = [c for c in _plan_chunks(train_eps, val_eps, cfg.chunk_episodes) if c.split in splits]

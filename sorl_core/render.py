@@ -12,11 +12,9 @@ episode, rendering settings). Set MUJOCO_GL (egl or osmesa) before mujoco is imp
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,8 @@ from typing import Literal
 
 import numpy as np
 
-from .checkpoint import CheckpointError, checkpoint_label, load_agent
+from .checkpoint import CheckpointError, checkpoint_digest, checkpoint_label, load_agent
+from .io import atomic_path
 from .rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
 
 RENDER_VERSION = 2  # bump when the picture changes, so old cache entries are not reused
@@ -95,10 +94,6 @@ def parse_config(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def checkpoint_digest(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
 def _round16(size: int) -> int:
     return max(16, -(-int(size) // 16) * 16)
 
@@ -127,19 +122,11 @@ def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> Path:
     """H.264 yuv420p (browser-playable), written to a temporary file and renamed."""
     import imageio.v2 as imageio
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".mp4")
-    os.close(fd)
-    try:
-        with imageio.get_writer(tmp, fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=16,
-                                quality=7, ffmpeg_log_level="error") as writer:
-            for frame in frames:
-                writer.append_data(frame)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, imageio.get_writer(
+            tmp, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=16, quality=7,
+            ffmpeg_log_level="error") as writer:
+        for frame in frames:
+            writer.append_data(frame)
     return path
 
 
@@ -224,17 +211,6 @@ def _render_one(agent, envs: EnvBatch, m_inf: int, n: int, seed: int, episode: i
             "frames": len(labelled), "episode": episode, "episodes": envs.count}
     meta_path.write_text(json.dumps(meta))
     return RolloutVideo(path=video, **meta)
-
-
-def render_rollout(agent, env_name: str, m_inf: int, n: int, seed: int, cache_key: str, *, episode: int = 0,
-                   episodes: int = 1, every: int = 2, quality: str = "fast", size: int = 240,
-                   cache_dir: str | Path = DEFAULT_CACHE_DIR, extrapolate: bool = False,
-                   on_frame: Callable[[int], None] | None = None) -> RolloutVideo:
-    """One configuration's video of episode `episode` of K = `episodes` (see render_episode)."""
-    (video,) = render_episode(agent, env_name, [(m_inf, n)], seed, cache_key, episode=episode, episodes=episodes,
-                              every=every, quality=quality, size=size, cache_dir=cache_dir, extrapolate=extrapolate,
-                              on_frame=None if on_frame is None else (lambda c, count: on_frame(count)))
-    return video
 
 
 def side_by_side(videos: list[RolloutVideo], path: Path) -> Path:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +12,7 @@ from tqdm.auto import tqdm
 
 from . import adaptive as adaptive_rules
 from ..checkpoint import CheckpointError, load_agent
+from ..io import write_atomic
 from ..rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
 from .sweep_schema import SWEEP_COLUMNS
 from ..verifiers import DEFAULT_BETA, check_verifier
@@ -70,10 +69,8 @@ def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | Non
     if min(cfg.n) < 1:
         raise ValueError(f"n must be >= 1, got {min(cfg.n)}")
     for v in cfg.verifier:
-        check_verifier(v, cfg.beta)
-        if v == "target-q" and not agent.has_target_critic:
-            raise CheckpointError(f"{cfg.checkpoint} holds no target critic (an inference-only export), so the "
-                                  "target-q verifier cannot run; choose another verifier")
+        if (reason := check_verifier(v, cfg.beta).unavailable(agent.has_target_critic)) is not None:
+            raise CheckpointError(f"{cfg.checkpoint}: {reason}")
     rules = adaptive_rules.check_rules(agent, cfg.adaptive, cfg.extrapolate)
     label, seeds = checkpoint_label(cfg.checkpoint), episode_seeds(cfg.seed, cfg.episodes)
     train_seed = extra.get("train_config", {}).get("seed", "")  # empty for files that do not record it
@@ -129,14 +126,6 @@ def sweep_csv(rows: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()
-
-
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; these are reports to share
-    os.replace(tmp, path)
 
 
 def series_label(row: dict, several_verifiers: bool) -> str:

@@ -18,7 +18,8 @@ from typing import Annotated, Literal
 import tyro
 from tqdm.auto import tqdm
 
-from .evaluate import sweep_csv, write_atomic
+from ..io import write_atomic
+from .evaluate import sweep_csv
 from .grid_backends import make_backend
 from .grid_file import Cell, read_grid
 from .sweep_schema import COLUMN_DEFAULTS, SWEEP_COLUMNS

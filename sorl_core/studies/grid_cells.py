@@ -15,7 +15,7 @@ import traceback
 from dataclasses import replace
 from pathlib import Path
 
-from .evaluate import write_atomic
+from ..io import write_atomic
 from .grid_file import Cell, build_config
 
 

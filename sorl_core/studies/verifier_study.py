@@ -58,8 +58,6 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,9 +68,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..agent import integrate
-from ..checkpoint import CheckpointError, load_agent
+from ..checkpoint import CheckpointError, checkpoint_digest, load_agent
+from ..io import write_atomic
 from ..rollout import EnvBatch, episode_seeds, sample_seed
 from ..verifiers import DEFAULT_BETA, VERIFIERS, check_verifier
+from ..verifiers import get as get_verifier
 
 METRICS = ("spearman", "top1_regret", "winners_curse_score", "winners_curse_return", "pick_distance",
            "mean_distance", "pick_return", "pick_success")
@@ -459,20 +459,6 @@ def _read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _csv_text(columns: list[str], rows: list[dict]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, columns, lineterminator="\n", extrasaction="ignore")
@@ -618,7 +604,12 @@ def _identity(cfg: VerifierStudyConfig) -> dict:
             "continuation_m_inf", "continuation_checkpoint")
     if cfg.continuation_n != 1:  # recorded only when used: studies made before the option keep their identity
         keys += ("continuation_n", "continuation_verifier")
-    return {k: (list(getattr(cfg, k)) if isinstance(getattr(cfg, k), tuple) else getattr(cfg, k)) for k in keys}
+    identity = {k: (list(getattr(cfg, k)) if isinstance(getattr(cfg, k), tuple) else getattr(cfg, k)) for k in keys}
+    # The files' content, not only their paths: a checkpoint retrained at the same path is another study.
+    identity["checkpoint_digest"] = checkpoint_digest(cfg.checkpoint)
+    if cfg.continuation_checkpoint:
+        identity["continuation_checkpoint_digest"] = checkpoint_digest(cfg.continuation_checkpoint)
+    return identity
 
 
 def _prepare_out(cfg: VerifierStudyConfig) -> Path:
@@ -637,7 +628,7 @@ def _prepare_out(cfg: VerifierStudyConfig) -> Path:
             raise ValueError(f"{out} already holds a verifier study with other settings ({diff}); "
                              "choose another --out or delete that folder")
     else:
-        _write_atomic(path, json.dumps(identity, indent=2) + "\n")
+        write_atomic(path, json.dumps(identity, indent=2) + "\n")
     return out
 
 
@@ -664,12 +655,10 @@ def run_study(cfg: VerifierStudyConfig) -> StudyResult:
     _check_config(cfg)
     agent, extra = load_agent(cfg.checkpoint, device=cfg.device)
     agent.check_m_inf(cfg.m_inf)
-    absent = {}
-    if "target-q" in cfg.verifiers and not agent.has_target_critic:
-        absent["target-q"] = "this checkpoint holds no target critic (an inference-only export)"
+    absent = {v: reason for v in cfg.verifiers if (reason := get_verifier(v).missing(agent.has_target_critic))}
     present = [v for v in cfg.verifiers if v not in absent]
     if not present:
-        raise ValueError("none of the chosen verifiers can run on this checkpoint (target-q needs a target critic)")
+        raise ValueError(f"none of the chosen verifiers can run on this checkpoint: {'; '.join(absent.values())}")
     world, env_name = extra.get("world"), extra.get("env")
     if not world and not env_name:
         raise CheckpointError(f"{cfg.checkpoint} names neither a toy world nor an OGBench environment")
@@ -686,8 +675,8 @@ def run_study(cfg: VerifierStudyConfig) -> StudyResult:
     def save(new_cand: list[dict], new_state: list[dict]) -> None:
         cand_rows.extend(new_cand)
         state_rows.extend(new_state)
-        _write_atomic(paths["cand"], _csv_text(cand_cols, cand_rows))  # candidates first: a state counts once in both
-        _write_atomic(paths["state"], _csv_text(st_cols, state_rows))
+        write_atomic(paths["cand"], _csv_text(cand_cols, cand_rows))  # candidates first: a state counts once in both
+        write_atomic(paths["state"], _csv_text(st_cols, state_rows))
 
     if len(done) >= cfg.states:  # finished before: only the summary and report are rewritten
         world = env_name = None
@@ -703,9 +692,9 @@ def run_study(cfg: VerifierStudyConfig) -> StudyResult:
     state_rows.sort(key=lambda r: int(r["state"]))
     cand_rows.sort(key=lambda r: (int(r["state"]), int(r["candidate"])))
     summary = summary_rows(state_rows, verifiers, absent)
-    _write_atomic(paths["summary"], _csv_text(SUMMARY_COLUMNS, summary))
+    write_atomic(paths["summary"], _csv_text(SUMMARY_COLUMNS, summary))
     title = f"Verifiers against counterfactual returns: {_label(cfg.checkpoint)} (M_inf {cfg.m_inf}, N {cfg.n})"
-    _write_atomic(paths["html"], study_html(cand_rows, state_rows, summary, verifiers, absent, title))
+    write_atomic(paths["html"], study_html(cand_rows, state_rows, summary, verifiers, absent, title))
     return StudyResult(out, paths["cand"], paths["state"], paths["summary"], paths["html"], summary,
                        counters["studied"], counters["env_steps"], counters["policy_calls"],
                        counters["policy_seconds"], counters["rollout_seconds"], time.perf_counter() - t_start)
@@ -737,9 +726,10 @@ def _env_study(agent, env_name, cfg, present, verifiers, done, save, bar, counte
             raise CheckpointError(f"{cfg.continuation_checkpoint} is not a policy for {env_name}, so it cannot "
                                   "continue its rollouts")
     cont.check_m_inf(cfg.continuation_m_inf)
-    if cfg.continuation_n > 1 and cfg.continuation_verifier == "target-q" and not cont.has_target_critic:
-        raise CheckpointError("the continuation policy holds no target critic (an inference-only export), so it "
-                              "cannot rank its candidates by target-q; choose another --continuation-verifier")
+    if cfg.continuation_n > 1 and get_verifier(cfg.continuation_verifier).missing(cont.has_target_critic):
+        raise CheckpointError(f"the continuation policy holds no target critic (an inference-only export), so it "
+                              f"cannot rank its candidates by {cfg.continuation_verifier}; choose another "
+                              "--continuation-verifier")
     discount = float(agent.config.discount)
     with EnvBatch(env_name, cfg.episodes, workers=min(cfg.workers, cfg.episodes), share_model=True) as envs:
         limit = envs.max_episode_steps
