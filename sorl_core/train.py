@@ -188,27 +188,29 @@ def _loop(agent, dataset, iterations, log_every, eval_every, checkpoint_every, e
             info = agent.update(dataset.sample(agent.config.batch_size))
             step = agent.step
             if step % log_every == 0 or step == iterations:
-                pending.append((step, info))  # tensors; read only when written
+                pending.append((step, time.perf_counter() - t0, info))  # tensors; read only when written
             if eval_every and (step % eval_every == 0 or step == iterations):
                 eval_log.append([{"step": step, **r} for r in evaluate()])
             if step % checkpoint_every == 0 or step == iterations:
-                _flush(train_log, pending, time.perf_counter() - t0)
+                _flush(train_log, pending)
                 checkpoint()
             bar.update(1)
             if on_progress is not None:
                 on_progress(step, iterations)
     except KeyboardInterrupt:
-        _flush(train_log, pending, time.perf_counter() - t0)
+        _flush(train_log, pending)
         checkpoint()
         bar.close()
         print(f"\ninterrupted at step {agent.step}; checkpoint saved. Continue with: sorl-lab train ... --out {run_dir} --resume")
         raise
     bar.close()
-    _flush(train_log, pending, time.perf_counter() - t0)
+    _flush(train_log, pending)
 
 
-def _flush(log: CsvLog, pending: list, seconds: float) -> None:
-    rows = [{"step": s, "seconds": round(seconds, 3), **{k: float(v) for k, v in info.items() if k in log.columns}} for s, info in pending]
+def _flush(log: CsvLog, pending: list) -> None:
+    """Write the buffered (step, seconds at that step, metrics) rows."""
+    rows = [{"step": s, "seconds": round(seconds, 3), **{k: float(v) for k, v in info.items() if k in log.columns}}
+            for s, seconds, info in pending]
     log.append(rows)
     pending.clear()
 

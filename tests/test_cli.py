@@ -47,6 +47,9 @@ def test_train_writes_config_metrics_eval_and_checkpoint(straight_run):
     metrics = rows(straight_run / "metrics.csv")
     assert [int(r["step"]) for r in metrics] == [5, 10, 15, 20]
     assert all(float(r["critic_loss"]) >= 0 for r in metrics)
+    # each row carries the time its own step finished, though rows are written in batches at checkpoints
+    seconds = [float(r["seconds"]) for r in metrics]
+    assert all(a < b for a, b in zip(seconds, seconds[1:])), seconds
     evals = rows(straight_run / "eval.csv")
     assert {(int(r["step"]), int(r["m_inf"])) for r in evals} == {(s, m) for s in (10, 20) for m in (1, 2, 4, 8)}
     payload = read_checkpoint(straight_run / "checkpoint.pt")  # weights_only load of a plain dict
