@@ -22,7 +22,7 @@ from .ogbench_data import (
     generate_dataset,
     load_dataset_and_env,
 )
-from .rollout import EnvBatch, episode_seeds, run_episodes
+from .rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
 from .train import EVAL_M_INF, TRAIN_COLUMNS, CsvLog, run_loop
 
 ACTION_CLIP = 1 - 1e-5  # docs/ALGORITHM.md §7: dataset actions are clipped to +-(1 - 1e-5)
@@ -102,7 +102,7 @@ def evaluate_success(agent: SORLAgent, envs: EnvBatch, m_values, n: int = 1, see
     seeds = episode_seeds(seed, envs.count)
     rows = []
     for m in m_values:
-        summary = run_episodes(agent, envs, m, n, seeds, sample_seed=seed + m).summary()
+        summary = run_episodes(agent, envs, m, n, seeds, sample_seed=sample_seed(seed, m, n)).summary()
         rows.append({k: summary[k] for k in EVAL_COLUMNS if k != "step"})
     return rows
 

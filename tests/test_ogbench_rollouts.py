@@ -241,3 +241,21 @@ def test_a_worker_that_dies_is_an_error_not_a_hang():
         assert "stopped unexpectedly" in outcome.get("error", "")
     finally:
         envs.close()
+
+
+def test_training_time_evaluation_samples_with_the_noise_evaluate_uses(monkeypatch):
+    """eval.csv during training and `sorl-lab evaluate` play a cell with the same sampling noise seed."""
+    from types import SimpleNamespace
+
+    from sorl_core import ogbench_train
+    from sorl_core.rollout import sample_seed
+
+    seen = []
+
+    def fake_run_episodes(agent, envs, m, n, seeds, sample_seed=0, **kw):
+        seen.append((m, n, seeds, sample_seed))
+        return SimpleNamespace(summary=lambda: {k: 0 for k in ogbench_train.EVAL_COLUMNS})
+
+    monkeypatch.setattr(ogbench_train, "run_episodes", fake_run_episodes)
+    ogbench_train.evaluate_success(None, SimpleNamespace(count=3), [1, 2, 8], n=1, seed=5)
+    assert seen == [(m, 1, episode_seeds(5, 3), sample_seed(5, m, 1)) for m in (1, 2, 8)]
