@@ -184,7 +184,7 @@ def parallel(agent, obs, delta: float, m_inf: int | None = None, nmax: int = DEF
     gen = _generator(agent, generator)
     obs = agent.as_obs(obs)
     s, a_dim = obs.shape[0], agent.config.action_dim
-    per_candidate = verifier != "consensus"  # consensus scores depend on all candidates: recomputed each round
+    per_candidate = verifiers.get(verifier).per_candidate  # else scores depend on all candidates: recomputed each round
     cands = obs.new_zeros(s, nmax, a_dim)
     scores = obs.new_full((s, nmax), -math.inf)
     drawn = np.zeros(s, dtype=np.int64)
@@ -211,7 +211,7 @@ def parallel(agent, obs, delta: float, m_inf: int | None = None, nmax: int = DEF
         active = active[~(margin > delta)]
     chosen = scores.argmax(dim=1)
     actions = cands[torch.arange(s, device=agent.device), chosen]
-    critic = drawn if verifiers.uses_critic(verifier) else np.zeros(s, dtype=np.int64)
+    critic = drawn if verifiers.get(verifier).uses_critic else np.zeros(s, dtype=np.int64)
     return AdaptiveResult(actions, m_inf * drawn, critic.copy(), np.full(s, m_inf, dtype=np.int64), drawn)
 
 
@@ -285,25 +285,6 @@ def toy_table(agent, world_name: str, rules, contexts: int | None = None, sampli
     return out
 
 
-def fixed_calls(m_inf: int, n: int) -> int:
-    """Network calls of one action of the fixed grid (docs/ALGORITHM.md §5): M_inf * N actor calls + N critic calls when N > 1."""
-    return m_inf * n + (n if n > 1 else 0)
-
-
-def toy_comparison(agent, world_name: str, rules, value: str = "mean_reward", **kwargs) -> list[dict]:
-    """Each rule beside the fixed grid's frontier at its mean calls: rows of rule, calls, value, the best fixed
-    cell with no more calls (its calls, value, and the gain of the rule over it), and the mixture frontier."""
-    from . import toy_scaling
-
-    table = toy_scaling.scaling_table(agent, world_name, **{k: v for k, v in kwargs.items() if k in ("contexts", "sampling_seeds")})
-    points = [(fixed_calls(m, n), row[value]) for (m, n), row in table.items()]
-    labels = {(fixed_calls(m, n), row[value]): f"M={m},N={n}" for (m, n), row in table.items()}
-    out = []
-    for label, row in toy_table(agent, world_name, rules, **kwargs).items():
-        best = fixed_frontier(points, row["network_calls"])
-        out.append({"world": world_name, "rule": label, "calls": row["network_calls"], value: row[value],
-                    "fixed_cell": labels[best] if best else "", "fixed_calls": best[0] if best else math.nan,
-                    f"fixed_{value}": best[1] if best else math.nan,
-                    "gain": row[value] - best[1] if best else math.nan,
-                    f"mixture_{value}": mixture_frontier(points, row["network_calls"])})
-    return out
+def fixed_calls(m_inf: int, n: int, verifier: str = verifiers.DEFAULT_VERIFIER) -> int:
+    """Network calls of one action of the fixed grid (verifiers.calls_per_action, docs/ALGORITHM.md §5)."""
+    return sum(verifiers.calls_per_action(m_inf, n, verifier))
