@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -244,3 +245,17 @@ def test_more_states_than_the_episodes_hold_is_refused(tmp_path, capsys):
     assert main(["verifier", "--checkpoint", str(CUBE), "--states", "401", "--episodes", "2", "--workers", "1",
                  "--out", str(tmp_path), "--no-progress"]) == 2
     assert "401 states asked for, but 2 episodes of at most 200 steps cannot hold them" in capsys.readouterr().err
+
+
+def test_a_study_folder_knows_its_checkpoint_by_content_not_by_path(tmp_path, capsys):
+    """Resuming into a study whose checkpoint file was replaced at the same path would mix two policies."""
+    policy = tmp_path / "policy.pt"
+    shutil.copyfile(RING, policy)
+    base = ["verifier", "--checkpoint", str(policy), "--n", "3", "--states", "2", "--out", str(tmp_path / "study"),
+            "--no-progress"]
+    assert main(base) == 0
+    assert main(base) == 0  # same file: a resume
+    shutil.copyfile(REPO / "assets" / "toy" / "moons.pt", policy)  # another policy, same path
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert "already holds a verifier study with other settings (checkpoint_digest" in err
