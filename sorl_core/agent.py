@@ -401,8 +401,8 @@ class SORLAgent:
             chosen = q.argmax(dim=1)
         actions = candidates[torch.arange(s, device=self.device), chosen]
         trajectory = torch.stack(path, dim=1).reshape(s, n, m_inf + 1, a_dim) if return_trajectory else None
-        critic_calls = n if score and verifiers.uses_critic(verifier) else 0
-        return SampleResult(actions, candidates, q, chosen, m_inf, n, m_inf * n, critic_calls, trajectory)
+        actor_calls, critic_calls = verifiers.calls_per_action(m_inf, n, verifier, scored=score)
+        return SampleResult(actions, candidates, q, chosen, m_inf, n, actor_calls, critic_calls, trajectory)
 
     @torch.no_grad()
     def verifier_scores(self, obs_rep: torch.Tensor, candidates: torch.Tensor, m_inf: int,

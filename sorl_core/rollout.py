@@ -438,6 +438,8 @@ def run_episodes(
     """
     import torch  # here, not at the top: environment worker processes import this module without torch
 
+    from . import verifiers
+
     with torch.no_grad():
         count = envs.count
         obs = envs.reset(seeds)
@@ -450,7 +452,7 @@ def run_episodes(
             on_env_step(0, running.copy())
         t = 0
         policy_seconds, actions_taken = 0.0, 0
-        calls = (m_inf * n, n if n > 1 else 0)  # replaced by the sampler's own count below
+        calls = verifiers.calls_per_action(m_inf, n, verifier)  # replaced by the sampler's own count below
         call_sums = [0.0, 0.0]  # act: summed per-state calls
         if act is not None and record_q:
             raise ValueError("record_q needs agent.sample's scores; it is not available with act")
