@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sorl_core.rollout import wilson_interval  # noqa: E402
+from sorl_core.stats import wilson_interval  # noqa: E402
 from sorl_core.studies.sweep_schema import recipe  # noqa: E402
 ASSETS = ROOT / "assets" / "ogbench"
 OUT = ASSETS / "RESULTS.md"

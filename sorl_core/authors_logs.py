@@ -7,7 +7,7 @@ import math
 import re
 from pathlib import Path
 
-from .rollout import wilson_interval
+from .stats import wilson_interval
 
 # metrics.csv column <- the authors' train.csv column (their actor loss is 10 FM + alpha SC + q_loss_coef Q loss).
 TRAIN_MAP = {"step": "step", "seconds": "time/total_time", "critic_loss": "critic_loss", "fm_loss": "bc_flow_loss",

@@ -7,7 +7,6 @@ runs in parallel while the policy runs batched in the main process. `run_episode
 
 from __future__ import annotations
 
-import math
 import multiprocessing as mp
 import os
 import time
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .processes import spawn_safe_main
+from .stats import wilson_interval
 
 
 def make_env(env_name: str, **env_kwargs):
@@ -342,17 +342,6 @@ class EnvBatch:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a success rate (sensible at 0% and 100%, unlike the normal one)."""
-    if trials == 0:
-        return 0.0, 1.0
-    p = successes / trials
-    denom = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denom
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass

@@ -15,7 +15,8 @@ import pytest
 
 from sorl_core.cli import main
 from sorl_core.ogbench_data import DataGenerateConfig, generate_dataset
-from sorl_core.rollout import EnvBatch, episode_seeds, run_episodes, wilson_interval
+from sorl_core.rollout import EnvBatch, episode_seeds, run_episodes
+from sorl_core.stats import wilson_interval
 from sorl_core.studies.sweep_schema import SWEEP_COLUMNS
 
 pytest.importorskip("ogbench")

@@ -44,13 +44,6 @@ def test_metrics_equal_hand_computed_values():
     assert m["pick_return"] == 0.0 and m["pick_success"] == 1.0
 
 
-def test_spearman_ties_and_constants():
-    # ranks (0.5, 0.5, 2) against (0, 1, 2): 1.5 / sqrt(1.5 * 2)
-    assert vs.spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(1.5 / math.sqrt(3.0), abs=1e-12)
-    assert math.isnan(vs.spearman([1, 2, 3], [5, 5, 5]))
-    assert vs.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
-
-
 def test_states_spread_over_episodes():
     assert vs.spread_steps([10, 3], 4) == [(0, 2), (0, 7), (1, 0), (1, 2)]
     assert vs.spread_steps([2, 1], 3) == [(0, 0), (0, 1), (1, 0)]

@@ -73,6 +73,7 @@ from ..io import write_atomic
 from ..rollout import EnvBatch, episode_seeds, sample_seed
 from ..verifiers import DEFAULT_BETA, VERIFIERS, check_verifier
 from ..verifiers import get as get_verifier
+from ..stats import spearman
 
 METRICS = ("spearman", "top1_regret", "winners_curse_score", "winners_curse_return", "pick_distance",
            "mean_distance", "pick_return", "pick_success")
@@ -153,23 +154,6 @@ class Recording:
 
 
 # ----------------------------------------------------------------------------- metrics
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 0..n-1, tied values sharing their mean rank."""
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x))
-    ranks[order] = np.arange(len(x))
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    return (np.bincount(inverse, weights=ranks) / counts)[inverse]
-
-
-def spearman(a, b) -> float:
-    """Spearman rank correlation; NaN when either side is constant."""
-    ra, rb = _ranks(np.asarray(a, dtype=np.float64)), _ranks(np.asarray(b, dtype=np.float64))
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = math.sqrt(float((ra * ra).sum() * (rb * rb).sum()))
-    return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
-
-
 def state_metrics(scores, returns, candidates, success=None) -> dict[str, float]:
     """The metrics of one verifier at one state (see the module docstring), keyed by METRICS.
 
