@@ -252,3 +252,15 @@ def test_a_study_folder_knows_its_checkpoint_by_content_not_by_path(tmp_path, ca
     assert main(base) == 2
     err = capsys.readouterr().err
     assert "already holds a verifier study with other settings (checkpoint_digest" in err
+
+
+def test_the_restore_proof_replays_several_recorded_steps(cube_recording):
+    """A restore that is right for one step and wrong later (e.g. a velocity not restored) must still be caught."""
+    envs, recording = cube_recording
+    (state,) = vs.snapshot_states(envs, recording, [(0, 5)])
+    assert len(state.replay_actions) == vs.PROOF_STEPS == len(state.replay_obs) == len(state.replay_rewards)
+    vs.prove_restores(envs, [state])  # the true recording passes
+    state.replay_obs = state.replay_obs.copy()
+    state.replay_obs[3] += 1e-4  # what the fourth replayed action led to, slightly off
+    with pytest.raises(RuntimeError, match="episode 0, step 5 part from the recording at step 9"):
+        vs.prove_restores(envs, [state])

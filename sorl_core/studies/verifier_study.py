@@ -29,8 +29,9 @@ Choices (documented here once):
   the rollout's last step. Mean and std (population, ddof 0) over the repeats.
 * Toy worlds (one-step bandits): states are held-out contexts and the truth is the closed-form reward
   `toy.make_world(w).reward(a, c)`: no continuation, no repeats, no success.
-* Before the candidates of a state run, the action the recorded rollout took there is replayed from the restored
-  state: its observation and reward must equal the recorded ones bit for bit, else the study refuses.
+* Before the candidates of a state run, the recorded rollout's next actions (up to PROOF_STEPS = 10) are replayed
+  from the restored state: every observation and reward must equal the recorded ones bit for bit, else the study
+  refuses.
 
 Per-state metrics, one set per verifier, named `<metric>_<verifier>` (e.g. `spearman_q-min`):
 
@@ -134,9 +135,11 @@ class StudyState:
     step: int
     obs: np.ndarray  # (obs_dim,) float32, as the policy sees it
     env_state: dict | None = None  # rollout.env_state (OGBench)
-    action: np.ndarray | None = None  # what the recorded rollout did here
-    next_obs: np.ndarray | None = None
-    reward: float | None = None
+    # What the recorded rollout did from here (up to PROOF_STEPS actions) and what followed each action: replayed
+    # from the restored state, they prove the restore before any candidate runs. rewards None: not recorded.
+    replay_actions: np.ndarray | None = None  # (k, A)
+    replay_obs: np.ndarray | None = None  # (k, obs_dim)
+    replay_rewards: np.ndarray | None = None  # (k,)
 
 
 @dataclass
@@ -238,6 +241,9 @@ def record_episodes(agent, envs: EnvBatch, m_inf: int, seeds: list[int], noise_s
                      [np.array(r, dtype=np.float64) for r in rec_rew])
 
 
+PROOF_STEPS = 10  # recorded actions replayed from each restored state before its candidates run
+
+
 def snapshot_states(envs: EnvBatch, recording: Recording, chosen: list[tuple[int, int]]) -> list[StudyState]:
     """Replay the recorded actions from the same reset seeds and save the environment at every chosen step.
 
@@ -262,8 +268,11 @@ def snapshot_states(envs: EnvBatch, recording: Recording, chosen: list[tuple[int
         if not np.array_equal(obs, expected):
             raise RuntimeError(f"{envs.env_name} does not replay its own recorded actions identically from the same "
                                "reset seed, so its states cannot be restored exactly")
-    return [StudyState(g, e, t, recording.obs[e][t], saved[(e, t)], recording.actions[e][t],
-                       recording.obs[e][t + 1], float(recording.rewards[e][t])) for g, (e, t) in enumerate(chosen)]
+    def state(g: int, e: int, t: int) -> StudyState:
+        end = min(t + PROOF_STEPS, lengths[e])
+        return StudyState(g, e, t, recording.obs[e][t], saved[(e, t)], recording.actions[e][t:end],
+                          recording.obs[e][t + 1:end + 1], recording.rewards[e][t:end])
+    return [state(g, e, t) for g, (e, t) in enumerate(chosen)]
 
 
 def verify_restore(envs: EnvBatch, recording: Recording, episode: int, step: int, target: int = 0) -> None:
@@ -306,14 +315,22 @@ def _restore(pool: EnvBatch, index: np.ndarray, states: list[dict]) -> np.ndarra
         raise RuntimeError(str(exc).split("RuntimeError: ", 1)[-1]) from None
 
 
-def _prove_restores(pool: EnvBatch, states: list[StudyState]) -> None:
+def prove_restores(pool: EnvBatch, states: list[StudyState]) -> None:
+    """Restore every state into its own environment of `pool` and replay the recorded actions from it: each
+    observation (and reward, where recorded) must equal the recording bit for bit, else a RuntimeError naming the
+    state and the step where they part."""
     index = np.arange(len(states))
     _restore(pool, index, [s.env_state for s in states])
-    obs, reward, *_ = pool.step(index, np.stack([s.action for s in states]))
-    for k, s in enumerate(states):
-        if not (np.array_equal(obs[k], s.next_obs) and reward[k] == s.reward):
-            raise RuntimeError(f"{pool.env_name}: the recorded action replayed from the restored state of episode "
-                               f"{s.episode}, step {s.step} gives another observation or reward; refusing to study it")
+    for i in range(max(len(s.replay_actions) for s in states)):
+        active = np.array([k for k, s in enumerate(states) if i < len(s.replay_actions)], dtype=np.int64)
+        obs, reward, *_ = pool.step(active, np.stack([states[k].replay_actions[i] for k in active]))
+        for row, k in enumerate(active):
+            s = states[k]
+            same_reward = s.replay_rewards is None or reward[row] == s.replay_rewards[i]
+            if not (np.array_equal(obs[row], s.replay_obs[i]) and same_reward):
+                raise RuntimeError(f"{pool.env_name}: the recorded actions replayed from the restored state of episode "
+                                   f"{s.episode}, step {s.step} part from the recording at step {s.step + i + 1}; "
+                                   "refusing to study it")
 
 
 @torch.no_grad()
@@ -347,7 +364,7 @@ def counterfactual_returns(pool: EnvBatch, cont, states: list[StudyState], candi
     which = np.arange(total)
     st_of, cand_of, rep_of = which // (n * reps), (which // reps) % n, which % reps
     a_dim = candidates.shape[-1]
-    _prove_restores(pool, states)
+    prove_restores(pool, states)
     _restore(pool, which, [states[s].env_state for s in st_of])
     # Common random numbers: repeat r of a state has one noise sequence, shared by all its candidates. Drawn as
     # (N_c, H, A): row 0 is the N_c = 1 sequence, so studies at other continuation_n share it.
