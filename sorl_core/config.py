@@ -117,38 +117,6 @@ def is_power_of_two(m: int) -> bool:
     return isinstance(m, int) and m >= 1 and (m & (m - 1)) == 0
 
 
-@dataclass(frozen=True)
-class EnvPreset:
-    """Per-environment SORL settings (docs/ALGORITHM.md §6)."""
-
-    discount: float
-    q_agg: Literal["min", "mean"]
-    q_loss_coef: float
-    default_task: int
-
-
-ENV_PRESETS: dict[str, EnvPreset] = {
-    "antmaze-large-navigate": EnvPreset(0.99, "min", 500, 1),
-    "antmaze-giant-navigate": EnvPreset(0.995, "min", 500, 1),
-    "humanoidmaze-medium-navigate": EnvPreset(0.995, "mean", 100, 1),
-    "humanoidmaze-large-navigate": EnvPreset(0.995, "mean", 500, 1),
-    "antsoccer-arena-navigate": EnvPreset(0.995, "mean", 500, 4),
-    "cube-single-play": EnvPreset(0.99, "mean", 10, 2),
-    "cube-double-play": EnvPreset(0.99, "mean", 50, 2),
-    "scene-play": EnvPreset(0.99, "mean", 100, 2),
-}
-
-
-def preset_for(env_name: str) -> EnvPreset:
-    """Preset for an OGBench name such as `cube-single-play-singletask-task2-v0`."""
-    base = env_name.split("-singletask")[0].removesuffix("-v0")
-    if base not in ENV_PRESETS:
-        raise ValueError(
-            f"no SORL preset for {env_name!r}; supported environments: {', '.join(sorted(ENV_PRESETS))}"
-        )
-    return ENV_PRESETS[base]
-
-
 # Defaults for the toy worlds, chosen by measurement (assets/toy/README.md). A one-step bandit: discount 0
 # makes the target the reward itself. Small nets train faster with a larger learning rate and faster targets.
 # q_loss_coef (the paper's alpha, set per environment: 10-500 on OGBench) is 1000 here: with 10, the finest

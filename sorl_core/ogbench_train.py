@@ -11,7 +11,8 @@ import numpy as np
 
 from .agent import SORLAgent, resolve_device
 from .checkpoint import CheckpointError, load_for_resume, save_checkpoint
-from .config import SORLConfig, preset_for
+from .config import SORLConfig
+from .environments import preset_for
 from .data import OfflineDataset
 from .ogbench_data import (
     DEFAULT_DATASET_DIR,

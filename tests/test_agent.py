@@ -18,7 +18,8 @@ from sorl_core.agent import (
     q_loss,
     self_consistency_target,
 )
-from sorl_core.config import SORLConfig, preset_for
+from sorl_core.config import SORLConfig
+from sorl_core.environments import preset_for
 
 
 def small_agent(**overrides) -> SORLAgent:
