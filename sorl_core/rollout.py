@@ -409,6 +409,7 @@ def run_episodes(
     beta: float = 1.0,
     act: Callable | None = None,
     on_sample: Callable | None = None,
+    on_transition: Callable | None = None,
 ) -> EpisodeResults:
     """Play len(seeds) episodes (== envs.count) of one configuration to their end.
 
@@ -424,6 +425,7 @@ def run_episodes(
     the mean calls per action over every action taken (floats). record_q is not available with it.
     `on_sample(t, index, obs, result)` sees every policy call before its actions are stepped: the running episodes'
     indices, their observations and the sampler's result (candidates, scores, pick), e.g. to record them.
+    `on_transition(index, obs, actions, next_obs, rewards)` sees every step taken by the running episodes.
     """
     import torch  # here, not at the top: environment worker processes import this module without torch
 
@@ -472,6 +474,8 @@ def run_episodes(
                 for i, value in zip(index, q.float().cpu().numpy()):
                     q_traces[i].append(float(value))
             next_obs, reward, terminated, truncated, succ = envs.step(index, actions)
+            if on_transition is not None:
+                on_transition(index, obs[index], actions, next_obs, reward)
             t += 1
             if on_env_step is not None:
                 on_env_step(t, running.copy())

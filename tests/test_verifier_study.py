@@ -264,3 +264,11 @@ def test_the_restore_proof_replays_several_recorded_steps(cube_recording):
     state.replay_obs[3] += 1e-4  # what the fourth replayed action led to, slightly off
     with pytest.raises(RuntimeError, match="episode 0, step 5 part from the recording at step 9"):
         vs.prove_restores(envs, [state])
+
+
+def test_a_recording_starts_from_the_reset_observation(cube_recording):
+    """Step 0 of every recorded episode is what the reset showed (a state the study may choose), not a later one."""
+    envs, recording = cube_recording
+    first = envs.reset(recording.seeds)
+    for e in range(envs.count):
+        assert np.array_equal(recording.obs[e][0], first[e]) and len(recording.obs[e]) == recording.lengths[e] + 1

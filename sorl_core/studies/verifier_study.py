@@ -71,7 +71,7 @@ from tqdm.auto import tqdm
 from ..agent import integrate
 from ..checkpoint import CheckpointError, checkpoint_digest, load_agent
 from ..io import write_atomic
-from ..rollout import EnvBatch, episode_seeds, sample_seed
+from ..rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
 from ..verifiers import DEFAULT_BETA, VERIFIERS, check_verifier
 from ..verifiers import get as get_verifier
 from ..stats import spearman
@@ -218,25 +218,22 @@ def spread_steps(lengths: list[int], states: int) -> list[tuple[int, int]]:
 
 
 def record_episodes(agent, envs: EnvBatch, m_inf: int, seeds: list[int], noise_seed: int) -> Recording:
-    """Play seeded episodes at (m_inf, N = 1) exactly as `rollout.run_episodes` does (one generator, one policy
-    call per step for the running episodes) and keep every observation, action and reward."""
-    obs = envs.reset(seeds)
+    """Play seeded episodes at (m_inf, N = 1) with `rollout.run_episodes` and keep every observation, action and
+    reward."""
     count = envs.count
-    running = np.ones(count, dtype=bool)
-    generator = torch.Generator(agent.device).manual_seed(int(noise_seed))
-    rec_obs = [[obs[i]] for i in range(count)]
+    rec_obs: list[list] = [[] for _ in range(count)]
     rec_act: list[list] = [[] for _ in range(count)]
     rec_rew: list[list] = [[] for _ in range(count)]
-    while running.any():
-        index = np.nonzero(running)[0]
-        actions = agent.sample(obs[index], m_inf=m_inf, n=1, generator=generator).actions.float().cpu().numpy()
-        next_obs, reward, terminated, truncated, _ = envs.step(index, actions)
+
+    def keep(index, obs, actions, next_obs, reward) -> None:
         for k, i in enumerate(index):
+            if not rec_obs[i]:
+                rec_obs[i].append(obs[k])
             rec_obs[i].append(next_obs[k])
             rec_act[i].append(actions[k])
             rec_rew[i].append(reward[k])
-        obs[index] = next_obs
-        running[index[terminated | truncated]] = False
+
+    run_episodes(agent, envs, m_inf, 1, list(seeds), sample_seed=noise_seed, on_transition=keep)
     return Recording(list(seeds), [np.stack(o) for o in rec_obs], [np.stack(a) for a in rec_act],
                      [np.array(r, dtype=np.float64) for r in rec_rew])
 
