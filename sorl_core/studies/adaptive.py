@@ -32,6 +32,7 @@ import torch
 from .. import verifiers
 from ..agent import integrate
 from ..config import is_power_of_two
+from .sweep_schema import best_within_budget
 
 ROUND = 4  # candidates per round of the parallel rule
 DEFAULT_NMAX = 64
@@ -236,10 +237,10 @@ def check_rules(agent, rules, extrapolate: bool = False) -> list[Rule]:
 def fixed_frontier(points, calls: float) -> tuple[float, float] | None:
     """(calls, value) of the best fixed-grid point whose calls are <= `calls`; None when none fits.
 
-    points: (network_calls, value) of the fixed (M_inf, N) cells. Ties go to fewer calls.
+    points: (network_calls, value) of the fixed (M_inf, N) cells. Ties go to fewer calls (best_within_budget).
     """
-    fit = [(c, v) for c, v in points if c <= calls + 1e-9]
-    return max(fit, key=lambda p: (p[1], -p[0])) if fit else None
+    best = best_within_budget([{"network_calls": c, "value": v} for c, v in points], calls, value="value")
+    return None if best is None else (best["network_calls"], best["value"])
 
 
 def mixture_frontier(points, calls: float) -> float | None:

@@ -50,3 +50,16 @@ def recipe(checkpoint: str) -> str:
         params = [p for p in cell["params"].split("-") if not re.fullmatch(r"seed=\d+", p)]
         return "-".join(params) or "grid runs"
     return SEED_TAG.sub("", checkpoint)
+
+
+def best_within_budget(cells, budget: float, value: str = "success_rate") -> dict | None:
+    """The cell with the highest `value` among those whose `network_calls` fit the budget; None when none fits.
+
+    The one rule for "compute-optimal under a budget" (the Scaling page, notebook 03, the adaptive-rule
+    comparisons): ties go to fewer network calls, then fewer Euler steps, then fewer candidates.
+    cells: dicts (sweep.csv rows, or any with `network_calls` and `value`; `m_inf` and `n` optional).
+    """
+    fit = [c for c in cells if float(c["network_calls"]) <= budget + 1e-9]
+    if not fit:
+        return None
+    return dict(min(fit, key=lambda c: (-float(c[value]), float(c["network_calls"]), c.get("m_inf", 0), c.get("n", 0))))
