@@ -362,7 +362,7 @@ class SORLAgent:
     def sample(self, obs, m_inf: int = 8, n: int = 1, return_trajectory: bool = False, generator=None,
                extrapolate: bool = False, score: bool | None = None, as_flow: bool = False,
                verifier: str = verifiers.DEFAULT_VERIFIER, beta: float = verifiers.DEFAULT_BETA,
-               noise=None) -> SampleResult:
+               noise=None, budget=None) -> SampleResult:
         """Sequential (m_inf Euler steps) and parallel (best-of-n ranked by a verifier) test-time scaling.
 
         obs: (S, obs_dim). Each state gets its own n candidates; candidate j of state s is scored with
@@ -372,7 +372,11 @@ class SORLAgent:
         online critic); beta: the q-lcb penalty. as_flow: give every step the finest level, i.e. sample as a
         plain flow-matching policy that ignores the step size (for comparisons; not SORL's sampler).
         noise: the initial noise (S, N, A) instead of drawing it (e.g. to compare with another implementation).
+        budget: a sampling budget of sorl_core.budgets (`Fixed(m_inf, n)` or an adaptive rule) to run instead of the
+        fixed (m_inf, n); it returns a `budgets.BudgetResult`: the actions and each state's actor and critic calls.
         """
+        if budget is not None:
+            return budget.sample(self, obs, generator=generator, verifier=verifier, beta=beta, extrapolate=extrapolate)
         self.check_m_inf(m_inf, extrapolate)
         verifiers.check_verifier(verifier, beta)
         m_inf = int(m_inf)

@@ -407,7 +407,7 @@ def run_episodes(
     stop_after: int | None = None,
     verifier: str = "q",
     beta: float = 1.0,
-    act: Callable | None = None,
+    budget=None,
     on_sample: Callable | None = None,
     on_transition: Callable | None = None,
 ) -> EpisodeResults:
@@ -420,9 +420,9 @@ def run_episodes(
     `stop_after=i` stops once episode i has ended (replaying one episode of a batch); the other episodes'
     results are then partial. The noise episode i sees is unchanged: it depends only on earlier steps.
     `verifier` / `beta` choose how best-of-N ranks candidates (sorl_core.verifiers; default the paper's `q`).
-    `act(obs, generator)` replaces `agent.sample` for the chosen action (adaptive compute, sorl_core.studies.adaptive): it
-    returns `.actions` (S, A) and per-state `.actor_calls` / `.critic_calls` arrays (S,); the results then hold
-    the mean calls per action over every action taken (floats). record_q is not available with it.
+    `budget` (sorl_core.budgets: an adaptive rule, or Fixed) is run by `agent.sample(..., budget=budget)` in place of
+    the fixed (m_inf, n); it reports per-state `.actor_calls` / `.critic_calls` arrays (S,), and the results then
+    hold the mean calls per action over every action taken (floats). record_q is not available with it.
     `on_sample(t, index, obs, result)` sees every policy call before its actions are stepped: the running episodes'
     indices, their observations and the sampler's result (candidates, scores, pick), e.g. to record them.
     `on_transition(index, obs, actions, next_obs, rewards)` sees every step taken by the running episodes.
@@ -445,22 +445,19 @@ def run_episodes(
         policy_seconds, actions_taken = 0.0, 0
         calls = verifiers.calls_per_action(m_inf, n, verifier)  # replaced by the sampler's own count below
         call_sums = [0.0, 0.0]  # act: summed per-state calls
-        if act is not None and record_q:
-            raise ValueError("record_q needs agent.sample's scores; it is not available with act")
+        if budget is not None and record_q:
+            raise ValueError("record_q needs agent.sample's scores; it is not available with a budget")
         while running.any() and (stop_after is None or running[stop_after]):
             index = np.nonzero(running)[0]
             t0 = time.perf_counter()
-            if act is not None:
-                result = act(obs[index], generator)
-            else:
-                result = agent.sample(obs[index], m_inf=m_inf, n=n, generator=generator, extrapolate=extrapolate,
-                                      verifier=verifier, beta=beta)
+            result = agent.sample(obs[index], m_inf=m_inf, n=n, generator=generator, extrapolate=extrapolate,
+                                  verifier=verifier, beta=beta, budget=budget)
             actions = result.actions.float().cpu().numpy()
             policy_seconds += time.perf_counter() - t0
             if on_sample is not None:
                 on_sample(t, index, obs[index], result)
             actions_taken += len(index)
-            if act is not None:
+            if budget is not None:
                 call_sums[0] += float(np.sum(result.actor_calls))
                 call_sums[1] += float(np.sum(result.critic_calls))
                 calls = (call_sums[0] / actions_taken, call_sums[1] / actions_taken)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import csv
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from sorl_core import budgets
 from sorl_core.studies import adaptive
 from sorl_core.agent import SORLAgent
 from sorl_core.config import SORLConfig
@@ -31,9 +31,14 @@ def scaling(agent, m, n=1, seed=5):
     return agent.sample(OBS, m_inf=m, n=n, generator=seed)
 
 
+def act(agent, rule: str, obs, **kw):
+    """One action per state by an adaptive rule, through the one sampler."""
+    return agent.sample(obs, budget=budgets.parse_rule(rule), **kw)
+
+
 # ----------------------------------------------------------------------------- sequential
 def test_seq_with_a_huge_eps_stops_after_comparing_m1_with_m2(agent):
-    res = adaptive.act(agent, "seq:eps=1e9", OBS, generator=5)
+    res = act(agent, "seq:eps=1e9", OBS, generator=5)
     assert res.actor_calls.tolist() == [1 + 2] * len(OBS) and res.critic_calls.tolist() == [0] * len(OBS)
     assert res.m_used.tolist() == [2] * len(OBS)
     assert torch.equal(res.actions, scaling(agent, 2).actions)  # same noise: the M = 2 action of agent.sample
@@ -43,11 +48,11 @@ def test_seq_with_eps_zero_goes_to_m_disc(agent):
     # Actions clipped to the same corner at M and 2M agree exactly and stop even at eps = 0: take inner states.
     inner = (torch.stack([scaling(agent, m).actions for m in (1, 2, 4, 8)]).abs() < 1).all(dim=0).all(dim=1)
     assert inner.sum() >= 4
-    res = adaptive.act(agent, "seq:eps=0", OBS, generator=5)
+    res = act(agent, "seq:eps=0", OBS, generator=5)
     assert res.actor_calls[inner.numpy()].tolist() == [1 + 2 + 4 + 8] * int(inner.sum())
     # (a subset of states runs as a smaller batch: equal up to float rounding)
     torch.testing.assert_close(res.actions[inner], scaling(agent, 8).actions[inner], rtol=0, atol=1e-6)
-    capped = adaptive.act(agent, "seq:eps=0,mmax=4", OBS, generator=5)
+    capped = act(agent, "seq:eps=0,mmax=4", OBS, generator=5)
     assert capped.actor_calls[inner.numpy()].tolist() == [1 + 2 + 4] * int(inner.sum())
     torch.testing.assert_close(capped.actions[inner], scaling(agent, 4).actions[inner], rtol=0, atol=1e-6)
 
@@ -66,7 +71,7 @@ def test_seq_stops_each_state_where_a_hand_count_says(agent):
                 break
         expected_m.append(m)
         expected_calls.append(calls)
-    res = adaptive.act(agent, f"seq:eps={eps!r}", OBS, generator=5)
+    res = act(agent, f"seq:eps={eps!r}", OBS, generator=5)
     assert res.m_used.tolist() == expected_m and res.actor_calls.tolist() == expected_calls
     assert len(set(expected_m)) >= 2  # the rule did adapt: states stopped at different M
     for s, m in enumerate(expected_m):
@@ -75,20 +80,20 @@ def test_seq_stops_each_state_where_a_hand_count_says(agent):
 
 # ----------------------------------------------------------------------------- parallel
 def test_par_with_a_huge_delta_draws_n_max(agent):
-    res = adaptive.act(agent, "par:delta=1e9,nmax=16", OBS, generator=5)
+    res = act(agent, "par:delta=1e9,nmax=16", OBS, generator=5)
     assert res.n_used.tolist() == [16] * len(OBS)
     assert res.actor_calls.tolist() == [8 * 16] * len(OBS) and res.critic_calls.tolist() == [16] * len(OBS)
     assert (res.network_calls == 8 * 16 + 16).all()
-    one_round = adaptive.act(agent, "par:delta=inf,nmax=4", OBS, generator=5)  # one round = agent.sample's draw
+    one_round = act(agent, "par:delta=inf,nmax=4", OBS, generator=5)  # one round = agent.sample's draw
     assert torch.equal(one_round.actions, scaling(agent, 8, n=4).actions)
-    assert adaptive.act(agent, "par:delta=1e9", OBS[:2], generator=5).n_used.tolist() == [64, 64]  # default N_max
+    assert act(agent, "par:delta=1e9", OBS[:2], generator=5).n_used.tolist() == [64, 64]  # default N_max
 
 
 def test_par_with_delta_zero_stops_after_one_round(agent):
-    res = adaptive.act(agent, "par:delta=0,m=2", OBS, generator=5)
+    res = act(agent, "par:delta=0,m=2", OBS, generator=5)
     assert res.n_used.tolist() == [4] * len(OBS)
     assert res.actor_calls.tolist() == [2 * 4] * len(OBS) and res.critic_calls.tolist() == [4] * len(OBS)
-    consensus = adaptive.act(agent, "par:delta=0", OBS, generator=5, verifier="consensus")
+    consensus = act(agent, "par:delta=0", OBS, generator=5, verifier="consensus")
     assert consensus.critic_calls.tolist() == [0] * len(OBS)  # no critic: no critic calls
     assert consensus.actor_calls.tolist() == [8 * 4] * len(OBS)
 
@@ -98,7 +103,7 @@ def test_par_stops_each_state_where_a_hand_count_says(agent):
     top2 = first.q.topk(2, dim=1).values
     margin = (top2[:, 0] - top2[:, 1]) / first.q.std(dim=1)
     delta = float(margin.median())
-    res = adaptive.act(agent, f"par:delta={delta!r},nmax=8", OBS, generator=5)
+    res = act(agent, f"par:delta={delta!r},nmax=8", OBS, generator=5)
     expected = [4 if float(m) > delta else 8 for m in margin]
     assert res.n_used.tolist() == expected and len(set(expected)) == 2
     assert res.actor_calls.tolist() == [8 * n for n in expected] and res.critic_calls.tolist() == expected
@@ -112,8 +117,8 @@ def test_par_stops_each_state_where_a_hand_count_says(agent):
 
 # ----------------------------------------------------------------------------- parsing
 def test_rules_parse():
-    assert adaptive.parse_rule("seq:eps=0.05") == adaptive.Rule("seq", 0.05, None, 64, "seq:eps=0.05")
-    rule = adaptive.parse_rule(" par:delta=1.0,nmax=32,m=4 ")
+    assert budgets.parse_rule("seq:eps=0.05") == budgets.Rule("seq", 0.05, None, 64, "seq:eps=0.05")
+    rule = budgets.parse_rule(" par:delta=1.0,nmax=32,m=4 ")
     assert (rule.kind, rule.knob, rule.m, rule.nmax, rule.label) == ("par", 1.0, 4, 32, "par:delta=1.0,nmax=32,m=4")
 
 
@@ -134,8 +139,8 @@ def test_rules_parse():
     ("seq:eps=0.1,mmax=x", "mmax='x', not a power of two"),
 ])
 def test_malformed_rules_name_the_expected_form(text, why):
-    with pytest.raises(adaptive.RuleError) as err:
-        adaptive.parse_rule(text)
+    with pytest.raises(budgets.RuleError) as err:
+        budgets.parse_rule(text)
     msg = str(err.value)
     assert why in msg and "expected seq:eps=" in msg and "e.g. seq:eps=0.05 or par:delta=1.0." in msg
     assert msg.replace("e.g. ", "").count(". ") == 0  # one sentence
@@ -143,7 +148,7 @@ def test_malformed_rules_name_the_expected_form(text, why):
 
 def test_a_rule_beyond_m_disc_is_refused_without_extrapolate(agent):
     with pytest.raises(ValueError, match="beyond the trained m_disc=8"):
-        adaptive.check_rules(agent, ["seq:eps=0.1,mmax=16"])
+        budgets.check_rules(agent, ["seq:eps=0.1,mmax=16"])
 
 
 def test_fixed_frontier_and_calls():
@@ -179,7 +184,7 @@ class FakeEnvs:
         return OBS[index].copy(), np.zeros(len(index)), done, np.zeros(len(index), bool), done
 
 
-def test_run_episodes_with_act_holds_the_mean_calls_over_actions_taken(agent):
+def test_run_episodes_with_a_budget_holds_the_mean_calls_over_actions_taken(agent):
     from sorl_core.rollout import run_episodes
 
     spent = iter([np.array([3, 15]), np.array([7]), np.array([7])])
@@ -190,7 +195,11 @@ def test_run_episodes_with_act_holds_the_mean_calls_over_actions_taken(agent):
             self.actor_calls = next(spent)
             self.critic_calls = np.ones(s)
 
-    result = run_episodes(agent, FakeEnvs(), 8, 1, [0, 1], act=lambda obs, gen: Res(len(obs)))
+    class Spender:  # a budget whose states spend the calls listed above
+        def sample(self, agent, obs, **kw):
+            return Res(len(obs))
+
+    result = run_episodes(agent, FakeEnvs(), 8, 1, [0, 1], budget=Spender())
     assert result.actions_taken == 4
     assert result.actor_calls == (3 + 15 + 7 + 7) / 4 and result.critic_calls == 1.0
     assert result.summary()["network_calls"] == 9.0
@@ -211,8 +220,7 @@ def test_cli_writes_adaptive_rows_beside_the_grid(tmp_path):
     assert 3 <= seq_calls <= 15 and float(rows[1]["critic_calls"]) == 0
     assert 36 <= par_calls <= 72 and float(rows[2]["actor_calls"]) == pytest.approx(8 * float(rows[2]["critic_calls"]), abs=1e-3)
     assert "seq:eps=0.05" in (tmp_path / "sweep.html").read_text()
-    sys.path.insert(0, str(REPO / "app"))
-    import _scaling as S
+    from app import scaling_page as S
 
     df = S.parse_sweep((tmp_path / "sweep.csv").read_bytes())
     assert list(df.adaptive) == ["", "seq:eps=0.05", "par:delta=1.0,nmax=8"]
@@ -225,10 +233,9 @@ def test_cli_writes_adaptive_rows_beside_the_grid(tmp_path):
 
 
 def test_old_sweep_files_still_load_and_adaptive_calls_may_be_fractions():
-    sys.path.insert(0, str(REPO / "app"))
-    import _scaling as S
-
     import pandas as pd
+
+    from app import scaling_page as S
 
     current = pd.read_csv(REPO / "assets" / "ogbench" / "cube-single-task2" / "sweep.csv", keep_default_na=False)
     old = current.drop(columns=["adaptive", "verifier"]).to_csv(index=False).encode()  # before both columns

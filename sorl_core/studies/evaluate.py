@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from . import adaptive as adaptive_rules
+from .. import budgets
 from ..checkpoint import CheckpointError, load_agent
 from ..io import write_atomic
 from ..rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
@@ -71,7 +71,7 @@ def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | Non
     for v in cfg.verifier:
         if (reason := check_verifier(v, cfg.beta).unavailable(agent.has_target_critic)) is not None:
             raise CheckpointError(f"{cfg.checkpoint}: {reason}")
-    rules = adaptive_rules.check_rules(agent, cfg.adaptive, cfg.extrapolate)
+    rules = budgets.check_rules(agent, cfg.adaptive, cfg.extrapolate)
     label, seeds = checkpoint_label(cfg.checkpoint), episode_seeds(cfg.seed, cfg.episodes)
     train_seed = extra.get("train_config", {}).get("seed", "")  # empty for files that do not record it
     # At N = 1 nothing is ranked: every verifier plays the same episodes, so they run once and share the row.
@@ -89,7 +89,7 @@ def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | Non
                 if on_progress is not None:
                     on_progress(base + done, total)
 
-            if isinstance(m, adaptive_rules.Rule):
+            if isinstance(m, budgets.Rule):
                 rows += _adaptive_rows(cfg, agent, envs, m, verifier, seeds, step_progress,
                                        {"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt,
                                         "train_seed": train_seed})
@@ -106,14 +106,11 @@ def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | Non
 
 def _adaptive_rows(cfg: EvaluateConfig, agent, envs, rule, verifier: str, seeds, on_step, head: dict) -> list[dict]:
     """The row(s) of one adaptive rule: m_inf and n are its caps, the calls the mean per action (4 decimals)."""
-    def act(obs, generator):
-        return adaptive_rules.act(agent, rule, obs, generator, verifier=verifier, beta=cfg.beta,
-                                  extrapolate=cfg.extrapolate)
-
     m_cap, n_cap = rule.caps(agent)
     result = run_episodes(agent, envs, m_cap, n_cap, seeds,
                           sample_seed=sample_seed(cfg.seed, m_cap, n_cap) + rule.seed_offset(),
-                          extrapolate=cfg.extrapolate, on_step=on_step, act=act)
+                          extrapolate=cfg.extrapolate, on_step=on_step, verifier=verifier, beta=cfg.beta,
+                          budget=rule)
     row = {**head, **result.summary(), "seed": cfg.seed, "adaptive": rule.label}
     for key in ("actor_calls", "critic_calls", "network_calls"):
         row[key] = round(float(row[key]), 4)
