@@ -23,6 +23,9 @@ LAB_PORT ?= 8888
 # Extra pytest arguments, e.g. make test ARGS="-k shortcut -x"
 ARGS ?=
 PYTEST_FLAGS ?= -q --timeout=600 --durations=15
+# A test skipped because something the set-up installs is missing (ogbench, streamlit, playwright, chromium, ray, ...)
+# fails the run (tests/conftest.py); make test SORL_LAB_REQUIRE_ALL=0 accepts such skips on a partial install.
+SORL_LAB_REQUIRE_ALL ?= 1
 
 .PHONY: setup app test lab bench bench-app gpu-check clean distclean
 
@@ -37,7 +40,7 @@ app: setup
 # pytest exits 5 when it collects no test; make turns any non-zero exit
 # into a failure, so an empty run fails CI.
 test: setup
-	$(PY) -m pytest $(PYTEST_FLAGS) $(ARGS)
+	SORL_LAB_REQUIRE_ALL=$(SORL_LAB_REQUIRE_ALL) $(PY) -m pytest $(PYTEST_FLAGS) $(ARGS)
 
 # Jupyter refuses to run as root (containers, CI) unless told --allow-root.
 lab: setup

@@ -15,10 +15,15 @@ import numpy as np
 import streamlit as st
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402  (app/ is not a package)
-import _rollouts as R  # noqa: E402
-import _notes as N  # noqa: E402
+# Streamlit runs this file as a script (app/ on the import path, not the repository): put the repository root on the
+# path, so the logic imports as the package `app`, the same modules the tests import.
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from app import notes as N  # noqa: E402
+from app import toy_page as T  # noqa: E402
+from app import uploads as U  # noqa: E402
+from app.paths import REPO_ROOT  # noqa: E402
+from app.policies import digest_bytes  # noqa: E402
 
 from sorl_core import toy, viz  # noqa: E402
 from sorl_core.verifiers import VERIFIERS  # noqa: E402
@@ -36,7 +41,7 @@ HELP = {
              "best actions are data modes near the goal g(c), and leaving the data is punished.",
     "tseed": "Training seed: the dataset, the network initialisation and all training noise.",
     "titers": "Training budget: SORL iterations (one critic and one actor update each). "
-              f"The bundled policies used {C.BUNDLED_ITERATIONS:,}; 1,500 take about 15 s.",
+              f"The bundled policies used {T.BUNDLED_ITERATIONS:,}; 1,500 take about 15 s.",
     "m": "M_inf: Euler steps of the shortcut model at inference (sequential test-time scaling). "
          "The model was trained with step sizes 1, 1/2, …, 1/M_disc (M_disc = 8) — flow matching at the finest "
          "level, self-consistency between levels — so each power of two up to M_disc is in distribution. "
@@ -50,7 +55,7 @@ HELP = {
             "when you move M_inf or N is the method, not luck.",
     "c": "The state s: a context c ∈ [−1, 1] that swings the rewarded goal g(c) = 0.75·(cos θ, sin θ), "
          "θ = π/2 + c·π/4, around the ring. The single-state panels use this c; the metrics row uses "
-         f"{C.EVAL_STATES} fixed random contexts.",
+         f"{T.EVAL_STATES} fixed random contexts.",
     "verifier": "How best-of-N ranks its N candidates. " + " ".join(f"**{k}**: {v}." for k, v in VERIFIERS.items()),
     "group": "Sequential scaling: one line per N, M_inf grows along it. Parallel scaling: one line per M_inf, "
              "N grows along it. Both against the same compute axis.",
@@ -63,19 +68,19 @@ def load_bundled(path: str, mtime: float):
     from sorl_core.checkpoint import load_agent
 
     agent, extra = load_agent(path, device="cpu")
-    C.warm_up(agent)
+    T.warm_up(agent)
     return agent, extra
 
 
 def bundled_iterations(world: str) -> int:
     """The training budget of the world's bundled policy, as its checkpoint records it."""
-    path = C.toy_checkpoint_path(world)
+    path = T.toy_checkpoint_path(world)
     if not path.is_file():
-        return C.BUNDLED_ITERATIONS
+        return T.BUNDLED_ITERATIONS
     try:
         return int(load_bundled(str(path), path.stat().st_mtime)[1]["train_config"]["iterations"])
     except (KeyError, TypeError, ValueError):
-        return C.BUNDLED_ITERATIONS
+        return T.BUNDLED_ITERATIONS
 
 
 @st.cache_resource
@@ -86,35 +91,35 @@ def train_store() -> dict:
 
 @st.cache_data(show_spinner=False)
 def data_actions(world: str, seed: int) -> np.ndarray:
-    return toy.make_dataset(world, size=C.DATASET_SIZE, seed=seed)["actions"]
+    return toy.make_dataset(world, size=T.DATASET_SIZE, seed=seed)["actions"]
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def batch_result(_agent, key: str, world: str, data_seed: int, m: int, n: int, seed: int, ext: bool,
                  verifier: str = "q", beta: float = 1.0) -> dict:
-    return C.sample_batch(_agent, world, data_actions(world, data_seed), m, n, seed, ext, verifier, beta)
+    return T.sample_batch(_agent, world, data_actions(world, data_seed), m, n, seed, ext, verifier, beta)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def cloud_result(_agent, key: str, world: str, c: float, m: int, n: int, seed: int, ext: bool,
                  verifier: str = "q", beta: float = 1.0) -> dict:
-    return C.sample_cloud(_agent, world, c, m, n, seed, ext, verifier=verifier, beta=beta)
+    return T.sample_cloud(_agent, world, c, m, n, seed, ext, verifier=verifier, beta=beta)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def state_result(_agent, key: str, c: float, m: int, n: int, seed: int, ext: bool, verifier: str = "q",
                  beta: float = 1.0) -> dict:
-    return C.sample_state(_agent, c, m, n, seed, ext, verifier, beta)
+    return T.sample_state(_agent, c, m, n, seed, ext, verifier, beta)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
 def q_grid_result(_agent, key: str, c: float, k: int):
-    return C.q_grid(_agent, c, k)
+    return T.q_grid(_agent, c, k)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
 def probe_result(_agent, key: str, c: float, seed: int):
-    return _agent.consistency_probe(np.array([[c]], dtype=np.float32), samples=C.PROBE_SAMPLES, generator=seed)
+    return _agent.consistency_probe(np.array([[c]], dtype=np.float32), samples=T.PROBE_SAMPLES, generator=seed)
 
 
 @contextmanager
@@ -138,11 +143,11 @@ def init_state() -> None:
             if key not in st.session_state:
                 st.session_state[key] = value
         return
-    values, warnings = C.parse_query_params(st.query_params.to_dict())
-    for key, default in C.DEFAULTS.items():
+    values, warnings = T.parse_query_params(st.query_params.to_dict())
+    for key, default in T.DEFAULTS.items():
         st.session_state[key] = values.get(key, default)
-    st.session_state.tseed = values.get("tseed", C.BUNDLED_SEED)
-    st.session_state.titers = values.get("titers", C.SHORT_RUN_ITERATIONS)
+    st.session_state.tseed = values.get("tseed", T.BUNDLED_SEED)
+    st.session_state.titers = values.get("titers", T.SHORT_RUN_ITERATIONS)
     if "tseed" in values:
         st.session_state.policy = {"kind": "trained", "world": st.session_state.world,
                                    "seed": values["tseed"], "iterations": values["titers"]}
@@ -159,12 +164,12 @@ def init_state() -> None:
 
 def restore_upload(digest: str) -> str | None:
     """Put a shared link's uploaded checkpoint back in use; returns a message when that is not possible."""
-    path = C.UPLOAD_DIR / f"{digest}.pt"
+    path = U.uploads_dir() / f"{digest}.pt"
     if not path.is_file():
         return ("upload: that uploaded checkpoint is no longer on this server, so the bundled policy is shown; "
                 "upload the file again to restore the view.")
     try:
-        agent, extra = C.read_upload(path.read_bytes(), f"{digest}.pt")
+        agent, extra = T.read_upload(path.read_bytes(), f"{digest}.pt")
     except ValueError as exc:
         return f"upload: {exc}"
     keep_upload(agent, extra, f"uploaded checkpoint {digest[:8]}", digest)
@@ -172,7 +177,7 @@ def restore_upload(digest: str) -> str | None:
 
 
 def keep_upload(agent, extra: dict, name: str, digest: str) -> None:
-    C.warm_up(agent)
+    T.warm_up(agent)
     st.session_state._uploaded = {"agent": agent, "extra": extra, "name": name, "digest": digest}
     st.session_state.world = extra["world"]
     st.session_state.policy = {"kind": "upload", "world": extra["world"], "digest": digest}
@@ -200,7 +205,7 @@ def on_upload() -> None:
         return
     data = file.getvalue()
     try:
-        agent, extra = C.read_upload(data, file.name)
+        agent, extra = T.read_upload(data, file.name)
     except ValueError as exc:  # CheckpointError is one: its message is written for people
         st.session_state._upload_error = str(exc)
         return
@@ -208,10 +213,10 @@ def on_upload() -> None:
         st.session_state._upload_error = f"{file.name} could not be read as a SORL Lab toy checkpoint."
         return
     try:
-        R.store_upload(data, C.UPLOAD_DIR)  # kept by digest: the page's shared link can bring it back
+        U.store_upload(data)  # kept by digest: the page's shared link can bring it back
     except OSError:
         pass  # the policy still works in this session; only a shared link cannot restore it
-    keep_upload(agent, extra, file.name, R.digest_bytes(data))
+    keep_upload(agent, extra, file.name, digest_bytes(data))
 
 
 # --------------------------------------------------------------------------- policy
@@ -222,7 +227,7 @@ def trained_agent(world: str, seed: int, iterations: int, why: str):
     with store["lock"]:
         job = store["jobs"].get(key)
         if job is None:
-            job = store["jobs"][key] = C.TrainJob(world, int(seed), int(iterations)).start()
+            job = store["jobs"][key] = T.TrainJob(world, int(seed), int(iterations)).start()
     if not job.done.is_set():
         if why:
             st.info(why)
@@ -255,15 +260,15 @@ def resolve_policy(world: str):
         if agent is None:
             return None
         return agent, f"trained:{world}:{seed}:{iters}", f"trained here: seed {seed}, {iters} iterations", seed
-    path = C.toy_checkpoint_path(world)
+    path = T.toy_checkpoint_path(world)
     if not path.is_file():
-        agent = trained_agent(world, C.BUNDLED_SEED, C.BUNDLED_ITERATIONS,
+        agent = trained_agent(world, T.BUNDLED_SEED, T.BUNDLED_ITERATIONS,
                               f"No bundled checkpoint at `{path}`: training the default {world} policy "
-                              f"(seed {C.BUNDLED_SEED}, {C.BUNDLED_ITERATIONS} iterations) once for this server.")
+                              f"(seed {T.BUNDLED_SEED}, {T.BUNDLED_ITERATIONS} iterations) once for this server.")
         if agent is None:
             return None
-        return (agent, f"trained:{world}:{C.BUNDLED_SEED}:{C.BUNDLED_ITERATIONS}",
-                f"trained here (no bundled file): seed {C.BUNDLED_SEED}, {C.BUNDLED_ITERATIONS} iterations", C.BUNDLED_SEED)
+        return (agent, f"trained:{world}:{T.BUNDLED_SEED}:{T.BUNDLED_ITERATIONS}",
+                f"trained here (no bundled file): seed {T.BUNDLED_SEED}, {T.BUNDLED_ITERATIONS} iterations", T.BUNDLED_SEED)
     try:
         agent, extra = load_bundled(str(path), path.stat().st_mtime)
     except Exception as exc:
@@ -273,9 +278,9 @@ def resolve_policy(world: str):
         st.error(f"{path} holds a policy for world {extra.get('world')!r}, not {world!r}.")
         return None
     cfg = extra.get("train_config", {})
-    seed = int(cfg.get("seed", C.BUNDLED_SEED))
+    seed = int(cfg.get("seed", T.BUNDLED_SEED))
     try:
-        shown = path.resolve().relative_to(C.REPO_ROOT)
+        shown = path.resolve().relative_to(REPO_ROOT)
     except ValueError:
         shown = path
     desc = f"bundled `{shown}` (seed {seed}, {cfg.get('iterations', '?')} iterations)"
@@ -299,7 +304,7 @@ with st.sidebar:
     st.selectbox("World", toy.WORLDS, key="world", help=HELP["world"], on_change=on_world_change)
     with st.expander("Train your own", expanded=False):
         st.number_input("Training seed", min_value=0, max_value=1_000_000, step=1, key="tseed", help=HELP["tseed"])
-        st.select_slider("Training budget (iterations)", options=C.TRAIN_ITERATION_CHOICES, key="titers",
+        st.select_slider("Training budget (iterations)", options=T.TRAIN_ITERATION_CHOICES, key="titers",
                          help=HELP["titers"])
         st.button("Train", on_click=on_train_click, type="primary", width="stretch",
                   help="Train SORL on this world with the seed and budget above (about 15–25 s for 1500 iterations "
@@ -361,7 +366,7 @@ with st.container(border=True):
     with c1:
         m_slot = st.container()
     with c2:
-        n = st.slider("N (best-of-N)", min_value=1, max_value=C.N_MAX, key="n", help=HELP["n"])
+        n = st.slider("N (best-of-N)", min_value=1, max_value=T.N_MAX, key="n", help=HELP["n"])
     c3, c4, c5, c6 = st.columns([1.5, 0.8, 1.0, 1.3], vertical_alignment="bottom")
     with c3:
         c = st.slider("State: context c", min_value=-1.0, max_value=1.0, step=0.05, key="c", help=HELP["c"],
@@ -377,7 +382,7 @@ with st.container(border=True):
         beta = float(st.slider("β: the q-lcb penalty on the critics' disagreement", 0.0, 5.0, step=0.25, key="beta",
                                help="q-lcb ranks by mean Q − β·|Q₁ − Q₂|: the larger β, the more it avoids candidates "
                                     "the two critics disagree on."))
-    options = C.m_options(m_disc, ext)
+    options = T.m_options(m_disc, ext)
     if st.session_state.get("m") not in options:
         smaller = [o for o in options if o <= (st.session_state.get("m") or 1)]
         st.session_state.m = smaller[-1] if smaller else options[0]
@@ -389,7 +394,7 @@ st.session_state._home_view = {k: st.session_state[k] for k in VIEW_KEYS if k in
 ext_used = bool(m > m_disc)  # the flag only matters past M_disc: keep cache keys canonical
 
 # ---- shareable URL: written back whenever the view changes
-wanted = C.query_params_for({"world": world, "m": m, "ext": ext, "n": n, "seed": seed, "c": c, "verifier": verifier,
+wanted = T.query_params_for({"world": world, "m": m, "ext": ext, "n": n, "seed": seed, "c": c, "verifier": verifier,
                              "beta": beta}, st.session_state.policy)
 vb = (verifier, beta)  # how best-of-N ranks: every sampling call below uses it
 if st.query_params.to_dict() != wanted:
@@ -406,7 +411,7 @@ with guarded("the metrics"):
     # deltas compare with.
     k1.metric("True reward", f"{batch['mean_reward']:.3f}",
               delta=None if is_base else f"{batch['mean_reward'] - base['mean_reward']:+.3f}",
-              help=f"Average of the known reward r(a, c) of the chosen action over {C.EVAL_STATES} fixed random "
+              help=f"Average of the known reward r(a, c) of the chosen action over {T.EVAL_STATES} fixed random "
                    "states (the best possible is ≈ 1).")
     k2.metric("On the data", f"{100 * batch['frac_in_support']:.1f} %",
               delta=None if is_base else f"{100 * (batch['frac_in_support'] - base['frac_in_support']):+.1f} pts",
@@ -414,11 +419,11 @@ with guarded("the metrics"):
     k3.metric("Calls / action", f"{batch['network_calls']}",
               help="Test-time compute: M_inf·N actor calls + N critic calls when N > 1.")
     k4.metric("ms / action", f"{batch['ms_per_action']:.3f}",
-              help=f"Wall time of one batched call for {C.EVAL_STATES} states on this machine's CPU, divided by "
-                   f"{C.EVAL_STATES}; measured when this setting was first computed.")
+              help=f"Wall time of one batched call for {T.EVAL_STATES} states on this machine's CPU, divided by "
+                   f"{T.EVAL_STATES}; measured when this setting was first computed.")
     star = "  (* = extrapolated beyond the trained M_disc)" if ext_used else ""
     versus = "" if is_base else " Arrows compare with M_inf = 1, N = 1."
-    st.caption(f"M_inf = {m}, N = {n}, sampling seed {seed}, {C.EVAL_STATES} states; gap to the best possible "
+    st.caption(f"M_inf = {m}, N = {n}, sampling seed {seed}, {T.EVAL_STATES} states; gap to the best possible "
                f"reward {batch['reward_gap']:.3f}; sliced Wasserstein distance to the data "
                f"{batch['sliced_wasserstein']:.3f}.{versus}{star}")
 
@@ -435,7 +440,7 @@ with left:
                                     title=f"True reward, c = {c:+.2f}")
         st.plotly_chart(fig, key="fig_reward", theme=None, config={"displaylogo": False})
         figures.append(("True reward and policy actions", fig))
-        st.caption(f"{C.CLOUD_SIZE} actions of the policy at this state (M_inf = {m}, N = {n}); ✕ is the goal g(c), "
+        st.caption(f"{T.CLOUD_SIZE} actions of the policy at this state (M_inf = {m}, N = {n}); ✕ is the goal g(c), "
                    "★ the action chosen in the panels on the right and below.")
         st.markdown(N.reward_map_note(world, c, cloud, state["action"]))
 with right:
@@ -474,7 +479,7 @@ with right:
         st.plotly_chart(fig, key="fig_sc", theme=None, config={"displaylogo": False})
         figures.append(("Self-consistency error", fig))
         st.caption("How far one shortcut step of size d is from two steps of size d/2 along the model's own paths "
-                   f"(context c, {C.PROBE_SAMPLES} samples). Small everywhere = the step sizes agree, so fewer "
+                   f"(context c, {T.PROBE_SAMPLES} samples). Small everywhere = the step sizes agree, so fewer "
                    "steps lose little.")
         st.markdown(N.consistency_note(probe, m, m_disc))
 
@@ -499,7 +504,7 @@ with guarded("the scaling panel"):
     group = st.radio("Lines", ["one per N (sequential scaling)", "one per M_inf (parallel scaling)"], key="group",
                      horizontal=True, help=HELP["group"])
     progress = st.empty()
-    grid = [(mm, nn) for mm in C.SCALING_M if mm <= m_disc for nn in C.SCALING_N]
+    grid = [(mm, nn) for mm in T.SCALING_M if mm <= m_disc for nn in T.SCALING_N]
     for i, (mm, nn) in enumerate(grid):
         progress.caption(f"Computing the scaling grid… {i}/{len(grid)}")
         scaling_rows.append(batch_result(agent, agent_key, world, data_seed, mm, nn, seed, False, *vb))
@@ -508,8 +513,8 @@ with guarded("the scaling panel"):
                              current=batch)
     st.plotly_chart(fig, key="fig_scaling", theme=None, config={"displaylogo": False})
     figures.append(("Test-time scaling", fig))
-    st.caption(f"Every point is {C.EVAL_STATES} states with sampling seed {seed}, M_inf ∈ {list(C.SCALING_M)} × "
-               f"N ∈ {list(C.SCALING_N)}; the ★ is the setting above.")
+    st.caption(f"Every point is {T.EVAL_STATES} states with sampling seed {seed}, M_inf ∈ {list(T.SCALING_M)} × "
+               f"N ∈ {list(T.SCALING_N)}; the ★ is the setting above.")
     st.markdown(N.scaling_note(scaling_rows, m_disc))
 
 # ---- downloads
@@ -519,12 +524,12 @@ with guarded("the downloads"):
     if batch is not None:
         meta = {"world": world, "policy": policy_desc.replace("`", "").replace("**", ""), "m_inf": m, "n": n,
                 "sampling_seed": seed}
-        d1.download_button("Actions (CSV)", C.actions_csv(batch, meta), file_name=f"{stem}-actions.csv",
+        d1.download_button("Actions (CSV)", T.actions_csv(batch, meta), file_name=f"{stem}-actions.csv",
                            mime="text/csv", on_click="ignore", icon=":material/download:",
-                           help=f"One row per evaluation state ({C.EVAL_STATES}): context, chosen action, true "
+                           help=f"One row per evaluation state ({T.EVAL_STATES}): context, chosen action, true "
                                 "reward, in-support flag, chosen candidate and its Q.")
     if scaling_rows:
-        d2.download_button("Scaling (CSV)", C.scaling_csv(scaling_rows), file_name=f"sorl-lab-{world}-seed{seed}-scaling.csv",
+        d2.download_button("Scaling (CSV)", T.scaling_csv(scaling_rows), file_name=f"sorl-lab-{world}-seed{seed}-scaling.csv",
                            mime="text/csv", on_click="ignore", icon=":material/download:",
                            help="Metrics for every (M_inf, N) of the scaling panel.")
     if figures:
@@ -539,7 +544,7 @@ with guarded("the downloads"):
 # ---- two policies side by side: a short run against the bundled, longer-trained one
 st.subheader("Early training against the bundled policy")
 in_use = st.session_state.policy.get("kind")
-other_label = (f"a {C.SHORT_RUN_ITERATIONS:,}-iteration run (about 15 s)" if in_use == "bundled"
+other_label = (f"a {T.SHORT_RUN_ITERATIONS:,}-iteration run (about 15 s)" if in_use == "bundled"
                else "the bundled policy")
 with guarded("the comparison"):
     st.caption("Training dynamics as a lesson: the same world, the same sampling seed, true reward against M_inf "
@@ -547,16 +552,16 @@ with guarded("the comparison"):
     if st.toggle(f"Compare with {other_label}", key="compare",
                  help="Trains the short run once for this server when needed (with a progress bar)."):
         if in_use == "bundled":
-            other = trained_agent(world, C.BUNDLED_SEED, C.SHORT_RUN_ITERATIONS, "")
-            other_key = f"trained:{world}:{C.BUNDLED_SEED}:{C.SHORT_RUN_ITERATIONS}"
+            other = trained_agent(world, T.BUNDLED_SEED, T.SHORT_RUN_ITERATIONS, "")
+            other_key = f"trained:{world}:{T.BUNDLED_SEED}:{T.SHORT_RUN_ITERATIONS}"
         else:
-            path = C.toy_checkpoint_path(world)
+            path = T.toy_checkpoint_path(world)
             other = load_bundled(str(path), path.stat().st_mtime)[0] if path.is_file() else None
             other_key = f"bundled:{world}:{path.stat().st_mtime_ns}" if other is not None else ""
             if other is None:
                 st.info(f"There is no bundled {world} policy to compare with.")
         if other is not None:
-            ms = [mm for mm in C.SCALING_M if mm <= m_disc]
+            ms = [mm for mm in T.SCALING_M if mm <= m_disc]
             series = {}
             for label, pol, key in ((f"in use: {policy_desc}", agent, agent_key), (other_label, other, other_key)):
                 series[label.replace("`", "").replace("**", "")] = [

@@ -8,7 +8,6 @@ Order of the charts on the page: reward map, trajectories, Q landscape, self-con
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,7 @@ from plotly_json import arr, specs
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "app" / "Home.py"
-sys.path.insert(0, str(REPO / "app"))
-import _common as C  # noqa: E402  (the page's own helpers: the same module object the page imports)
+from app import toy_page as T  # the page's own logic: the same module object the page imports
 
 pytest.importorskip("streamlit")
 pytest.importorskip("plotly")
@@ -51,7 +49,7 @@ def assert_clean(at) -> None:
 
 @pytest.fixture(scope="module")
 def bundled():
-    path = C.toy_checkpoint_path("ring")
+    path = T.toy_checkpoint_path("ring")
     if not path.is_file():
         pytest.fail(f"{path} is missing: the page would train a policy on first load instead of opening at once")
     return path
@@ -101,7 +99,7 @@ def test_m_inf_and_n_change_the_numbers_and_the_figures(at):
     assert at.query_params["m"] == "2"
     # The reward map's policy actions moved.
     a0, a1 = (arr(trace(s[REWARD], "policy actions")["x"]) for s in (before, after))
-    assert a0.shape == a1.shape == (C.CLOUD_SIZE,) and not np.allclose(a0, a1)
+    assert a0.shape == a1.shape == (T.CLOUD_SIZE,) and not np.allclose(a0, a1)
 
     at.slider(key="n").set_value(4).run()
     assert_clean(at)
@@ -124,9 +122,9 @@ def test_metrics_are_the_model_s_true_numbers(at, bundled):
     at.number_input(key="seed").set_value(3).run()
     assert_clean(at)
     agent, extra = load_agent(bundled, device="cpu")
-    contexts = C.eval_contexts()
+    contexts = T.eval_contexts()
     res = agent.sample(contexts, m_inf=4, n=4, generator=3)
-    data = toy.make_dataset("ring", size=C.DATASET_SIZE, seed=extra.get("train_config", {}).get("seed", 0))["actions"]
+    data = toy.make_dataset("ring", size=T.DATASET_SIZE, seed=extra.get("train_config", {}).get("seed", 0))["actions"]
     expected = toy.action_metrics("ring", res.actions.numpy(), contexts, data)
     assert float(metric(at, "True reward")) == pytest.approx(expected["mean_reward"], abs=1e-3)
     assert float(metric(at, "On the data").rstrip(" %")) == pytest.approx(100 * expected["frac_in_support"], abs=0.06)
@@ -171,7 +169,7 @@ def test_bad_query_params_are_ignored_with_a_warning(bundled):
     warnings = " ".join(w.value for w in at.warning)
     for key in ("m=", "n=", "c=", "world="):
         assert key in warnings
-    assert at.select_slider(key="m").value == C.DEFAULTS["m"] and at.slider(key="n").value == C.DEFAULTS["n"]
+    assert at.select_slider(key="m").value == T.DEFAULTS["m"] and at.slider(key="n").value == T.DEFAULTS["n"]
 
 
 @slow
@@ -197,7 +195,7 @@ def test_scaling_panel_is_consistent_with_the_metrics(at):
     assert [t["name"] for t in lines] == ["N = 1", "N = 4", "N = 16", "N = 64"]
     assert all(len(arr(t["x"])) == 4 for t in lines)
     # x is compute: M*N + N for N > 1.
-    assert list(arr(lines[2]["x"])) == [C.network_calls(mm, 16) for mm in C.SCALING_M]
+    assert list(arr(lines[2]["x"])) == [T.network_calls(mm, 16) for mm in T.SCALING_M]
     # The on-screen star (M = 8, N = 16) sits on the N = 16 line and shows the metric above.
     star = trace(s, "on screen")
     assert star["x"][0] == 144 and star["y"][0] == pytest.approx(arr(lines[2]["y"])[-1])
@@ -233,7 +231,7 @@ def test_a_broken_bundled_checkpoint_shows_an_error_not_a_traceback(tmp_path, mo
 @slow
 def test_missing_checkpoint_falls_back_to_training_with_progress(tmp_path, monkeypatch):
     monkeypatch.setenv("SORL_LAB_TOY_DIR", str(tmp_path))  # empty: no bundled file
-    monkeypatch.setattr(C, "BUNDLED_ITERATIONS", 20)  # a short run; the page reads it from this module
+    monkeypatch.setattr(T, "BUNDLED_ITERATIONS", 20)  # a short run; the page reads it from this module
     at = AppTest.from_file(str(APP), default_timeout=120)
     at.query_params.update({"m": "1", "n": "1"})
     at.run()
@@ -245,11 +243,11 @@ def test_missing_checkpoint_falls_back_to_training_with_progress(tmp_path, monke
 
 def test_upload_of_a_foreign_file_is_a_clear_error():
     with pytest.raises(ValueError, match="not a readable SORL Lab checkpoint"):
-        C.read_upload(b"\x00garbage", "mine.pt")
+        T.read_upload(b"\x00garbage", "mine.pt")
 
 
 def test_parse_query_params_validates_and_links_m_with_ext():
-    values, warnings = C.parse_query_params({"m": "16", "ext": "0", "n": "5", "c": "0.33", "tseed": "2"})
+    values, warnings = T.parse_query_params({"m": "16", "ext": "0", "n": "5", "c": "0.33", "tseed": "2"})
     assert values["m"] == 16 and values["ext"] is True  # 16 steps only exist as extrapolation
     assert values["n"] == 5 and values["c"] == pytest.approx(0.35)
     assert "tseed" not in values and any("tseed" in w for w in warnings)
@@ -259,14 +257,14 @@ def test_parse_query_params_validates_and_links_m_with_ext():
 def test_downloads_hold_the_sampled_actions_and_the_figures(bundled):
     agent, _ = load_agent(bundled, device="cpu")
     data = toy.make_dataset("ring", size=2000, seed=0)["actions"]
-    batch = C.sample_batch(agent, "ring", data, 2, 4, 0, False)
-    csv = C.actions_csv(batch, {"world": "ring", "m_inf": 2, "n": 4})
+    batch = T.sample_batch(agent, "ring", data, 2, 4, 0, False)
+    csv = T.actions_csv(batch, {"world": "ring", "m_inf": 2, "n": 4})
     lines = csv.strip().splitlines()
     assert lines[0].split(",")[:5] == ["world", "m_inf", "n", "context", "action_1"]
-    assert len(lines) == 1 + C.EVAL_STATES
+    assert len(lines) == 1 + T.EVAL_STATES
     rewards = np.array([float(r.split(",")[6]) for r in lines[1:]])
     assert rewards.mean() == pytest.approx(batch["mean_reward"], abs=1e-4)
-    st_ = C.sample_state(agent, 0.0, 2, 4, 0, False)
+    st_ = T.sample_state(agent, 0.0, 2, 4, 0, False)
     html = viz.figures_html([("map", viz.reward_map_figure("ring", 0.0, samples=batch["actions"][:10])),
                              ("flow", viz.trajectory_figure(st_["trajectory"]))], notes="test")
     assert html.count("Plotly.newPlot") == 2 and "<h2>flow</h2>" in html
@@ -341,7 +339,7 @@ def test_data_is_one_density_layer_not_a_marker_per_point():
 
 def test_step_size_labels_and_scaling_grouping():
     assert [viz.fraction_label(d) for d in (1.0, 0.5, 0.25, 0.125)] == ["1", "1/2", "1/4", "1/8"]
-    rows = [{"m_inf": m, "n": n, "network_calls": C.network_calls(m, n), "mean_reward": m + n / 100}
+    rows = [{"m_inf": m, "n": n, "network_calls": T.network_calls(m, n), "mean_reward": m + n / 100}
             for m in (1, 2) for n in (1, 4)]
     by_n = viz.scaling_figure(rows, group_by="n")
     assert [t.name for t in by_n.data] == ["N = 1", "N = 4"] and list(by_n.data[1].x) == [8, 12]
@@ -353,8 +351,8 @@ def test_step_size_labels_and_scaling_grouping():
 
 @slow
 def test_switching_world_loads_that_world_s_bundled_policy(at):
-    if not C.toy_checkpoint_path("moons").is_file():
-        pytest.fail(f"{C.toy_checkpoint_path('moons')} is missing")
+    if not T.toy_checkpoint_path("moons").is_file():
+        pytest.fail(f"{T.toy_checkpoint_path('moons')} is missing")
     before = arr(specs(at)[REWARD]["data"][0]["z"])
     at.selectbox(key="world").set_value("moons").run()
     assert_clean(at)

@@ -1,4 +1,4 @@
-"""Uploading a run of the SORL authors' JAX code on the rollouts and verifier pages (app/_upload.py).
+"""Uploading a run of the SORL authors' JAX code on the rollouts and verifier pages (app/uploads.py).
 
 The run is the real fixture in tests/fixtures/ (see its README.md), zipped as a user would zip the folder.
 """
@@ -6,15 +6,14 @@ The run is the real fixture in tests/fixtures/ (see its README.md), zipped as a 
 from __future__ import annotations
 
 import io
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from app import uploads as U
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "app"))
-import _upload as U  # noqa: E402
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402

@@ -5,26 +5,24 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from streamlit.testing.v1 import AppTest
+
+from app import notes as N
+from app import toy_page as T
+from app import uploads as U
+from app.policies import digest_bytes
+from sorl_core import toy
+from sorl_core.checkpoint import load_agent
+from sorl_core.train import ToyTrainConfig, train_toy
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "app" / "Home.py"
-sys.path.insert(0, str(REPO / "app"))
-import _common as C  # noqa: E402
-import _notes as N  # noqa: E402
-
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from sorl_core import toy  # noqa: E402
-from sorl_core.checkpoint import load_agent  # noqa: E402
-from sorl_core.train import ToyTrainConfig, train_toy  # noqa: E402
-
 TIMEOUT = 120
 
 
@@ -94,7 +92,7 @@ def test_every_figure_has_a_sentence_on_what_to_notice(home):
 
 
 def test_comparison_puts_the_bundled_policy_beside_a_short_run(monkeypatch):
-    monkeypatch.setattr(C, "SHORT_RUN_ITERATIONS", 30)  # the page reads it from this module: a quick "short run"
+    monkeypatch.setattr(T, "SHORT_RUN_ITERATIONS", 30)  # the page reads it from this module: a quick "short run"
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     at.toggle(key="compare").set_value(True).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -106,7 +104,7 @@ def test_comparison_puts_the_bundled_policy_beside_a_short_run(monkeypatch):
 
 
 def test_a_policy_trained_on_the_page_downloads_as_a_checkpoint_the_cli_loads(tmp_path):
-    job = C.TrainJob("ring", seed=3, iterations=20).start()
+    job = T.TrainJob("ring", seed=3, iterations=20).start()
     assert job.done.wait(120) and job.error is None
     path = tmp_path / "mine.pt"
     path.write_bytes(job.checkpoint)
@@ -134,15 +132,13 @@ def test_trained_policy_download_button_is_on_the_page():
 
 
 def test_a_shared_link_restores_an_uploaded_policy(tmp_path, monkeypatch):
-    monkeypatch.setattr(C, "UPLOAD_DIR", tmp_path)
-    job = C.TrainJob("moons", seed=1, iterations=10).start()
+    monkeypatch.setattr(U, "uploads_dir", lambda: tmp_path)  # the page reads the folder through this function
+    job = T.TrainJob("moons", seed=1, iterations=10).start()
     assert job.done.wait(120) and job.error is None
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     # AppTest has no file-upload accessor: store the bytes as the page's upload handler does, then open the link.
-    import _rollouts as R
-
-    R.store_upload(job.checkpoint, C.UPLOAD_DIR)
-    digest = R.digest_bytes(job.checkpoint)
+    assert U.store_upload(job.checkpoint).parent == tmp_path
+    digest = digest_bytes(job.checkpoint)
     shared = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     shared.query_params.update({"upload": digest, "m": "2", "n": "1"})
     shared.run()
@@ -186,7 +182,7 @@ def test_the_verifier_selector_changes_the_pick_the_compute_and_the_link(home):
     at.slider(key="beta").set_value(2.5).run()
     assert at.query_params["verifier"] == "q-lcb" and at.query_params["beta"] == "2.5"
     # the pick at this state is the argmax of mean Q - 2.5 |Q1 - Q2|, computed directly
-    agent, _ = load_agent(C.toy_checkpoint_path("ring"), device="cpu")
+    agent, _ = load_agent(T.toy_checkpoint_path("ring"), device="cpu")
     res = agent.sample(np.array([[0.0]], dtype=np.float32), m_inf=8, n=16, generator=0)
     q1, q2 = agent.critic(torch.zeros(16, 1), res.candidates[0], 8)
     expected = int(torch.argmax((q1 + q2) / 2 - 2.5 * (q1 - q2).abs()))

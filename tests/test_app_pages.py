@@ -1,5 +1,5 @@
 """The multipage app: the "Scaling study" and "Training runs" pages under Streamlit's AppTest, their logic
-modules (app/_scaling.py, app/_runs.py), and the front page surviving a visit to another page.
+modules (app/scaling_page.py, app/runs_page.py), and the front page surviving a visit to another page.
 
 The sweep CSVs here are synthetic fixtures written by the tests (made-up success rates with exact Wilson
 intervals), never results. The run folders are real: `sorl-lab train` with a tiny budget.
@@ -25,13 +25,12 @@ REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "app"
 SCALING_PAGE = APP / "pages" / "2_Scaling_study.py"
 RUNS_PAGE = APP / "pages" / "3_Training_runs.py"
-sys.path.insert(0, str(APP))
-import _runs as R  # noqa: E402  (app/ is not a package)
-import _scaling as S  # noqa: E402
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from app import runs_page as R  # noqa: E402
+from app import scaling_page as S  # noqa: E402
 from sorl_core.studies.sweep_schema import SWEEP_COLUMNS  # noqa: E402
 
 TIMEOUT = 60
@@ -99,7 +98,7 @@ def expected_pick(rates: dict, budget: int) -> tuple[int, int]:
 
 @pytest.fixture(autouse=True)
 def allow_tmp(tmp_path_factory, monkeypatch):
-    """Typed paths are read only inside allow-listed folders (app/_paths.py): allow this session's temp folders."""
+    """Typed paths are read only inside allow-listed folders (app/paths.py): allow this session's temp folders."""
     monkeypatch.setenv("SORL_LAB_PATHS", str(tmp_path_factory.getbasetemp()))
 
 

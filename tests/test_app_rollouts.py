@@ -1,4 +1,5 @@
-"""The OGBench rollouts page (app/pages/1_OGBench_rollouts.py) and its logic (app/_rollouts.py).
+"""The OGBench rollouts page (app/pages/1_OGBench_rollouts.py) and its logic (app/rollouts_page.py,
+the shared app/policies.py, app/uploads.py, app/messages.py).
 
 The policy is an untrained tiny SORL agent saved as a cube-single checkpoint (no training needed):
 its episodes fail and run the full 200 steps, so the tests check plumbing, validation, caching and
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -22,13 +22,16 @@ from plotly_json import arr
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "app" / "pages" / "1_OGBench_rollouts.py"
-sys.path.insert(0, str(REPO / "app"))
-import _rollouts as R
 
 pytest.importorskip("ogbench")
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest
 
+from app import policies
+from app import rollouts_page as R
+from app.messages import plain_message
+from app.paths import PathNotAllowed, resolve_allowed
+from app.uploads import store_upload
 from sorl_core.agent import SORLAgent
 from sorl_core.checkpoint import CheckpointError, save_checkpoint
 from sorl_core.config import SORLConfig
@@ -129,16 +132,16 @@ def test_configurations_are_validated_and_priced():
     assert R.clean_configs([(8, 1)], m_disc=4)[0] == []  # beyond the trained levels
     assert [R.network_calls(m, n) for m, n in [(1, 1), (8, 1), (8, 16), (4, 4)]] == [1, 8, 144, 20]
     assert R.sample_seed(3, 8, 16) == 3 * 7919 + 31 * 8 + 16  # what `sorl-lab evaluate` uses
-    assert [R.checkpoint_label(p) for p in ["runs/cube-a/checkpoint.pt", "assets/ogbench/cube-b/policy.pt",
-                                            "/tmp/x/mine.pt", "policy.pt"]] == ["cube-a", "cube-b", "mine", "policy"]
+    assert [policies.checkpoint_label(p) for p in ["runs/cube-a/checkpoint.pt", "assets/ogbench/cube-b/policy.pt",
+                                                   "/tmp/x/mine.pt", "policy.pt"]] == ["cube-a", "cube-b", "mine", "policy"]
 
 
 def test_uploads_are_stored_by_content(tmp_path, policy):
     data = policy.read_bytes()
-    a = R.store_upload(data, tmp_path)
+    a = store_upload(data, tmp_path)
     assert a.read_bytes() == data and a.name == f"{checkpoint_digest(policy)}.pt"
-    assert R.store_upload(data, tmp_path) == a
-    b = R.store_upload(data + b"x", tmp_path)
+    assert store_upload(data, tmp_path) == a
+    b = store_upload(data + b"x", tmp_path)
     assert b != a and len(list(tmp_path.iterdir())) == 2  # no temporary files left
 
 
@@ -150,18 +153,18 @@ def test_bundled_checkpoints_are_found_with_their_cards(tmp_path, policy):
     (tmp_path / "cube-b").mkdir()
     (tmp_path / "cube-b" / "policy.pt").write_bytes(policy.read_bytes())
     (tmp_path / "empty").mkdir()
-    found = R.bundled_checkpoints(tmp_path)
+    found = policies.bundled_checkpoints(tmp_path)
     assert [b.name for b in found] == ["cube-a", "cube-b"]
-    (tmp_path / R.HEADLINE_POLICY).mkdir()  # the policy the pages open on comes first, whatever its name
-    (tmp_path / R.HEADLINE_POLICY / "policy.pt").write_bytes(policy.read_bytes())
-    assert [b.name for b in R.bundled_checkpoints(tmp_path)] == [R.HEADLINE_POLICY, "cube-a", "cube-b"]
-    assert R.card_text(found[0]).startswith("# Cube A") and found[0].sweep is not None
-    assert R.card_text(found[1]) is None and found[1].sweep is None
-    assert R.bundled_checkpoints(tmp_path / "missing") == []
+    (tmp_path / policies.HEADLINE_POLICY).mkdir()  # the policy the pages open on comes first, whatever its name
+    (tmp_path / policies.HEADLINE_POLICY / "policy.pt").write_bytes(policy.read_bytes())
+    assert [b.name for b in policies.bundled_checkpoints(tmp_path)] == [policies.HEADLINE_POLICY, "cube-a", "cube-b"]
+    assert policies.card_text(found[0]).startswith("# Cube A") and found[0].sweep is not None
+    assert policies.card_text(found[1]) is None and found[1].sweep is None
+    assert policies.bundled_checkpoints(tmp_path / "missing") == []
 
 
 def test_a_good_checkpoint_loads_with_its_environment(policy):
-    loaded = R.load_checkpoint(policy)
+    loaded = policies.load_checkpoint(policy)
     assert (loaded.env_name, loaded.obs_dim, loaded.action_dim, loaded.max_episode_steps) == (ENV, 28, 5, 200)
     assert loaded.digest == checkpoint_digest(policy)
     assert loaded.m_options() == [1, 2, 4, 8]
@@ -185,7 +188,7 @@ def test_bad_checkpoints_are_refused_with_a_reason(tmp_path, case, expected):
         "missing": lambda: tmp_path / "nothing.pt",
     }[case]()
     with pytest.raises(CheckpointError, match=expected.replace("(", r"\(")):
-        R.load_checkpoint(path)
+        policies.load_checkpoint(path)
 
 
 def test_table_csv_and_q_figure_from_rows():
@@ -298,7 +301,7 @@ def test_downloads_and_side_by_side_video(ran, tmp_path):
     for v in videos:  # steps 0, 2, ..., the final state (frame j = step min(2j, length)), then 1 s (10 frames) held
         assert v["frames"] == -(-v["length"] // 2) + 1 + 10
     assert frames == max(v["frames"] for v in videos)  # the shorter panels hold their last frame
-    csv = R.results_csv(res["rows"], R.checkpoint_label(res["name"]), res["env"]).splitlines()
+    csv = R.results_csv(res["rows"], policies.checkpoint_label(res["name"]), res["env"]).splitlines()
     assert len(csv) == 1 + len(CONFIGS) and csv[1].startswith(f"cube-tiny,{ENV},1,1,{EPISODES},")
 
 
@@ -386,8 +389,6 @@ def test_a_path_outside_the_allowed_folders_is_refused_and_never_read(workdir, m
     at.text_input(key="ro_path").input("/etc/passwd").run()
     assert not at.exception, [e.value for e in at.exception]
     (error,) = at.error
-    from _paths import PathNotAllowed, resolve_allowed
-
     with pytest.raises(PathNotAllowed) as refusal:
         resolve_allowed("/etc/passwd")
     assert error.value == str(refusal.value)  # the allow-list's own sentence, nothing added
@@ -419,23 +420,23 @@ def test_a_checkpoint_in_an_allowed_folder_loads_and_elsewhere_is_refused(tmp_pa
 def test_messages_name_no_exception_classes_or_numpy_reprs():
     from sorl_core.checkpoint import CheckpointError
 
-    assert R.plain_message(CheckpointError("x.pt is not a readable SORL Lab checkpoint (corrupt, truncated or foreign "
-                                           "file: UnpicklingError). Use a .pt file.")) == (
+    assert plain_message(CheckpointError("x.pt is not a readable SORL Lab checkpoint (corrupt, truncated or foreign "
+                                         "file: UnpicklingError). Use a .pt file.")) == (
         "x.pt is not a readable SORL Lab checkpoint (corrupt, truncated or foreign file). Use a .pt file.")
-    assert R.plain_message(RuntimeError("ValueError: worker failed at np.float64(0.25)\nTraceback ...")) == (
+    assert plain_message(RuntimeError("ValueError: worker failed at np.float64(0.25)\nTraceback ...")) == (
         "worker failed at 0.25")
-    assert R.plain_message(KeyError()) == "an unexpected problem"
+    assert plain_message(KeyError()) == "an unexpected problem"
 
 
 def test_card_key_value_tables_render_without_an_empty_row():
     card = (REPO / "assets" / "ogbench" / "cube-single-task2" / "card.md").read_text()
     assert "| | |" in card  # the card as written: a key-value table with an empty header row
-    out = R.card_markdown(card)
+    out = policies.card_markdown(card)
     assert "| | |" not in out and "|---|---|" not in out.splitlines()
     assert "- **iterations**: 80,000 (the paper: 1,000,000)" in out
     assert out.startswith("### cube-single-task2\n")  # headings two levels down: the card sits in an expander
     assert "| M_inf | N=1 | N=4 | N=16 |" in out  # real tables with a header stay tables
-    assert R.card_markdown("| a | b |\n|---|---|\n| 1 | 2 |") == "| a | b |\n|---|---|\n| 1 | 2 |"
+    assert policies.card_markdown("| a | b |\n|---|---|\n| 1 | 2 |") == "| a | b |\n|---|---|\n| 1 | 2 |"
 
 
 def test_bundled_checkpoint_is_offered_with_its_card(workdir, policy, monkeypatch):
@@ -494,4 +495,4 @@ def test_the_page_opens_on_the_headline_policy_among_the_real_bundled_ones(monke
     at.run()
     assert_clean(at)
     names = at.selectbox(key="ro_bundled").options
-    assert "cube-double-task2" in names and names[0] == R.HEADLINE_POLICY == at.selectbox(key="ro_bundled").value
+    assert "cube-double-task2" in names and names[0] == policies.HEADLINE_POLICY == at.selectbox(key="ro_bundled").value

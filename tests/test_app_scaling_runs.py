@@ -8,7 +8,6 @@ bundled training logs are the real ones in assets/ogbench.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,11 +19,9 @@ from streamlit.testing.v1 import AppTest
 from test_app_pages import (RATE_A, RATE_B, SCALING_PAGE, RUNS_PAGE, TWO_CHECKPOINTS, SERIES_A, SERIES_B, TIMEOUT,
                             assert_clean, sweep_bytes, sweep_rows)
 
-APP = Path(__file__).resolve().parents[1] / "app"
-sys.path.insert(0, str(APP))
-import _rollouts  # noqa: E402  (app/ is not a package)
-import _runs as R  # noqa: E402
-import _scaling as S  # noqa: E402
+from app import policies
+from app import runs_page as R
+from app import scaling_page as S
 
 BUNDLED_RUNS = Path(__file__).resolve().parents[1] / "assets" / "ogbench"
 REFUSED = "This lab only reads inside"
@@ -65,7 +62,7 @@ def test_a_sweep_run_on_the_page_joins_the_plots_selected_with_a_notice(sweeps, 
     policy = tmp_path / "mine" / "checkpoint.pt"
     policy.parent.mkdir()
     policy.write_bytes(b"stand-in")
-    monkeypatch.setattr(_rollouts, "load_checkpoint", lambda path, name=None: SimpleNamespace(
+    monkeypatch.setattr(policies, "load_checkpoint", lambda path, name=None: SimpleNamespace(
         path=Path(path), digest="test-digest-1", name=name or Path(path).name))
     ran = []
 
@@ -246,12 +243,12 @@ def test_a_failing_sweep_is_one_sentence_without_exception_names(sweeps, tmp_pat
     def refuse(path, name=None):
         raise CheckpointError("x.pt is not a SORL Lab checkpoint")
 
-    monkeypatch.setattr(_rollouts, "load_checkpoint", refuse)
+    monkeypatch.setattr(policies, "load_checkpoint", refuse)
     at.selectbox(key="sweep_ckpt").set_value("a path…").run()
     at.text_input(key="sweep_path").set_value(str(policy)).run()
     at.button(key="sweep_run").click().run()
     assert [e.value for e in at.error] == ["The sweep could not run: x.pt is not a SORL Lab checkpoint."]
-    monkeypatch.setattr(_rollouts, "load_checkpoint", lambda path, name=None: SimpleNamespace(
+    monkeypatch.setattr(policies, "load_checkpoint", lambda path, name=None: SimpleNamespace(
         path=Path(path), digest="test-digest-fails", name="x.pt"))
 
     def crash(*args, **kwargs):

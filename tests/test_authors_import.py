@@ -12,19 +12,17 @@ import io
 import json
 import pickletools
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from authors_pickle_writer import dumps, write_params  # noqa: E402
+from authors_pickle_writer import dumps, write_params  # tests/ is on the path: pytest puts each test's folder there
 
-from sorl_core.authors_pickle import AuthorsRunError, RestrictedUnpickler, load_params  # noqa: E402
-from sorl_core.checkpoint import load_agent  # noqa: E402
-from sorl_core.cli import main  # noqa: E402
+from sorl_core.authors_pickle import AuthorsRunError, RestrictedUnpickler, load_params
+from sorl_core.checkpoint import load_agent
+from sorl_core.cli import main
 
 FIXTURE = Path(__file__).parent / "fixtures" / "authors-sorl-run-cube-single-task1-sd5"
 REFERENCE = FIXTURE.with_name(FIXTURE.name + ".reference-outputs.npz")
@@ -320,13 +318,12 @@ def test_an_existing_run_folder_is_not_overwritten(imported, capsys):
 
 
 def test_the_training_runs_page_reads_the_imported_logs(imported):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
-    import _runs
+    from app import runs_page as R
 
-    metrics = _runs.read_metrics((imported / "metrics.csv").read_bytes())
-    evals = _runs.read_eval((imported / "eval.csv").read_bytes())
-    _runs.read_config((imported / "config.json").read_bytes())
-    assert _runs.eval_metric(evals) == "success_rate"
-    assert _runs.loss_panels({"run": metrics}) == ["critic_loss", "fm_loss", "sc_loss", "policy_q"]
-    figure = _runs.eval_figure({"run": evals}, "success_rate", n=1)
+    metrics = R.read_metrics((imported / "metrics.csv").read_bytes())
+    evals = R.read_eval((imported / "eval.csv").read_bytes())
+    R.read_config((imported / "config.json").read_bytes())
+    assert R.eval_metric(evals) == "success_rate"
+    assert R.loss_panels({"run": metrics}) == ["critic_loss", "fm_loss", "sc_loss", "policy_q"]
+    figure = R.eval_figure({"run": evals}, "success_rate", n=1)
     assert sorted(len(trace.x) for trace in figure.data) == [2, 2, 2, 2]  # M_inf 1, 2, 4, 8 at steps 1 and 100

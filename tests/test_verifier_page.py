@@ -1,29 +1,33 @@
-"""The Verifier page (app/pages/4_Verifier.py) under AppTest, and its logic (app/_verifier.py) on the real
+"""The Verifier page (app/pages/4_Verifier.py) under AppTest, and its logic (app/verifier_page.py) on the real
 cube-single environment with the bundled policy."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app import policies
+from app import rollouts_page as R
+from app import verifier_page as V
+from sorl_core.stats import spearman
+
 REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "app" / "pages" / "4_Verifier.py"
-sys.path.insert(0, str(REPO / "app"))
-import _rollouts as R  # noqa: E402
-import _verifier as V  # noqa: E402
-
 POLICY = REPO / "assets" / "ogbench" / "cube-single-task2" / "policy.pt"
 pytestmark = pytest.mark.slow
+# In the recorded episode (episode 1 of K = 3, seed 0, M_inf = 8, N = 4: a success after 53 steps), step 38 is one
+# where the four candidates lead to the goal at different times within a 30-step horizon: their returns differ.
+STEP, HORIZON = 38, 30
 
 
 @pytest.fixture(scope="module")
 def loaded():
-    return R.load_checkpoint(POLICY, "cube-single-task2")
+    return policies.load_checkpoint(POLICY, "cube-single-task2")
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +45,29 @@ def test_the_recorded_episode_is_the_rollouts_table_s_episode(loaded, record):
 
 
 def test_counterfactual_returns_at_a_step_are_reproducible_and_rank_the_candidates(loaded, record):
-    first = V.counterfactual_at(loaded.agent, record, 3, horizon=30)
-    again = V.counterfactual_at(loaded.agent, record, 3, horizon=30)
-    assert first["returns"].shape == (4,) and np.array_equal(first["returns"], again["returns"])
-    assert np.all(first["returns"] <= 0)  # cube-single rewards are -1 until the task is solved, then 0
+    assert record.success and record.length > STEP  # the episode STEP was chosen in (it ends at step 53)
+    first = V.counterfactual_at(loaded.agent, record, STEP, horizon=HORIZON)
+    again = V.counterfactual_at(loaded.agent, record, STEP, horizon=HORIZON)
+    returns, success = first["returns"], first["success"]
+    assert returns.shape == success.shape == (4,)
+    assert np.array_equal(returns, again["returns"]) and np.array_equal(success, again["success"])  # reproducible
+    # cube-single rewards are -1 until the task is solved, then 0: every rollout here solves it within the horizon,
+    # so each return is minus the discounted number of steps its candidate needed, and they rank the candidates.
+    assert np.all(success == 1) and np.all(returns < 0) and np.all(returns > -HORIZON)
+    # Different candidates, different outcomes: a ranking to check (if the recorded episode changed, choose STEP anew).
+    assert len(np.unique(returns)) >= 3, returns
+    # Each return belongs to its own candidate, not to a position: the same candidates in reverse order (the pick
+    # moved with them) get the same returns and successes, reversed.
+    flipped = dataclasses.replace(record, candidates=list(record.candidates), chosen=list(record.chosen))
+    flipped.candidates[STEP] = record.candidates[STEP][::-1].copy()
+    flipped.chosen[STEP] = 3 - record.chosen[STEP]
+    reverse = V.counterfactual_at(loaded.agent, flipped, STEP, horizon=HORIZON)
+    assert np.array_equal(reverse["returns"], returns[::-1]) and np.array_equal(reverse["success"], success[::-1])
+    # The verifier's ranking against the truth, as the page and the study read it: a positive rank correlation here
+    # (the critic orders these candidates roughly right), and the pick's regret is its gap to the best return.
+    scores = record.scores[STEP]
+    assert spearman(scores, returns) > 0.5
+    assert returns.max() - returns[record.chosen[STEP]] == pytest.approx(0.0)  # q's pick is the truly best here
 
 
 def test_the_page_plays_scrubs_and_scores_the_truth():
@@ -61,7 +84,13 @@ def test_the_page_plays_scrubs_and_scores_the_truth():
     at.button(key="vf_truth_button").click().run()
     assert not at.exception and not at.error
     assert "true return" in figure()["layout"]["title"]["text"]
-    assert any("Rank correlation of the q score with the true return" in m.value for m in at.markdown)
+    # The sentence under the figure is computed from the returns the button just measured at this step.
+    rec, truth = at.session_state["vf_record"], at.session_state["vf_truth"][10]
+    scores, returns = rec.scores[10], truth["returns"]
+    assert returns.shape == (4,) and len(np.unique(returns)) > 1  # the candidates' true returns differ here
+    rho, regret = spearman(scores, returns), float(returns.max() - returns[rec.chosen[10]])
+    (note,) = [m.value for m in at.markdown if "Rank correlation of the q score with the true return" in m.value]
+    assert f"over these 4 candidates: {rho:.2f}; the pick's true return is {regret:.3f} below" in note
 
 
 def test_target_q_on_the_bundled_policy_is_refused_plainly():

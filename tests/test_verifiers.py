@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,10 +82,9 @@ def test_target_q_on_an_inference_only_file_says_the_target_is_absent(agent, tmp
 
 
 def test_old_sweep_files_without_a_verifier_column_still_load():
-    sys.path.insert(0, str(REPO / "app"))
-    import _scaling as S
-
     import pandas as pd
+
+    from app import scaling_page as S
 
     current = pd.read_csv(REPO / "assets" / "ogbench" / "cube-single-task2" / "sweep.csv")
     old = current.drop(columns="verifier").to_csv(index=False).encode()  # as written before the column existed

@@ -5,7 +5,7 @@ parameter ?checkpoint=PATH); run K episodes of each configuration from the same 
 read success (95% interval), return, length and compute per action, then pick an episode from the
 per-episode outcomes and watch it replayed exactly (same reset seed, same sampling noise) in every
 configuration side by side, with the learned Q along it. Typed paths are read only inside the folders
-app/_paths.py allows. The logic lives in app/_rollouts.py.
+app/paths.py allows. The logic lives in app/rollouts_page.py (checkpoints: app/policies.py, uploads: app/uploads.py).
 """
 
 from __future__ import annotations
@@ -16,11 +16,17 @@ from pathlib import Path
 
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import _rollouts as R
-import _upload as U
-from sorl_core.verifiers import VERIFIERS
-from _paths import PathNotAllowed, resolve_allowed
+# Streamlit runs this file as a script (app/ on the import path, not the repository): put the repository root on the
+# path, so the logic imports as the package `app`, the same modules the tests import.
+if str(Path(__file__).resolve().parents[2]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from app import policies  # noqa: E402
+from app import rollouts_page as R  # noqa: E402
+from app import uploads as U  # noqa: E402
+from app.messages import plain_message  # noqa: E402
+from app.paths import PathNotAllowed, resolve_allowed  # noqa: E402
+
+from sorl_core.verifiers import VERIFIERS  # noqa: E402
 
 st.set_page_config(page_title="SORL Lab — OGBench rollouts", page_icon="🎬", layout="wide")
 
@@ -60,9 +66,9 @@ SRC_BUNDLED, SRC_UPLOAD, SRC_PATH = "Bundled", "Upload", "Path on this machine"
 
 # --------------------------------------------------------------------------- cached resources and data
 @st.cache_resource(max_entries=8, show_spinner="Loading and checking the checkpoint…")
-def load_checkpoint(digest: str, _path: str, _name: str) -> R.Loaded:
+def load_checkpoint(digest: str, _path: str, _name: str) -> policies.Loaded:
     """One loaded agent per checkpoint content, shared by every session (sampling never changes it)."""
-    return R.load_checkpoint(_path, _name, digest=digest)
+    return policies.load_checkpoint(_path, _name, digest=digest)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -102,7 +108,7 @@ def init_state() -> None:
     st.session_state._ro_init = True
 
 
-def resolve_checkpoint(bundled: list[R.Bundled]) -> tuple[R.Loaded | None, R.Bundled | None]:
+def resolve_checkpoint(bundled: list[policies.Bundled]) -> tuple[policies.Loaded | None, policies.Bundled | None]:
     """The chosen checkpoint, loaded and checked; (None, ...) after showing why not."""
     sources = ([SRC_BUNDLED] if bundled else []) + [SRC_UPLOAD, SRC_PATH]
     if st.session_state.get("ro_source") not in sources:
@@ -122,10 +128,10 @@ def resolve_checkpoint(bundled: list[R.Bundled]) -> tuple[R.Loaded | None, R.Bun
         try:
             path, shown = U.checkpoint_from_upload([(f.name, f.getvalue()) for f in files])
         except ValueError as exc:  # an authors' run that cannot be converted: the message says why
-            st.error(f"Cannot use this upload: {R.plain_message(exc)}")
+            st.error(f"Cannot use this upload: {plain_message(exc)}")
             return None, None
         except OSError as exc:
-            st.error(f"Could not store the upload: {R.plain_message(exc)}")
+            st.error(f"Could not store the upload: {plain_message(exc)}")
             return None, None
     else:
         text = st.text_input("Checkpoint path", key="ro_path", help=HELP["path"],
@@ -143,22 +149,22 @@ def resolve_checkpoint(bundled: list[R.Bundled]) -> tuple[R.Loaded | None, R.Bun
             st.error(f"No file at `{text}`.")
             return None, None
     try:
-        digest = R.digest_bytes(Path(path).read_bytes())
+        digest = policies.digest_bytes(Path(path).read_bytes())
         loaded = load_checkpoint(digest, str(path), shown)  # shared by content: name it as this session chose it
         return dataclasses.replace(loaded, name=shown, path=Path(path)), chosen
     except ValueError as exc:  # CheckpointError is one
-        st.error(f"Cannot use this checkpoint: {R.plain_message(exc)}")
+        st.error(f"Cannot use this checkpoint: {plain_message(exc)}")
     except Exception as exc:  # anything else torch or the environment raises: still no crash
-        st.error(f"Cannot use this checkpoint: {R.plain_message(exc)}")
+        st.error(f"Cannot use this checkpoint: {plain_message(exc)}")
     return None, None
 
 
-def run(loaded: R.Loaded, configs: list[tuple[int, int]], episodes: int, seed: int, verifier: str) -> None:
+def run(loaded: policies.Loaded, configs: list[tuple[int, int]], episodes: int, seed: int, verifier: str) -> None:
     """Episodes (cached) into st.session_state.ro_results; videos are rendered per chosen episode (render)."""
     try:
         rows = episode_results(loaded.digest, loaded.env_name, tuple(configs), episodes, seed, loaded.agent, verifier)
     except Exception as exc:
-        st.error(f"The episodes could not run: {R.plain_message(exc)}")
+        st.error(f"The episodes could not run: {plain_message(exc)}")
         return
     st.session_state.ro_results = {
         "key": (loaded.digest, tuple(configs), episodes, seed, verifier), "name": loaded.name, "env": loaded.env_name,
@@ -178,12 +184,12 @@ def render(res: dict, episode: int) -> dict | None:
         videos = R.render_videos(res["agent"], res["env"], res["configs"], res["seed"], res["digest"], episode=episode,
                                  episodes=res["episodes"], expected_steps=res["steps"],
                                  on_progress=lambda f, t: bar.progress(f, text=t), verifier=res["verifier"])
-        stem = (f"{R.checkpoint_label(res['name'])}-{res['digest']}-s{res['seed']}-K{res['episodes']}-e{episode}-"
+        stem = (f"{policies.checkpoint_label(res['name'])}-{res['digest']}-s{res['seed']}-K{res['episodes']}-e{episode}-"
                 + ("" if res["verifier"] == "q" else f"{res['verifier']}-")
                 + "_".join(f"M{m}xN{n}" for m, n in res["configs"]))
         done = {"videos": [R.video_record(v) for v in videos], "side_by_side": R.side_by_side_bytes(videos, stem)}
     except Exception as exc:  # the tables still show
-        st.error(f"The video could not be rendered: {R.plain_message(exc)}")
+        st.error(f"The video could not be rendered: {plain_message(exc)}")
         return None
     finally:
         bar.empty()
@@ -204,10 +210,10 @@ st.markdown(
 )
 
 with st.container(border=True):
-    bundled = R.bundled_checkpoints()
+    bundled = policies.bundled_checkpoints()
     if not bundled:
         st.info(f"No bundled OGBench checkpoints yet: nothing matches `policy.pt` in a folder under "
-                f"`{R.ogbench_dir()}`. Upload a checkpoint written by `sorl-lab train --env ...`, or give its path.")
+                f"`{policies.ogbench_dir()}`. Upload a checkpoint written by `sorl-lab train --env ...`, or give its path.")
     loaded, chosen = resolve_checkpoint(bundled)
     if loaded is not None:
         steps = loaded.max_episode_steps or "?"
@@ -215,12 +221,12 @@ with st.container(border=True):
                    f"{loaded.action_dim}, {steps} steps per episode) · trained Euler levels 1 … {loaded.m_disc} (M_disc), "
                    f"M_BTT = {loaded.m_btt} · digest `{loaded.digest}`")
         if chosen is not None:
-            card = R.card_text(chosen)
+            card = policies.card_text(chosen)
             with st.expander(f"Model card — {chosen.name}", expanded=False):
-                st.markdown(R.card_markdown(card) if card else f"_No card.md in `{chosen.policy.parent}`._")
+                st.markdown(policies.card_markdown(card) if card else f"_No card.md in `{chosen.policy.parent}`._")
 
 # ---- configurations
-m_options = loaded.m_options() if loaded is not None else list(R.M_OPTIONS)
+m_options = loaded.m_options() if loaded is not None else list(policies.M_OPTIONS)
 with st.container(border=True):
     top = st.columns([1, 1, 1, 1])
     count = top[0].number_input("Configurations", min_value=1, max_value=R.MAX_CONFIGS, step=1, key="ro_count",
@@ -247,7 +253,7 @@ with st.container(border=True):
             st.caption(f"{R.network_calls(int(m), int(n))} network calls per action")
             pairs.append((int(m), int(n)))
     st.session_state._ro_view = {k: st.session_state[k] for k in VIEW_KEYS if k in st.session_state}
-    configs, notes = R.clean_configs(pairs, loaded.m_disc if loaded is not None else max(R.M_OPTIONS))
+    configs, notes = R.clean_configs(pairs, loaded.m_disc if loaded is not None else max(policies.M_OPTIONS))
     for note in notes:
         st.warning(note)
     unusable = verifier == "target-q" and loaded is not None and not loaded.agent.has_target_critic
@@ -300,9 +306,9 @@ if shown:
     st.plotly_chart(R.q_figure(videos), key="ro_q_fig", theme=None, config={"displaylogo": False})
 
 d1, d2 = st.columns(2)
-stem = f"sorl-lab-{R.checkpoint_label(res['name'])}-s{res['seed']}-K{res['episodes']}"
-d1.download_button("Results (CSV)", R.results_csv(res["rows"], R.checkpoint_label(res["name"]), res["env"]), file_name=f"{stem}.csv",
-                   mime="text/csv", on_click="ignore", icon=":material/download:",
+stem = f"sorl-lab-{policies.checkpoint_label(res['name'])}-s{res['seed']}-K{res['episodes']}"
+d1.download_button("Results (CSV)", R.results_csv(res["rows"], policies.checkpoint_label(res["name"]), res["env"]),
+                   file_name=f"{stem}.csv", mime="text/csv", on_click="ignore", icon=":material/download:",
                    help="One line per configuration: success rate and 95% interval, return, length, calls and ms "
                         "per action, mean Q.")
 if shown:

@@ -1,7 +1,7 @@
 """Scaling study: success rate of a shortcut policy over the M_inf x N grid of a test-time-scaling sweep.
 
 Reads sweep CSVs (sorl_core/studies/sweep_schema.py): bundled ones under assets/ogbench/**/sweep*.csv, or uploaded.
-The logic lives in app/_scaling.py.
+The logic lives in app/scaling_page.py.
 """
 
 from __future__ import annotations
@@ -11,10 +11,13 @@ from pathlib import Path
 
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import _paths as P  # noqa: E402  (app/ is not a package)
-import _rollouts as R  # noqa: E402
-import _scaling as S  # noqa: E402
+# Streamlit runs this file as a script (app/ on the import path, not the repository): put the repository root on the
+# path, so the logic imports as the package `app`, the same modules the tests import.
+if str(Path(__file__).resolve().parents[2]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from app import paths as P  # noqa: E402
+from app import policies  # noqa: E402
+from app import scaling_page as S  # noqa: E402
 
 from sorl_core import viz  # noqa: E402
 from sorl_core.verifiers import VERIFIERS  # noqa: E402
@@ -84,7 +87,7 @@ def small_sweep_section() -> list[tuple[str, str, bytes]]:
     """Run a small sweep of a bundled policy (or a checkpoint path) here; returns the sweeps run this session
     as (source, key, CSV bytes)."""
     with st.expander("Run a small sweep", expanded=False):
-        bundled = R.bundled_checkpoints()
+        bundled = policies.bundled_checkpoints()
         choices = {b.name: str(b.policy) for b in bundled}
         c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
         with c1:
@@ -101,7 +104,7 @@ def small_sweep_section() -> list[tuple[str, str, bytes]]:
             seed = st.number_input("Seed", 0, 1_000_000, 0, key="sweep_seed", help=HELP["sweep_seed"])
         path, refused = choices.get(name), None
         if typed and typed.strip():
-            try:  # a typed path is read only inside the allow-listed folders (app/_paths.py)
+            try:  # a typed path is read only inside the allow-listed folders (app/paths.py)
                 path = str(P.resolve_allowed(typed))
             except P.PathNotAllowed as exc:
                 refused = str(exc)
@@ -119,14 +122,14 @@ def run_one(path: str, bundled_name: str | None, ms: tuple, ns: tuple, episodes:
     from sorl_core.checkpoint import CheckpointError
 
     try:
-        loaded = R.load_checkpoint(path, name=bundled_name)
+        loaded = policies.load_checkpoint(path, name=bundled_name)
     except CheckpointError as exc:  # a wrong file or environment: the checker's own sentence
         st.error(f"The sweep could not run: {str(exc).rstrip('.')}.")
         return
     except OSError:
         st.error(f"The sweep could not run: the file {Path(path).name} could not be read.")
         return
-    label = f"{bundled_name or R.checkpoint_label(str(loaded.path))} · s{seed}"
+    label = f"{bundled_name or policies.checkpoint_label(str(loaded.path))} · s{seed}"
     runs = st.session_state.setdefault("small_sweeps", {})
     grid_key = f"{loaded.digest}|{ms}|{ns}|{episodes}|{seed}|{verifiers}"
     if grid_key in runs:  # the same checkpoint, grid and seed: the same numbers, already on the page

@@ -1,7 +1,7 @@
 """Training runs: the losses, the evaluations by M_inf and the resolved config of `sorl-lab train` runs.
 
 Shows the bundled OGBench policies' training logs (assets/ogbench) or your run folders (default runs/);
-select several runs to overlay them. The logic lives in app/_runs.py.
+select several runs to overlay them. The logic lives in app/runs_page.py.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ from pathlib import Path
 
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import _paths as P  # noqa: E402  (app/ is not a package)
-import _runs as R  # noqa: E402
+# Streamlit runs this file as a script (app/ on the import path, not the repository): put the repository root on the
+# path, so the logic imports as the package `app`, the same modules the tests import.
+if str(Path(__file__).resolve().parents[2]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from app import paths as P  # noqa: E402
+from app import runs_page as R  # noqa: E402
 
 from sorl_core import viz  # noqa: E402
 
@@ -65,9 +68,9 @@ if source == BUNDLED:
     root = R.bundled_runs_dir()
 else:
     mine = R.user_runs_dir()
-    shown = str(mine.relative_to(R.REPO_ROOT)) if mine.is_relative_to(R.REPO_ROOT) else str(mine)
+    shown = str(mine.relative_to(P.REPO_ROOT)) if mine.is_relative_to(P.REPO_ROOT) else str(mine)
     root_text = st.text_input("Runs folder", value=shown, key="runs_root", help=HELP["root"])
-    try:  # a typed folder is read only inside the allow-listed folders (app/_paths.py)
+    try:  # a typed folder is read only inside the allow-listed folders (app/paths.py)
         root = P.resolve_allowed(root_text)
     except P.PathNotAllowed as exc:
         st.error(str(exc))

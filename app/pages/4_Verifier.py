@@ -2,7 +2,7 @@
 
 Play one seeded episode of an OGBench policy, scrub through it step by step (frame, the N candidates coloured by the
 verifier's score, the pick), and on request score that step's candidates by their counterfactual return. Below, the
-calibration of a whole `sorl-lab verifier` study. The logic lives in app/_verifier.py.
+calibration of a whole `sorl-lab verifier` study. The logic lives in app/verifier_page.py.
 """
 
 from __future__ import annotations
@@ -13,12 +13,16 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import _notes as N  # noqa: E402  (app/ is not a package)
-import _paths as P  # noqa: E402
-import _rollouts as R  # noqa: E402
-import _upload as U  # noqa: E402
-import _verifier as V  # noqa: E402
+# Streamlit runs this file as a script (app/ on the import path, not the repository): put the repository root on the
+# path, so the logic imports as the package `app`, the same modules the tests import.
+if str(Path(__file__).resolve().parents[2]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from app import notes as N  # noqa: E402
+from app import paths as P  # noqa: E402
+from app import policies  # noqa: E402
+from app import uploads as U  # noqa: E402
+from app import verifier_page as V  # noqa: E402
+from app.messages import plain_message  # noqa: E402
 
 from sorl_core.verifiers import VERIFIERS  # noqa: E402
 
@@ -42,8 +46,8 @@ FRAME_SIZE = 240
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading and checking the checkpoint…")
-def load(path: str, name: str) -> R.Loaded:
-    return R.load_checkpoint(path, name)
+def load(path: str, name: str) -> policies.Loaded:
+    return policies.load_checkpoint(path, name)
 
 
 st.title("Verifier · does best-of-N pick what is truly best?")
@@ -54,7 +58,7 @@ st.markdown(
 )
 
 # ---- policy and configuration
-bundled = R.bundled_checkpoints()
+bundled = policies.bundled_checkpoints()
 choices = {b.name: b.policy for b in bundled}
 with st.container(border=True):
     c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
@@ -72,7 +76,7 @@ with st.container(border=True):
             try:
                 path, uploaded_name = U.checkpoint_from_upload([(f.name, f.getvalue()) for f in files])
             except ValueError as exc:  # an authors' run that cannot be converted: the message says why
-                st.error(f"Cannot use this upload: {R.plain_message(exc)}")
+                st.error(f"Cannot use this upload: {plain_message(exc)}")
             except OSError:
                 st.error("The upload could not be stored on the server; try again.")
     elif path is None:
@@ -87,7 +91,7 @@ if path is not None:
     try:
         loaded = load(str(path), name if name in choices else (uploaded_name if name == "upload…" else Path(path).name))
     except ValueError as exc:  # CheckpointError is one: its message is written for people
-        st.error(f"Cannot use this checkpoint: {R.plain_message(exc)}")
+        st.error(f"Cannot use this checkpoint: {plain_message(exc)}")
     except OSError:
         st.error(f"The file {Path(path).name} could not be read.")
 if loaded is not None and verifier == "target-q" and not loaded.agent.has_target_critic:
@@ -109,7 +113,7 @@ if st.button("Play the episode", type="primary", disabled=loaded is None, key="v
         st.session_state.vf_truth = {}
         st.session_state.vf_step = 0
     except Exception as exc:
-        st.error(f"The episode could not be played: {R.plain_message(exc)}")
+        st.error(f"The episode could not be played: {plain_message(exc)}")
     bar.empty()
 
 rec = st.session_state.get("vf_record")
@@ -146,7 +150,7 @@ else:
                 st.rerun()
             except Exception as exc:
                 bar.empty()
-                st.error(f"The candidates could not be scored: {R.plain_message(exc)}")
+                st.error(f"The candidates could not be scored: {plain_message(exc)}")
     else:
         st.markdown(N.score_truth_note(scores, truth["returns"], rec.chosen[step], rec.verifier, "true return")
                     + f" Success of the candidates' rollouts: {100 * float(np.mean(truth['success'])):.0f} % on average, "
@@ -157,8 +161,8 @@ else:
 
 # ---- calibration of a whole study
 st.subheader("Calibration of a verifier study")
-studies = {"bundled: " + str(p.parent.relative_to(R.ogbench_dir())).replace("/verifier", ""): p.parent
-           for p in sorted(R.ogbench_dir().glob("*/verifier/**/verifier_states.csv"), key=lambda p: (len(p.parts), p))}
+studies = {"bundled: " + str(p.parent.relative_to(policies.ogbench_dir())).replace("/verifier", ""): p.parent
+           for p in sorted(policies.ogbench_dir().glob("*/verifier/**/verifier_states.csv"), key=lambda p: (len(p.parts), p))}
 runs = P.REPO_ROOT / "runs"
 studies.update({f"runs/{p.parent.name}": p.parent for p in sorted(runs.glob("*/verifier_states.csv"))} if runs.is_dir() else {})
 if not studies:
@@ -168,7 +172,7 @@ else:
     try:
         cand_rows, state_rows = V.read_study(studies[chosen_study])
     except (OSError, ValueError, KeyError) as exc:
-        st.error(f"The study could not be read: {R.plain_message(exc)}")
+        st.error(f"The study could not be read: {plain_message(exc)}")
     else:
         summary = V.study_summary(state_rows, V.study_verifiers(cand_rows))
         st.dataframe([{"verifier": v, **{k: round(x, 3) for k, x in s.items()}} for v, s in summary.items()],

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from app.paths import REPO_ROOT
 from sorl_core.studies.sweep_schema import COLUMN_DEFAULTS, SWEEP_COLUMNS, recipe
 from sorl_core.verifiers import VERIFIERS
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 TEXT_COLUMNS = ("checkpoint", "env", "verifier", "adaptive", "train_seed")
 MEAN_COLUMNS = ("actor_calls", "critic_calls", "network_calls")  # whole numbers except in adaptive rows
 NUMERIC_COLUMNS = tuple(c for c in SWEEP_COLUMNS if c not in TEXT_COLUMNS)

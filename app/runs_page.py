@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,7 +18,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from app.paths import REPO_ROOT
+from app.policies import ogbench_dir
+
 RUN_FILES = ("config.json", "metrics.csv")
 LOSSES = {  # the columns metrics.csv must have: subplot title, short enough for half of a 1024 px page
     "critic_loss": "Critic loss (TD error)",
@@ -43,9 +44,9 @@ MAX_DEPTH = 3
 
 
 def bundled_runs_dir() -> Path:
-    """The training logs shipped with the bundled OGBench policies: <repo>/assets/ogbench (SORL_LAB_OGBENCH_DIR
-    overrides it, as for the rollouts page)."""
-    return Path(os.environ.get("SORL_LAB_OGBENCH_DIR") or (REPO_ROOT / "assets" / "ogbench"))
+    """The training logs shipped with the bundled OGBench policies: in their folders (app/policies.py, ogbench_dir:
+    <repo>/assets/ogbench, or SORL_LAB_OGBENCH_DIR)."""
+    return ogbench_dir()
 
 
 def user_runs_dir() -> Path:

@@ -1,4 +1,5 @@
-"""Logic of the toy lab page that does not need Streamlit: paths, URL parsing, sampling, CSV.
+"""Logic of the toy lab page (app/Home.py) that does not need Streamlit: paths, URL parsing, sampling, CSV,
+training in the background.
 
 Everything that touches the model calls ``SORLAgent`` (sample, q_value, consistency_probe):
 nothing here integrates the flow itself. Kept apart from Home.py so tests can call it directly.
@@ -20,18 +21,16 @@ from typing import Mapping
 
 import numpy as np
 
+from app.paths import REPO_ROOT
 from sorl_core import toy
 from sorl_core.config import TOY_BUNDLED_ITERATIONS
 from sorl_core.verifiers import VERIFIERS
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WORLD = "ring"
 BUNDLED_SEED = 0
 BUNDLED_ITERATIONS = TOY_BUNDLED_ITERATIONS  # what the bundled files were trained for (assets/toy/README.md)
 SHORT_RUN_ITERATIONS = 1500  # "train your own" default: about 15 s on two cores
 TRAIN_ITERATION_CHOICES = (100, 250, 500, 1000, 1500, 3000, 6000, 9000)
-# Toy checkpoints uploaded on the page are kept here by content digest, so a shared link can restore them.
-UPLOAD_DIR = Path(tempfile.gettempdir()) / "sorl-lab-uploads"
 N_MAX = 64
 EVAL_STATES = 256  # contexts of the metrics row and of the scaling panel
 EVAL_CONTEXT_SEED = 20_240  # fixed: every setting is scored on the same states

@@ -1,4 +1,4 @@
-"""Which server folders a page may read when a user types a path.
+"""The repository root, and which server folders a page may read when a user types a path.
 
 A lab served to a class must not become a file browser for the server: a typed path is resolved
 (symlinks and `..` included) and accepted only inside an allow-listed folder. The allow-list is the
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[1]  # where `make app` runs; assets/ and runs/ are in it
 ENV_VAR = "SORL_LAB_PATHS"
 
 

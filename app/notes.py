@@ -1,4 +1,5 @@
-""""What to notice" sentences under the toy page's figures, written from the numbers on screen.
+""""What to notice" sentences under the figures, written from the numbers on screen: the toy page's, and the
+Verifier page's reading of a step's candidates (score_truth_note).
 
 Each function reads what the figure shows (rewards, Q values, errors) and says in one or two sentences what
 a student should look for at the current settings, and why. No Streamlit here: the tests call these directly.
@@ -11,7 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from sorl_core import toy
-from sorl_core.studies.verifier_study import spearman
+from sorl_core.stats import spearman
 from sorl_core.viz import fraction_label
 
 # Differences in mean true reward smaller than this are treated as "no change" (the metrics row's 256 states

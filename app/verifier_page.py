@@ -87,34 +87,27 @@ def counterfactual_at(agent, rec: EpisodeRecord, step: int, horizon: int = 100, 
     """True (counterfactual) return of each candidate of one recorded step: restore the environment there, apply
     the candidate, continue with the same policy (M_inf = 8, N = 1). Returns mean return and success per candidate."""
     from sorl_core.rollout import EnvBatch
-    from sorl_core.studies.verifier_study import StudyState, VerifierStudyConfig, counterfactual_returns
+    from sorl_core.studies.verifier_study import PROOF_STEPS, StudyState, VerifierStudyConfig, counterfactual_returns
 
     if not 0 <= step < rec.length:
         raise ValueError(f"the step must be between 0 and {rec.length - 1}, got {step}")
     candidates = rec.candidates[step]
     n = len(candidates)
-    # The recorded action replayed from the restored state proves the restore (the study refuses otherwise).
-    nxt = rec.obs[step + 1] if step + 1 < rec.length else None
-    state = StudyState(0, rec.episode, step, rec.obs[step], rec.env_states[step], candidates[rec.chosen[step]],
-                       nxt, None)
+    # The recorded actions replayed from the restored state prove the restore (the study refuses otherwise): up to
+    # PROOF_STEPS of them, each against the observation recorded after it (the page keeps no per-step rewards).
+    # Nothing was recorded after the last step: there, nothing is replayed.
+    end = min(step + PROOF_STEPS, rec.length - 1)
+    actions = np.array([rec.candidates[t][rec.chosen[t]] for t in range(step, end)], dtype=np.float32)
+    state = StudyState(0, rec.episode, step, rec.obs[step], rec.env_states[step],
+                       replay_actions=actions.reshape(end - step, candidates.shape[-1]),
+                       replay_obs=np.array(rec.obs[step + 1:end + 1], dtype=np.float32).reshape(end - step, -1),
+                       replay_rewards=None)
     cfg = VerifierStudyConfig(checkpoint="", m_inf=rec.m_inf, n=n, states=1, horizon=horizon, repeats=repeats,
                               seed=rec.seed)
     with EnvBatch(rec.env_name, n * repeats, workers=workers) as pool:
-        # The proof compares the recorded next observation (the page keeps no per-step rewards, so the reward is
-        # the replay's own); at the last step nothing was recorded after it, so the replay is its own reference.
-        replay_obs, state.reward = _replay(pool, state)
-        if nxt is None:
-            state.next_obs = replay_obs
         out = counterfactual_returns(pool, agent, [state], candidates[None], cfg, agent.config.discount,
                                      on_step=on_progress)
     return {"returns": out["returns"][0].mean(axis=1), "success": out["success"][0].mean(axis=1)}
-
-
-def _replay(pool, state) -> tuple[np.ndarray, float]:
-    """The observation and reward of the recorded action from the restored state (what the proof compares with)."""
-    pool.set_states(np.array([0]), [state.env_state])
-    obs, reward, *_ = pool.step(np.array([0]), state.action[None])
-    return obs[0], float(reward[0])
 
 
 # --------------------------------------------------------------------------- figures

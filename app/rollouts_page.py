@@ -1,31 +1,22 @@
 """Logic of the OGBench rollouts page (app/pages/1_OGBench_rollouts.py) that does not need Streamlit.
 
-Checkpoints are read only through ``sorl_core.checkpoint`` (``torch.load(weights_only=True)``: never
-unpickled) and checked against the environment they name. Episodes run through ``sorl_core.rollout``
-(one ``EnvBatch`` for all configurations, so every configuration faces the same seeded initial states),
-videos through ``sorl_core.render`` (cached on disk by checkpoint digest). Kept apart from the page so
-tests can call it directly.
+Checkpoints are loaded and checked by app/policies.py. Episodes run through ``sorl_core.rollout`` (one
+``EnvBatch`` for all configurations, so every configuration faces the same seeded initial states), videos through
+``sorl_core.render`` (cached on disk by checkpoint digest). Kept apart from the page so tests can call it directly.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import os
-import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from app.policies import M_OPTIONS
 from sorl_core import rollout  # light: torch is imported only when episodes run
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-M_OPTIONS = (1, 2, 4, 8)  # Euler steps offered (powers of two up to the usual M_disc = 8)
 N_MAX = 64
 MAX_CONFIGS = 4
 DEFAULT_CONFIGS = ((1, 1), (8, 1), (8, 16), (4, 4))
@@ -34,207 +25,6 @@ EPISODES_DEFAULT = 5
 EPISODES_MAX = 50
 WORKERS = 2  # environment processes (the policy runs batched in the page's process)
 VIDEO_QUALITY, VIDEO_EVERY, VIDEO_SIZE = "fast", 2, 240
-
-
-# --------------------------------------------------------------------------- bundled checkpoints
-def ogbench_dir() -> Path:
-    """Folder of the bundled OGBench policies: <repo>/assets/ogbench (SORL_LAB_OGBENCH_DIR overrides it)."""
-    return Path(os.environ.get("SORL_LAB_OGBENCH_DIR") or (REPO_ROOT / "assets" / "ogbench"))
-
-
-@dataclass(frozen=True)
-class Bundled:
-    """One bundled policy: <root>/<name>/policy.pt, with its card.md and sweep.csv when present."""
-
-    name: str
-    policy: Path
-    card: Path | None
-    sweep: Path | None
-
-
-# The policy the README and notebook 3 teach with: the pages open on it (the others are barely trained or variants).
-HEADLINE_POLICY = "cube-single-task2"
-
-
-def bundled_checkpoints(root: Path | None = None) -> list[Bundled]:
-    """Every <root>/*/policy.pt with its card and sweep: HEADLINE_POLICY first, then by name."""
-    root = Path(root) if root is not None else ogbench_dir()
-    if not root.is_dir():
-        return []
-    out = []
-    for policy in sorted(root.glob("*/policy.pt"), key=lambda p: (p.parent.name != HEADLINE_POLICY, p.parent.name)):
-        folder = policy.parent
-        card, sweep = folder / "card.md", folder / "sweep.csv"
-        out.append(Bundled(folder.name, policy, card if card.is_file() else None, sweep if sweep.is_file() else None))
-    return out
-
-
-def card_text(bundled: Bundled) -> str | None:
-    if bundled.card is None:
-        return None
-    try:
-        return bundled.card.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def card_markdown(text: str) -> str:
-    """A card for st.markdown inside an expander. Key-value tables written with an empty header row (`| | |`) would
-    show that empty row first: they become bullet lists (`- **key**: value`); headings go two levels down."""
-    lines, out, i, fenced = text.splitlines(), [], 0, False
-    while i < len(lines):
-        if lines[i].lstrip().startswith("```"):
-            fenced = not fenced
-        if fenced:
-            out.append(lines[i])
-            i += 1
-            continue
-        cells = _cells(lines[i])
-        if (cells is not None and not any(cells) and i + 1 < len(lines)
-                and re.fullmatch(r"\s*\|?(\s*:?-+:?\s*\|)+\s*:?-*:?\s*\|?\s*", lines[i + 1])):
-            i += 2
-            while i < len(lines) and (row := _cells(lines[i])) is not None:
-                key, *rest = row
-                out.append(f"- **{key}**: {' · '.join(c for c in rest if c)}" if key else f"- {' · '.join(rest)}")
-                i += 1
-            continue
-        heading = re.match(r"(#{1,4}) ", lines[i])  # inside an expander: page-sized headings would dwarf it
-        out.append("##" + lines[i] if heading else lines[i])
-        i += 1
-    return "\n".join(out)
-
-
-def _cells(line: str) -> list[str] | None:
-    """Cells of a markdown table row, or None if the line is not one."""
-    line = line.strip()
-    if not (line.startswith("|") and line.endswith("|") and len(line) > 1):
-        return None
-    return [c.strip() for c in line[1:-1].split("|")]
-
-
-def plain_message(exc: BaseException) -> str:
-    """An exception's message for people: no exception class names or numpy reprs, first line only."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else "an unexpected problem"
-    text = re.sub(r"\bnp\.(?:float|int|uint|bool_?)\w*\(([^()]*)\)", r"\1", text)  # np.float64(0.5) -> 0.5
-    text = re.sub(r"^(?:[A-Za-z_.]*(?:Error|Exception|Warning):\s*)+", "", text)  # RuntimeError: ... -> ...
-    text = re.sub(r"[:,]?\s*\b[A-Z]\w*(?:Error|Exception)\b", "", text)  # (…: UnpicklingError) -> (…)
-    return text[:400].rstrip(" :;,") or "an unexpected problem"
-
-
-# --------------------------------------------------------------------------- checkpoints
-def checkpoint_label(name: str) -> str:
-    """Short name of a checkpoint (sorl_core.checkpoint.checkpoint_label), imported late: it brings torch."""
-    from sorl_core.checkpoint import checkpoint_label as label
-
-    return label(name)
-
-
-def digest_bytes(data: bytes) -> str:
-    """The same key as ``sorl_core.render.checkpoint_digest`` of a file holding these bytes."""
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def store_upload(data: bytes, folder: str | Path | None = None) -> Path:
-    """Write uploaded bytes to <tmp>/sorl-lab-uploads/<digest>.pt (content-addressed, atomic); return the path.
-
-    Two sessions uploading the same file share one file; a half-written file is never visible.
-    """
-    folder = Path(folder) if folder is not None else Path(tempfile.gettempdir()) / "sorl-lab-uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{digest_bytes(data)}.pt"
-    if path.is_file() and path.stat().st_size == len(data):
-        return path
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-@lru_cache(maxsize=32)
-def env_spaces(env_name: str) -> tuple[int, int, int | None]:
-    """(observation size, action size, episode step limit) of an OGBench environment; ValueError if unknown."""
-    from sorl_core.rollout import make_env
-
-    env = make_env(env_name)
-    try:
-        steps = env.spec.max_episode_steps if env.spec else None
-        return int(env.observation_space.shape[0]), int(env.action_space.shape[0]), steps
-    finally:
-        env.close()
-
-
-@dataclass
-class Loaded:
-    """A checked OGBench checkpoint, ready to run."""
-
-    agent: object
-    extra: dict
-    env_name: str
-    digest: str
-    path: Path
-    name: str
-    obs_dim: int
-    action_dim: int
-    max_episode_steps: int | None
-
-    @property
-    def m_disc(self) -> int:
-        return int(self.agent.config.m_disc)
-
-    @property
-    def m_btt(self) -> int:
-        return int(self.agent.config.m_btt)
-
-    def m_options(self) -> list[int]:
-        return [m for m in M_OPTIONS if m <= self.m_disc]
-
-
-def load_checkpoint(path: str | Path, name: str | None = None, digest: str | None = None) -> Loaded:
-    """Load and check an OGBench policy; raises CheckpointError with a message for the user.
-
-    Refused: unreadable, corrupt or foreign files (read_checkpoint), checkpoints without an OGBench
-    environment (toy-world policies), goal-conditioned environments, and policies whose observation or
-    action size differs from the environment's.
-    """
-    from sorl_core.checkpoint import CheckpointError, load_agent
-
-    path = Path(path)
-    name = name or path.name
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
-    with open(path, "rb") as f:
-        data = f.read()
-    buf = io.BytesIO(data)
-    buf.name = name  # read_checkpoint names the file in its messages
-    agent, extra = load_agent(buf, device="cpu")
-    env_name = extra.get("env") if isinstance(extra, dict) else None
-    if not env_name:
-        world = extra.get("world") if isinstance(extra, dict) else None
-        what = f"a policy of the toy 2-D world {world!r}" if world else "not tied to any OGBench environment"
-        raise CheckpointError(
-            f"{name} is a SORL Lab checkpoint, but {what} (its 'extra' names no 'env'). This page runs OGBench "
-            "policies: a checkpoint written by `sorl-lab train --env ...`. Toy policies belong on the Home page.")
-    env_name = str(env_name)
-    if "-singletask" not in env_name:
-        raise CheckpointError(f"{name} names {env_name!r}, a goal-conditioned environment; this page runs "
-                              "single-task policies (e.g. cube-single-play-singletask-task2-v0).")
-    try:
-        obs_dim, action_dim, steps = env_spaces(env_name)
-    except ValueError as exc:
-        raise CheckpointError(f"{name} names environment {env_name!r}, which cannot be made here: {exc}") from None
-    cfg = agent.config
-    if (cfg.obs_dim, cfg.action_dim) != (obs_dim, action_dim):
-        raise CheckpointError(
-            f"{name} does not fit {env_name}: the policy takes observations of size {cfg.obs_dim} and gives actions "
-            f"of size {cfg.action_dim}, the environment has observations of size {obs_dim} and actions of size "
-            f"{action_dim}.")
-    agent.sample(np.zeros((2, obs_dim), dtype=np.float32), m_inf=1, n=2, generator=0)  # torch's one-off start-up
-    return Loaded(agent, dict(extra), env_name, digest or digest_bytes(data), path, name, obs_dim, action_dim, steps)
 
 
 # --------------------------------------------------------------------------- configurations

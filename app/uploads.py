@@ -1,24 +1,23 @@
-"""Checkpoint uploads shared by the rollouts and verifier pages: a lab checkpoint (.pt), or a run of the SORL
-authors' JAX code (a .zip of its folder, or flags.json plus a params_N.pkl) converted with `sorl-lab import`.
+"""Checkpoint uploads: a lab checkpoint (.pt), or a run of the SORL authors' JAX code (a .zip of its folder, or
+flags.json plus a params_N.pkl) converted with `sorl-lab import`. Shared by the toy, rollouts and verifier pages.
 
-Uploads live in the uploads folder of app/_rollouts.py (the system temporary folder), by content digest:
-the same upload is converted once. Authors' pickles are read by a restricted unpickler, never run
-(sorl_core/authors_pickle.py).
+Uploads live in the uploads folder (the system temporary folder's sorl-lab-uploads), by content digest: the same
+upload is stored and converted once, and a shared link can name it. Authors' pickles are read by a restricted
+unpickler, never run (sorl_core/authors_pickle.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import shutil
 import tempfile
 import zipfile
 from pathlib import Path
 
-import _rollouts as R
-
-from sorl_core.authors_run import ImportConfig, import_run
+from app.policies import digest_bytes
 
 TYPES = ["pt", "zip", "json", "pkl", "csv"]
 LABEL = "Checkpoint (.pt), or an authors' run (.zip of its folder, or flags.json + params_N.pkl)"
@@ -31,7 +30,29 @@ MAX_MEMBER_BYTES = 2**30  # a paper-size params_N.pkl is about 60 MB
 
 
 def uploads_dir() -> Path:
+    """Where uploads are kept: <tmp>/sorl-lab-uploads."""
     return Path(tempfile.gettempdir()) / "sorl-lab-uploads"
+
+
+def store_upload(data: bytes, folder: str | Path | None = None) -> Path:
+    """Write uploaded bytes to <tmp>/sorl-lab-uploads/<digest>.pt (content-addressed, atomic); return the path.
+
+    Two sessions uploading the same file share one file; a half-written file is never visible.
+    """
+    folder = Path(folder) if folder is not None else uploads_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{digest_bytes(data)}.pt"
+    if path.is_file() and path.stat().st_size == len(data):
+        return path
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=path.stem, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def checkpoint_from_upload(files: list[tuple[str, bytes]], folder: Path | None = None) -> tuple[Path, str]:
@@ -44,7 +65,7 @@ def checkpoint_from_upload(files: list[tuple[str, bytes]], folder: Path | None =
     if whole(files[-1][0]):
         name, data = files[-1]
         if name.endswith(".pt"):
-            return R.store_upload(data, folder), name
+            return store_upload(data, folder), name
         run_files, shown = files_in_zip(data), name
     else:
         loose = [(name, data) for name, data in files if not whole(name)]
@@ -97,6 +118,8 @@ def convert_run(run_files: dict[str, bytes], folder: Path) -> Path:
     (base / "source").mkdir(parents=True)
     for name, data in run_files.items():
         (base / "source" / name).write_bytes(data)
+    from sorl_core.authors_run import ImportConfig, import_run  # brings torch and the trainer: only when needed
+
     try:
         import_run(ImportConfig(str(base / "source"), out=str(base / "run")))
     except BaseException:
