@@ -56,7 +56,7 @@ HELP = {
     "c": "The state s: a context c ∈ [−1, 1] that swings the rewarded goal g(c) = 0.75·(cos θ, sin θ), "
          "θ = π/2 + c·π/4, around the ring. The single-state panels use this c; the metrics row uses "
          f"{T.EVAL_STATES} fixed random contexts.",
-    "verifier": "How best-of-N ranks its N candidates. " + " ".join(f"**{k}**: {v}." for k, v in VERIFIERS.items()),
+    "verifier": "How best-of-N ranks its N candidates. " + " ".join(f"**{k}**: {v.description}." for k, v in VERIFIERS.items()),
     "group": "Sequential scaling: one line per N, M_inf grows along it. Parallel scaling: one line per M_inf, "
              "N grows along it. Both against the same compute axis.",
 }

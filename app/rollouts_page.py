@@ -28,11 +28,6 @@ VIDEO_QUALITY, VIDEO_EVERY, VIDEO_SIZE = "fast", 2, 240
 
 
 # --------------------------------------------------------------------------- configurations
-def network_calls(m: int, n: int) -> int:
-    """Per action: M_inf Euler steps for each of N candidates, plus N critic calls when there is a choice."""
-    return m * n + (n if n > 1 else 0)
-
-
 def config_label(m: int, n: int) -> str:
     return f"M_inf={m}, N={n}"
 

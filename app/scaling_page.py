@@ -19,7 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from app.paths import REPO_ROOT
-from sorl_core.studies.sweep_schema import COLUMN_DEFAULTS, SWEEP_COLUMNS, recipe
+from sorl_core.studies.sweep_schema import COLUMN_DEFAULTS, SWEEP_COLUMNS, best_within_budget, recipe
 from sorl_core.verifiers import VERIFIERS
 
 TEXT_COLUMNS = ("checkpoint", "env", "verifier", "adaptive", "train_seed")
@@ -237,13 +237,7 @@ def compute_optimal(df: pd.DataFrame, budget: float) -> dict | None:
 
     Ties go to fewer network calls, then fewer Euler steps. None when no cell fits the budget.
     """
-    df = fixed(df)
-    fit = df[df.network_calls <= budget]
-    if fit.empty:
-        return None
-    best = fit.sort_values(["success_rate", "network_calls", "m_inf", "n"],
-                           ascending=[False, True, True, True], kind="mergesort").iloc[0]
-    return best.to_dict()
+    return best_within_budget(fixed(df).to_dict("records"), budget)
 
 
 # --------------------------------------------------------------------------- several training seeds

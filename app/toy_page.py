@@ -66,11 +66,6 @@ def eval_contexts(n: int = EVAL_STATES) -> np.ndarray:
     return toy.make_world(DEFAULT_WORLD).sample_contexts(n, np.random.default_rng(EVAL_CONTEXT_SEED))
 
 
-def network_calls(m: int, n: int) -> int:
-    """Per action: M Euler steps for each of N candidates, plus N critic calls when there is a choice to make."""
-    return m * n + (n if n > 1 else 0)
-
-
 # --------------------------------------------------------------------------- URL state
 def _flag(text: str) -> bool:
     t = text.strip().lower()

@@ -9,15 +9,12 @@ as calibration figures.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
-from plotly.subplots import make_subplots
 
 SCORE_SCALE = "Viridis"
 
@@ -156,111 +153,3 @@ def score_spread_figure(rec: EpisodeRecord, step: int) -> go.Figure:
         shapes=[dict(type="line", x0=step, x1=step, y0=0, y1=1, yref="paper", line=dict(dash="dash", color="#d62728"))],
     ))
     return fig
-
-
-# --------------------------------------------------------------------------- a study's calibration
-def read_study(folder: Path) -> tuple[list[dict], list[dict]]:
-    """(candidate rows, state rows) of a `sorl-lab verifier` output folder."""
-    with (folder / "verifier_candidates.csv").open(newline="") as f:
-        cand = list(csv.DictReader(f))
-    with (folder / "verifier_states.csv").open(newline="") as f:
-        states = list(csv.DictReader(f))
-    if not cand or not states:
-        raise ValueError(f"{folder.name} holds no finished states yet")
-    return cand, states
-
-
-def study_verifiers(cand_rows: list[dict]) -> list[str]:
-    return [c.removeprefix("score_") for c in cand_rows[0] if c.startswith("score_")
-            and any(r[c] not in ("", None) for r in cand_rows)]
-
-
-def _f(x) -> float:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def calibration_figures(cand_rows: list[dict], state_rows: list[dict]) -> list[tuple[str, go.Figure]]:
-    """Score against true return standardised per state; the distribution of spearman; a side-by-side of the
-    verifiers (mean spearman, top-1 regret, pick vs mean distance)."""
-    verifiers = study_verifiers(cand_rows)
-    by_state: dict[str, list[dict]] = {}
-    for r in cand_rows:
-        by_state.setdefault(r["state"], []).append(r)
-
-    def z(v):
-        v = np.asarray(v, dtype=np.float64)
-        sd = v.std()
-        return (v - v.mean()) / sd if sd > 0 else np.zeros_like(v)
-
-    scatter = go.Figure()
-    for v in verifiers:
-        xs, ys = [], []
-        for rows in by_state.values():
-            s, ret = [_f(r[f"score_{v}"]) for r in rows], [_f(r["return_mean"]) for r in rows]
-            if np.isfinite(s).all() and np.isfinite(ret).all() and np.std(ret) > 0:
-                xs += list(z(s))
-                ys += list(z(ret))
-        scatter.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=v, marker=dict(size=4, opacity=0.5)))
-    scatter.update_layout(title="Score vs true return", height=420,
-                          xaxis_title="verifier score (z-score within its state)", yaxis_title="true return (z within its state)",
-                          legend=dict(orientation="h", yanchor="top", y=-0.3, x=0), margin=dict(l=50, r=20, t=40, b=40))
-    hist = go.Figure()
-    for v in verifiers:
-        hist.add_trace(go.Histogram(x=[_f(r.get(f"spearman_{v}")) for r in state_rows], name=v, opacity=0.6,
-                                    xbins=dict(start=-1, end=1, size=0.1)))
-    hist.update_layout(barmode="overlay", title="Spearman per state", height=360,
-                       xaxis_title="spearman", yaxis_title="states", margin=dict(l=50, r=20, t=40, b=40),
-                       legend=dict(orientation="h", yanchor="top", y=-0.3, x=0))
-    summary = study_summary(state_rows, verifiers)
-    # One panel per metric: their scales differ (a rank correlation, a return, a distance in action space).
-    side = make_subplots(rows=1, cols=3, subplot_titles=("mean spearman", "mean top-1 regret",
-                                                         "pick (bar) vs random (◆) distance"))
-    side.add_trace(go.Bar(x=verifiers, y=[summary[v]["spearman"] for v in verifiers], showlegend=False), 1, 1)
-    side.add_trace(go.Bar(x=verifiers, y=[summary[v]["top1_regret"] for v in verifiers], showlegend=False), 1, 2)
-    side.add_trace(go.Bar(x=verifiers, y=[summary[v]["pick_distance"] for v in verifiers], showlegend=False), 1, 3)
-    side.add_trace(go.Scatter(x=verifiers, y=[summary[v]["mean_distance"] for v in verifiers], mode="markers",
-                              marker=dict(symbol="diamond", size=9, color="#333"), showlegend=False), 1, 3)
-    side.update_layout(title="Verifiers side by side", height=360, margin=dict(l=50, r=20, t=70, b=40))
-    by_n = regret_by_n(by_state, verifiers)
-    regret = go.Figure()
-    for v in verifiers:
-        regret.add_trace(go.Scatter(x=list(by_n[v]), y=list(by_n[v].values()), mode="lines+markers", name=v))
-    regret.update_layout(title="Top-1 regret against N", height=360, margin=dict(l=50, r=20, t=40, b=40),
-                         xaxis=dict(title="N (the first N candidates of each state)", type="log",
-                                    tickvals=list(next(iter(by_n.values()), {}))),
-                         yaxis_title="mean top-1 regret", legend=dict(orientation="h", yanchor="top", y=-0.3, x=0))
-    return [("calibration", scatter), ("spearman", hist), ("side by side", side), ("regret against N", regret)]
-
-
-def regret_by_n(by_state: dict[str, list[dict]], verifiers: list[str]) -> dict[str, dict[int, float]]:
-    """Per verifier: mean over states of the top-1 regret among the first N candidates, N = 2, 4, ... up to all.
-    The candidates of a state are independent draws, so their first N are a best-of-N draw of its own."""
-    sizes = {len(rows) for rows in by_state.values()}
-    total = min(sizes) if sizes else 0
-    ns = [n for n in (2, 4, 8, 16, 32, 64) if n <= total]
-    out = {v: {} for v in verifiers}
-    for v in verifiers:
-        for n in ns:
-            regrets = []
-            for rows in by_state.values():
-                first = sorted(rows, key=lambda r: int(r["candidate"]))[:n]
-                score = np.array([_f(r[f"score_{v}"]) for r in first])
-                truth = np.array([_f(r["return_mean"]) for r in first])
-                if np.isfinite(score).all() and np.isfinite(truth).all():
-                    regrets.append(truth.max() - truth[int(np.argmax(score))])
-            out[v][n] = float(np.mean(regrets)) if regrets else float("nan")
-    return out
-
-
-def study_summary(state_rows: list[dict], verifiers: list[str]) -> dict[str, dict[str, float]]:
-    """Per verifier: the mean over states of each metric (NaN cells, e.g. constant returns, left out)."""
-    out = {}
-    for v in verifiers:
-        out[v] = {}
-        for metric in ("spearman", "top1_regret", "pick_distance", "mean_distance", "pick_return", "pick_success"):
-            values = np.array([_f(r.get(f"{metric}_{v}", r.get(metric))) for r in state_rows], dtype=np.float64)
-            out[v][metric] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
-    return out

@@ -24,6 +24,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from sorl_core import toy, viz  # noqa: E402
 from sorl_core.checkpoint import load_agent  # noqa: E402
+from sorl_core.verifiers import calls_per_action  # noqa: E402
 
 REWARD, TRAJ, QMAP, CONSIST = range(4)
 VERIFIER, SCALING = 4, -1  # the verifier panel is drawn only when N > 1; the scaling panel is last
@@ -195,7 +196,7 @@ def test_scaling_panel_is_consistent_with_the_metrics(at):
     assert [t["name"] for t in lines] == ["N = 1", "N = 4", "N = 16", "N = 64"]
     assert all(len(arr(t["x"])) == 4 for t in lines)
     # x is compute: M*N + N for N > 1.
-    assert list(arr(lines[2]["x"])) == [T.network_calls(mm, 16) for mm in T.SCALING_M]
+    assert list(arr(lines[2]["x"])) == [sum(calls_per_action(mm, 16)) for mm in T.SCALING_M]
     # The on-screen star (M = 8, N = 16) sits on the N = 16 line and shows the metric above.
     star = trace(s, "on screen")
     assert star["x"][0] == 144 and star["y"][0] == pytest.approx(arr(lines[2]["y"])[-1])
@@ -339,7 +340,7 @@ def test_data_is_one_density_layer_not_a_marker_per_point():
 
 def test_step_size_labels_and_scaling_grouping():
     assert [viz.fraction_label(d) for d in (1.0, 0.5, 0.25, 0.125)] == ["1", "1/2", "1/4", "1/8"]
-    rows = [{"m_inf": m, "n": n, "network_calls": T.network_calls(m, n), "mean_reward": m + n / 100}
+    rows = [{"m_inf": m, "n": n, "network_calls": sum(calls_per_action(m, n)), "mean_reward": m + n / 100}
             for m in (1, 2) for n in (1, 4)]
     by_n = viz.scaling_figure(rows, group_by="n")
     assert [t.name for t in by_n.data] == ["N = 1", "N = 4"] and list(by_n.data[1].x) == [8, 12]

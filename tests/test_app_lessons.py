@@ -3,7 +3,6 @@ bundled policy, downloading a policy trained on the page, and shared links to an
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,7 +16,6 @@ from app import notes as N
 from app import toy_page as T
 from app import uploads as U
 from app.policies import digest_bytes
-from sorl_core import toy
 from sorl_core.checkpoint import load_agent
 from sorl_core.train import ToyTrainConfig, train_toy
 

@@ -35,6 +35,7 @@ from app.uploads import store_upload
 from sorl_core.agent import SORLAgent
 from sorl_core.checkpoint import CheckpointError, save_checkpoint
 from sorl_core.config import SORLConfig
+from sorl_core.verifiers import calls_per_action
 from sorl_core.render import checkpoint_digest
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -130,7 +131,7 @@ def test_configurations_are_validated_and_priced():
     assert len(notes) == 4
     assert "M_disc = 8" in notes[0] and "between 1 and 64" in notes[1] and "twice" in notes[3]
     assert R.clean_configs([(8, 1)], m_disc=4)[0] == []  # beyond the trained levels
-    assert [R.network_calls(m, n) for m, n in [(1, 1), (8, 1), (8, 16), (4, 4)]] == [1, 8, 144, 20]
+    assert [sum(calls_per_action(m, n)) for m, n in [(1, 1), (8, 1), (8, 16), (4, 4)]] == [1, 8, 144, 20]
     assert R.sample_seed(3, 8, 16) == 3 * 7919 + 31 * 8 + 16  # what `sorl-lab evaluate` uses
     assert [policies.checkpoint_label(p) for p in ["runs/cube-a/checkpoint.pt", "assets/ogbench/cube-b/policy.pt",
                                                    "/tmp/x/mine.pt", "policy.pt"]] == ["cube-a", "cube-b", "mine", "policy"]

@@ -8,7 +8,7 @@ from plotly_json import arr, specs
 from test_app_pages import EPISODES, M_GRID, N_GRID, RATE_A, RATE_B, SCALING_PAGE, TIMEOUT, assert_clean, named, \
     sweep_bytes, sweep_rows
 
-import _scaling as S  # noqa: E402  (test_app_pages put app/ on the path)
+from app import scaling_page as S  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 # Three seeds of recipe "ckpt" (M_BTT 8) whose rates differ, and one seed of "other" (M_BTT 1).

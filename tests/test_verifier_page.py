@@ -15,6 +15,7 @@ from app import policies
 from app import rollouts_page as R
 from app import verifier_page as V
 from sorl_core.stats import spearman
+from sorl_core.studies import verifier_report
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "app" / "pages" / "4_Verifier.py"
@@ -108,13 +109,14 @@ def test_a_study_folder_becomes_calibration_figures(tmp_path):
         "state,episode,step,spearman_q,top1_regret_q,pick_distance_q,mean_distance_q,"
         "spearman_consensus,top1_regret_consensus,pick_distance_consensus,mean_distance_consensus\n"
         "0,0,1,-0.5,2,0.3,0.2,-0.5,2,0.1,0.2\n")
-    cand_rows, state_rows = V.read_study(tmp_path)
-    assert V.study_verifiers(cand_rows) == ["q", "consensus"]
-    summary = V.study_summary(state_rows, ["q", "consensus"])
-    assert summary["q"]["top1_regret"] == 2 and summary["consensus"]["pick_distance"] == pytest.approx(0.1)
-    names = [k for k, _ in V.calibration_figures(cand_rows, state_rows)]
+    study = verifier_report.read_study(tmp_path)
+    assert study.verifiers == ["q", "consensus"]
+    summary = {r["verifier"]: r for r in study.summary}
+    assert float(summary["q"]["mean_top1_regret"]) == 2
+    assert float(summary["consensus"]["mean_pick_distance"]) == pytest.approx(0.1)
+    names = [k for k, _ in verifier_report.figures(study)]
     assert names == ["calibration", "spearman", "side by side", "regret against N"]
-    by_n = V.regret_by_n({"0": cand_rows}, ["q", "consensus"])
+    by_n = verifier_report.regret_by_n(study.candidates, ["q", "consensus"])
     # first 2 candidates: returns -5, -4; q picks candidate 1 (score 2 > 1): regret 0; consensus picks 1 too
     assert by_n["q"] == {2: 0.0} and by_n["consensus"] == {2: 0.0}
 

@@ -26,13 +26,14 @@ from app import uploads as U  # noqa: E402
 from app.messages import plain_message  # noqa: E402
 from app.paths import PathNotAllowed, resolve_allowed  # noqa: E402
 
-from sorl_core.verifiers import VERIFIERS  # noqa: E402
+from sorl_core.verifiers import VERIFIERS, calls_per_action  # noqa: E402
+from sorl_core.verifiers import get as get_verifier  # noqa: E402
 
 st.set_page_config(page_title="SORL Lab — OGBench rollouts", page_icon="🎬", layout="wide")
 
 HELP = {
     "verifier": "How best-of-N ranks the N candidates of every configuration with N > 1. "
-                + " ".join(f"{k}: {v}." for k, v in VERIFIERS.items()),
+                + " ".join(f"{k}: {v.description}." for k, v in VERIFIERS.items()),
     "source": "Where the policy comes from: a checkpoint bundled with the lab (assets/ogbench/<name>/policy.pt), "
               "a .pt file or a run of the authors' code you upload, or a path on the machine running the lab. "
               "Checkpoints are read as tensors only (torch weights_only), authors' pickles as arrays only: "
@@ -235,9 +236,9 @@ with st.container(border=True):
                                    key="ro_episodes", help=HELP["episodes"])
     seed = top[2].number_input("Seed", min_value=0, max_value=1_000_000, step=1, key="ro_seed", help=HELP["seed"])
     verifier = top[3].selectbox("Verifier", list(VERIFIERS), key="ro_verifier", help=HELP["verifier"])
-    if verifier == "target-q" and loaded is not None and not loaded.agent.has_target_critic:
-        st.warning("This checkpoint holds no target critic (an inference-only export), so target-q cannot rank its "
-                   "candidates: choose another verifier.")
+    refusal = None if loaded is None else get_verifier(verifier).unavailable(loaded.agent.has_target_critic)
+    if refusal:
+        st.warning(refusal[0].upper() + refusal[1:] + ".")
     cols = st.columns(R.MAX_CONFIGS)
     pairs = []
     for i in range(int(count)):
@@ -250,13 +251,14 @@ with st.container(border=True):
             m = st.select_slider("M_inf — Euler steps", options=m_options, key=key_m, help=HELP["m"])
             n = st.number_input("N — best-of-N candidates", min_value=1, max_value=R.N_MAX, step=1, key=key_n,
                                 help=HELP["n"])
-            st.caption(f"{R.network_calls(int(m), int(n))} network calls per action")
+            calls = sum(calls_per_action(int(m), int(n), verifier))
+            st.caption(f"{calls} network call{'' if calls == 1 else 's'} per action")
             pairs.append((int(m), int(n)))
     st.session_state._ro_view = {k: st.session_state[k] for k in VIEW_KEYS if k in st.session_state}
     configs, notes = R.clean_configs(pairs, loaded.m_disc if loaded is not None else max(policies.M_OPTIONS))
     for note in notes:
         st.warning(note)
-    unusable = verifier == "target-q" and loaded is not None and not loaded.agent.has_target_critic
+    unusable = refusal is not None
     clicked = st.button("Run", type="primary", icon=":material/play_arrow:", disabled=loaded is None or not configs or unusable,
                         help=HELP["run"] if loaded is not None else "Choose a usable checkpoint first.")
 

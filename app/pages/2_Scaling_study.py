@@ -21,6 +21,7 @@ from app import scaling_page as S  # noqa: E402
 
 from sorl_core import viz  # noqa: E402
 from sorl_core.verifiers import VERIFIERS  # noqa: E402
+from sorl_core.verifiers import get as get_verifier  # noqa: E402
 
 st.set_page_config(page_title="SORL Lab — scaling study", page_icon="📈", layout="wide")
 
@@ -41,7 +42,7 @@ HELP = {
     "sweep_m": "Euler steps of the shortcut policy to try (sequential test-time scaling).",
     "sweep_n": "Best-of-N candidates to try, ranked by the learned Q at k = M_inf (parallel test-time scaling).",
     "sweep_verifiers": "How best-of-N ranks its candidates; each verifier is its own series. "
-                       + " ".join(f"{k}: {v}." for k, v in VERIFIERS.items()),
+                       + " ".join(f"{k}: {v.description}." for k, v in VERIFIERS.items()),
     "sweep_episodes": "Episodes per (M_inf, N) cell; episode i starts from the same seeded state in every cell. "
                       "Few episodes give wide 95% intervals: `sorl-lab evaluate --episodes 50` for real figures.",
     "sweep_seed": "Seed of the initial states and the sampling noise (same as `sorl-lab evaluate --seed`).",
@@ -136,9 +137,11 @@ def run_one(path: str, bundled_name: str | None, ms: tuple, ns: tuple, episodes:
         st.info(f"This sweep is already loaded (source `{runs[grid_key][0]}`).")
         return
     try:
-        if "target-q" in verifiers and not loaded.agent.has_target_critic:
-            st.error("This checkpoint holds no target critic (an inference-only export), so target-q cannot run; "
-                     "leave it out of the verifiers.")
+        # Only a verifier that needs more than the critic asks the checkpoint what it holds.
+        refusals = [r for v in verifiers if get_verifier(v).needs == "target critic"
+                    and (r := get_verifier(v).unavailable(loaded.agent.has_target_critic))]
+        if refusals:
+            st.error(refusals[0][0].upper() + refusals[0][1:] + ".")
             return
         data = small_sweep(str(loaded.path), loaded.digest, label, ms, ns, episodes, seed, verifiers)
     except Exception:  # the evaluator failing mid-way: a sentence here, the details in the server log

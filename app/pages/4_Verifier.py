@@ -24,7 +24,9 @@ from app import uploads as U  # noqa: E402
 from app import verifier_page as V  # noqa: E402
 from app.messages import plain_message  # noqa: E402
 
+from sorl_core.studies import verifier_report  # noqa: E402
 from sorl_core.verifiers import VERIFIERS  # noqa: E402
+from sorl_core.verifiers import get as get_verifier  # noqa: E402
 
 st.set_page_config(page_title="SORL Lab — verifier", page_icon="🔍", layout="wide")
 
@@ -32,7 +34,7 @@ HELP = {
     "policy": "A bundled OGBench policy (assets/ogbench/<name>/policy.pt), a checkpoint you upload, or the path of "
               "one written by `sorl-lab train --env ...` inside runs/, assets/ or a folder the lab's host allowed "
               "(SORL_LAB_PATHS).",
-    "verifier": "How best-of-N ranks its candidates. " + " ".join(f"{k}: {v}." for k, v in VERIFIERS.items()),
+    "verifier": "How best-of-N ranks its candidates. " + " ".join(f"{k}: {v.description}." for k, v in VERIFIERS.items()),
     "episode": "Which episode of K to play. Episode i of K starts from the same state, with the same sampling noise, "
                "as row i of the rollouts page's table with the same K, seed and configuration.",
     "step": "Move through the episode: the frame, the candidates and the pick at that step.",
@@ -94,9 +96,9 @@ if path is not None:
         st.error(f"Cannot use this checkpoint: {plain_message(exc)}")
     except OSError:
         st.error(f"The file {Path(path).name} could not be read.")
-if loaded is not None and verifier == "target-q" and not loaded.agent.has_target_critic:
-    st.warning("This checkpoint holds no target critic (an inference-only export), so target-q cannot rank its "
-               "candidates: choose another verifier.")
+refusal = None if loaded is None else get_verifier(verifier).unavailable(loaded.agent.has_target_critic)
+if refusal:
+    st.warning(refusal[0].upper() + refusal[1:] + ".")
     loaded = None
 
 settings = (str(path), int(m), int(n), verifier, int(seed), int(episode))
@@ -170,18 +172,14 @@ if not studies:
 else:
     chosen_study = st.selectbox("Study", list(studies), key="vf_study", help=HELP["study"])
     try:
-        cand_rows, state_rows = V.read_study(studies[chosen_study])
+        study = verifier_report.read_study(studies[chosen_study])
     except (OSError, ValueError, KeyError) as exc:
         st.error(f"The study could not be read: {plain_message(exc)}")
     else:
-        summary = V.study_summary(state_rows, V.study_verifiers(cand_rows))
-        st.dataframe([{"verifier": v, **{k: round(x, 3) for k, x in s.items()}} for v, s in summary.items()],
-                     hide_index=True)
-        st.caption(f"{len(state_rows)} states, {len(cand_rows)} candidates. spearman: rank correlation of the score "
-                   "with the true return (1 = perfect ranking); top1_regret: best true return minus the pick's; "
-                   "pick_distance against mean_distance: how far the pick lies from the candidates' median against "
-                   "a random candidate (a pick farther out = the verifier favours outliers).")
-        figs = V.calibration_figures(cand_rows, state_rows)
+        st.dataframe(verifier_report.summary_table(study.summary), hide_index=True)
+        st.caption(f"{len(study.states)} states, {len(study.candidates)} candidates. "
+                   + verifier_report.NOTES + verifier_report.truth_noise_note(study))
+        figs = verifier_report.figures(study)
         # One a row: in half a projector-width row their legends wrap over the axis titles.
         for i, (key, fig) in enumerate(figs):
             st.plotly_chart(fig, key=f"vf_cal_{i}", theme=None, config={"displaylogo": False})

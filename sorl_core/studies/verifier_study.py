@@ -75,9 +75,8 @@ from ..rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
 from ..verifiers import DEFAULT_BETA, VERIFIERS, check_verifier
 from ..verifiers import get as get_verifier
 from ..stats import spearman
+from .verifier_report import METRICS, Study, study_html, summary_csv, summary_rows
 
-METRICS = ("spearman", "top1_regret", "winners_curse_score", "winners_curse_return", "pick_distance",
-           "mean_distance", "pick_return", "pick_success")
 CANDIDATES_CSV, STATES_CSV, SUMMARY_CSV, HTML, CONFIG_JSON = (
     "verifier_candidates.csv", "verifier_states.csv", "verifier_summary.csv", "verifier.html", "verifier_config.json")
 
@@ -465,132 +464,6 @@ def _csv_text(columns: list[str], rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def _float(x) -> float:
-    return float(x) if x not in ("", None) else float("nan")
-
-
-def summary_rows(state_rows: list[dict], verifiers: tuple[str, ...], absent: dict[str, str]) -> list[dict]:
-    """Per verifier: means over states (spearman over the states where it is defined) and the pick's success
-    against the mean candidate's."""
-    rows = []
-    mean_success = np.array([_float(r["mean_success"]) for r in state_rows])
-    for v in verifiers:
-        if v in absent:
-            rows.append({"verifier": v, "absent": absent[v]})
-            continue
-        col = {m: np.array([_float(r[f"{m}_{v}"]) for r in state_rows]) for m in METRICS}
-        defined = ~np.isnan(col["spearman"])
-        rows.append({
-            "verifier": v, "absent": "", "states": len(state_rows), "spearman_states": int(defined.sum()),
-            **{f"mean_{m}": _num(np.nanmean(col[m])) if len(state_rows) and not np.isnan(col[m]).all() else ""
-               for m in METRICS},
-            "mean_candidate_success": _num(np.nanmean(mean_success)) if not np.isnan(mean_success).all() else "",
-        })
-    return rows
-
-
-SUMMARY_COLUMNS = (["verifier", "absent", "states", "spearman_states"] + [f"mean_{m}" for m in METRICS]
-                   + ["mean_candidate_success"])
-
-
-# ----------------------------------------------------------------------------- report
-def study_html(cand_rows: list[dict], state_rows: list[dict], summary: list[dict], verifiers: tuple[str, ...],
-               absent: dict[str, str], title: str) -> str:
-    """Self-contained report (plotly.js inlined once)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    present = [v for v in verifiers if v not in absent]
-    by_state: dict[str, list[dict]] = {}
-    for r in cand_rows:
-        by_state.setdefault(r["state"], []).append(r)
-
-    def z(x: np.ndarray) -> np.ndarray:
-        sd = x.std()
-        return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
-
-    scatter = make_subplots(rows=1, cols=max(1, len(present)), subplot_titles=present, shared_yaxes=True)
-    for c, v in enumerate(present, start=1):
-        xs, ys, px, py = [], [], [], []
-        for rows in by_state.values():
-            sc = np.array([_float(r[f"score_{v}"]) for r in rows])
-            ret = np.array([_float(r["return_mean"]) for r in rows])
-            zx, zy = z(sc), z(ret)
-            xs += list(zx)
-            ys += list(zy)
-            k = int(np.argmax(sc))
-            px.append(zx[k])
-            py.append(zy[k])
-        scatter.add_trace(go.Scattergl(x=xs, y=ys, mode="markers", marker=dict(size=4, color="#9aa5b1", opacity=0.6),
-                                       name="candidate", showlegend=c == 1, legendgroup="c"), row=1, col=c)
-        scatter.add_trace(go.Scattergl(x=px, y=py, mode="markers", marker=dict(size=7, color="#d62728"),
-                                       name="the verifier's pick", showlegend=c == 1, legendgroup="p"), row=1, col=c)
-        scatter.update_xaxes(title_text="score (z per state)", row=1, col=c)
-    scatter.update_yaxes(title_text="true return (z per state)", row=1, col=1)
-    scatter.update_layout(height=380, margin=dict(t=40, b=40), legend=dict(orientation="h", y=-0.25))
-
-    dist = go.Figure()
-    for v in present:
-        vals = [x for x in (_float(r[f"spearman_{v}"]) for r in state_rows) if not math.isnan(x)]
-        dist.add_trace(go.Box(y=vals, name=v, boxpoints="all", jitter=0.4, pointpos=0, boxmean=True))
-    dist.update_layout(height=380, yaxis=dict(title="Spearman ρ (score vs true return)", range=[-1.05, 1.05]),
-                       showlegend=False, margin=dict(t=20))
-
-    summ = {r["verifier"]: r for r in summary if not r.get("absent")}
-    side = make_subplots(rows=1, cols=3, subplot_titles=("success: pick vs mean candidate", "top-1 regret",
-                                                         "distance to the candidates' median"))
-    get = lambda v, key: _float(summ[v].get(key, ""))  # noqa: E731
-    side.add_trace(go.Bar(x=present, y=[get(v, "mean_pick_success") for v in present], name="pick", marker_color="#d62728"), 1, 1)
-    side.add_trace(go.Bar(x=present, y=[get(v, "mean_candidate_success") for v in present], name="mean candidate",
-                          marker_color="#9aa5b1"), 1, 1)
-    side.add_trace(go.Bar(x=present, y=[get(v, "mean_top1_regret") for v in present], name="regret",
-                          marker_color="#1f77b4", showlegend=False), 1, 2)
-    side.add_trace(go.Bar(x=present, y=[get(v, "mean_pick_distance") for v in present], name="pick",
-                          marker_color="#d62728", showlegend=False), 1, 3)
-    side.add_trace(go.Bar(x=present, y=[get(v, "mean_mean_distance") for v in present], name="mean candidate",
-                          marker_color="#9aa5b1", showlegend=False), 1, 3)
-    side.update_layout(height=380, barmode="group", legend=dict(orientation="h", y=-0.25), margin=dict(t=40))
-
-    def esc(s) -> str:
-        return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-    head = ["verifier", "mean spearman (states)", "mean top-1 regret", "winner's curse: score / return",
-            "pick / mean distance", "pick / mean success"]
-    table = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
-    fmt = lambda x: "" if x in ("", None) else f"{float(x):.3f}"  # noqa: E731
-    for r in summary:
-        if r.get("absent"):
-            table.append(f"<tr><td>{esc(r['verifier'])}</td><td colspan='5'>absent: {esc(r['absent'])}</td></tr>")
-            continue
-        table.append(
-            f"<tr><td>{esc(r['verifier'])}</td><td>{fmt(r['mean_spearman'])} ({r['spearman_states']}/{r['states']})</td>"
-            f"<td>{fmt(r['mean_top1_regret'])}</td>"
-            f"<td>{fmt(r['mean_winners_curse_score'])} / {fmt(r['mean_winners_curse_return'])}</td>"
-            f"<td>{fmt(r['mean_pick_distance'])} / {fmt(r['mean_mean_distance'])}</td>"
-            f"<td>{fmt(r['mean_pick_success'])} / {fmt(r['mean_candidate_success'])}</td></tr>")
-    table.append("</table>")
-    notes = ("Each candidate's truth is its counterfactual discounted return: the environment restored exactly at the "
-             "state, the candidate applied, then the continuation policy to the episode's end or the horizon, "
-             "averaged over repeats. Spearman is taken over the candidates of one state (undefined when all their "
-             "returns tie); top-1 regret is the best candidate's return minus the pick's; winner's curse compares the "
-             "pick's score above the candidates' mean with its true return above the mean (Q verifiers: both in "
-             "return units); distances are to the candidates' coordinate-wise median.")
-    rep_std = np.array([_float(r["return_std"]) for r in cand_rows])
-    spread = np.array([np.std([_float(r["return_mean"]) for r in rows]) for rows in by_state.values()])
-    if len(rep_std) and len(spread):
-        notes += (f" Noise in the truth: the mean std of a candidate's return over repeats is {np.nanmean(rep_std):.3g}, "
-                  f"the mean spread (std) of the candidates' mean returns at a state {np.nanmean(spread):.3g}; when the "
-                  "first is not small against the second, more --repeats sharpen every correlation here.")
-    sections = [("Verifier score against true return, standardised per state", scatter),
-                ("Spearman rank correlation per state", dist), ("Verifiers side by side", side)]
-    body = "".join(f"<section><h2>{esc(h)}</h2>{fig.to_html(full_html=False, include_plotlyjs=(i == 0))}</section>"
-                   for i, (h, fig) in enumerate(sections))
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>"
-            "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}</style></head><body>"
-            f"<h1>{esc(title)}</h1><p>{esc(notes)}</p>{''.join(table)}{body}</body></html>")
-
-
 # ----------------------------------------------------------------------------- the study
 def _label(path: str) -> str:
     p = Path(path)
@@ -690,9 +563,9 @@ def run_study(cfg: VerifierStudyConfig) -> StudyResult:
     state_rows.sort(key=lambda r: int(r["state"]))
     cand_rows.sort(key=lambda r: (int(r["state"]), int(r["candidate"])))
     summary = summary_rows(state_rows, verifiers, absent)
-    write_atomic(paths["summary"], _csv_text(SUMMARY_COLUMNS, summary))
+    write_atomic(paths["summary"], summary_csv(summary))
     title = f"Verifiers against counterfactual returns: {_label(cfg.checkpoint)} (M_inf {cfg.m_inf}, N {cfg.n})"
-    write_atomic(paths["html"], study_html(cand_rows, state_rows, summary, verifiers, absent, title))
+    write_atomic(paths["html"], study_html(Study(out, cand_rows, state_rows, present, absent), title))
     return StudyResult(out, paths["cand"], paths["state"], paths["summary"], paths["html"], summary,
                        counters["studied"], counters["env_steps"], counters["policy_calls"],
                        counters["policy_seconds"], counters["rollout_seconds"], time.perf_counter() - t_start)

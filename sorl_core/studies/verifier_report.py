@@ -1,0 +1,289 @@
+"""The verifier study's report, built once: reading a study folder, its per-verifier summary and its figures.
+
+`sorl-lab verifier` writes verifier_summary.csv and verifier.html with these functions, the Verifier page draws the
+same figures from the same summary, and notebook 04 reads studies through `read_study`. (Running the study is
+sorl_core/studies/verifier_study.py.)
+
+One rule for states whose candidates all have the same true return (e.g. every candidate fails within the
+horizon): they rank nothing, so they are left out of the rank correlation (undefined there) and of the
+score-against-truth figure; they still count in regret, success and distances, where a tie is a fact.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+METRICS = ("spearman", "top1_regret", "winners_curse_score", "winners_curse_return", "pick_distance",
+           "mean_distance", "pick_return", "pick_success")
+SUMMARY_COLUMNS = (["verifier", "absent", "states", "spearman_states"] + [f"mean_{m}" for m in METRICS]
+                   + ["mean_candidate_success"])
+# The summary's columns in words a student knows (tables on the page and in the notebook).
+SUMMARY_LABELS = {
+    "mean_spearman": "rank correlation with the truth", "spearman_states": "states ranked",
+    "mean_top1_regret": "top-1 regret", "mean_winners_curse_score": "pick's score above the mean",
+    "mean_winners_curse_return": "pick's true return above the mean", "mean_pick_distance": "pick's distance to the median",
+    "mean_mean_distance": "a candidate's distance to the median", "mean_pick_return": "pick's true return",
+    "mean_pick_success": "pick's success", "mean_candidate_success": "a candidate's success",
+}
+NOTES = ("Each candidate's truth is its counterfactual discounted return: the environment restored exactly at the "
+         "state, the candidate applied, then the continuation policy to the episode's end or the horizon, averaged "
+         "over repeats. The rank correlation (Spearman) is taken over the candidates of one state and left out where "
+         "all their returns tie; top-1 regret is the best candidate's return minus the pick's; the winner's curse "
+         "compares the pick's score above the candidates' mean with its true return above the mean (Q verifiers: "
+         "both in return units); distances are to the candidates' coordinate-wise median.")
+PICK, CANDIDATE, TRUTH = "#d62728", "#9aa5b1", "#1f77b4"  # one colour per thing across the figures
+
+
+@dataclass
+class Study:
+    """A study folder as read: its rows, its present verifiers and the ones a checkpoint could not run."""
+
+    folder: Path
+    candidates: list[dict]
+    states: list[dict]
+    verifiers: list[str]
+    absent: dict[str, str]
+
+    @property
+    def summary(self) -> list[dict]:
+        return summary_rows(self.states, self.verifiers, self.absent)
+
+
+def _float(x) -> float:
+    try:
+        return float(x) if x not in ("", None) else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _num(x: float) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else repr(float(x))
+
+
+def _read(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def read_study(folder: str | Path) -> Study:
+    """A `sorl-lab verifier` output folder (finished or still running); ValueError when it holds no state yet."""
+    folder = Path(folder)
+    cand, states = _read(folder / "verifier_candidates.csv"), _read(folder / "verifier_states.csv")
+    if not cand or not states:
+        raise ValueError(f"{folder.name} holds no finished states yet")
+    verifiers = [c.removeprefix("score_") for c in cand[0] if c.startswith("score_")
+                 and any(r[c] not in ("", None) for r in cand)]
+    absent = {r["verifier"]: r["absent"] for r in _read(folder / "verifier_summary.csv") if r.get("absent")}
+    return Study(folder, cand, states, verifiers, absent)
+
+
+def summary_rows(state_rows: list[dict], verifiers, absent: dict[str, str]) -> list[dict]:
+    """Per verifier (in SUMMARY_COLUMNS): means over states, each over the states where it is defined, and the
+    pick's success against the mean candidate's."""
+    rows = []
+    mean_success = np.array([_float(r.get("mean_success")) for r in state_rows])
+    for v in [*verifiers, *(a for a in absent if a not in verifiers)]:
+        if v in absent:
+            rows.append({"verifier": v, "absent": absent[v]})
+            continue
+        col = {m: np.array([_float(r.get(f"{m}_{v}")) for r in state_rows]) for m in METRICS}
+        rows.append({
+            "verifier": v, "absent": "", "states": len(state_rows),
+            "spearman_states": int((~np.isnan(col["spearman"])).sum()),
+            **{f"mean_{m}": _num(np.nanmean(col[m])) if not np.isnan(col[m]).all() else "" for m in METRICS},
+            "mean_candidate_success": _num(np.nanmean(mean_success)) if not np.isnan(mean_success).all() else "",
+        })
+    return rows
+
+
+def summary_csv(summary: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, SUMMARY_COLUMNS, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(summary)
+    return out.getvalue()
+
+
+def summary_table(summary: list[dict]) -> list[dict]:
+    """The summary of the present verifiers with labelled columns, numbers rounded to 3 places (for tables)."""
+    out = []
+    for r in summary:
+        if r.get("absent"):
+            continue
+        row = {"verifier": r["verifier"]}
+        for key, label in SUMMARY_LABELS.items():
+            value = _float(r.get(key))
+            row[label] = int(value) if key == "spearman_states" and not math.isnan(value) else round(value, 3)
+        out.append(row)
+    return out
+
+
+def _by_state(cand_rows: list[dict]) -> dict[str, list[dict]]:
+    by_state: dict[str, list[dict]] = {}
+    for r in cand_rows:
+        by_state.setdefault(r["state"], []).append(r)
+    return {s: sorted(rows, key=lambda r: int(r["candidate"])) for s, rows in by_state.items()}
+
+
+def regret_by_n(cand_rows: list[dict], verifiers) -> dict[str, dict[int, float]]:
+    """Per verifier: mean over states of the top-1 regret among the first N candidates, N = 2, 4, ... up to all.
+    The candidates of a state are independent draws, so their first N are a best-of-N draw of its own."""
+    by_state = _by_state(cand_rows)
+    total = min((len(rows) for rows in by_state.values()), default=0)
+    out = {v: {} for v in verifiers}
+    for v in verifiers:
+        for n in (2, 4, 8, 16, 32, 64):
+            if n > total:
+                break
+            regrets = []
+            for rows in by_state.values():
+                score = np.array([_float(r[f"score_{v}"]) for r in rows[:n]])
+                truth = np.array([_float(r["return_mean"]) for r in rows[:n]])
+                if np.isfinite(score).all() and np.isfinite(truth).all():
+                    regrets.append(truth.max() - truth[int(np.argmax(score))])
+            out[v][n] = float(np.mean(regrets)) if regrets else float("nan")
+    return out
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / x.std()
+
+
+def calibration_figure(study: Study):
+    """Score against true return, both standardised within each state, one panel per verifier; the pick in red.
+    States whose returns all tie are left out (they rank nothing)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=max(1, len(study.verifiers)), subplot_titles=study.verifiers, shared_yaxes=True)
+    for c, v in enumerate(study.verifiers, start=1):
+        xs, ys, px, py = [], [], [], []
+        for rows in _by_state(study.candidates).values():
+            score = np.array([_float(r[f"score_{v}"]) for r in rows])
+            truth = np.array([_float(r["return_mean"]) for r in rows])
+            if not (np.isfinite(score).all() and np.isfinite(truth).all()) or truth.std() == 0:
+                continue
+            zx = _z(score) if score.std() > 0 else np.zeros_like(score)
+            zy = _z(truth)
+            xs += list(zx)
+            ys += list(zy)
+            k = int(np.argmax(score))
+            px.append(zx[k])
+            py.append(zy[k])
+        fig.add_trace(go.Scattergl(x=xs, y=ys, mode="markers", marker=dict(size=4, color=CANDIDATE, opacity=0.6),
+                                   name="a candidate", showlegend=c == 1, legendgroup="c"), row=1, col=c)
+        fig.add_trace(go.Scattergl(x=px, y=py, mode="markers", marker=dict(size=7, color=PICK),
+                                   name="the verifier's pick", showlegend=c == 1, legendgroup="p"), row=1, col=c)
+        fig.update_xaxes(title_text="score (standardised)", row=1, col=c)
+    fig.update_yaxes(title_text="true return (standardised)", row=1, col=1)
+    fig.update_layout(title="Verifier score against true return, within each state", height=400,
+                      margin=dict(l=60, r=20, t=70, b=40), legend=dict(orientation="h", yanchor="top", y=-0.25, x=0))
+    return fig
+
+
+def spearman_figure(study: Study):
+    """The rank correlation of each verifier's scores with the true returns, one dot per state."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for v in study.verifiers:
+        values = [x for x in (_float(r.get(f"spearman_{v}")) for r in study.states) if not math.isnan(x)]
+        fig.add_trace(go.Box(y=values, name=v, boxpoints="all", jitter=0.4, pointpos=0, boxmean=True,
+                             marker=dict(size=4)))
+    fig.add_hline(y=0, line_dash="dot", line_color="grey")
+    fig.update_layout(title="Rank correlation of score and true return, per state", height=380, showlegend=False,
+                      yaxis=dict(title="Spearman ρ (1 = perfect ranking)", range=[-1.05, 1.05]),
+                      margin=dict(l=60, r=20, t=50, b=40))
+    return fig
+
+
+def side_by_side_figure(study: Study):
+    """Per verifier: the pick's success against a candidate's, top-1 regret, and how far the pick lies from the
+    candidates' median against a candidate (a pick farther out: the verifier favours outliers)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    summary = {r["verifier"]: r for r in study.summary if not r.get("absent")}
+    present = [v for v in study.verifiers if v in summary]
+
+    def get(key):
+        return [_float(summary[v].get(key)) for v in present]
+
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("success", "top-1 regret", "distance to the median"),
+                        horizontal_spacing=0.09)
+    fig.add_trace(go.Bar(x=present, y=get("mean_pick_success"), name="the pick", marker_color=PICK,
+                         legendgroup="pick"), 1, 1)
+    fig.add_trace(go.Bar(x=present, y=get("mean_candidate_success"), name="a candidate", marker_color=CANDIDATE,
+                         legendgroup="cand"), 1, 1)
+    fig.add_trace(go.Bar(x=present, y=get("mean_top1_regret"), name="top-1 regret", marker_color=TRUTH,
+                         showlegend=False), 1, 2)
+    fig.add_trace(go.Bar(x=present, y=get("mean_pick_distance"), name="the pick", marker_color=PICK,
+                         legendgroup="pick", showlegend=False), 1, 3)
+    fig.add_trace(go.Bar(x=present, y=get("mean_mean_distance"), name="a candidate", marker_color=CANDIDATE,
+                         legendgroup="cand", showlegend=False), 1, 3)
+    fig.update_yaxes(range=[0, 1.02], row=1, col=1)
+    fig.update_layout(title="Verifiers side by side", height=380, barmode="group",
+                      margin=dict(l=50, r=20, t=80, b=40), legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
+    return fig
+
+
+def regret_figure(study: Study):
+    """Top-1 regret against N: best-of-N over the first N candidates of each state."""
+    import plotly.graph_objects as go
+
+    by_n = regret_by_n(study.candidates, study.verifiers)
+    fig = go.Figure()
+    for i, v in enumerate(study.verifiers):
+        # markers of different sizes, so a verifier whose line lies under another's still shows
+        fig.add_trace(go.Scatter(x=list(by_n[v]), y=list(by_n[v].values()), mode="lines+markers", name=v,
+                                 marker=dict(size=11 - 1.5 * i), line=dict(width=2)))
+    fig.update_layout(title="Top-1 regret against N", height=360, margin=dict(l=60, r=20, t=50, b=40),
+                      xaxis=dict(title="N (the first N candidates of each state)", type="log",
+                                 tickvals=list(next(iter(by_n.values()), {}))),
+                      yaxis_title="mean top-1 regret", legend=dict(orientation="h", yanchor="top", y=-0.3, x=0))
+    return fig
+
+
+def figures(study: Study) -> list[tuple[str, object]]:
+    """(name, figure) of the report, in its order."""
+    return [("calibration", calibration_figure(study)), ("spearman", spearman_figure(study)),
+            ("side by side", side_by_side_figure(study)), ("regret against N", regret_figure(study))]
+
+
+def truth_noise_note(study: Study) -> str:
+    """How noisy the truth is (repeats), against how much candidates differ."""
+    rep_std = np.array([_float(r.get("return_std")) for r in study.candidates])
+    spread = np.array([np.std([_float(r["return_mean"]) for r in rows]) for rows in _by_state(study.candidates).values()])
+    if not len(rep_std) or np.isnan(rep_std).all():
+        return ""
+    return (f" Noise in the truth: the mean std of a candidate's return over repeats is {np.nanmean(rep_std):.3g}, "
+            f"the mean spread (std) of the candidates' mean returns at a state {np.nanmean(spread):.3g}; when the first "
+            "is not small against the second, more --repeats sharpen every correlation here.")
+
+
+def study_html(study: Study, title: str) -> str:
+    """Self-contained report (plotly.js inlined once): the notes, the summary table and the figures."""
+    def esc(s) -> str:
+        return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+    table = summary_table(study.summary)
+    head = list(table[0]) if table else ["verifier"]
+    rows = ["<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"]
+    rows += ["<tr>" + "".join(f"<td>{esc(r[h])}</td>" for h in head) + "</tr>" for r in table]
+    rows += [f"<tr><td>{esc(v)}</td><td colspan='{len(head) - 1}'>absent: {esc(why)}</td></tr>"
+             for v, why in study.absent.items()]
+    rows.append("</table>")
+    body = "".join(f"<section>{fig.to_html(full_html=False, include_plotlyjs=(i == 0))}</section>"
+                   for i, (_, fig) in enumerate(figures(study)))
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>"
+            "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}</style></head><body>"
+            f"<h1>{esc(title)}</h1><p>{esc(NOTES + truth_noise_note(study))}</p>{''.join(rows)}{body}</body></html>")
