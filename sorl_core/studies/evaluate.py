@@ -11,9 +11,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .. import budgets
-from ..checkpoint import CheckpointError, load_agent
+from ..checkpoint import CheckpointError, checkpoint_label, load_agent
 from ..io import write_atomic
 from ..rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
+from .sweep_report import sweep_html
 from .sweep_schema import SWEEP_COLUMNS
 from ..verifiers import DEFAULT_BETA, check_verifier
 
@@ -50,11 +51,6 @@ class EvaluateConfig:
     """Where the policy runs: auto, cpu or cuda."""
     progress: bool = True
     """Show a progress bar over episodes."""
-
-
-def checkpoint_label(path: str | Path) -> str:
-    path = Path(path)
-    return path.parent.name if path.stem == "checkpoint" else path.stem
 
 
 def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | None = None) -> list[dict]:
@@ -125,89 +121,6 @@ def sweep_csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def series_label(row: dict, several_verifiers: bool) -> str:
-    """What a line of the sweep plots is: the checkpoint, and its verifier when the rows hold several."""
-    return f"{row['checkpoint']} · {row.get('verifier', 'q')}" if several_verifiers else str(row["checkpoint"])
-
-
-def is_adaptive(row: dict) -> bool:
-    """An adaptive rule's row: a non-empty `adaptive` cell (pandas reads an empty one as NaN, csv as "")."""
-    value = row.get("adaptive")
-    return isinstance(value, str) and value.strip() != ""
-
-
-def sweep_figures(rows: list[dict]):
-    """(grid heatmap, success-vs-compute) Plotly figures for one or more checkpoints' (and verifiers') rows."""
-    import plotly.graph_objects as go
-
-    several = len({r.get("verifier", "q") for r in rows}) > 1
-    rules = [r for r in rows if is_adaptive(r)]
-    rows = [r for r in rows if not is_adaptive(r)]  # the fixed grid; adaptive rows are points on the compute plot
-    labels = list(dict.fromkeys(series_label(r, several) for r in rows))
-    first = [r for r in rows if series_label(r, several) == labels[0]]
-    ms = sorted({int(r["m_inf"]) for r in first})
-    ns = sorted({int(r["n"]) for r in first})
-    cell = {(int(r["m_inf"]), int(r["n"])): float(r["success_rate"]) for r in first}
-    z = [[cell.get((m, n)) for n in ns] for m in ms]
-    grid = go.Figure(go.Heatmap(
-        z=z, x=[str(n) for n in ns], y=[str(m) for m in ms], zmin=0, zmax=1, colorscale="Viridis",
-        text=[[f"{v:.0%}" if v is not None else "" for v in row] for row in z], texttemplate="%{text}",
-        colorbar=dict(title="success"), hovertemplate="M_inf=%{y}, N=%{x}: %{z:.0%}<extra></extra>"))
-    grid.update_layout(title=f"Success over M_inf x N — {labels[0]}", xaxis_title="N (best-of-N)",
-                       yaxis_title="M_inf (Euler steps)", width=520, height=440)
-
-    compute = go.Figure()
-    for label in labels:
-        mine = [r for r in rows if series_label(r, several) == label]
-        for n in sorted({int(r["n"]) for r in mine}):
-            line = sorted((r for r in mine if int(r["n"]) == n), key=lambda r: float(r["network_calls"]))
-            y = [float(r["success_rate"]) for r in line]
-            compute.add_trace(go.Scatter(
-                x=[float(r["network_calls"]) for r in line], y=y, mode="lines+markers",
-                name=f"{label} · N={n}" if len(labels) > 1 else f"N={n}",
-                text=[f"M_inf={int(r['m_inf'])}" for r in line],
-                error_y=dict(type="data", symmetric=False,
-                             array=[float(r["success_ci_high"]) - v for r, v in zip(line, y)],
-                             arrayminus=[v - float(r["success_ci_low"]) for r, v in zip(line, y)]),
-                hovertemplate="%{text}, calls=%{x}: %{y:.0%}<extra>%{fullData.name}</extra>"))
-    for r in rules:
-        y = float(r["success_rate"])
-        name = f"{series_label(r, several)} · {r['adaptive']}" if len(labels) > 1 or several else str(r["adaptive"])
-        compute.add_trace(go.Scatter(
-            x=[float(r["network_calls"])], y=[y], mode="markers", name=name, marker=dict(symbol="star", size=13),
-            error_y=dict(type="data", symmetric=False, array=[float(r["success_ci_high"]) - y],
-                         arrayminus=[y - float(r["success_ci_low"])]),
-            hovertemplate=f"{name}, mean calls=%{{x:.2f}}: %{{y:.0%}}<extra>adaptive</extra>"))
-    compute.update_layout(title="Success against compute (network calls per action; 95% Wilson intervals)",
-                          xaxis=dict(type="log", title="network calls per action (M_inf x N + N critic calls; "
-                                                         "stars: adaptive rules, mean calls)"),
-                          yaxis=dict(title="success rate", range=[-0.02, 1.02]), width=760, height=440)
-    return grid, compute
-
-
-def sweep_html(rows: list[dict]) -> str:
-    """A self-contained interactive report (plotly.js inlined, opens offline)."""
-    grid, compute = sweep_figures(rows)
-    env = rows[0]["env"] if rows else ""
-    table = "".join(
-        f"<tr><td>{r['checkpoint']}</td><td>{r['adaptive'] if is_adaptive(r) else ''}</td><td>{r['m_inf']}</td><td>{r['n']}</td>"
-        f"<td>{r.get('verifier', 'q')}</td>"
-        f"<td>{float(r['success_rate']):.0%}</td>"
-        f"<td>[{float(r['success_ci_low']):.0%}, {float(r['success_ci_high']):.0%}]</td><td>{float(r['mean_return']):.1f}</td>"
-        f"<td>{float(r['mean_length']):.0f}</td><td>{r['network_calls']}</td><td>{float(r['ms_per_action']):.2f}</td></tr>"
-        for r in rows)
-    head = "<tr><th>checkpoint</th><th>adaptive</th><th>M_inf</th><th>N</th><th>verifier</th><th>success</th><th>95% CI</th><th>return</th><th>length</th><th>calls/action</th><th>ms/action</th></tr>"
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>SORL Lab sweep</title>"
-        "<style>body{font-family:sans-serif;margin:24px} td,th{padding:2px 10px;text-align:right}</style></head><body>"
-        f"<h2>Test-time scaling sweep — {env}</h2>"
-        f"<p>{rows[0]['episodes'] if rows else 0} episodes per cell from the same seeded initial states (seed {rows[0]['seed'] if rows else ''}).</p>"
-        + grid.to_html(full_html=False, include_plotlyjs=True)
-        + compute.to_html(full_html=False, include_plotlyjs=False)
-        + f"<table>{head}{table}</table></body></html>"
-    )
-
-
 def evaluate(cfg: EvaluateConfig) -> tuple[Path, Path]:
     """Run the sweep and write sweep.csv and sweep.html; returns their paths."""
     rows = run_sweep(cfg)
@@ -215,5 +128,5 @@ def evaluate(cfg: EvaluateConfig) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     csv_path, html_path = out / "sweep.csv", out / "sweep.html"
     write_atomic(csv_path, sweep_csv(rows))
-    write_atomic(html_path, sweep_html(rows))
+    write_atomic(html_path, sweep_html(sweep_csv(rows)))
     return csv_path, html_path

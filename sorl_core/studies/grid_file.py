@@ -15,7 +15,8 @@ from pathlib import Path
 
 from ..ogbench_train import EnvTrainConfig, default_env_config
 from ..train import ToyTrainConfig
-from .evaluate import EvaluateConfig, checkpoint_label
+from ..checkpoint import checkpoint_label
+from .evaluate import EvaluateConfig
 from .grid_options import convert, fails, is_tuple, option_types, shown
 
 if sys.version_info >= (3, 11):

@@ -1,0 +1,460 @@
+"""A test-time-scaling sweep as a report, built once: reading and checking a sweep CSV, naming its series, the
+M_inf x N grid, the compute-optimal cell under a budget, several training seeds, and the two figures.
+
+`sorl-lab evaluate` writes sweep.html with these figures and the Scaling page draws the same ones (app/scaling_page.py
+adds only where sweeps are found and how a small sweep is run from the page).
+
+A sweep CSV has one row per (checkpoint, m_inf, n) cell, with the columns of
+``sorl_core.studies.sweep_schema.SWEEP_COLUMNS`` (written by the evaluator), and one per adaptive rule (column `adaptive`
+not empty; its calls are means, not whole numbers): those are points on the compute plot, not grid cells.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from ..verifiers import VERIFIERS
+from .sweep_schema import COLUMN_DEFAULTS, SWEEP_COLUMNS, best_within_budget, recipe
+
+TEXT_COLUMNS = ("checkpoint", "env", "verifier", "adaptive", "train_seed")
+MEAN_COLUMNS = ("actor_calls", "critic_calls", "network_calls")  # whole numbers except in adaptive rows
+NUMERIC_COLUMNS = tuple(c for c in SWEEP_COLUMNS if c not in TEXT_COLUMNS)
+INTEGER_COLUMNS = ("m_btt", "m_inf", "n", "episodes", "successes", "actor_calls", "critic_calls", "network_calls", "seed")
+FRACTION_COLUMNS = ("success_rate", "success_ci_low", "success_ci_high")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+DASHES = ("solid", "dash", "dot", "dashdot")
+SYMBOLS = ("circle", "square", "diamond", "triangle-up")
+OPTIMAL_COLOR = "#ffd700"
+
+
+class SweepError(ValueError):
+    """A sweep CSV that cannot be used; the message says what is wrong, for the user."""
+
+
+def _value(v) -> str:
+    """A cell as a person reads it: text quoted ('abc'), numbers plain (0, 1.5), never numpy's np.int64(0)."""
+    if isinstance(v, str):
+        return repr(v)
+    return f"{float(v):g}" if isinstance(v, (float, np.floating)) else str(v)
+
+
+def _rows(mask: pd.Series, values: pd.Series | None = None, limit: int = 3) -> str:
+    """'line 3 ('abc'), line 7 (0)' for the first bad rows; line numbers count the header as line 1."""
+    idx = list(mask[mask].index[:limit])
+    parts = [f"line {i + 2}" + ("" if values is None else f" ({_value(values[i])})") for i in idx]
+    more = int(mask.sum()) - len(idx)
+    return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
+
+
+def parse_sweep(data: bytes, name: str = "sweep.csv") -> pd.DataFrame:
+    """Read and check a sweep CSV; raises SweepError naming every problem found (columns, values, duplicates)."""
+    try:
+        raw = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise SweepError(f"{name} is empty: expected a header with the columns {', '.join(SWEEP_COLUMNS)}.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise SweepError(f"{name} is not a readable CSV file: {exc}") from None
+    raw.columns = [str(c).strip() for c in raw.columns]
+    for col, default in COLUMN_DEFAULTS.items():  # older files: the column did not exist yet
+        if col not in raw.columns and not raw.empty:
+            raw[col] = default
+    missing = [c for c in SWEEP_COLUMNS if c not in raw.columns]
+    if missing:
+        raise SweepError(f"{name} lacks the column(s) {', '.join(missing)}. A sweep CSV has the columns "
+                         f"{', '.join(SWEEP_COLUMNS)} (sorl_core/studies/sweep_schema.py).")
+    if raw.empty:
+        raise SweepError(f"{name} has the right header but no rows.")
+    df = raw[list(SWEEP_COLUMNS)].copy()
+    df["adaptive"] = df["adaptive"].str.strip()
+    fixed_rows = df["adaptive"] == ""
+    problems = []
+    for col in NUMERIC_COLUMNS:
+        text = df[col].str.strip()
+        num = pd.to_numeric(text, errors="coerce")
+        bad = num.isna() | ~np.isfinite(num.astype(float))
+        if bad.any():
+            problems.append(f"column {col} must hold finite numbers: {_rows(bad, text)}")
+            continue
+        fraction = num != num.round()
+        if col in MEAN_COLUMNS:
+            fraction &= fixed_rows
+        if col in INTEGER_COLUMNS and fraction.any():
+            problems.append(f"column {col} must hold whole numbers: {_rows(fraction, text)}")
+            continue
+        whole = col in INTEGER_COLUMNS and not (col in MEAN_COLUMNS and (num != num.round()).any())
+        df[col] = num.astype("int64") if whole else num.astype(float)
+    if problems:
+        raise SweepError(f"{name}: " + "; ".join(problems) + ".")
+    for col in ("m_inf", "n", "episodes"):
+        if (df[col] < 1).any():
+            problems.append(f"{col} must be at least 1: {_rows(df[col] < 1, df[col])}")
+    for col in FRACTION_COLUMNS:
+        out = (df[col] < 0) | (df[col] > 1)
+        if out.any():
+            problems.append(f"{col} must lie in [0, 1]: {_rows(out, df[col])}")
+    outside = (df.success_ci_low > df.success_rate + 1e-6) | (df.success_ci_high < df.success_rate - 1e-6)
+    if outside.any():
+        problems.append(f"success_rate lies outside [success_ci_low, success_ci_high]: {_rows(outside)}")
+    if (df.network_calls < 1).any():
+        problems.append(f"network_calls must be at least 1: {_rows(df.network_calls < 1, df.network_calls)}")
+    df["train_seed"] = df["train_seed"].str.strip()
+    not_seed = (df["train_seed"] != "") & ~df["train_seed"].str.fullmatch(r"\d+")
+    if not_seed.any():
+        problems.append(f"column train_seed must be empty or a whole number: {_rows(not_seed, df['train_seed'])}")
+    df["verifier"] = df["verifier"].str.strip().replace("", COLUMN_DEFAULTS["verifier"])  # blank: the default
+    unknown = ~df["verifier"].isin(list(VERIFIERS))
+    if unknown.any():
+        problems.append(f"column verifier must name one of {', '.join(VERIFIERS)}: {_rows(unknown, df['verifier'])}")
+    dup = df.duplicated(["checkpoint", "m_btt", "m_inf", "n", "verifier", "adaptive", "train_seed"], keep="first")
+    if dup.any():
+        problems.append("the same (checkpoint, m_btt, m_inf, n, verifier, train_seed) cell appears twice: " + _rows(dup)
+                        + " (one row per cell; sweeps with other evaluation seeds belong in separate files)")
+    if problems:
+        raise SweepError(f"{name}: " + "; ".join(problems) + ".")
+    df["checkpoint"] = df["checkpoint"].str.strip()
+    return df
+
+
+def base_name(checkpoint: str, m_btt, verifier: str = "q") -> str:
+    """What a series is called when no other loaded series has the same checkpoint, M_BTT and verifier."""
+    return f"{checkpoint} (M_BTT={int(m_btt)})" + ("" if verifier == "q" else f" · {verifier}")
+
+
+def name_series(keys: Sequence[tuple], registry: dict) -> dict:
+    """Stable, unique names for series; `registry` ({key: name}, kept by the caller across reruns) is updated.
+
+    A key is (source key, checkpoint, m_btt, verifier). A name never changes while its series stays loaded: a newcomer
+    whose base name is taken gets "base (2)", "base (3)", ... (the smallest free one). Keys no longer loaded
+    are dropped, so their names are free again.
+    """
+    for gone in [k for k in registry if k not in keys]:
+        del registry[gone]
+    for key in keys:
+        if key in registry:
+            continue
+        taken, base = set(registry.values()), base_name(*key[1:])
+        name, i = base, 2
+        while name in taken:
+            name, i = f"{base} ({i})", i + 1
+        registry[key] = name
+    return registry
+
+
+def combine(frames: Sequence[tuple], registry: dict | None = None) -> pd.DataFrame:
+    """Stack checked sweeps; adds `source` (the file) and `series` (what a line is: checkpoint and its M_BTT).
+
+    frames: (source, df) or (source, key, df); `key` tells loaded files apart across reruns (a bundled path, an
+    upload's id), by default the source and how often it occurred. Series names come from name_series, so two
+    loaded files never merge into one line, and a name once shown does not change when another file arrives.
+    """
+    registry = {} if registry is None else registry
+    parts, seen = [], {}
+    for item in frames:
+        name, key, df = (item[0], None, item[1]) if len(item) == 2 else item
+        seen[name] = seen.get(name, 0) + 1
+        key = key if key is not None else f"{name}#{seen[name]}"
+        d = df.copy()
+        d.insert(0, "source", name)
+        d.insert(1, "series", [(key, c, int(m), v) for c, m, v in zip(d["checkpoint"], d["m_btt"], d["verifier"])])
+        parts.append(d)
+    if not parts:
+        registry.clear()
+        return pd.DataFrame(columns=["source", "series", *SWEEP_COLUMNS])
+    out = pd.concat(parts, ignore_index=True)
+    name_series(list(dict.fromkeys(out["series"])), registry)
+    out["series"] = [registry[k] for k in out["series"]]  # (Series.map would read tuple keys as a MultiIndex)
+    return out
+
+
+def series_order(df: pd.DataFrame) -> list[str]:
+    """Series in order of first appearance."""
+    return list(dict.fromkeys(df["series"]))
+
+
+def fixed(df: pd.DataFrame) -> pd.DataFrame:
+    """The fixed (M_inf, N) grid cells: rows of no adaptive rule (every row of a file without the column)."""
+    return df[df["adaptive"] == ""] if "adaptive" in df else df
+
+
+def grid(df: pd.DataFrame, value: str = "success_rate") -> tuple[list[int], list[int], np.ndarray]:
+    """(m values, n values, z) for one series: z[i, j] is `value` at M_inf = m[i], N = n[j] (NaN: not measured)."""
+    df = fixed(df)
+    ms, ns = sorted(df.m_inf.unique().tolist()), sorted(df.n.unique().tolist())
+    z = np.full((len(ms), len(ns)), np.nan)
+    for r in df.itertuples(index=False):
+        z[ms.index(r.m_inf), ns.index(r.n)] = getattr(r, value)
+    return ms, ns, z
+
+
+def budget_options(df: pd.DataFrame) -> list[int]:
+    """The network-call counts that occur in the sweep: the budgets worth offering."""
+    return sorted(int(v) for v in fixed(df).network_calls.unique())
+
+
+def compute_optimal(df: pd.DataFrame, budget: float) -> dict | None:
+    """The cell with the highest success rate among those with network_calls <= budget.
+
+    Ties go to fewer network calls, then fewer Euler steps. None when no cell fits the budget.
+    """
+    return best_within_budget(fixed(df).to_dict("records"), budget)
+
+
+# --------------------------------------------------------------------------- several training seeds
+# What series can be told apart by: the name the page shows -> the column (`recipe` is added by across_seeds).
+AXES = {"recipe": "recipe", "M_BTT": "m_btt", "verifier": "verifier", "environment": "env", "training seed": "train_seed"}
+
+
+def _with_recipe(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(recipe=[recipe(c) for c in df["checkpoint"]])
+
+
+def has_seed_spread(df: pd.DataFrame) -> bool:
+    """Whether some recipe (same name, environment, M_BTT and verifier) was measured for several training seeds."""
+    d = _with_recipe(df[df["train_seed"] != ""]) if "train_seed" in df else df.iloc[:0]
+    return not d.empty and bool((d.groupby(["recipe", "env", "m_btt", "verifier"])["train_seed"].nunique() > 1).any())
+
+
+def varying_axes(df: pd.DataFrame) -> list[str]:
+    """The axes (keys of AXES) that take more than one value among the loaded rows."""
+    d = _with_recipe(df)
+    return [name for name, col in AXES.items() if d[col].astype(str).nunique() > 1]
+
+
+def _axis_text(name: str, value) -> str:
+    return {"M_BTT": f"M_BTT={value}", "training seed": f"seed {value}"}.get(name, str(value))
+
+
+def across_seeds(df: pd.DataFrame, compare: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One series per value of the `compare` axes; rows that differ only in the other axes (training seeds, mostly)
+    are its members, averaged cell by cell.
+
+    Returns (table, members). `table` has the figures' columns: success_rate is the members' mean and
+    success_ci_low / success_ci_high their lowest and highest rate (the spread across members, not an interval),
+    episodes their sum, and `members` how many were measured at the cell. `members` holds the member rows, with
+    `series` and `member` (e.g. "seed 1") set, for one thin line per member.
+    """
+    d = _with_recipe(df)
+    others = [n for n in varying_axes(df) if n not in compare]
+    if compare:
+        d["series"] = [" · ".join(_axis_text(n, v) for n, v in zip(compare, vals))
+                       for vals in zip(*(d[AXES[n]] for n in compare))]
+    else:  # nothing compared: one series, named like a checkpoint when everything but the members agrees
+        alike = all(d[c].nunique() == 1 for c in ("recipe", "m_btt", "verifier"))
+        d["series"] = base_name(d.recipe.iloc[0], d.m_btt.iloc[0], d.verifier.iloc[0]) if alike else "all loaded sweeps"
+    d["member"] = [" · ".join(_axis_text(n, v) for n, v in zip(others, vals)) or "the only one"
+                   for vals in zip(*(d[AXES[n]] for n in others))] if others else "the only one"
+    cell = ["series", "m_inf", "n", "adaptive"]
+    first = d.groupby(cell, sort=False).first().reset_index()
+    stats = d.groupby(cell, sort=False).agg(
+        success_rate=("success_rate", "mean"), success_ci_low=("success_rate", "min"),
+        success_ci_high=("success_rate", "max"), episodes=("episodes", "sum"), members=("member", "nunique"),
+        network_calls=("network_calls", "mean")).reset_index()
+    stats["network_calls"] = stats["network_calls"].round(4)  # whole numbers stay whole; adaptive rows are means
+    table = first.drop(columns=["success_rate", "success_ci_low", "success_ci_high", "episodes", "network_calls"])
+    table = table.merge(stats, on=cell, sort=False)
+    return table, d
+
+
+# --------------------------------------------------------------------------- figures
+def _pow2_ticks(values) -> list[int]:
+    hi = max([float(v) for v in values] + [1.0])
+    return [2**i for i in range(int(np.ceil(np.log2(hi))) + 1)]
+
+
+def _key_entry(name: str, group: str, **style) -> go.Scatter:
+    """A legend-only entry (no data): says what a colour or a dash means."""
+    return go.Scatter(x=[None], y=[None], mode=style.pop("mode", "lines+markers"), name=name, legendgroup=group,
+                      showlegend=True, hoverinfo="skip", **style)
+
+
+def compute_figure(df: pd.DataFrame, group_by: str = "n", budget: float | None = None,
+                   picks: dict | None = None, members: pd.DataFrame | None = None) -> go.Figure:
+    """Success rate against network calls per action (log x), 95% CI as error bars.
+
+    One line per N (group_by="n": M_inf grows along it) or per M_inf ("m"), for every series (checkpoint).
+    One series: colour = the N or M value. Several: colour = the series, dash and marker = the N or M value,
+    and the legend (below the plot) names each colour and each dash once instead of every line: with three
+    series that is 3 + 3 entries rather than 9. `budget` draws a vertical line, `picks` ({series: row}) a star
+    on each series' compute-optimal cell.
+    """
+    if group_by not in ("n", "m"):
+        raise ValueError(f"group_by must be 'n' or 'm', not {group_by!r}")
+    key, along, short = ("n", "m_inf", "N") if group_by == "n" else ("m_inf", "n", "M_inf")
+    series = series_order(df)
+    rules = df[df["adaptive"] != ""] if "adaptive" in df else df.iloc[:0]
+    df = fixed(df)
+    values = sorted(df[key].unique().tolist())
+    several = len(series) > 1
+    fig = go.Figure()
+    for si, s in enumerate(series):
+        for vi, v in enumerate(values):
+            line = df[(df.series == s) & (df[key] == v)].sort_values(along)
+            if line.empty:
+                continue
+            color = PALETTE[si % len(PALETTE)] if several else PALETTE[vi % len(PALETTE)]
+            fig.add_trace(go.Scatter(
+                x=line.network_calls.tolist(), y=line.success_rate.tolist(), mode="lines+markers",
+                name=f"{s} · {short} = {v}" if several else f"{short} = {v}", legendgroup=s if several else None,
+                showlegend=not several,  # several series: the key entries below name colours and dashes
+                line=dict(color=color, dash=DASHES[vi % len(DASHES)] if several else "solid"),
+                marker=dict(symbol=SYMBOLS[vi % len(SYMBOLS)] if several else "circle", size=8),
+                error_y=dict(type="data", symmetric=False,
+                             array=(line.success_ci_high - line.success_rate).tolist(),
+                             arrayminus=(line.success_rate - line.success_ci_low).tolist(), thickness=1.2, width=4),
+                customdata=line[["m_inf", "n", "episodes", "success_ci_low", "success_ci_high"]].values.tolist(),
+                hovertemplate=f"{s}<br>M_inf=%{{customdata[0]}}, N=%{{customdata[1]}}<br>calls/action=%{{x}}<br>"
+                              + ("mean success=%{y:.3f}, members from %{customdata[3]:.3f} to %{customdata[4]:.3f}"
+                                 if members is not None else
+                                 "success=%{y:.3f} [%{customdata[3]:.3f}, %{customdata[4]:.3f}]")
+                              + "<br>%{customdata[2]} episodes<extra></extra>",
+            ))
+            if members is None:
+                continue
+            own = fixed(members)
+            own = own[(own.series == s) & (own[key] == v)]
+            for m in dict.fromkeys(own.member):
+                one = own[own.member == m].sort_values(along)
+                fig.add_trace(go.Scatter(
+                    x=one.network_calls.tolist(), y=one.success_rate.tolist(), mode="lines",
+                    name=f"{s + ' · ' if several else ''}{short} = {v} · {m}", legendgroup=s if several else None,
+                    showlegend=False,
+                    line=dict(color=color, width=1, dash=DASHES[vi % len(DASHES)] if several else "solid"),
+                    opacity=0.45, hovertemplate=f"{s} · {m}<br>calls/action=%{{x}}<br>success=%{{y:.3f}}<extra></extra>"))
+    for r in rules.itertuples(index=False):  # adaptive rules: one point each, at their mean calls
+        si = series.index(r.series) if r.series in series else 0
+        fig.add_trace(go.Scatter(
+            x=[r.network_calls], y=[r.success_rate], mode="markers",
+            name=f"{r.series} · {r.adaptive}" if several else f"adaptive {r.adaptive}",
+            legendgroup=r.series if several else None,
+            marker=dict(symbol="hexagram", size=13, color=PALETTE[si % len(PALETTE)] if several else "#333",
+                        line=dict(width=1, color="white")),
+            error_y=dict(type="data", symmetric=False, array=[r.success_ci_high - r.success_rate],
+                         arrayminus=[r.success_rate - r.success_ci_low], thickness=1.2, width=4),
+            hovertemplate=f"{r.series}<br>adaptive {r.adaptive}<br>mean calls/action=%{{x:.2f}}<br>"
+                          f"success=%{{y:.3f}} [{r.success_ci_low:.3f}, {r.success_ci_high:.3f}]"
+                          f"<br>{r.episodes} episodes<extra></extra>"))
+    if several:  # the key: one entry per series (clicking it hides the series), one per dash
+        for si, s in enumerate(series):
+            fig.add_trace(_key_entry(s, s, line=dict(color=PALETTE[si % len(PALETTE)], width=3), mode="lines"))
+        for vi, v in enumerate(values):
+            fig.add_trace(_key_entry(f"{short} = {v}", f"key {short} = {v}",
+                                     line=dict(color="#555", dash=DASHES[vi % len(DASHES)]),
+                                     marker=dict(symbol=SYMBOLS[vi % len(SYMBOLS)], size=8, color="#555")))
+    if members is not None and fixed(members).member.nunique() > 1:
+        fig.add_trace(_key_entry("thin lines: one per member (seed)", "key members", mode="lines",
+                                 line=dict(color="#999", width=1)))
+    if budget is not None:
+        fig.add_trace(go.Scatter(x=[budget, budget], y=[0, 1], mode="lines", name=f"budget: {budget:g} calls",
+                                 line=dict(color="#888", dash="dash", width=1.5), hoverinfo="skip"))
+    star = dict(symbol="star", size=18, color=OPTIMAL_COLOR, line=dict(width=1, color="black"))
+    for s, row in (picks or {}).items():
+        if row is not None:
+            fig.add_trace(go.Scatter(
+                x=[row["network_calls"]], y=[row["success_rate"]], mode="markers",
+                name=f"compute-optimal{' · ' + s if several else ''}: M_inf={row['m_inf']}, N={row['n']}",
+                legendgroup=s if several else None, showlegend=not several, marker=star,
+                hovertemplate=(f"{s}<br>" if several else "") + "compute-optimal under the budget<br>"
+                              "calls/action=%{x}<br>success=%{y:.3f}<extra></extra>",
+            ))
+    if several and any(row is not None for row in (picks or {}).values()):
+        fig.add_trace(_key_entry("compute-optimal", "key compute-optimal", mode="markers", marker=star))
+    ticks = _pow2_ticks(list(df.network_calls) + list(rules.network_calls))
+    # The legend sits under the plot and pushes the bottom margin down as it grows; grow the figure with it, so
+    # the plot keeps its height and the legend stays clear of the x-axis title (one entry a row at 1024 px).
+    entries = sum(1 for t in fig.data if t.showlegend is not False)
+    fig.update_layout(
+        title=dict(text=("Sequential scaling: one line per N, more Euler steps along it" if group_by == "n"
+                         else "Parallel scaling: one line per M_inf, more candidates along it"),
+                   x=0.0, xanchor="left", font=dict(size=15)),
+        height=520 + 20 * max(0, entries - 6), margin=dict(l=60, r=20, t=50, b=40),
+        # Below the plot, left-aligned and wrapping: never over the title or the curves, at any width.
+        legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.22, yanchor="top"),
+        xaxis=dict(title="network calls per action (actor M_inf·N + critic N when N > 1), log scale", type="log",
+                   tickvals=ticks, ticktext=[str(t) for t in ticks]),
+        yaxis=dict(title="success rate (95% Wilson CI)" if members is None else
+                   "mean success rate (bars: lowest to highest member)", range=[-0.03, 1.03]),
+    )
+    return fig
+
+
+def heatmap_figure(df: pd.DataFrame, title: str, budget: float | None = None, pick: dict | None = None,
+                   spread: bool = False) -> go.Figure:
+    """Success rate over the M_inf x N grid of one series, numbers in the cells (`spread`: means over members,
+    whose lowest and highest rates the hover gives).
+
+    Cells over `budget` are greyed by a second heatmap trace ("over budget"); `pick` gets a star.
+    """
+    ms, ns, z = grid(df)
+    _, _, calls = grid(df, "network_calls")
+    _, _, lo = grid(df, "success_ci_low")
+    _, _, hi = grid(df, "success_ci_high")
+    xs, ys = [str(v) for v in ns], [str(v) for v in ms]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=xs, y=ys, name="success rate", zmin=0, zmax=1, colorscale="Viridis",
+        colorbar=dict(title=dict(text="success"), thickness=12),
+        texttemplate="%{z:.2f}", textfont=dict(size=13),
+        customdata=np.dstack([calls, lo, hi]),
+        hovertemplate="M_inf=%{y}, N=%{x}<br>"
+                      + ("mean success=%{z:.3f}, members from %{customdata[1]:.3f} to %{customdata[2]:.3f}" if spread
+                         else "success=%{z:.3f} [%{customdata[1]:.3f}, %{customdata[2]:.3f}]")
+                      + "<br>calls/action=%{customdata[0]}<extra></extra>",
+    ))
+    if budget is not None:
+        over = np.where(np.isfinite(calls) & (calls > budget), 1.0, np.nan)
+        fig.add_trace(go.Heatmap(z=over, x=xs, y=ys, name="over budget", zmin=0, zmax=1, showscale=False,
+                                 colorscale=[[0, "rgba(70,70,70,0.72)"], [1, "rgba(70,70,70,0.72)"]],
+                                 hovertemplate="over the budget of " + f"{budget:g}" + " calls<extra></extra>"))
+    if pick is not None:  # a gold frame around the cell (its number stays readable); the trace carries the hover
+        i, j = ms.index(pick["m_inf"]), ns.index(pick["n"])
+        fig.add_shape(type="rect", x0=j - 0.47, x1=j + 0.47, y0=i - 0.45, y1=i + 0.45, xref="x", yref="y",
+                      line=dict(color=OPTIMAL_COLOR, width=4), name="compute-optimal")
+        fig.add_trace(go.Scatter(x=[str(pick["n"])], y=[str(pick["m_inf"])], mode="markers", name="compute-optimal",
+                                 marker=dict(size=30, opacity=0), showlegend=False,
+                                 hovertemplate="compute-optimal under the budget<extra></extra>"))
+    fig.update_layout(
+        title=dict(text=title, x=0.0, xanchor="left", font=dict(size=14)), height=380,
+        margin=dict(l=60, r=20, t=50, b=50),
+        xaxis=dict(title="N (best-of-N candidates)", type="category"),
+        yaxis=dict(title="M_inf (Euler steps)", type="category"),
+    )
+    return fig
+
+
+def sweep_html(csv_text: str) -> str:
+    """`sorl-lab evaluate`'s self-contained report of a sweep (plotly.js inlined, opens offline): the Scaling page's
+    grid of every series, its success-against-compute figure, and the table of cells."""
+    df = combine([("sweep.csv", parse_sweep(csv_text.encode(), "sweep.csv"))])
+    figures = [heatmap_figure(df[df.series == s], s) for s in series_order(df)] + [compute_figure(df, "n")]  # as sweep_figures, every grid
+    body = "".join(fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures))
+    head = ["checkpoint", "adaptive", "M_inf", "N", "verifier", "success", "95% interval", "return", "length",
+            "calls per action", "ms per action"]
+    cells = "".join(
+        f"<tr><td>{r.checkpoint}</td><td>{r.adaptive}</td><td>{r.m_inf}</td><td>{r.n}</td><td>{r.verifier}</td>"
+        f"<td>{r.success_rate:.0%}</td><td>[{r.success_ci_low:.0%}, {r.success_ci_high:.0%}]</td>"
+        f"<td>{r.mean_return:.1f}</td><td>{r.mean_length:.0f}</td><td>{r.network_calls:g}</td>"
+        f"<td>{r.ms_per_action:.2f}</td></tr>" for r in df.itertuples())
+    first = df.iloc[0] if len(df) else None
+    about = (f"{first.episodes} episodes per cell from the same seeded initial states (seed {first.seed})."
+             if first is not None else "")
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>SORL Lab sweep</title>"
+            "<style>body{font-family:sans-serif;margin:24px} td,th{padding:2px 10px;text-align:right}</style></head><body>"
+            f"<h2>Test-time scaling sweep — {first.env if first is not None else ''}</h2><p>{about}</p>{body}"
+            f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{cells}</table></body></html>")
+
+
+def read_sweeps(*paths) -> pd.DataFrame:
+    """Checked and combined sweep CSV files (SweepError naming the file and the problem)."""
+    from pathlib import Path
+
+    return combine([(str(p), parse_sweep(Path(p).read_bytes(), Path(p).name)) for p in paths])
+
+
+def sweep_figures(df: pd.DataFrame) -> tuple[go.Figure, go.Figure]:
+    """(the grid of the first series, success against compute of every series): the Scaling page's two figures."""
+    first = series_order(df)[0]
+    return heatmap_figure(df[df.series == first], first), compute_figure(df, "n")
