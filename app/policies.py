@@ -107,7 +107,7 @@ def checkpoint_label(name: str) -> str:
 
 
 def digest_bytes(data: bytes) -> str:
-    """The same key as ``sorl_core.render.checkpoint_digest`` of a file holding these bytes."""
+    """The same key as ``sorl_core.checkpoint.checkpoint_digest`` of a file holding these bytes."""
     return hashlib.sha256(data).hexdigest()[:16]
 
 
@@ -115,7 +115,7 @@ def digest_bytes(data: bytes) -> str:
 @lru_cache(maxsize=32)
 def env_spaces(env_name: str) -> tuple[int, int, int | None]:
     """(observation size, action size, episode step limit) of an OGBench environment; ValueError if unknown."""
-    from sorl_core.rollout import make_env
+    from sorl_core.ogbench.rollouts import make_env
 
     env = make_env(env_name)
     try:

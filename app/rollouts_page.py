@@ -1,8 +1,8 @@
 """Logic of the OGBench rollouts page (app/pages/1_OGBench_rollouts.py) that does not need Streamlit.
 
-Checkpoints are loaded and checked by app/policies.py. Episodes run through ``sorl_core.rollout`` (one
+Checkpoints are loaded and checked by app/policies.py. Episodes run through ``sorl_core.ogbench.rollouts`` (one
 ``EnvBatch`` for all configurations, so every configuration faces the same seeded initial states), videos through
-``sorl_core.render`` (cached on disk by checkpoint digest). Kept apart from the page so tests can call it directly.
+``sorl_core.ogbench.render`` (cached on disk by checkpoint digest). Kept apart from the page so tests can call it directly.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from app.policies import M_OPTIONS
-from sorl_core import rollout  # light: torch is imported only when episodes run
+from sorl_core.ogbench import rollouts as rollout  # light: torch is imported only when episodes run
 
 N_MAX = 64
 MAX_CONFIGS = 4
@@ -61,7 +61,7 @@ def run_configs(agent, env_name: str, configs: Sequence[tuple[int, int]], episod
     ``EpisodeResults.summary()`` plus the label, the per-episode outcomes and the mean Q of the executed
     actions. `on_progress(done, total, label)` counts finished episodes over all configurations.
     """
-    from sorl_core.rollout import EnvBatch, episode_seeds, run_episodes
+    from sorl_core.ogbench.rollouts import EnvBatch, episode_seeds, run_episodes
 
     seeds = episode_seeds(seed, episodes)
     total = len(configs) * episodes
@@ -147,7 +147,7 @@ def render_videos(agent, env_name: str, configs: Sequence[tuple[int, int]], seed
                   every: int = VIDEO_EVERY, size: int = VIDEO_SIZE, verifier: str = "q", beta: float = 1.0) -> list:
     """Episode `episode` of the table's K = `episodes` from `seed`, for every configuration (fast quality, every 2nd
     step, 240 px), cached on disk. The same reset seed and sampling noise as the table: the same outcome."""
-    from sorl_core.render import DEFAULT_CACHE_DIR, render_episode
+    from sorl_core.ogbench.render import DEFAULT_CACHE_DIR, render_episode
 
     frames_expected = max(1, (expected_steps or 200) // every + 1)
 
@@ -177,8 +177,8 @@ def video_record(video) -> dict:
 
 
 def side_by_side_bytes(videos: Sequence, name: str, folder: str | Path | None = None) -> bytes:
-    """All videos in one mp4 (sorl_core.render.side_by_side), panels in the order given."""
-    from sorl_core.render import side_by_side
+    """All videos in one mp4 (sorl_core.ogbench.render.side_by_side), panels in the order given."""
+    from sorl_core.ogbench.render import side_by_side
 
     folder = Path(folder) if folder is not None else Path(tempfile.gettempdir()) / "sorl-lab-side-by-side"
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Logic of the Verifier page (app/pages/4_Verifier.py) that does not need Streamlit.
 
 One seeded episode is played exactly as the rollouts page plays episode i of K (same reset seeds, same sampling
-noise, `rollout.run_episodes`), and every step keeps the frame, the N candidates, the verifier's scores, the pick
+noise, `rollouts.run_episodes`), and every step keeps the frame, the N candidates, the verifier's scores, the pick
 and the environment's state, so the page can scrub through it and, on request, score every candidate of a step
 by its counterfactual return (`sorl_core.studies.verifier_study`). A study written by `sorl-lab verifier` is summarised
 as calibration figures.
@@ -35,7 +35,7 @@ class EpisodeRecord:
     candidates: list = field(default_factory=list)  # (N, A) per step
     scores: list = field(default_factory=list)  # (N,) per step, or None when N = 1
     chosen: list = field(default_factory=list)  # int per step
-    env_states: list = field(default_factory=list)  # rollout.env_state per step
+    env_states: list = field(default_factory=list)  # rollouts.env_state per step
     success: bool = False
 
     @property
@@ -47,8 +47,8 @@ def record_episode(agent, env_name: str, m_inf: int, n: int, verifier: str, seed
                    episodes: int = 1, beta: float = 1.0, size: int = 240,
                    on_progress: Callable[[int], None] | None = None) -> EpisodeRecord:
     """Play episode `episode` of a K = `episodes` evaluation from `seed` and keep everything the page shows."""
-    from sorl_core.render import grab_frame
-    from sorl_core.rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
+    from sorl_core.ogbench.render import grab_frame
+    from sorl_core.ogbench.rollouts import EnvBatch, episode_seeds, run_episodes, sample_seed
 
     if not 0 <= episode < episodes:
         raise ValueError(f"the episode must be between 0 and {episodes - 1}, got {episode}")
@@ -83,7 +83,7 @@ def counterfactual_at(agent, rec: EpisodeRecord, step: int, horizon: int = 100, 
                       workers: int = 2, on_progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
     """True (counterfactual) return of each candidate of one recorded step: restore the environment there, apply
     the candidate, continue with the same policy (M_inf = 8, N = 1). Returns mean return and success per candidate."""
-    from sorl_core.rollout import EnvBatch
+    from sorl_core.ogbench.rollouts import EnvBatch
     from sorl_core.studies.verifier_study import PROOF_STEPS, StudyState, VerifierStudyConfig, counterfactual_returns
 
     if not 0 <= step < rec.length:

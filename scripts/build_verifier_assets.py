@@ -138,7 +138,7 @@ def switch(episodes: int = 50, n: int = 16, m_inf: int = 8, verifier: str = "q",
 
     sys.path.insert(0, str(ROOT))
     from sorl_core.checkpoint import load_agent
-    from sorl_core.rollout import EnvBatch, episode_seeds, sample_seed
+    from sorl_core.ogbench.rollouts import EnvBatch, episode_seeds, sample_seed
     from sorl_core.stats import wilson_interval
     from sorl_core.studies.verifier_study import record_episodes
 

@@ -33,7 +33,7 @@ log() { echo "$(date +%T) $*" | tee -a "$LOGS/status"; }
 
 dataset() {  # the dataset file an environment trains on, generated once
     local name
-    name=$(.venv/bin/python -c "from sorl_core.ogbench_data import dataset_name_for as f; print(f('$1'))")
+    name=$(.venv/bin/python -c "from sorl_core.ogbench.datasets import dataset_name_for as f; print(f('$1'))")
     [[ -f "$DATA/$name.npz" && -f "$DATA/$name-val.npz" ]] && return 0
     log "generating $name"
     .venv/bin/sorl-lab data generate "$name" --dataset-dir "$DATA" --workers 2 --no-progress >"$LOGS/data-$name.log" 2>&1

@@ -20,7 +20,7 @@ from .authors_logs import convert_eval_log, convert_train_log
 from .authors_pickle import AuthorsRunError, load_params
 from .checkpoint import save_checkpoint
 from .config import SIZES, SORLConfig
-from .ogbench_train import EVAL_COLUMNS, EnvTrainConfig, default_env_config
+from .ogbench.train import EVAL_COLUMNS, EnvTrainConfig, default_env_config
 from .train import TRAIN_COLUMNS, CsvLog
 
 MODULES = ("modules_actor", "modules_critic", "modules_target_actor", "modules_target_critic")

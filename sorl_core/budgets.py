@@ -18,7 +18,7 @@ selection" open):
   that uses no critic costs no critic calls).
 
 Every budget reports the calls each state actually used (`BudgetResult`): `agent.sample(obs, budget=...)` returns
-them, `rollout.run_episodes(budget=...)` plays them, and sweeps write their mean per action. The rules reuse the
+them, `rollouts.run_episodes(budget=...)` plays them, and sweeps write their mean per action. The rules reuse the
 project's one Euler loop (`agent.integrate`) and the verifier registry.
 """
 

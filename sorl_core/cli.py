@@ -15,10 +15,10 @@ from .studies.bench import BenchConfig, print_report, run_bench
 from .checkpoint import CheckpointError
 from .studies.evaluate import EvaluateConfig, evaluate
 from .studies.grid import GridConfig, run_grid, summary
-from .ogbench_data import (DEFAULT_DATASET_DIR, DataGenerateConfig, dataset_name_for, dataset_paths, dataset_spec,
-                           generate_dataset, official_files_help)
-from .ogbench_train import EnvTrainConfig, default_env_config, train_env
-from .render import RenderConfig, render
+from .ogbench.datasets import DEFAULT_DATASET_DIR, dataset_name_for, dataset_paths, dataset_spec, official_files_help
+from .ogbench.generation import DataGenerateConfig, generate_dataset
+from .ogbench.train import EnvTrainConfig, default_env_config, train_env
+from .ogbench.render import RenderConfig, render
 from .train import ToyTrainConfig, train_toy
 from .studies.verifier_study import VerifierStudyConfig, run_study
 

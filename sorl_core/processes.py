@@ -1,6 +1,6 @@
 """Starting worker processes safely from anywhere the lab runs (a script, a notebook, a Streamlit page).
 
-Both the environment workers (rollout.EnvBatch) and dataset generation (ogbench_data) spawn processes; this module
+Both the environment workers (ogbench.rollouts.EnvBatch) and dataset generation (ogbench.generation) spawn processes; this module
 holds what they share, so neither imports the other for it.
 """
 

@@ -185,7 +185,7 @@ class FakeEnvs:
 
 
 def test_run_episodes_with_a_budget_holds_the_mean_calls_over_actions_taken(agent):
-    from sorl_core.rollout import run_episodes
+    from sorl_core.ogbench.rollouts import run_episodes
 
     spent = iter([np.array([3, 15]), np.array([7]), np.array([7])])
 

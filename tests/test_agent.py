@@ -19,7 +19,7 @@ from sorl_core.agent import (
     self_consistency_target,
 )
 from sorl_core.config import SORLConfig
-from sorl_core.environments import preset_for
+from sorl_core.ogbench.environments import preset_for
 
 
 def small_agent(**overrides) -> SORLAgent:

@@ -36,7 +36,7 @@ from sorl_core.agent import SORLAgent
 from sorl_core.checkpoint import CheckpointError, save_checkpoint
 from sorl_core.config import SORLConfig
 from sorl_core.verifiers import calls_per_action
-from sorl_core.render import checkpoint_digest
+from sorl_core.ogbench.render import checkpoint_digest
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
 ENV = "cube-single-play-singletask-task2-v0"  # observations 28, actions 5, 200 steps

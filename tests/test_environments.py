@@ -2,8 +2,8 @@
 
 import pytest
 
-from sorl_core.environments import ENVIRONMENTS, environment_for
-from sorl_core.ogbench_data import UnsupportedDatasetError, dataset_name_for, dataset_spec
+from sorl_core.ogbench.environments import ENVIRONMENTS, environment_for
+from sorl_core.ogbench.datasets import UnsupportedDatasetError, dataset_name_for, dataset_spec
 
 # SORL's published settings (docs/ALGORITHM.md §6): discount, AGG, alpha, default task.
 PUBLISHED = {

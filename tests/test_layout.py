@@ -45,8 +45,7 @@ def test_the_core_never_imports_a_study():
             "sorl_core.studies.toy_scaling", "sorl_core.studies.bench"} <= set(graph)
 
 
-def test_no_import_cycles():
-    graph = modules()
+def assert_no_cycles(graph: dict[str, set[str]]) -> None:
     state: dict[str, int] = {}
 
     def visit(m: str, path: list[str]) -> None:
@@ -60,6 +59,10 @@ def test_no_import_cycles():
     for m in graph:
         if m not in state:
             visit(m, [])
+
+
+def test_no_import_cycles():
+    assert_no_cycles(modules())
 
 
 # --------------------------------------------------------------------------- the app
@@ -113,19 +116,7 @@ def test_the_app_logic_needs_no_streamlit_and_has_no_import_cycles():
     assert needs_streamlit == []  # the pages own everything Streamlit: tests call these modules directly
     pages = {f"app.{m}" for m in PAGES.values()}
     assert {m: sorted(d & pages) for m, d in graph.items() if d & pages} == {}  # no module leans on a page's logic
-    state: dict[str, int] = {}
-
-    def visit(m: str, path: list[str]) -> None:
-        state[m] = 1
-        for d in graph[m]:
-            assert state.get(d) != 1, " -> ".join(path + [m, d])
-            if d not in state:
-                visit(d, path + [m])
-        state[m] = 2
-
-    for m in graph:
-        if m not in state:
-            visit(m, [])
+    assert_no_cycles(graph)
 
 
 def test_tests_import_the_app_as_a_package():
@@ -133,3 +124,15 @@ def test_tests_import_the_app_as_a_package():
     offenders = [p.name for p in (PACKAGE.parent / "tests").glob("*.py")
                  if re.search(r"sys\.path\.(insert|append)\([^)\n]*app", p.read_text())]
     assert offenders == []
+
+
+def test_the_ogbench_room_holds_everything_ogbench_and_leans_on_no_study():
+    graph = modules()
+    room = {"sorl_core.ogbench.environments", "sorl_core.ogbench.datasets", "sorl_core.ogbench.generation",
+            "sorl_core.ogbench.rollouts", "sorl_core.ogbench.render", "sorl_core.ogbench.train"}
+    assert room <= set(graph)
+    for m in room:
+        assert not any(d.startswith("sorl_core.studies") for d in graph[m]), m
+    # the algorithm and the toy worlds do not need OGBench
+    for m in ("sorl_core.agent", "sorl_core.networks", "sorl_core.verifiers", "sorl_core.budgets", "sorl_core.toy"):
+        assert not any(d.startswith("sorl_core.ogbench") for d in graph[m]), m

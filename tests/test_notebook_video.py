@@ -1,6 +1,6 @@
 """Notebook 3's rollout video: panels of a usable size in FAST mode too, and controls that do not cover the picture.
 
-The notebook itself runs in tests/test_notebooks.py; here: what its video cell shows (sorl_core.render.video_html
+The notebook itself runs in tests/test_notebooks.py; here: what its video cell shows (sorl_core.ogbench.render.video_html
 on a real H.264 file) and the sizes its FAST mode uses.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 
-from sorl_core.render import write_mp4, video_html
+from sorl_core.ogbench.render import write_mp4, video_html
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_ogbench_scaling.ipynb"
 

@@ -10,14 +10,8 @@ import numpy as np
 import pytest
 import tyro
 
-from sorl_core.ogbench_data import (
-    DataGenerateConfig,
-    UnsupportedDatasetError,
-    dataset_name_for,
-    dataset_spec,
-    generate_dataset,
-    load_dataset_and_env,
-)
+from sorl_core.ogbench.generation import DataGenerateConfig, generate_dataset
+from sorl_core.ogbench.datasets import UnsupportedDatasetError, dataset_name_for, dataset_spec, load_dataset_and_env
 
 pytest.importorskip("ogbench")
 mujoco = pytest.importorskip("mujoco")
@@ -288,7 +282,7 @@ def test_config_is_a_cli():
 
 
 def test_scene_health_check_is_the_scripts():
-    from sorl_core.ogbench_data import _Collector
+    from sorl_core.ogbench.generation import _Collector
 
     qpos = np.zeros((5, 25))
     qpos[:, 14:17] = [0.4, 0.0, 0.02]

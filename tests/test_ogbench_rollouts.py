@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from sorl_core.cli import main
-from sorl_core.ogbench_data import DataGenerateConfig, generate_dataset
-from sorl_core.rollout import EnvBatch, episode_seeds, run_episodes
+from sorl_core.ogbench.generation import DataGenerateConfig, generate_dataset
+from sorl_core.ogbench.rollouts import EnvBatch, episode_seeds, run_episodes
 from sorl_core.stats import wilson_interval
 from sorl_core.studies.sweep_schema import SWEEP_COLUMNS
 
@@ -172,7 +172,7 @@ def test_render_writes_playable_h264_side_by_side_and_caches(trained, tmp_path, 
 def test_render_replays_the_chosen_episode_of_an_evaluation(trained, tmp_path, monkeypatch, capsys):
     """`--episodes K --episode i` replays episode i of `evaluate --episodes K` (same reset seed, same noise)."""
     from sorl_core.checkpoint import load_agent
-    from sorl_core.rollout import sample_seed
+    from sorl_core.ogbench.rollouts import sample_seed
 
     monkeypatch.setenv("SORL_LAB_CACHE", str(tmp_path / "cache"))
     ckpt = trained / "checkpoint.pt"
@@ -220,7 +220,7 @@ def test_a_worker_that_dies_is_an_error_not_a_hang():
     """A killed environment worker (e.g. by the kernel, out of memory) fails the next call at once."""
     import threading
 
-    from sorl_core.rollout import EnvBatch
+    from sorl_core.ogbench.rollouts import EnvBatch
 
     envs = EnvBatch("cube-single-play-singletask-task2-v0", 2, workers=2)
     outcome = {}
@@ -248,8 +248,8 @@ def test_training_time_evaluation_samples_with_the_noise_evaluate_uses(monkeypat
     """eval.csv during training and `sorl-lab evaluate` play a cell with the same sampling noise seed."""
     from types import SimpleNamespace
 
-    from sorl_core import ogbench_train
-    from sorl_core.rollout import sample_seed
+    from sorl_core.ogbench import train as ogbench_train
+    from sorl_core.ogbench.rollouts import sample_seed
 
     seen = []
 

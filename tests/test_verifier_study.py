@@ -55,7 +55,7 @@ def test_states_spread_over_episodes():
 @pytest.fixture(scope="module")
 def cube_recording():
     pytest.importorskip("ogbench")
-    from sorl_core.rollout import EnvBatch, episode_seeds, sample_seed
+    from sorl_core.ogbench.rollouts import EnvBatch, episode_seeds, sample_seed
 
     agent, _ = load_agent(CUBE, device="cpu")
     envs = EnvBatch(CUBE_ENV, 2, workers=1, share_model=True)

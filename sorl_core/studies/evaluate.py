@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from .. import budgets
 from ..checkpoint import CheckpointError, checkpoint_label, load_agent
 from ..io import write_atomic
-from ..rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
+from ..ogbench.rollouts import EnvBatch, episode_seeds, run_episodes, sample_seed
 from .sweep_report import sweep_html
 from .sweep_schema import SWEEP_COLUMNS
 from ..verifiers import DEFAULT_BETA, check_verifier

@@ -43,7 +43,7 @@ def error_sentence(exc: BaseException) -> str:
 
 
 def train_cell(cell: Cell) -> dict:
-    from ..ogbench_train import train_env
+    from ..ogbench.train import train_env
     from ..train import train_toy
 
     cfg = build_config("train", cell.options)
@@ -69,7 +69,8 @@ def evaluate_cell(cell: Cell) -> dict:
 
 def ensure_dataset(env: str, dataset_dir: str) -> None:
     """Generate a missing dataset once per node: cells that need it meanwhile wait on a lock file beside it."""
-    from ..ogbench_data import DataGenerateConfig, dataset_name_for, dataset_paths, generate_dataset
+    from ..ogbench.generation import DataGenerateConfig, generate_dataset
+    from ..ogbench.datasets import dataset_name_for, dataset_paths
 
     name = dataset_name_for(env)
     if all(p.is_file() for p in dataset_paths(name, dataset_dir)):

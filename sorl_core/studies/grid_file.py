@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..ogbench_train import EnvTrainConfig, default_env_config
+from ..ogbench.train import EnvTrainConfig, default_env_config
 from ..train import ToyTrainConfig
 from ..checkpoint import checkpoint_label
 from .evaluate import EvaluateConfig

@@ -429,8 +429,10 @@ def sweep_html(csv_text: str) -> str:
     """`sorl-lab evaluate`'s self-contained report of a sweep (plotly.js inlined, opens offline): the Scaling page's
     grid of every series, its success-against-compute figure, and the table of cells."""
     df = combine([("sweep.csv", parse_sweep(csv_text.encode(), "sweep.csv"))])
-    figures = [heatmap_figure(df[df.series == s], s) for s in series_order(df)] + [compute_figure(df, "n")]  # as sweep_figures, every grid
-    body = "".join(fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures))
+    sections = [(f"Success over M_inf x N — {s}", heatmap_figure(df[df.series == s], s)) for s in series_order(df)]
+    sections.append(("Success against compute", compute_figure(df, "n")))
+    body = "".join(f"<h3>{h}</h3>" + fig.to_html(full_html=False, include_plotlyjs=(i == 0))
+                   for i, (h, fig) in enumerate(sections))
     head = ["checkpoint", "adaptive", "M_inf", "N", "verifier", "success", "95% interval", "return", "length",
             "calls per action", "ms per action"]
     cells = "".join(

@@ -2,7 +2,7 @@
 
 Best-of-N keeps the candidate its verifier scores highest. Whether the verifier is right needs the truth for every
 candidate, not only for the one kept. At states visited by seeded rollouts, this study restores the environment
-exactly (`sorl_core.rollout.env_state`), draws the policy's N candidates, applies each one, and continues with a
+exactly (`sorl_core.ogbench.rollouts.env_state`), draws the policy's N candidates, applies each one, and continues with a
 continuation policy until the episode ends or for H steps, R times. The discounted return of each candidate is its
 truth; every verifier's scores are compared against it, state by state.
 
@@ -71,7 +71,7 @@ from tqdm.auto import tqdm
 from ..agent import integrate
 from ..checkpoint import CheckpointError, checkpoint_digest, load_agent
 from ..io import write_atomic
-from ..rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
+from ..ogbench.rollouts import EnvBatch, episode_seeds, run_episodes, sample_seed
 from ..verifiers import DEFAULT_BETA, VERIFIERS, check_verifier
 from ..verifiers import get as get_verifier
 from ..stats import spearman
@@ -133,7 +133,7 @@ class StudyState:
     episode: int  # OGBench: rollout index; toy: held-out context index
     step: int
     obs: np.ndarray  # (obs_dim,) float32, as the policy sees it
-    env_state: dict | None = None  # rollout.env_state (OGBench)
+    env_state: dict | None = None  # rollouts.env_state (OGBench)
     # What the recorded rollout did from here (up to PROOF_STEPS actions) and what followed each action: replayed
     # from the restored state, they prove the restore before any candidate runs. rewards None: not recorded.
     replay_actions: np.ndarray | None = None  # (k, A)
@@ -217,7 +217,7 @@ def spread_steps(lengths: list[int], states: int) -> list[tuple[int, int]]:
 
 
 def record_episodes(agent, envs: EnvBatch, m_inf: int, seeds: list[int], noise_seed: int) -> Recording:
-    """Play seeded episodes at (m_inf, N = 1) with `rollout.run_episodes` and keep every observation, action and
+    """Play seeded episodes at (m_inf, N = 1) with `rollouts.run_episodes` and keep every observation, action and
     reward."""
     count = envs.count
     rec_obs: list[list] = [[] for _ in range(count)]

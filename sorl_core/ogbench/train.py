@@ -9,22 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .agent import SORLAgent, resolve_device
-from .checkpoint import CheckpointError, load_for_resume, save_checkpoint
-from .config import SORLConfig
+from ..agent import SORLAgent, resolve_device
+from ..checkpoint import CheckpointError, load_for_resume, save_checkpoint
+from ..config import SORLConfig
+from ..data import OfflineDataset
+from ..train import EVAL_M_INF, TRAIN_COLUMNS, CsvLog, run_loop
+from .datasets import DEFAULT_DATASET_DIR, dataset_name_for, dataset_paths, dataset_spec, load_dataset_and_env
 from .environments import preset_for
-from .data import OfflineDataset
-from .ogbench_data import (
-    DEFAULT_DATASET_DIR,
-    DataGenerateConfig,
-    dataset_name_for,
-    dataset_paths,
-    dataset_spec,
-    generate_dataset,
-    load_dataset_and_env,
-)
-from .rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
-from .train import EVAL_M_INF, TRAIN_COLUMNS, CsvLog, run_loop
+from .generation import DataGenerateConfig, generate_dataset
+from .rollouts import EnvBatch, episode_seeds, run_episodes, sample_seed
 
 ACTION_CLIP = 1 - 1e-5  # docs/ALGORITHM.md §7: dataset actions are clipped to +-(1 - 1e-5)
 EVAL_COLUMNS = ["step", "m_inf", "n", "episodes", "success_rate", "success_ci_low", "success_ci_high", "mean_return", "mean_length"]

@@ -22,9 +22,9 @@ from typing import Literal
 
 import numpy as np
 
-from .checkpoint import CheckpointError, checkpoint_digest, checkpoint_label, load_agent
-from .io import atomic_path
-from .rollout import EnvBatch, episode_seeds, run_episodes, sample_seed
+from ..checkpoint import CheckpointError, checkpoint_digest, checkpoint_label, load_agent
+from ..io import atomic_path
+from .rollouts import EnvBatch, episode_seeds, run_episodes, sample_seed
 
 RENDER_VERSION = 2  # bump when the picture changes, so old cache entries are not reused
 DEFAULT_CACHE_DIR = "~/.cache/sorl-lab/renders"

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .processes import spawn_safe_main
-from .stats import wilson_interval
+from ..processes import spawn_safe_main
+from ..stats import wilson_interval
 
 
 def make_env(env_name: str, **env_kwargs):
@@ -26,7 +26,7 @@ def make_env(env_name: str, **env_kwargs):
     warnings.filterwarnings("ignore", message=".*DISPLAY.*")
     import ogbench
 
-    from .ogbench_data import dataset_name_for
+    from .datasets import dataset_name_for
 
     try:
         dataset_name_for(env_name)  # raises a ValueError listing what is supported
@@ -429,7 +429,7 @@ def run_episodes(
     """
     import torch  # here, not at the top: environment worker processes import this module without torch
 
-    from . import verifiers
+    from .. import verifiers
 
     with torch.no_grad():
         count = envs.count

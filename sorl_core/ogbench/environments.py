@@ -5,7 +5,7 @@ opens on, the dataset it learns from and how that dataset is made, and how a sta
 Training, evaluation, the studies and the app look environments up here.
 
 Adding an environment: one `Environment(...)` in `ENVIRONMENTS` (its dataset must be one OGBench's scripted
-oracles can generate, listed in `sorl_core.ogbench_data.DATASET_SPECS`, or one a user supplies as official files),
+oracles can generate, listed in `sorl_core.ogbench.datasets.DATASET_SPECS`, or one a user supplies as official files),
 plus its row in tests/test_environments.py.
 """
 
@@ -29,7 +29,7 @@ class Environment:
     dataset_source: Literal["oracles", "official files"]
     # How a state is saved and restored for counterfactual rollouts: MuJoCo's integration state, the derived arrays
     # the environment reads between steps and every plain Python attribute of its wrappers (button states of the
-    # puzzles, task targets, TimeLimit's counter): sorl_core.rollout.env_state / restore_env_state.
+    # puzzles, task targets, TimeLimit's counter): sorl_core.ogbench.rollouts.env_state / restore_env_state.
     state: Literal["mujoco + python attributes"] = "mujoco + python attributes"
     settings_from: str = "SORL (paper, Table 6)"  # where discount, AGG and alpha come from
 
@@ -43,9 +43,9 @@ class Environment:
         return f"{self.name}-singletask-task{self.default_task if task is None else task}-v0"
 
     def recipe(self):
-        """The official recipe that regenerates the dataset (sorl_core.ogbench_data.DatasetSpec); None for datasets
+        """The official recipe that regenerates the dataset (sorl_core.ogbench.datasets.DatasetSpec); None for datasets
         that only come as official files."""
-        from .ogbench_data import DATASET_SPECS
+        from .datasets import DATASET_SPECS
 
         return DATASET_SPECS.get(self.dataset)
 
