@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
 import shutil
 import tempfile
@@ -18,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 from app.policies import digest_bytes
+from sorl_core.io import write_atomic
 
 TYPES = ["pt", "zip", "json", "pkl", "csv"]
 LABEL = "Checkpoint (.pt), or an authors' run (.zip of its folder, or flags.json + params_N.pkl)"
@@ -44,15 +44,7 @@ def store_upload(data: bytes, folder: str | Path | None = None) -> Path:
     path = folder / f"{digest_bytes(data)}.pt"
     if path.is_file() and path.stat().st_size == len(data):
         return path
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, data, mode=0o600)  # a student's file: readable by the server's user only
 
 
 def checkpoint_from_upload(files: list[tuple[str, bytes]], folder: Path | None = None) -> tuple[Path, str]:

@@ -16,10 +16,11 @@ from typing import Iterator
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, mode: int = 0o644) -> Iterator[Path]:
     """Yield a temporary path beside `path` to write by any means (torch.save, np.savez, a video writer...).
 
     The temporary name keeps the target's suffix, so writers that choose a format by suffix choose the same one.
+    mode: the file's permissions (0o600 for what only this user should read, e.g. a student's upload).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,15 +31,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
+        os.chmod(tmp, mode)  # mkstemp makes it private
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def write_atomic(path: str | Path, data: str | bytes) -> Path:
+def write_atomic(path: str | Path, data: str | bytes, mode: int = 0o644) -> Path:
     """Write text (UTF-8) or bytes to `path` atomically."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, mode) as tmp:
         if isinstance(data, str):
             tmp.write_text(data, encoding="utf-8")
         else:

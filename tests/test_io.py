@@ -34,3 +34,8 @@ def test_the_temporary_keeps_the_suffix_so_writers_choose_the_same_format(tmp_pa
         np.savez(tmp, x=np.arange(3))  # np.savez appends .npz to any other suffix
     with np.load(path) as f:
         assert f["x"].tolist() == [0, 1, 2]
+
+
+def test_a_private_file_stays_private(tmp_path):
+    write_atomic(tmp_path / "upload.pt", b"x", mode=0o600)
+    assert stat.S_IMODE((tmp_path / "upload.pt").stat().st_mode) == 0o600
