@@ -36,6 +36,8 @@ class EpisodeRecord:
     scores: list = field(default_factory=list)  # (N,) per step, or None when N = 1
     chosen: list = field(default_factory=list)  # int per step
     env_states: list = field(default_factory=list)  # rollouts.env_state per step
+    next_obs: list = field(default_factory=list)  # (obs_dim,) per step: what the action led to
+    rewards: list = field(default_factory=list)  # float per step
     success: bool = False
 
     @property
@@ -67,6 +69,13 @@ def record_episode(agent, env_name: str, m_inf: int, n: int, verifier: str, seed
             rec.chosen.append(int(result.chosen[k]))
             rec.env_states.append(envs.get_states([episode])[0])
 
+        def transition(index: np.ndarray, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray,
+                       rewards: np.ndarray) -> None:
+            where = np.nonzero(index == episode)[0]
+            if len(where):
+                rec.next_obs.append(np.asarray(next_obs[where[0]], dtype=np.float32))
+                rec.rewards.append(float(rewards[where[0]]))
+
         def frame(t: int, stepped: np.ndarray) -> None:
             if stepped[episode]:
                 rec.frames.append(grab_frame(env, first=not rec.frames))
@@ -74,7 +83,8 @@ def record_episode(agent, env_name: str, m_inf: int, n: int, verifier: str, seed
                     on_progress(len(rec.frames))
 
         res = run_episodes(agent, envs, m_inf, n, episode_seeds(seed, episodes), sample_seed=sample_seed(seed, m_inf, n),
-                           verifier=verifier, beta=beta, on_sample=keep, on_env_step=frame, stop_after=episode)
+                           verifier=verifier, beta=beta, on_sample=keep, on_env_step=frame, on_transition=transition,
+                           stop_after=episode)
     rec.success = bool(res.success[episode])
     return rec
 
@@ -91,14 +101,11 @@ def counterfactual_at(agent, rec: EpisodeRecord, step: int, horizon: int = 100, 
     candidates = rec.candidates[step]
     n = len(candidates)
     # The recorded actions replayed from the restored state prove the restore (the study refuses otherwise): up to
-    # PROOF_STEPS of them, each against the observation recorded after it (the page keeps no per-step rewards).
-    # Nothing was recorded after the last step: there, nothing is replayed.
-    end = min(step + PROOF_STEPS, rec.length - 1)
+    # PROOF_STEPS of them, each against the observation and reward recorded after it (the last step included).
+    end = min(step + PROOF_STEPS, rec.length)
     actions = np.array([rec.candidates[t][rec.chosen[t]] for t in range(step, end)], dtype=np.float32)
-    state = StudyState(0, rec.episode, step, rec.obs[step], rec.env_states[step],
-                       replay_actions=actions.reshape(end - step, candidates.shape[-1]),
-                       replay_obs=np.array(rec.obs[step + 1:end + 1], dtype=np.float32).reshape(end - step, -1),
-                       replay_rewards=None)
+    state = StudyState(0, rec.episode, step, rec.obs[step], rec.env_states[step], replay_actions=actions,
+                       replay_obs=np.stack(rec.next_obs[step:end]), replay_rewards=np.array(rec.rewards[step:end]))
     cfg = VerifierStudyConfig(checkpoint="", m_inf=rec.m_inf, n=n, states=1, horizon=horizon, repeats=repeats,
                               seed=rec.seed)
     with EnvBatch(rec.env_name, n * repeats, workers=workers) as pool:

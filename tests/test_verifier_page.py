@@ -127,3 +127,13 @@ def test_a_typed_path_outside_the_allowed_folders_is_refused():
     at.text_input(key="vf_path").input("/etc/passwd").run()
     assert not at.exception and at.button(key="vf_play").disabled
     assert len(at.error) == 1 and "only reads inside" in at.error[0].value
+
+
+def test_the_restore_is_proved_at_the_episode_s_last_step_too(loaded, record):
+    """The last action of an episode is replayed against what the recording saw after it, not against itself."""
+    last = record.length - 1
+    assert len(record.next_obs) == len(record.rewards) == record.length
+    V.counterfactual_at(loaded.agent, record, last, horizon=3)  # the true recording passes
+    wrong = dataclasses.replace(record, next_obs=[*record.next_obs[:-1], record.next_obs[-1] + 1e-3])
+    with pytest.raises(RuntimeError, match=f"step {last} part from the recording at step {last + 1}"):
+        V.counterfactual_at(loaded.agent, wrong, last, horizon=3)

@@ -315,6 +315,8 @@ def prove_restores(pool: EnvBatch, states: list[StudyState]) -> None:
     """Restore every state into its own environment of `pool` and replay the recorded actions from it: each
     observation (and reward, where recorded) must equal the recording bit for bit, else a RuntimeError naming the
     state and the step where they part."""
+    if any(s.replay_actions is None or not len(s.replay_actions) for s in states):
+        raise ValueError("every state needs at least one recorded action to replay, else its restore is unproven")
     index = np.arange(len(states))
     _restore(pool, index, [s.env_state for s in states])
     for i in range(max(len(s.replay_actions) for s in states)):
