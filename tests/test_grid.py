@@ -4,6 +4,7 @@ that raises, a killed Ray worker) and resume, and bad grid files that must get o
 from __future__ import annotations
 
 import csv
+import ipaddress
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ import pytest
 
 from sorl_core.cli import main
 from sorl_core.studies.grid import GridConfig, run_grid
+from sorl_core.studies.grid_backends import RayBackend, is_local
 from sorl_core.studies.grid_file import GridError, read_grid
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,18 +80,95 @@ def session_pids(session: int) -> list[int]:
     return pids
 
 
+def descendants(pid: int) -> list[int]:
+    """`pid` and every live process below it (a Ray instance that ray.init started here), read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if entry.name.isdigit() and fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        found.append(todo.pop())
+        todo.extend(children.get(found[-1], []))
+    return found
+
+
+# Ray's dashboard process asks the cloud metadata service which cloud it runs on, whatever the usage-stats setting
+# (ray/_common/usage/usage_lib.py, get_cloud_from_metadata_requests; 1 s timeout): not a connection to or between Ray
+# processes, and it fails harmlessly where that address is unreachable.
+CLOUD_METADATA = ipaddress.ip_address("169.254.169.254")
+
+
+def off_loopback(pids: list[int]) -> list[str]:
+    """The TCP sockets of these processes, listening or connected, with an end not on the loopback address
+    (0.0.0.0 and :: included: listening there opens the port on every interface), read from /proc; Ray's cloud
+    metadata probe aside."""
+    inodes = {}
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes[target[8:-1]] = pid
+        except OSError:
+            continue
+
+    def ip(field: str):
+        raw = bytes.fromhex(field.split(":")[0])  # /proc writes each 32-bit word in host (little-endian) order
+        words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+        address = ipaddress.ip_address(words)
+        return getattr(address, "ipv4_mapped", None) or address
+
+    stray = []
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 10 or fields[9] not in inodes:
+                continue
+            ends = [ip(fields[1])] + ([] if fields[3] == "0A" else [ip(fields[2])])  # 0A: listening
+            if not all(end.is_loopback for end in ends) and ends[-1] != CLOUD_METADATA:
+                pid = inodes[fields[9]]
+                try:
+                    name = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ").strip()[:160]
+                except OSError:
+                    name = "gone"
+                stray.append(f"pid {pid} ({name}): {' -> '.join(str(end) for end in ends)}")
+    return stray
+
+
+# Ray 2.60 turns a loopback node IP (`--node-ip-address=127.0.0.1`, an address 127.0.0.1:PORT) into the IP it sees
+# from outside, eth0's, unless it runs in its single-machine mode: on a machine whose eth0 is unreachable the driver
+# then cannot reach the cluster (sorl_core/studies/grid_backends.py, on_loopback).
+LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# Ray 2.60 gives a new local cluster token authentication, and `ray start` enables it whenever ~/.ray/auth_token
+# exists (any earlier ray.init() on the machine writes one), while a driver given an explicit address sends no token
+# unless RAY_AUTH_MODE=token: the test clusters run without it, whatever the home folder holds.
+NO_AUTH = {"RAY_AUTH_MODE": "disabled"}
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A real single-node Ray cluster (`ray start --head`), in its own session so that exactly its processes are
-    stopped afterwards (`ray stop` would stop every Ray on the machine)."""
+    """A real single-node Ray cluster (`ray start --head`) on 127.0.0.1 only, in its own session so that exactly its
+    processes are stopped afterwards (`ray stop` would stop every Ray on the machine)."""
     pytest.importorskip("ray")
-    port = free_port()
+    port, client_port = free_port(), free_port()  # not Ray Client's fixed 10001: two runs at once must not collide
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must stay under 108 characters
     log = open(Path(temp) / "start.log", "w")
     head = subprocess.Popen(
         [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
-         f"--port={port}", "--num-cpus=2", "--disable-usage-stats", "--include-dashboard=false", f"--temp-dir={temp}"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+         f"--port={port}", f"--ray-client-server-port={client_port}", "--num-cpus=2", "--disable-usage-stats",
+         "--include-dashboard=false", "--dashboard-host=127.0.0.1", f"--temp-dir={temp}"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **LOOPBACK_ONLY, **NO_AUTH})
+    stray = []
     try:
         deadline = time.time() + 90
         while True:
@@ -101,6 +180,7 @@ def ray_cluster():
             except OSError:
                 time.sleep(0.5)
         yield f"127.0.0.1:{port}"
+        stray = off_loopback(session_pids(head.pid))  # after the tests: the workers they started are there too
     finally:
         for sig, wait_s in ((signal.SIGTERM, 3), (signal.SIGKILL, 5)):
             for pid in session_pids(head.pid):
@@ -114,6 +194,7 @@ def ray_cluster():
         head.wait(5)
         log.close()
         subprocess.run(["rm", "-rf", temp], check=False)
+    assert not stray, f"Ray processes with a socket off 127.0.0.1: {stray}"
 
 
 @pytest.mark.slow
@@ -188,6 +269,28 @@ def test_a_failing_cell_and_a_killed_worker_leave_the_rest_and_a_rerun_completes
     assert len(untimed(out / "sweep.csv")) == 1
 
 
+@pytest.mark.slow
+def test_the_ray_instance_the_grid_starts_itself_stays_on_127_0_0_1(tmp_path, monkeypatch):
+    """`--backend ray` without --address: ray.init starts a Ray of its own, which must bind and connect on the
+    loopback address only (it must work where every other interface is unreachable)."""
+    pytest.importorskip("ray")
+    for name, value in NO_AUTH.items():  # or ray.init writes ~/.ray/auth_token and sets RAY_AUTH_MODE here for good
+        monkeypatch.setenv(name, value)
+    grid = write_grid(tmp_path, TOY_TRAIN.format(worlds='"ring"', iterations=20))
+    (cell,) = read_grid(grid, tmp_path / "out")
+    before = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    backend = RayBackend(tmp_path / "out", None)
+    try:
+        assert os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == before  # set for ray.init only
+        assert {node["NodeManagerAddress"] for node in backend.ray.nodes()} == {"127.0.0.1"}
+        backend.submit(cell)
+        assert backend.next_result()[1]["state"] == "done"
+        stray = off_loopback(descendants(os.getpid()))  # this driver, its GCS, raylet, agents and the worker
+    finally:
+        backend.close()
+    assert not stray, f"Ray processes with a socket off 127.0.0.1: {stray}"
+
+
 def test_evaluate_cells_of_a_run_that_failed_to_train_are_blocked(tmp_path, capsys):
     grid = write_grid(tmp_path, f"""
 [train]
@@ -243,6 +346,14 @@ def test_unreachable_ray_address_fails_within_seconds(tmp_path):
                                 connect_timeout=2, progress=False))
     assert time.time() - started < 15  # not ray.init's own 20-30 s of retries each
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("address, local", [(None, True), ("auto", True), ("127.0.0.1:6379", True),
+                                            ("localhost:6379", True), ("[::1]:6379", True), ("10.0.0.7:6379", False),
+                                            ("head.cluster:6379", False), ("ray://127.0.0.1:10001", False)])
+def test_only_a_ray_on_this_machine_is_kept_on_the_loopback_address(address, local):
+    """A remote cluster's --address is passed to ray.init as before; Ray Client dials the host it is given."""
+    assert is_local(address) is local
 
 
 def test_ray_backend_without_ray_says_how_to_install_it(tmp_path, monkeypatch, capsys):

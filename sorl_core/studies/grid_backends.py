@@ -3,12 +3,14 @@ Ray task per cell, on a cluster or on a Ray instance started here). Both return 
 
 from __future__ import annotations
 
+import importlib
+import ipaddress
 import math
 import multiprocessing as mp
 import os
 import socket
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from multiprocessing.connection import wait
 from pathlib import Path
 
@@ -129,6 +131,55 @@ def connect_within(timeout: float):
             os.environ.pop(name, None)
 
 
+LOOPBACK = "127.0.0.1"
+RAY_LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's single-machine mode, on the loopback address
+
+
+def is_local(address: str | None) -> bool:
+    """True for a Ray on this machine: one started here (None), `auto`, or a loopback HOST:PORT."""
+    if not address or address == "auto":
+        return True
+    if address.startswith("ray://"):
+        return False  # Ray Client dials the host as given: nothing for us to pin
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextmanager
+def on_loopback():
+    """Keep a Ray on this machine on 127.0.0.1. Ray 2.60 (ray._private.services) replaces a loopback address, a
+    GCS address such as 127.0.0.1:PORT as much as `_node_ip_address="127.0.0.1"`, by the node IP it sees from
+    outside (the interface with the default route, eth0), and a node started here binds its servers to all
+    interfaces and registers that IP; where eth0 is unreachable (a firewall, a sandbox) the driver then cannot
+    reach its own GCS. Its single-machine mode (ENABLE_RAY_CLUSTER false, as on macOS and Windows) keeps
+    127.0.0.1: the node IP is the loopback address and the GCS, the raylet and the workers bind 127.0.0.1 only.
+    The environment variable reaches the processes Ray starts; the constant is read when ray is imported, which
+    it already is, so it is set too. Both are restored afterwards."""
+    try:
+        constants = importlib.import_module("ray._private.ray_constants")
+    except ImportError:  # a later Ray that moved it: the environment variable alone still reaches new processes
+        constants = None
+    had_constant = hasattr(constants, "ENABLE_RAY_CLUSTER")
+    saved_env, saved_constant = os.environ.get(RAY_LOCAL_ONLY), getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ[RAY_LOCAL_ONLY] = "0"
+    if had_constant:
+        constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if saved_env is None:
+            os.environ.pop(RAY_LOCAL_ONLY, None)
+        else:
+            os.environ[RAY_LOCAL_ONLY] = saved_env
+        if had_constant:
+            constants.ENABLE_RAY_CLUSTER = saved_constant
+
+
 class RayBackend:
     """Each cell a Ray task (num_cpus = cpus_per_cell; train cells also num_gpus); results come back here."""
 
@@ -138,11 +189,13 @@ class RayBackend:
         if address and address != "auto":
             check_reachable(address, connect_timeout)
         try:
-            if address:
-                with connect_within(connect_timeout):
-                    ray.init(address=address, log_to_driver=False, configure_logging=False)
-            else:  # a Ray instance of our own, stopped in close()
-                ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            with on_loopback() if is_local(address) else nullcontext():
+                if address:  # on this machine: reached at 127.0.0.1, not at the node IP Ray would put in its place
+                    with connect_within(connect_timeout):
+                        ray.init(address=address, log_to_driver=False, configure_logging=False)
+                else:  # a Ray instance of our own on 127.0.0.1 only, stopped in close()
+                    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
+                             _node_ip_address=LOOPBACK, dashboard_host=LOOPBACK)
         except ConnectionError:
             raise GridError(unreachable(address)) from None
         except (RuntimeError, ValueError) as exc:
