@@ -182,10 +182,12 @@ def calibration_figure(study: Study):
                                    name="a candidate", showlegend=c == 1, legendgroup="c"), row=1, col=c)
         fig.add_trace(go.Scattergl(x=px, y=py, mode="markers", marker=dict(size=7, color=PICK),
                                    name="the verifier's pick", showlegend=c == 1, legendgroup="p"), row=1, col=c)
-        fig.update_xaxes(title_text="score (standardised)", row=1, col=c)
     fig.update_yaxes(title_text="true return (standardised)", row=1, col=1)
-    fig.update_layout(title="Verifier score against true return, within each state", height=400,
-                      margin=dict(l=60, r=20, t=70, b=40), legend=dict(orientation="h", yanchor="top", y=-0.25, x=0))
+    # One x-axis title for all panels: one per panel overlaps its neighbours at projector width.
+    fig.add_annotation(text="verifier score (standardised within its state)", x=0.5, y=-0.16, xref="paper",
+                       yref="paper", showarrow=False, font=dict(size=13))
+    fig.update_layout(title="Verifier score against true return, within each state", height=420,
+                      margin=dict(l=60, r=20, t=70, b=60), legend=dict(orientation="h", yanchor="top", y=-0.25, x=0))
     return fig
 
 
@@ -217,8 +219,8 @@ def side_by_side_figure(study: Study):
     def get(key):
         return [_float(summary[v].get(key)) for v in present]
 
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("success", "top-1 regret", "distance to the median"),
-                        horizontal_spacing=0.09)
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("success", "top-1 regret", "distance to median"),
+                        horizontal_spacing=0.1)
     fig.add_trace(go.Bar(x=present, y=get("mean_pick_success"), name="the pick", marker_color=PICK,
                          legendgroup="pick"), 1, 1)
     fig.add_trace(go.Bar(x=present, y=get("mean_candidate_success"), name="a candidate", marker_color=CANDIDATE,
@@ -230,8 +232,9 @@ def side_by_side_figure(study: Study):
     fig.add_trace(go.Bar(x=present, y=get("mean_mean_distance"), name="a candidate", marker_color=CANDIDATE,
                          legendgroup="cand", showlegend=False), 1, 3)
     fig.update_yaxes(range=[0, 1.02], row=1, col=1)
-    fig.update_layout(title="Verifiers side by side", height=380, barmode="group",
-                      margin=dict(l=50, r=20, t=80, b=40), legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
+    fig.update_xaxes(tickangle=-45)
+    fig.update_layout(title="Verifiers side by side", height=400, barmode="group",
+                      margin=dict(l=50, r=40, t=80, b=40), legend=dict(orientation="h", yanchor="top", y=-0.3, x=0))
     return fig
 
 
