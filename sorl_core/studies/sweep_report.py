@@ -374,7 +374,7 @@ def compute_figure(df: pd.DataFrame, group_by: str = "n", budget: float | None =
         height=520 + 20 * max(0, entries - 6), margin=dict(l=60, r=20, t=50, b=40),
         # Below the plot, left-aligned and wrapping: never over the title or the curves, at any width.
         legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.22, yanchor="top"),
-        xaxis=dict(title="network calls per action (actor M_inf·N + critic N when N > 1), log scale", type="log",
+        xaxis=dict(title="network calls per action (M_inf·N actor calls + the verifier's critic calls), log scale", type="log",
                    tickvals=ticks, ticktext=[str(t) for t in ticks]),
         yaxis=dict(title="success rate (95% Wilson CI)" if members is None else
                    "mean success rate (bars: lowest to highest member)", range=[-0.03, 1.03]),
