@@ -50,6 +50,9 @@ class Verifier:
     # True when a candidate's score depends on that candidate alone (so scores of earlier candidates can be kept
     # when more arrive); False when it depends on the whole set (consensus).
     per_candidate: bool = True
+    # True when the score is the online critic's Q itself (AGG at k = M_inf): then a chosen candidate's score is
+    # its Q and need not be recomputed for displays that show Q.
+    score_is_q: bool = False
 
     @property
     def uses_critic(self) -> bool:
@@ -128,7 +131,7 @@ def _consensus(x: ScoringInputs) -> torch.Tensor:
 
 VERIFIERS: dict[str, Verifier] = {v.name: v for v in (
     Verifier("q", "the paper's verifier: the online critic at k = M_inf, ensemble aggregated with the preset's AGG",
-             "critic", _q),
+             "critic", _q, score_is_q=True),
     Verifier("q-min", "the minimum over the critic ensemble at k = M_inf (pessimistic)", "critic", _q_min),
     Verifier("q-lcb", "a lower confidence bound: ensemble mean minus beta times the members' spread |q1 - q2|",
              "critic", _q_lcb),

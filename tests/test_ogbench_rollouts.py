@@ -260,3 +260,20 @@ def test_training_time_evaluation_samples_with_the_noise_evaluate_uses(monkeypat
     monkeypatch.setattr(ogbench_train, "run_episodes", fake_run_episodes)
     ogbench_train.evaluate_success(None, SimpleNamespace(count=3), [1, 2, 8], n=1, seed=5)
     assert seen == [(m, 1, episode_seeds(5, 3), sample_seed(5, m, 1)) for m in (1, 2, 8)]
+
+
+@pytest.mark.parametrize("verifier", ["q", "consensus", "q-min"])
+def test_recorded_q_is_the_critic_s_q_whatever_the_verifier(verifier):
+    """The rollouts table's 'mean Q' and the video's Q trace show Q, not the verifier's score (consensus: distances)."""
+    import torch
+
+    from sorl_core.checkpoint import load_agent
+
+    agent, extra = load_agent(BUNDLED[0], device="cpu")
+    seen = []
+    with EnvBatch(extra["env"], 2, workers=1, max_episode_steps=4) as envs:
+        result = run_episodes(agent, envs, 8, 4, episode_seeds(0, 2), record_q=True, verifier=verifier,
+                              on_sample=lambda t, index, obs, res: seen.append((obs, res.actions)))
+    want = torch.cat([agent.q_value(obs, actions, k=8) for obs, actions in seen]).numpy()
+    got = np.array([q for t in range(4) for q in (result.q_traces[0][t], result.q_traces[1][t])])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

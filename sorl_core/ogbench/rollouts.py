@@ -463,11 +463,11 @@ def run_episodes(
                 calls = (call_sums[0] / actions_taken, call_sums[1] / actions_taken)
             else:
                 calls = (result.actor_calls, result.critic_calls)
-            if record_q:
-                if result.q is None:  # n == 1: score the chosen action (for the plot; not counted as compute)
-                    q = agent.q_value(obs[index], result.actions, k=m_inf)
-                else:
+            if record_q:  # Q, not the verifier's score (consensus scores are distances): recomputed unless equal
+                if result.q is not None and verifiers.get(verifier).score_is_q:
                     q = result.q.gather(1, result.chosen[:, None])[:, 0]
+                else:  # for the plot and the table; not counted as compute
+                    q = agent.q_value(obs[index], result.actions, k=m_inf)
                 for i, value in zip(index, q.float().cpu().numpy()):
                     q_traces[i].append(float(value))
             next_obs, reward, terminated, truncated, succ = envs.step(index, actions)
