@@ -255,15 +255,23 @@ class Fixed:
                             np.full(s, self.m_inf), np.full(s, self.n))
 
 
+def parse_config(text: str) -> tuple[int, int]:
+    """'8x16' -> (8, 16), with a clear error for anything else (the form `sorl-lab render` and budgets take)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
+    if not match:
+        raise ValueError(f"configuration {text!r} is not M_INFxN (e.g. 8x16)")
+    return int(match.group(1)), int(match.group(2))
+
+
 def parse_budget(text: str) -> Fixed | Rule:
     """`8x4` (M_inf x N) -> Fixed; `seq:...` / `par:...` -> Rule (parse_rule)."""
-    found = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
-    if found:
-        m_inf, n = int(found.group(1)), int(found.group(2))
-        if not is_power_of_two(m_inf) or n < 1:
-            raise RuleError(f"budget {text!r}: M_inf must be a power of two and N at least 1")
-        return Fixed(m_inf, n)
-    return parse_rule(text)
+    try:
+        m_inf, n = parse_config(text)
+    except ValueError:
+        return parse_rule(text)
+    if not is_power_of_two(m_inf) or n < 1:
+        raise RuleError(f"budget {text!r}: M_inf must be a power of two and N at least 1")
+    return Fixed(m_inf, n)
 
 
 def check_rules(agent, rules, extrapolate: bool = False) -> list[Rule]:

@@ -60,7 +60,7 @@ class Verifier:
         return self.needs != "nothing"
 
     @property
-    def scores_are_q(self) -> bool:
+    def scores_in_return_units(self) -> bool:
         """Whether the scores are critic values (in the units of return), not some other ranking score."""
         return self.needs != "nothing"
 

@@ -63,7 +63,8 @@ def test_a_sweep_run_on_the_page_joins_the_plots_selected_with_a_notice(sweeps, 
     policy.parent.mkdir()
     policy.write_bytes(b"stand-in")
     monkeypatch.setattr(policies, "load_checkpoint", lambda path, name=None: SimpleNamespace(
-        path=Path(path), digest="test-digest-1", name=name or Path(path).name))
+        path=Path(path), digest="test-digest-1", name=name or Path(path).name,
+        agent=SimpleNamespace(has_target_critic=True)))
     ran = []
 
     def fake_sweep(checkpoint, label, m_values, n_values, episodes, seed, on_progress=None, verifiers=("q",)):
@@ -249,7 +250,7 @@ def test_a_failing_sweep_is_one_sentence_without_exception_names(sweeps, tmp_pat
     at.button(key="sweep_run").click().run()
     assert [e.value for e in at.error] == ["The sweep could not run: x.pt is not a SORL Lab checkpoint."]
     monkeypatch.setattr(policies, "load_checkpoint", lambda path, name=None: SimpleNamespace(
-        path=Path(path), digest="test-digest-fails", name="x.pt"))
+        path=Path(path), digest="test-digest-fails", name="x.pt", agent=SimpleNamespace(has_target_critic=True)))
 
     def crash(*args, **kwargs):
         raise RuntimeError("CUDA out of memory in some internal call")

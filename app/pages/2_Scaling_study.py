@@ -137,9 +137,7 @@ def run_one(path: str, bundled_name: str | None, ms: tuple, ns: tuple, episodes:
         st.info(f"This sweep is already loaded (source `{runs[grid_key][0]}`).")
         return
     try:
-        # Only a verifier that needs more than the critic asks the checkpoint what it holds.
-        refusals = [r for v in verifiers if get_verifier(v).needs == "target critic"
-                    and (r := get_verifier(v).unavailable(loaded.agent.has_target_critic))]
+        refusals = [r for v in verifiers if (r := get_verifier(v).unavailable(loaded.agent.has_target_critic))]
         if refusals:
             st.error(refusals[0][0].upper() + refusals[0][1:] + ".")
             return

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Literal
 
 import numpy as np
 
+from ..budgets import parse_config
 from ..checkpoint import CheckpointError, checkpoint_digest, checkpoint_label, load_agent
 from ..io import atomic_path
 from .rollouts import EnvBatch, episode_seeds, run_episodes, sample_seed
@@ -84,14 +84,6 @@ class RolloutVideo:
     @property
     def outcome(self) -> str:
         return outcome_text(self.success, self.length)
-
-
-def parse_config(text: str) -> tuple[int, int]:
-    """'8x16' -> (8, 16), with a clear error for anything else."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
-    if not match:
-        raise ValueError(f"configuration {text!r} is not M_INFxN (e.g. 8x16)")
-    return int(match.group(1)), int(match.group(2))
 
 
 def _round16(size: int) -> int:

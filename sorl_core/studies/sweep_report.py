@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -451,8 +452,6 @@ def sweep_html(csv_text: str) -> str:
 
 def read_sweeps(*paths) -> pd.DataFrame:
     """Checked and combined sweep CSV files (SweepError naming the file and the problem)."""
-    from pathlib import Path
-
     return combine([(str(p), parse_sweep(Path(p).read_bytes(), Path(p).name)) for p in paths])
 
 
