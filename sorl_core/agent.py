@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from . import verifiers
 from .verifiers import aggregate
 from .config import SORLConfig, is_power_of_two
 from . import cpu
-from .networks import CriticEnsemble, ShortcutActor
+from .networks import CriticEnsemble, ShortcutActor, StackedActor
 
 Batch = dict[str, torch.Tensor]  # observations, actions, rewards, next_observations, masks
 
@@ -50,14 +50,54 @@ def integrate(actor: nn.Module, obs: torch.Tensor, x: torch.Tensor, steps: int, 
     return x, path
 
 
+def integrate_seeds(actor: StackedActor, obs: torch.Tensor, x: torch.Tensor, steps: Sequence[int]) -> torch.Tensor:
+    """`integrate` for seed-stacked actors, where seed p takes its own steps[p] Euler steps of size 1/steps[p].
+
+    obs (P, B, O), x (P, B, A). A step evaluates only the seeds still moving, so P rollouts cost what they
+    cost one by one (in batched matmuls), not P times the longest. Step sizes and times are powers of two
+    and their multiples, exact in float32: seed p follows the arithmetic of `integrate` with steps[p].
+    """
+    p_count, b = x.shape[0], x.shape[1]
+    counts = x.new_tensor([float(k) for k in steps]).view(p_count, 1, 1)
+    level, size = torch.log2(counts).expand(p_count, b, 1), 1.0 / counts
+    for i in range(max(steps)):
+        t = (i / counts).expand(p_count, b, 1)
+        moving = [p for p, k in enumerate(steps) if k > i]
+        if len(moving) == p_count:
+            x = torch.addcmul(x, actor(obs, x, t, level), size)
+        else:
+            idx = torch.tensor(moving, device=x.device)
+            v = actor(obs[idx], x[idx], t[idx], level[idx], members=idx)
+            x = x.index_copy(0, idx, torch.addcmul(x[idx], v, size[idx]))
+    return x
+
+
 # ----------------------------------------------------------------------------- losses
-def critic_loss(critic, target_critic, batch: Batch, next_actions: torch.Tensor, k: int, discount: float, q_agg: str):
+def mean_per_seed(x: torch.Tensor, seed_axis: int | None) -> torch.Tensor:
+    """Mean over every axis but the seed axis: one value per seed; a plain mean for one seed (seed_axis None).
+
+    Seeds stacked in one model keep separate losses: their sum's gradient is each seed's own gradient.
+    """
+    if seed_axis is None:
+        return x.mean()
+    keep = seed_axis % x.ndim
+    return x.mean(dim=[d for d in range(x.ndim) if d != keep])
+
+
+def _seed_axis(obs: torch.Tensor, axis: int) -> int | None:
+    """`axis` when obs carries a leading seed axis (P, B, O), else None."""
+    return axis if obs.ndim == 3 else None
+
+
+def critic_loss(critic, target_critic, batch: Batch, next_actions: torch.Tensor, k, discount: float, q_agg: str):
     """TD loss of every ensemble member against r + gamma * mask * AGG_j Qtarget_j(s', a', k)."""
     next_q = aggregate(target_critic(batch["next_observations"], next_actions, k), q_agg)
     target = batch["rewards"] + discount * batch["masks"] * next_q
     q = critic(batch["observations"], batch["actions"], k)
-    loss = (q - target).square().mean()
-    return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean(), "target_mean": target.detach().mean()}
+    axis = _seed_axis(batch["observations"], -2)  # Q (E, P, B), targets (P, B)
+    loss = mean_per_seed((q - target).square(), axis)
+    return loss, {"critic_loss": loss.detach(), "q_mean": mean_per_seed(q.detach(), axis),
+                  "target_mean": mean_per_seed(target.detach(), axis)}
 
 
 def self_consistency_target(target_actor, obs, x_t, t, level, step):
@@ -68,11 +108,12 @@ def self_consistency_target(target_actor, obs, x_t, t, level, step):
     return (v1 + v2) / 2
 
 
-def q_loss(critic, obs: torch.Tensor, policy_actions: torch.Tensor, k: int):
+def q_loss(critic, obs: torch.Tensor, policy_actions: torch.Tensor, k):
     """-mean Q / stopgrad(mean |Q|) with the ensemble mean; normalising makes q_loss_coef scale-free."""
     q = critic(obs, policy_actions, k).mean(dim=0)
-    loss = -q.mean() / q.abs().mean().detach()
-    return loss, {"q_loss": loss.detach(), "policy_q": q.detach().mean()}
+    axis = _seed_axis(obs, -2)  # Q (P, B)
+    loss = -mean_per_seed(q, axis) / mean_per_seed(q.abs(), axis).detach()
+    return loss, {"q_loss": loss.detach(), "policy_q": mean_per_seed(q.detach(), axis)}
 
 
 def velocity_losses(actor, obs: torch.Tensor, problems: list[tuple[torch.Tensor, ...]]) -> list[torch.Tensor]:
@@ -80,10 +121,11 @@ def velocity_losses(actor, obs: torch.Tensor, problems: list[tuple[torch.Tensor,
 
     They share weights, so they are stacked into one forward pass (faster than one pass each).
     """
-    n = obs.shape[0]
-    x, t, level, target = (torch.cat(parts) for parts in zip(*problems))
-    pred = actor(obs.repeat(len(problems), 1), x, t, level)
-    return [((pred - target)[i * n:(i + 1) * n]).square().mean() for i in range(len(problems))]
+    n = obs.shape[-2]
+    x, t, level, target = (torch.cat(parts, dim=-2) for parts in zip(*problems))
+    pred = actor(obs.repeat(*[1] * (obs.ndim - 2), len(problems), 1), x, t, level)
+    axis = _seed_axis(obs, -3)  # errors (P, B, A)
+    return [mean_per_seed(((pred - target)[..., i * n:(i + 1) * n, :]).square(), axis) for i in range(len(problems))]
 
 
 # ----------------------------------------------------------------------------- sampling result
@@ -119,22 +161,39 @@ class ConsistencyProbe:
 
 # ----------------------------------------------------------------------------- the agent
 class SORLAgent:
-    """Shortcut-model actor + critic ensemble with targets. `update(batch)` is one SORL iteration."""
+    """Shortcut-model actor + critic ensemble with targets. `update(batch)` is one SORL iteration.
 
-    def __init__(self, config: SORLConfig, seed: int = 0):
+    seed: one seed, or several (`[0, 1, 2, 3]`) to train as one seed-stacked model: every weight gets a
+    leading seed axis, each seed keeps its own noise, step-count draws, losses, clipping and Adam step, and
+    `update` takes batches stacked (P, B, ...). Seed p then follows the run a single-seed agent of that seed
+    would make, to float rounding (tests/test_seeds.py). A stacked agent trains only; `member(p)` gives
+    seed p as an ordinary agent (to sample, evaluate or save) and `SORLAgent.stack` rebuilds one from those.
+    """
+
+    def __init__(self, config: SORLConfig, seed: int | Sequence[int] = 0):
         self.config = cfg = config
         self.device = resolve_device(cfg.device)
+        self.seeds = [int(s) for s in seed] if isinstance(seed, (list, tuple)) else [int(seed)]
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be one or more different numbers, got {list(self.seeds)}")
+        self.stacked = len(self.seeds) > 1
         if self.device.type == "cpu":
             cpu.keep_freed_memory()
-        torch.manual_seed(seed)  # network initialisation
-        self.actor = ShortcutActor(cfg.obs_dim, cfg.action_dim, cfg.hidden).to(self.device)
-        self.critic = CriticEnsemble(cfg.obs_dim, cfg.action_dim, cfg.hidden, cfg.num_critics, cfg.critic_layer_norm).to(self.device)
+        if self.stacked:  # weights are filled from single-seed agents below: the same initialisation
+            self.actor = StackedActor(len(self.seeds), cfg.obs_dim, cfg.action_dim, cfg.hidden).to(self.device)
+            self.critic = CriticEnsemble(cfg.obs_dim, cfg.action_dim, cfg.hidden, cfg.num_critics, cfg.critic_layer_norm,
+                                         seeds=len(self.seeds)).to(self.device)
+        else:
+            torch.manual_seed(self.seeds[0])  # network initialisation
+            self.actor = ShortcutActor(cfg.obs_dim, cfg.action_dim, cfg.hidden).to(self.device)
+            self.critic = CriticEnsemble(cfg.obs_dim, cfg.action_dim, cfg.hidden, cfg.num_critics, cfg.critic_layer_norm).to(self.device)
         self.target_actor = _frozen_copy(self.actor)
         self.target_critic = _frozen_copy(self.critic)
-        # Training noise comes from one device generator; step counts k from a host generator so that
-        # reading k as a Python int never syncs with the device.
-        self.generator = torch.Generator(self.device).manual_seed(seed)
-        self.host_generator = torch.Generator().manual_seed(seed + 1)
+        # Training noise comes from one device generator per seed; step counts k from a host generator so
+        # that reading k as a Python int never syncs with the device.
+        self.generators = [torch.Generator(self.device).manual_seed(s) for s in self.seeds]
+        self.host_generators = [torch.Generator().manual_seed(s + 1) for s in self.seeds]
+        self.generator, self.host_generator = self.generators[0], self.host_generators[0]
         self.step = 0
         # Replays recorded draws instead of drawing (name -> value); set only by scripts/check_update_parity.py,
         # which feeds the authors' own random draws through this update. None: draw from the generators.
@@ -157,6 +216,8 @@ class SORLAgent:
             self.optimizers = {"all": _adam(self._params, cfg.lr)}
         else:
             self.optimizers = {"critic": _adam(self.critic.parameters(), cfg.lr), "actor": _adam(self.actor.parameters(), cfg.lr)}
+        if self.stacked:
+            self._take_members([SORLAgent(cfg, s) for s in self.seeds])
 
     # ------------------------------------------------------------------ helpers
     def _refresh(self, *names: str) -> None:
@@ -180,6 +241,7 @@ class SORLAgent:
         """Clip and Adam-step the float32 weights of `names` (all of `opt`'s) from the gradients the loss
         left on the networks the losses run on; then the working copies of `write` hold the new weights.
         Returns the pre-clip gradient norm."""
+        seeds = len(self.seeds)
         if self._adam_writes_copies:  # one fused pass a tensor (cpu.adam_from_copies)
             params, grads, copies = [], [], []
             for name in names:
@@ -188,12 +250,12 @@ class SORLAgent:
                     grads.append(w.grad)
                     copies.append(w if name in write else None)
                     w.grad = None
-            return cpu.adam_from_copies(opt, params, grads, copies, self.config.grad_clip)
+            return cpu.adam_from_copies(opt, params, grads, copies, self.config.grad_clip, seeds)
         self._grads_to_masters(*names)
         params = [p for name in names for p in getattr(self, name).parameters()]
         if self.config.mode == "faithful":
             self._fill_missing_grads()
-        norm = clip_and_step(opt, params, self.config.grad_clip)
+        norm = clip_and_step(opt, params, self.config.grad_clip, seeds)
         self._refresh(*write)
         return norm
 
@@ -201,9 +263,25 @@ class SORLAgent:
         """Every random draw of an update passes here by name, so a recorded one can stand in for it."""
         return draw() if self.replay_draws is None else self.replay_draws(name)
 
-    def _draw_k(self, name: str) -> int:
+    def _draw_k(self, name: str):
+        """A step count k: an int, or one per seed (a list) when seeds are stacked."""
         ks = self.config.step_counts
-        return self._draw(name, lambda: ks[int(torch.randint(len(ks), (1,), generator=self.host_generator))])
+        one = lambda g: ks[int(torch.randint(len(ks), (1,), generator=g))]  # noqa: E731
+        if self.stacked:
+            return self._draw(name, lambda: [one(g) for g in self.host_generators])
+        return self._draw(name, lambda: one(self.host_generator))
+
+    def _per_seed(self, name: str, draw: Callable[[torch.Generator], torch.Tensor]) -> torch.Tensor:
+        """A draw from the training noise: one from each seed's generator, stacked, when seeds are stacked."""
+        if self.stacked:
+            return self._draw(name, lambda: torch.stack([draw(g) for g in self.generators]))
+        return self._draw(name, lambda: draw(self.generator))
+
+    def _k_input(self, k, obs: torch.Tensor):
+        """The critic's step-count input: the number itself, or a (P, B, 1) column of each seed's k."""
+        if not self.stacked:
+            return k
+        return obs.new_tensor([float(v) for v in k]).view(-1, 1, 1).expand(*obs.shape[:-1], 1)
 
     def _fill_missing_grads(self) -> None:
         """Adam skips weights whose grad is None; a loss that leaves some weights without gradient hands
@@ -216,23 +294,29 @@ class SORLAgent:
                 p.grad = zero
 
     def _randn(self, name: str, *shape) -> torch.Tensor:
-        return self._draw(name, lambda: torch.randn(*shape, generator=self.generator, device=self.device))
+        return self._per_seed(name, lambda g: torch.randn(*shape, generator=g, device=self.device))
 
-    def _policy_actions(self, obs: torch.Tensor, k: int, noise_name: str) -> torch.Tensor:
-        x, _ = integrate(self.work.actor, obs, self._randn(noise_name, obs.shape[0], self.config.action_dim), k)
+    def _policy_actions(self, obs: torch.Tensor, k, noise_name: str) -> torch.Tensor:
+        noise = self._randn(noise_name, obs.shape[-2], self.config.action_dim)
+        if self.stacked:
+            return integrate_seeds(self.work.actor, obs, noise, k).clamp(-1, 1)
+        x, _ = integrate(self.work.actor, obs, noise, k)
         return x.clamp(-1, 1)
 
     # ------------------------------------------------------------------ losses of one iteration
-    def compute_critic_loss(self, batch: Batch, k: int):
+    def compute_critic_loss(self, batch: Batch, k):
         cfg = self.config
         if cfg.discount == 0:  # one-step problems (toy bandits): the target is r, no a' rollout needed
-            q = self.work.critic(batch["observations"], batch["actions"], k)
-            loss = (q - batch["rewards"]).square().mean()
-            return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean(), "target_mean": batch["rewards"].mean()}
+            q = self.work.critic(batch["observations"], batch["actions"], self._k_input(k, batch["observations"]))
+            axis = _seed_axis(batch["observations"], -2)
+            loss = mean_per_seed((q - batch["rewards"]).square(), axis)
+            return loss, {"critic_loss": loss.detach(), "q_mean": mean_per_seed(q.detach(), axis),
+                          "target_mean": mean_per_seed(batch["rewards"], axis)}
         # Faithful: the authors sample a' with gradients on, so this loss also moves the actor.
         with contextlib.nullcontext() if cfg.mode == "faithful" else torch.no_grad():
             next_actions = self._policy_actions(batch["next_observations"], k, "critic_noise")
-        return critic_loss(self.work.critic, self.work.target_critic, batch, next_actions, k, cfg.discount, cfg.q_agg)
+        return critic_loss(self.work.critic, self.work.target_critic, batch, next_actions,
+                           self._k_input(k, batch["observations"]), cfg.discount, cfg.q_agg)
 
     def self_consistency_problem(self, batch: Batch):
         """(x_t, t, level, target) of the self-consistency loss, targets from the target actor.
@@ -244,24 +328,25 @@ class SORLAgent:
         if cfg.max_level == 0:
             return None
         obs, actions = batch["observations"], batch["actions"]
-        b, a_dim = actions.shape
+        *lead, b, a_dim = actions.shape
         level = self.sc_levels(b).unsqueeze(1)
+        index = self._per_seed("sc_time_index", lambda g: torch.floor(
+            torch.rand(b, 1, generator=g, device=self.device) * 2**level))  # n in {0 .. 2^level - 1}
+        level = level.expand(*lead, b, 1)
         step = 2.0 ** -level
-        index = self._draw("sc_time_index", lambda: torch.floor(
-            torch.rand(b, 1, generator=self.generator, device=self.device) * 2**level))  # n in {0 .. 2^level - 1}
         t = index * step
         x_t, _ = interpolate(self._randn("sc_noise", b, a_dim), actions, t, cfg.flow_eps)
         target = self_consistency_target(self.work.target_actor, obs, x_t, t, level, step)
         return x_t, t, level, target.float()
 
-    def compute_actor_loss(self, batch: Batch, k: int, critic: nn.Module, sc_problem=None):
+    def compute_actor_loss(self, batch: Batch, k, critic: nn.Module, sc_problem=None):
         """10 FM + 10 SC + q_loss_coef * Q loss. sc_problem: precomputed (faithful mode), else built here."""
         cfg = self.config
         obs, actions = batch["observations"], batch["actions"]
-        b, a_dim = actions.shape
+        b, a_dim = actions.shape[-2:]
         # Flow matching at the finest level, t on the grid {0, 1/M_disc, ...}.
-        t_fm = self._draw("fm_time_index", lambda: torch.randint(
-            cfg.m_disc, (b, 1), generator=self.generator, device=self.device)) / cfg.m_disc
+        t_fm = self._per_seed("fm_time_index", lambda g: torch.randint(
+            cfg.m_disc, (b, 1), generator=g, device=self.device)) / cfg.m_disc
         x_fm, v_fm = interpolate(self._randn("fm_noise", b, a_dim), actions, t_fm, cfg.flow_eps)
         problems = [(x_fm, t_fm, torch.full_like(t_fm, cfg.max_level), v_fm)]
         sc_problem = self.self_consistency_problem(batch) if sc_problem is None else sc_problem
@@ -269,8 +354,8 @@ class SORLAgent:
             problems.append(sc_problem)
         losses = velocity_losses(self.work.actor, obs, problems)
         fm = losses[0]
-        sc = losses[1] if len(losses) > 1 else torch.zeros((), device=self.device)
-        ql, q_info = q_loss(critic, obs, self._policy_actions(obs, k, "q_noise"), k)
+        sc = losses[1] if len(losses) > 1 else torch.zeros_like(fm)
+        ql, q_info = q_loss(critic, obs, self._policy_actions(obs, k, "q_noise"), self._k_input(k, obs))
         total = cfg.fm_coef * fm + cfg.sc_coef * sc + cfg.q_loss_coef * ql
         return total, {"actor_loss": total.detach(), "fm_loss": fm.detach(), "sc_loss": sc.detach(), **q_info}
 
@@ -287,12 +372,22 @@ class SORLAgent:
 
         k: use this step count for both the critic target and the Q loss instead of drawing them (the
         benchmark times each k separately); None draws them as docs/ALGORITHM.md §3 says.
+        Stacked seeds: every batch tensor has a leading seed axis (P, B, ...), and every metric one value per seed.
         """
         batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+        if self.stacked and batch["observations"].shape[0] != len(self.seeds):
+            raise ValueError(f"a stack of {len(self.seeds)} seeds trains on batches shaped (seeds, batch, ...); "
+                             f"got observations {tuple(batch['observations'].shape)}")
+        if k is not None and self.stacked:
+            k = [k] * len(self.seeds)
         k_critic, k_actor = (self._draw_k("k_critic"), self._draw_k("k_actor")) if k is None else (k, k)
         info = self._update_faithful(batch, k_critic, k_actor) if self.config.mode == "faithful" else self._update_clean(batch, k_critic, k_actor)
         self.step += 1
         return info
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        """Backward of one seed's loss, or of the stacked seeds' sum (each seed's weights get its own gradient)."""
+        (loss.sum() if self.stacked else loss).backward()
 
     def _update_faithful(self, batch, k_critic, k_actor):
         cfg, opt = self.config, self.optimizers["all"]
@@ -310,7 +405,7 @@ class SORLAgent:
         # into zeros, and weights the loss does not reach get zeros after it.
         opt.zero_grad(set_to_none=True)
         loss, info = self.compute_critic_loss(batch, k_critic)
-        loss.backward()
+        self._backward(loss)
         polyak(self.target_critic, self.critic, cfg.tau)  # after its use in the backward, before the step
         # Only the actor's copy takes the new weights: the critic's stays the pre-iteration critic for step 2.
         info["grad_norm_critic_step"] = self._clip_and_step(opt, ("actor", "critic"), write=("actor",))
@@ -318,7 +413,7 @@ class SORLAgent:
         opt.zero_grad(set_to_none=True)
         with requires_grad(self.critic_before, False):  # gradients flow through it to the actions only
             loss, actor_info = self.compute_actor_loss(batch, k_actor, self.critic_before, sc_problem)
-        loss.backward()
+        self._backward(loss)
         info["grad_norm_actor_step"] = self._clip_and_step(opt, ("actor", "critic"), write=("actor", "critic"))
         return {**info, **actor_info}
 
@@ -328,12 +423,12 @@ class SORLAgent:
         opt_c.zero_grad(set_to_none=True)
         self._refresh("target_actor", "target_critic")
         loss, info = self.compute_critic_loss(batch, k_critic)
-        loss.backward()
+        self._backward(loss)
         info["grad_norm_critic_step"] = self._clip_and_step(opt_c, ("critic",), write=("critic",))
         opt_a.zero_grad(set_to_none=True)
         with requires_grad(self.work.critic, False):
             loss, actor_info = self.compute_actor_loss(batch, k_actor, self.work.critic)
-        loss.backward()
+        self._backward(loss)
         info["grad_norm_actor_step"] = self._clip_and_step(opt_a, ("actor",), write=("actor",))
         polyak(self.target_actor, self.actor, cfg.tau)
         polyak(self.target_critic, self.critic, cfg.tau)
@@ -375,6 +470,7 @@ class SORLAgent:
         budget: a sampling budget of sorl_core.budgets (`Fixed(m_inf, n)` or an adaptive rule) to run instead of the
         fixed (m_inf, n); it returns a `budgets.BudgetResult`: the actions and each state's actor and critic calls.
         """
+        self._check_single("sample")
         if budget is not None:
             return budget.sample(self, obs, generator=generator, verifier=verifier, beta=beta, extrapolate=extrapolate)
         self.check_m_inf(m_inf, extrapolate)
@@ -412,6 +508,7 @@ class SORLAgent:
     def verifier_scores(self, obs_rep: torch.Tensor, candidates: torch.Tensor, m_inf: int,
                         verifier: str = verifiers.DEFAULT_VERIFIER, beta: float = verifiers.DEFAULT_BETA) -> torch.Tensor:
         """(S, N) scores of candidates (S, N, A) for states obs_rep (row s*N + j is state s), by `verifier`."""
+        self._check_single("score candidates")
         return verifiers.scores(verifier, candidates, obs_rep, int(m_inf), critic=self.critic,
                                 target_critic=self.target_critic if self.has_target_critic else None,
                                 q_agg=self.config.q_agg, m_btt=self.config.m_btt, beta=beta)
@@ -419,6 +516,7 @@ class SORLAgent:
     @torch.no_grad()
     def q_value(self, obs, actions, k: int = 8) -> torch.Tensor:
         """AGG of the online critic for paired (obs, action) rows, or one obs against many actions."""
+        self._check_single("compute Q values")
         obs = self.as_obs(obs)
         actions = torch.as_tensor(actions, dtype=torch.float32, device=self.device).reshape(-1, self.config.action_dim)
         if obs.shape[0] == 1 and actions.shape[0] > 1:
@@ -434,6 +532,7 @@ class SORLAgent:
         half steps at level+1 and x_t is reached from noise with the finest steps. as_flow: every
         velocity at the finest level, i.e. the error of a plain flow-matching policy taking big steps.
         """
+        self._check_single("probe self-consistency")
         cfg = self.config
         obs = self.as_obs(obs)
         s, a_dim, m = obs.shape[0], cfg.action_dim, cfg.m_disc
@@ -458,9 +557,76 @@ class SORLAgent:
                 err[:, li, ti] = diff.reshape(s, samples).mean(dim=1).cpu().numpy()
         return ConsistencyProbe(t_grid, 2.0 ** -levels, levels, err.mean(axis=0), err)  # NaN cells are the same for every state
 
+    # ------------------------------------------------------------------ stacked seeds
+    def _check_single(self, what: str) -> None:
+        if self.stacked:
+            raise ValueError(f"this agent trains seeds {self.seeds} together and cannot {what} itself; "
+                             "take one seed with agent.member(p)")
+
+    def member(self, p: int) -> "SORLAgent":
+        """Seed p of a stacked agent as an ordinary single-seed agent: a copy of its weights, targets, Adam
+        state, noise generators and step (what a single-seed run of that seed would hold). Itself when single."""
+        if not self.stacked:
+            return self
+        one = SORLAgent(self.config, self.seeds[p])
+        with torch.no_grad():
+            for name in ("actor", "critic", "target_actor", "target_critic"):
+                mine, theirs = getattr(self, name), getattr(one, name)
+                torch._foreach_copy_(list(theirs.parameters()), mine.split(list(mine.parameters()), p))
+            for key, opt in self.optimizers.items():
+                for name in _OPTIMIZED[key]:
+                    net = getattr(self, name)
+                    states = [opt.state[q] for q in net.parameters()]
+                    if not states[0]:  # Adam makes its state at the first step
+                        continue
+                    moments = {m: net.split([st[m] for st in states], p) for m in ("exp_avg", "exp_avg_sq")}
+                    for i, (q, st) in enumerate(zip(getattr(one, name).parameters(), states)):
+                        one.optimizers[key].state[q] = {"step": st["step"].clone(), "exp_avg": moments["exp_avg"][i],
+                                                        "exp_avg_sq": moments["exp_avg_sq"][i]}
+        one.generator.set_state(self.generators[p].get_state())
+        one.host_generator.set_state(self.host_generators[p].get_state())
+        one.step, one.has_target_critic = self.step, self.has_target_critic
+        one._refresh("actor", "critic", "target_actor", "target_critic")
+        return one
+
+    @classmethod
+    def stack(cls, members: Sequence["SORLAgent"]) -> "SORLAgent":
+        """One stacked agent from single-seed agents of one configuration at one step (e.g. resumed checkpoints)."""
+        if any(m.config != members[0].config for m in members) or any(m.stacked for m in members):
+            raise ValueError("only agents of one configuration can be trained as one stack")
+        if len({m.step for m in members}) != 1:
+            raise ValueError(f"agents to stack must be at the same step, got {[m.step for m in members]}")
+        stacked = cls(members[0].config, [m.seeds[0] for m in members])
+        stacked._take_members(members)
+        return stacked
+
+    def _take_members(self, members: Sequence["SORLAgent"]) -> None:
+        """Fill this stack with the members' weights, targets, Adam state, noise state and step."""
+        with torch.no_grad():
+            for name in ("actor", "critic", "target_actor", "target_critic"):
+                net = getattr(self, name)
+                joined = net.join([[q.detach() for q in getattr(m, name).parameters()] for m in members])
+                torch._foreach_copy_(list(net.parameters()), joined)
+            for key, opt in self.optimizers.items():
+                for name in _OPTIMIZED[key]:
+                    per_member = [[m.optimizers[key].state[q] for q in getattr(m, name).parameters()] for m in members]
+                    if not per_member[0][0]:
+                        continue
+                    net = getattr(self, name)
+                    moments = {m: net.join([[st[m] for st in states] for states in per_member]) for m in ("exp_avg", "exp_avg_sq")}
+                    for i, q in enumerate(net.parameters()):
+                        opt.state[q] = {"step": per_member[0][i]["step"].clone(), "exp_avg": moments["exp_avg"][i],
+                                        "exp_avg_sq": moments["exp_avg_sq"][i]}
+        for g, h, m in zip(self.generators, self.host_generators, members):
+            g.set_state(m.generator.get_state())
+            h.set_state(m.host_generator.get_state())
+        self.step = members[0].step
+        self._refresh("actor", "critic", "target_actor", "target_critic")
+
     # ------------------------------------------------------------------ persistence
     def state_dict(self, inference_only: bool = False) -> dict:
         """Everything needed to resume bit-exactly; `inference_only` keeps just actor and critic (~4x smaller)."""
+        self._check_single("be saved as one checkpoint (each seed is saved on its own)")
         if inference_only:
             return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(), "step": self.step, "inference_only": True}
         return {
@@ -475,6 +641,7 @@ class SORLAgent:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        self._check_single("load a checkpoint (stack single-seed agents with SORLAgent.stack)")
         if state.get("inference_only"):  # targets start as copies; the optimiser starts fresh
             self.actor.load_state_dict(state["actor"])
             self.critic.load_state_dict(state["critic"])
@@ -506,6 +673,10 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+# The networks each optimiser steps, in its parameter order.
+_OPTIMIZED = {"all": ("actor", "critic"), "critic": ("critic",), "actor": ("actor",)}
+
+
 @dataclass
 class _Networks:
     actor: nn.Module
@@ -534,14 +705,24 @@ def _adam(params, lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
 
 
-def clip_and_step(opt: torch.optim.Adam, params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+def clip_and_step(opt: torch.optim.Adam, params: list[torch.Tensor], max_norm: float, seeds: int = 1) -> torch.Tensor:
     """Global-norm gradient clipping folded into the fused Adam step; returns the pre-clip norm.
 
     Same result as clip_grad_norm_ then step(): fused Adam divides every gradient by `grad_scale`
     (the hook AMP's GradScaler uses), which spares a separate read-and-write pass over all gradients.
+    seeds > 1: seed-stacked weights; each seed's gradients are divided by its own scale first (one norm per seed).
     """
-    norm = nn.utils.get_total_norm([p.grad for p in params if p.grad is not None], foreach=True)
-    opt.grad_scale = torch.clamp((norm + 1e-6) / max_norm, min=1.0)
+    grads = [p.grad for p in params if p.grad is not None]
+    if seeds == 1:
+        norm = nn.utils.get_total_norm(grads, foreach=True)
+        opt.grad_scale = torch.clamp((norm + 1e-6) / max_norm, min=1.0)
+    else:
+        norm = cpu.grad_norms(grads, seeds)
+        scale = torch.clamp((norm + 1e-6) / max_norm, min=1.0)
+        with torch.no_grad():
+            for g in grads:
+                g.view(seeds, -1).div_(scale.view(seeds, 1).to(g.dtype))
+        opt.grad_scale = None
     opt.step()
     return norm
 

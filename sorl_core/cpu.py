@@ -108,8 +108,19 @@ def keep_freed_memory() -> None:
         pass
 
 
+def grad_norms(grads: list, seeds: int = 1) -> torch.Tensor:
+    """Global L2 norm of the gradients present: a scalar, or one per seed (P,) for seed-stacked weights,
+    whose leading axis is seed-major (seed p's rows first p, or its E critic members p*E .. p*E+E-1)."""
+    present = [g for g in grads if g is not None]
+    if seeds == 1:
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(present, 2, dtype=torch.float32)))
+    per_tensor = [torch.linalg.vector_norm(g.reshape(seeds, -1), 2, dim=1, dtype=torch.float32) for g in present]
+    return torch.linalg.vector_norm(torch.stack(per_tensor, dim=1), 2, dim=1)
+
+
 @torch.no_grad()
-def adam_from_copies(opt: torch.optim.Adam, params: list, grads: list, copies: list, max_norm: float) -> torch.Tensor:
+def adam_from_copies(opt: torch.optim.Adam, params: list, grads: list, copies: list, max_norm: float,
+                     seeds: int = 1) -> torch.Tensor:
     """Global-norm clip and Adam step of float32 weights from their bf16 working copies, one pass a tensor.
 
     params: float32 weights, all in `opt`'s single group; grads: the working copies' gradients (bf16,
@@ -117,11 +128,11 @@ def adam_from_copies(opt: torch.optim.Adam, params: list, grads: list, copies: l
     momentum alone, as a zero gradient would); copies: the working copies to receive the new weights,
     None to leave one as it is. Adam's state is `opt.state` in torch.optim.Adam's own layout, so
     `opt.state_dict()`, checkpoints and resume are unchanged; the update is Adam's to float rounding
-    (tests/test_cpu_kernels.py). Returns the norm before clipping. CPU only: it reads the norm on the host.
+    (tests/test_cpu_kernels.py). seeds > 1: seed-stacked weights, each seed clipped by its own norm.
+    Returns the norm before clipping (one per seed). CPU only: it reads the norm on the host.
     """
-    present = [g for g in grads if g is not None]
-    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(present, 2, dtype=torch.float32)))
-    scale = max((float(norm) + 1e-6) / max_norm, 1.0)
+    norm = grad_norms(grads, seeds)
+    scales = [max((float(n) + 1e-6) / max_norm, 1.0) for n in norm.reshape(-1)]
     group = opt.param_groups[0]
     states = [opt.state[p] for p in params]
     for p, state in zip(params, states):
@@ -133,8 +144,11 @@ def adam_from_copies(opt: torch.optim.Adam, params: list, grads: list, copies: l
     torch._foreach_add_(steps, 1)
     bf16 = [c if c is not None and c.dtype == torch.bfloat16 else None for c in copies]
     beta1, beta2 = group["betas"]
-    torch.ops.sorl_lab.adam_step(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
-                                 bf16, float(group["lr"]), beta1, beta2, group["eps"], float(steps[0]), scale)
+    moments = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+    for seed, scale in enumerate(scales):  # one seed's rows of every tensor are one contiguous block
+        rows = (lambda ts: ts) if seeds == 1 else (lambda ts: [None if t is None else t.view(seeds, -1)[seed] for t in ts])
+        torch.ops.sorl_lab.adam_step(rows(params), rows(grads), rows(moments[0]), rows(moments[1]), rows(bf16),
+                                     float(group["lr"]), beta1, beta2, group["eps"], float(steps[0]), scale)
     same_dtype = [(c, p) for c, p in zip(copies, params) if c is not None and c.dtype == p.dtype]
     if same_dtype:  # float32 parts of a working copy (LayerNorm scale and shift)
         torch._foreach_copy_([c for c, _ in same_dtype], [p for _, p in same_dtype])
