@@ -638,6 +638,7 @@ class SORLAgent:
             "generator": self.generator.get_state(),
             "host_generator": self.host_generator.get_state(),
             "step": self.step,
+            "seed": self.seeds[0],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -657,6 +658,7 @@ class SORLAgent:
             opt.load_state_dict(state["optimizers"][name])
         self.host_generator.set_state(state["host_generator"])
         self.step = int(state["step"])
+        self.seeds = [int(state.get("seed", self.seeds[0]))]  # older checkpoints do not say; their run's config does
         self._refresh("actor", "critic", "target_actor", "target_critic")  # the bf16 working copies follow
         try:
             self.generator.set_state(state["generator"])

@@ -93,6 +93,12 @@ def verifier_summary_line(row: dict) -> str:
             f"{f('mean_mean_distance')}, pick/mean success {f('mean_pick_success')}/{f('mean_candidate_success')}")
 
 
+def print_run_folders(run_dirs) -> None:
+    """The folder of a training, or one per seed."""
+    for run_dir in run_dirs if isinstance(run_dirs, list) else [run_dirs]:
+        print(f"run folder: {run_dir} (metrics.csv, eval.csv, config.json, checkpoint.pt)")
+
+
 def _env_flag(args: list[str]) -> str | None:
     """The value of `--env` in `sorl-lab train` arguments, if any."""
     for i, arg in enumerate(args):
@@ -119,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if isinstance(cmd, EnvTrainConfig):
-            _, run_dir = train_env(cmd)
-            print(f"run folder: {run_dir} (metrics.csv, eval.csv, config.json, checkpoint.pt)")
+            _, run_dirs = train_env(cmd)
+            print_run_folders(run_dirs)
         elif isinstance(cmd, EvaluateConfig):
             csv_path, html_path = evaluate(cmd)
             print(f"{csv_path}\n{html_path}")
@@ -128,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             videos, combined = render(cmd, on_progress=print)
             print(f"side by side: {combined}")
         elif isinstance(cmd, ToyTrainConfig):
-            _, run_dir = train_toy(cmd)
-            print(f"run folder: {run_dir} (metrics.csv, eval.csv, config.json, checkpoint.pt)")
+            _, run_dirs = train_toy(cmd)
+            print_run_folders(run_dirs)
         elif isinstance(cmd, VerifierStudyConfig):
             result = run_study(cmd)
             print(f"{result.candidates_csv}\n{result.states_csv}\n{result.summary_csv}\n{result.html}")

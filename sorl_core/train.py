@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from . import toy
@@ -30,14 +31,15 @@ class ToyTrainConfig:
 
     world: str = "ring"
     """Toy world: ring, moons, checkerboard or spiral."""
-    seed: int = 0
-    """Seed of the dataset, the networks and all training noise."""
+    seed: int | tuple[int, ...] = 0
+    """Seed of the dataset, the networks and all training noise. Several (`--seed 0 1 2 3`) train as one stacked
+    model in one process, one run folder per seed, each the run that seed alone would make."""
     iterations: int = 1500
     """SORL iterations (one critic and one actor step each)."""
     dataset_size: int = 10_000
     """Transitions in the generated offline dataset."""
     out: str | None = None
-    """Run folder (default runs/<world>-<mode>-s<seed>)."""
+    """Run folder (default runs/<world>-<mode>-s<seed>); with several seeds, one folder <out>-s<seed> per seed."""
     resume: bool = False
     """Continue the run in `out` from its last checkpoint (same result as an uninterrupted run)."""
     log_every: int = 100
@@ -105,59 +107,118 @@ def evaluate_toy(agent: SORLAgent, world: toy.ToyWorld, data_actions: np.ndarray
     return rows
 
 
-def train_toy(cfg: ToyTrainConfig, on_progress: Callable[[int, int], None] | None = None) -> tuple[SORLAgent, Path]:
-    """Run (or resume) a toy training run; returns the agent and the run folder."""
+def train_toy(cfg: ToyTrainConfig, on_progress: Callable[[int, int], None] | None = None):
+    """Run (or resume) a toy training run; returns the agent and the run folder.
+
+    Several seeds train as one stacked model; then it returns a list of agents and a list of folders, in seed order.
+    """
     world = toy.make_world(cfg.world)
-    run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    opened = []
+    for seed, out in seed_folders(cfg.seed, cfg.out):
+        one = replace(cfg, seed=seed, out=out)
+        arrays = toy.make_dataset(world, size=cfg.dataset_size, seed=seed)
+        contexts = world.sample_contexts(cfg.eval_contexts, np.random.default_rng(seed + 10_000))  # apart from training noise
+        opened.append(open_run(
+            Path(out) if out else default_run_dir(one), one, arrays,
+            replace(cfg.agent, obs_dim=world.obs_dim, action_dim=world.action_dim),
+            same_run=lambda saved, one=one: saved.get("train_config", {}).get("world") == one.world, what="world",
+            eval_columns=TOY_EVAL_COLUMNS, extra={"kind": "toy", "world": cfg.world},
+            evaluate=lambda agent, arrays=arrays, contexts=contexts, seed=seed: evaluate_toy(
+                agent, world, arrays["actions"], contexts, seed=seed)))
+    agents = train_seeds(opened, cfg.iterations, cfg.log_every, cfg.eval_every, cfg.checkpoint_every,
+                         desc=f"train {cfg.world}", progress=cfg.progress, on_progress=on_progress)
+    return single_or_lists(agents, [run.run_dir for _, run in opened], cfg.seed)
+
+
+TOY_EVAL_COLUMNS = ["step", "m_inf", "n", "mean_reward", "frac_in_support", "sliced_wasserstein", "reward_gap", "network_calls"]
+
+
+def seed_folders(seed: int | tuple[int, ...], out: str | None) -> list[tuple[int, str | None]]:
+    """(seed, run folder or None for the default) for each seed; several seeds share `out` as <out>-s<seed>."""
+    seeds = [int(seed)] if isinstance(seed, int) else [int(s) for s in seed]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seed takes one or more different numbers, got {seeds}")
+    if len(seeds) == 1:
+        return [(seeds[0], out)]
+    return [(s, f"{out}-s{s}" if out else None) for s in seeds]
+
+
+def single_or_lists(agents: list, run_dirs: list[Path], seed):
+    """(agent, run folder) for one seed, (agents, run folders) for several."""
+    return (agents[0], run_dirs[0]) if isinstance(seed, int) or len(agents) == 1 else (agents, run_dirs)
+
+
+@dataclass
+class SeedRun:
+    """One seed's share of a training: its run folder, batches, logs, evaluation and checkpoint."""
+
+    run_dir: Path
+    dataset: OfflineDataset
+    train_log: CsvLog
+    eval_log: CsvLog
+    evaluate: Callable[[SORLAgent], list[dict]]
+    checkpoint: Callable[[SORLAgent], None]
+
+
+def open_run(run_dir: Path, cfg, arrays: dict, agent_config: SORLConfig, same_run: Callable[[dict], bool], what: str,
+             eval_columns: list[str], extra: dict, evaluate: Callable[[SORLAgent], list[dict]]) -> tuple[SORLAgent, SeedRun]:
+    """A seed's run folder: a new agent, or the one its checkpoint resumes (`cfg.resume`), with the dataset's
+    sampler where it stopped; config.json written and the logs cut back to the checkpoint."""
     ckpt_path = run_dir / "checkpoint.pt"
-    arrays = toy.make_dataset(world, size=cfg.dataset_size, seed=cfg.seed)
-    agent_cfg = replace(cfg.agent, obs_dim=world.obs_dim, action_dim=world.action_dim)
-
     if cfg.resume:
-        agent, extra = load_for_resume(ckpt_path, device=agent_cfg.device)
-        if extra.get("train_config", {}).get("seed") != cfg.seed or extra.get("train_config", {}).get("world") != cfg.world:
-            raise CheckpointError(f"{ckpt_path} belongs to another run (world/seed differ); use a different --out")
+        agent, saved = load_for_resume(ckpt_path, device=agent_config.device)
+        if saved.get("train_config", {}).get("seed") != cfg.seed or not same_run(saved):
+            raise CheckpointError(f"{ckpt_path} belongs to another run ({what} or seed differ); use a different --out")
+        agent.seeds = [cfg.seed]  # checkpoints written before the seed was saved in them
         dataset = OfflineDataset(arrays, agent.device, seed=cfg.seed)
-        dataset.generator.set_state(extra["dataset_generator"])
+        dataset.generator.set_state(saved["dataset_generator"])
     else:
-        agent = SORLAgent(agent_cfg, seed=cfg.seed)
+        agent = SORLAgent(agent_config, seed=cfg.seed)
         dataset = OfflineDataset(arrays, agent.device, seed=cfg.seed)
-
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = {**asdict(cfg), "agent": agent.config.to_dict(), "out": str(run_dir)}
     (run_dir / "config.json").write_text(json.dumps(resolved, indent=2))
-    train_log = CsvLog(run_dir / "metrics.csv", TRAIN_COLUMNS)
-    eval_log = CsvLog(run_dir / "eval.csv", ["step", "m_inf", "n", "mean_reward", "frac_in_support", "sliced_wasserstein", "reward_gap", "network_calls"])
+    train_log, eval_log = CsvLog(run_dir / "metrics.csv", TRAIN_COLUMNS), CsvLog(run_dir / "eval.csv", eval_columns)
     for log in (train_log, eval_log):
         log.truncate_after(agent.step) if cfg.resume else log.reset()
 
-    eval_rng = np.random.default_rng(cfg.seed + 10_000)  # evaluation contexts, independent of training noise
-    contexts = world.sample_contexts(cfg.eval_contexts, eval_rng)
-    data_actions = arrays["actions"]
+    def checkpoint(trained: SORLAgent) -> None:
+        save_checkpoint(ckpt_path, trained, {"train_config": resolved, "dataset_generator": dataset.generator.get_state(), **extra})
 
-    def checkpoint() -> None:
-        extra = {"train_config": resolved, "dataset_generator": dataset.generator.get_state(), "kind": "toy", "world": cfg.world}
-        save_checkpoint(ckpt_path, agent, extra)
+    return agent, SeedRun(run_dir, dataset, train_log, eval_log, evaluate, checkpoint)
 
-    run_loop(agent, dataset, cfg.iterations, cfg.log_every, cfg.eval_every, cfg.checkpoint_every,
-             evaluate=lambda: evaluate_toy(agent, world, data_actions, contexts, seed=cfg.seed),
-             train_log=train_log, eval_log=eval_log, checkpoint=checkpoint, run_dir=run_dir,
-             desc=f"train {cfg.world}", progress=cfg.progress, on_progress=on_progress)
-    return agent, run_dir
+
+def train_seeds(opened: list[tuple[SORLAgent, SeedRun]], iterations: int, log_every: int, eval_every: int,
+                checkpoint_every: int, desc: str, progress: bool = True,
+                on_progress: Callable[[int, int], None] | None = None) -> list[SORLAgent]:
+    """Train the opened seeds to `iterations`, those at one step as one stacked model; returns each seed's agent.
+
+    Seeds resumed from different steps (a stop between two seeds' checkpoints) train as separate stacks,
+    the ones behind first: each seed's run is its own either way.
+    """
+    finished: dict[int, SORLAgent] = {}
+    for step in sorted({agent.step for agent, _ in opened}):
+        group = [i for i, (agent, _) in enumerate(opened) if agent.step == step]
+        members = [opened[i][0] for i in group]
+        agent = members[0] if len(members) == 1 else SORLAgent.stack(members)
+        run_loop(agent, [opened[i][1] for i in group], iterations, log_every, eval_every, checkpoint_every,
+                 desc=desc if len(opened) == 1 else f"{desc} seeds {', '.join(str(agent.seeds[p]) for p in range(len(group)))}",
+                 progress=progress, on_progress=on_progress)
+        finished.update({i: agent.member(p) for p, i in enumerate(group)})
+    return [finished[i] for i in range(len(opened))]
 
 
 TRAIN_COLUMNS = ["step", "seconds", "critic_loss", "fm_loss", "sc_loss", "q_loss", "policy_q", "q_mean",
                  "grad_norm_critic_step", "grad_norm_actor_step"]
 
 
-def run_loop(agent: SORLAgent, dataset: OfflineDataset, iterations: int, log_every: int, eval_every: int,
-             checkpoint_every: int, evaluate: Callable[[], list[dict]], train_log: CsvLog, eval_log: CsvLog,
-             checkpoint: Callable[[], None], run_dir: Path, desc: str, progress: bool = True,
+def run_loop(agent: SORLAgent, runs: list[SeedRun], iterations: int, log_every: int, eval_every: int,
+             checkpoint_every: int, desc: str, progress: bool = True,
              on_progress: Callable[[int, int], None] | None = None) -> None:
-    """Update until `iterations`, logging, evaluating and checkpointing on schedule; Ctrl-C or SIGTERM saves first."""
+    """Update until `iterations`, logging, evaluating and checkpointing each seed's run on schedule; Ctrl-C or
+    SIGTERM saves first. `agent` is one seed's agent with one run, or a stack of len(runs) seeds."""
     with _interrupts_save():
-        _loop(agent, dataset, iterations, log_every, eval_every, checkpoint_every, evaluate, train_log, eval_log,
-              checkpoint, run_dir, desc, progress, on_progress)
+        _loop(agent, runs, iterations, log_every, eval_every, checkpoint_every, desc, progress, on_progress)
 
 
 @contextmanager
@@ -179,32 +240,52 @@ def _interrupts_save():
             signal.signal(sig, handler)
 
 
-def _loop(agent, dataset, iterations, log_every, eval_every, checkpoint_every, evaluate, train_log, eval_log,
-          checkpoint, run_dir, desc, progress, on_progress) -> None:
+def _loop(agent, runs, iterations, log_every, eval_every, checkpoint_every, desc, progress, on_progress) -> None:
     bar = tqdm(total=iterations, initial=agent.step, desc=desc, disable=not progress, dynamic_ncols=True)
-    t0, pending = time.perf_counter() - train_log.last("seconds"), []  # seconds count on across resumes
+    # Seconds count on across resumes; a stack's seeds share one clock (the process trained them together).
+    t0, pending = time.perf_counter() - runs[0].train_log.last("seconds"), [[] for _ in runs]
+    batch_size = agent.config.batch_size
+
+    def save_all() -> None:
+        for run, rows, member in zip(runs, pending, _members(agent)):
+            _flush(run.train_log, rows)
+            run.checkpoint(member)
+
     try:
         while agent.step < iterations:
-            info = agent.update(dataset.sample(agent.config.batch_size))
+            if agent.stacked:
+                batches = [run.dataset.sample(batch_size) for run in runs]
+                info = agent.update({key: torch.stack([b[key] for b in batches]) for key in batches[0]})
+            else:
+                info = agent.update(runs[0].dataset.sample(batch_size))
             step = agent.step
             if step % log_every == 0 or step == iterations:
-                pending.append((step, time.perf_counter() - t0, info))  # tensors; read only when written
+                seconds = time.perf_counter() - t0
+                for p, rows in enumerate(pending):  # tensors; read only when written
+                    rows.append((step, seconds, {k: v[p] for k, v in info.items()} if agent.stacked else info))
             if eval_every and (step % eval_every == 0 or step == iterations):
-                eval_log.append([{"step": step, **r} for r in evaluate()])
+                for run, member in zip(runs, _members(agent)):
+                    run.eval_log.append([{"step": step, **r} for r in run.evaluate(member)])
             if step % checkpoint_every == 0 or step == iterations:
-                _flush(train_log, pending)
-                checkpoint()
+                save_all()
             bar.update(1)
             if on_progress is not None:
                 on_progress(step, iterations)
     except KeyboardInterrupt:
-        _flush(train_log, pending)
-        checkpoint()
+        save_all()
         bar.close()
-        print(f"\ninterrupted at step {agent.step}; checkpoint saved. Continue with: sorl-lab train ... --out {run_dir} --resume")
+        folders = " ".join(str(run.run_dir) for run in runs)
+        print(f"\ninterrupted at step {agent.step}; checkpoint saved in {folders}. "
+              "Continue with the same command and --resume")
         raise
     bar.close()
-    _flush(train_log, pending)
+    for run, rows in zip(runs, pending):
+        _flush(run.train_log, rows)
+
+
+def _members(agent: SORLAgent) -> list[SORLAgent]:
+    """Each seed's agent (copies, for a stack): what evaluation and checkpoints see."""
+    return [agent.member(p) for p in range(len(agent.seeds))]
 
 
 def _flush(log: CsvLog, pending: list) -> None:

@@ -1,10 +1,15 @@
 """Several seeds trained as one stacked model (SORLAgent(config, seed=[...])) follow their single-seed runs."""
 
+import json
+from dataclasses import replace
+
 import pytest
 import torch
 
 from sorl_core.agent import SORLAgent
+from sorl_core.checkpoint import read_checkpoint
 from sorl_core.config import SORLConfig
+from sorl_core.train import ToyTrainConfig, train_toy
 
 SEEDS = [3, 5, 7]
 NETWORKS = ("actor", "critic", "target_actor", "target_critic")
@@ -120,3 +125,70 @@ def test_a_stack_says_what_it_cannot_do():
     one.update(batch(0))
     with pytest.raises(ValueError, match="same step"):
         SORLAgent.stack([one, SORLAgent(config(), seed=1)])
+
+
+# ----------------------------------------------------------------------------- the CLI, several seeds
+def test_cli_trains_several_seeds_into_ordinary_run_folders(tmp_path):
+    """`sorl-lab train --seed 0 1` writes one ordinary folder per seed; each is the single-seed run of its seed
+    (to float rounding, see above), resumes like one, and loads like one."""
+    from test_cli import TINY, rows, run_cli, weights
+
+    base = tmp_path / "ring"
+    run_cli("train", "--world", "ring", "--seed", "0", "1", "--iterations", "20", "--out", str(base), *TINY)
+    run_cli("train", "--world", "ring", "--seed", "1", "--iterations", "20", "--out", str(tmp_path / "alone"), *TINY)
+    stacked, alone = tmp_path / "ring-s1", tmp_path / "alone"
+    assert json.loads((stacked / "config.json").read_text())["seed"] == 1
+    assert [int(r["step"]) for r in rows(stacked / "metrics.csv")] == [5, 10, 15, 20]
+    for a, b in zip(weights(stacked / "checkpoint.pt"), weights(alone / "checkpoint.pt")):
+        assert (a - b).abs().max() < 1e-5  # 20 updates of last-bit differences
+    for r, s in zip(rows(stacked / "eval.csv"), rows(alone / "eval.csv"), strict=True):
+        assert float(r["mean_reward"]) == pytest.approx(float(s["mean_reward"]), abs=1e-4)
+    # the two seeds are two runs, not one run twice
+    assert not torch.equal(weights(tmp_path / "ring-s0" / "checkpoint.pt")[0], weights(stacked / "checkpoint.pt")[0])
+
+
+def test_an_interrupted_stack_resumes_every_seed_exactly(tmp_path):
+    from test_cli import TINY, rows, run_cli, weights
+
+    run_cli("train", "--world", "moons", "--seed", "2", "3", "--iterations", "20", "--out", str(tmp_path / "straight"), *TINY)
+    out = tmp_path / "cut"
+    cfg = ToyTrainConfig(world="moons", seed=(2, 3), iterations=20, out=str(out), log_every=5, eval_every=10,
+                         checkpoint_every=10, eval_contexts=32, progress=False, agent=replace(ToyTrainConfig().agent, size="tiny"))
+
+    def interrupt(step, total):
+        if step == 13:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_toy(cfg, on_progress=interrupt)
+    for seed in (2, 3):
+        assert read_checkpoint(tmp_path / f"cut-s{seed}" / "checkpoint.pt")["agent"]["step"] == 13
+    run_cli("train", "--world", "moons", "--seed", "2", "3", "--iterations", "20", "--out", str(out), "--resume", *TINY)
+    for seed in (2, 3):
+        done, straight = tmp_path / f"cut-s{seed}", tmp_path / f"straight-s{seed}"
+        for a, b in zip(weights(done / "checkpoint.pt"), weights(straight / "checkpoint.pt")):
+            assert torch.equal(a, b)
+        assert rows(done / "eval.csv") == rows(straight / "eval.csv")
+
+
+def test_seeds_resumed_from_different_steps_each_finish_their_own_run(tmp_path):
+    """A stop between two seeds' checkpoints leaves them at different steps: each still ends as its own run."""
+    from test_cli import TINY, run_cli, weights
+
+    for seed, steps in ((4, 10), (5, 15)):
+        run_cli("train", "--world", "ring", "--seed", str(seed), "--iterations", str(steps), "--out",
+                str(tmp_path / f"mixed-s{seed}"), *TINY)
+        run_cli("train", "--world", "ring", "--seed", str(seed), "--iterations", "20", "--out",
+                str(tmp_path / f"alone-s{seed}"), *TINY)
+    run_cli("train", "--world", "ring", "--seed", "4", "5", "--iterations", "20", "--out", str(tmp_path / "mixed"),
+            "--resume", *TINY)
+    for seed in (4, 5):
+        for a, b in zip(weights(tmp_path / f"mixed-s{seed}" / "checkpoint.pt"), weights(tmp_path / f"alone-s{seed}" / "checkpoint.pt")):
+            assert torch.equal(a, b)  # each trained alone from its own step (a stack of one is a single seed)
+
+
+def test_cli_refuses_repeated_seeds(tmp_path):
+    from test_cli import TINY, run_cli
+
+    proc = run_cli("train", "--world", "ring", "--seed", "1", "1", "--out", str(tmp_path / "x"), *TINY, check=False)
+    assert proc.returncode == 2 and "different numbers" in proc.stderr

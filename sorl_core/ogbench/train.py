@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..agent import SORLAgent, resolve_device
-from ..checkpoint import CheckpointError, load_for_resume, save_checkpoint
 from ..config import SORLConfig
-from ..data import OfflineDataset
-from ..train import EVAL_M_INF, TRAIN_COLUMNS, CsvLog, run_loop
+from ..train import EVAL_M_INF, single_or_lists, open_run, seed_folders, train_seeds
 from .datasets import DEFAULT_DATASET_DIR, dataset_name_for, dataset_paths, dataset_spec, load_dataset_and_env
 from .environments import preset_for
 from .generation import DataGenerateConfig, generate_dataset
@@ -29,8 +26,9 @@ class EnvTrainConfig:
 
     env: str = "cube-single-play-singletask-task2-v0"
     """OGBench singletask environment, e.g. cube-single-play-singletask-task2-v0."""
-    seed: int = 0
-    """Seed of the networks, the batches and the evaluation episodes."""
+    seed: int | tuple[int, ...] = 0
+    """Seed of the networks, the batches and the evaluation episodes. Several (`--seed 0 1 2`) train as one stacked
+    model in one process, one run folder per seed, each the run that seed alone would make."""
     iterations: int = 1_000_000
     """SORL iterations (the paper's figures use 1M; on a CPU try 50k-100k with the lab size)."""
     dataset_dir: str = DEFAULT_DATASET_DIR
@@ -38,7 +36,7 @@ class EnvTrainConfig:
     generate_missing: bool = True
     """Generate a missing dataset here with OGBench's oracles first (about 15 min on 2 cores)."""
     out: str | None = None
-    """Run folder (default runs/<env>-<size>-mbtt<M_BTT>-s<seed>)."""
+    """Run folder (default runs/<env>-<size>-mbtt<M_BTT>-s<seed>); with several seeds, <out>-s<seed> per seed."""
     resume: bool = False
     """Continue the run in `out` from its last checkpoint."""
     log_every: int = 1000
@@ -101,43 +99,27 @@ def evaluate_success(agent: SORLAgent, envs: EnvBatch, m_values, n: int = 1, see
     return rows
 
 
-def train_env(cfg: EnvTrainConfig, on_progress: Callable[[int, int], None] | None = None) -> tuple[SORLAgent, Path]:
-    """Run (or resume) SORL training on an OGBench environment; returns the agent and the run folder."""
+def train_env(cfg: EnvTrainConfig, on_progress: Callable[[int, int], None] | None = None):
+    """Run (or resume) SORL training on an OGBench environment; returns the agent and the run folder.
+
+    Several seeds train as one stacked model on one copy of the data; then it returns lists, in seed order.
+    """
     arrays = load_training_arrays(cfg.env, cfg.dataset_dir, cfg.generate_missing, cfg.progress)
-    obs_dim, action_dim = arrays["observations"].shape[1], arrays["actions"].shape[1]
-    run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-    ckpt_path = run_dir / "checkpoint.pt"
-
-    if cfg.resume:
-        agent, extra = load_for_resume(ckpt_path, device=cfg.agent.device)
-        if extra.get("env") != cfg.env or extra.get("train_config", {}).get("seed") != cfg.seed:
-            raise CheckpointError(f"{ckpt_path} belongs to another run (environment/seed differ); use a different --out")
-        dataset = OfflineDataset(arrays, agent.device, seed=cfg.seed)
-        dataset.generator.set_state(extra["dataset_generator"])
-    else:
-        agent = SORLAgent(replace(cfg.agent, obs_dim=obs_dim, action_dim=action_dim), seed=cfg.seed)
-        dataset = OfflineDataset(arrays, agent.device, seed=cfg.seed)
-    del arrays
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = {**asdict(cfg), "agent": agent.config.to_dict(), "out": str(run_dir)}
-    (run_dir / "config.json").write_text(json.dumps(resolved, indent=2))
-    train_log = CsvLog(run_dir / "metrics.csv", TRAIN_COLUMNS)
-    eval_log = CsvLog(run_dir / "eval.csv", EVAL_COLUMNS)
-    for log in (train_log, eval_log):
-        log.truncate_after(agent.step) if cfg.resume else log.reset()
-
-    def checkpoint() -> None:
-        extra = {"train_config": resolved, "dataset_generator": dataset.generator.get_state(), "kind": "ogbench", "env": cfg.env}
-        save_checkpoint(ckpt_path, agent, extra)
-
+    agent_cfg = replace(cfg.agent, obs_dim=arrays["observations"].shape[1], action_dim=arrays["actions"].shape[1])
     envs = EnvBatch(cfg.env, cfg.eval_episodes, workers=cfg.eval_workers) if cfg.eval_every else None
     try:
-        run_loop(agent, dataset, cfg.iterations, cfg.log_every, cfg.eval_every, cfg.checkpoint_every,
-                 evaluate=lambda: evaluate_success(agent, envs, cfg.eval_m_inf, seed=cfg.seed),
-                 train_log=train_log, eval_log=eval_log, checkpoint=checkpoint, run_dir=run_dir,
-                 desc=f"train {cfg.env}", progress=cfg.progress, on_progress=on_progress)
+        opened = []
+        for seed, out in seed_folders(cfg.seed, cfg.out):
+            one = replace(cfg, seed=seed, out=out)
+            opened.append(open_run(
+                Path(out) if out else default_run_dir(one), one, arrays, agent_cfg,  # the seeds share the arrays
+                same_run=lambda saved: saved.get("env") == cfg.env, what="environment",
+                eval_columns=EVAL_COLUMNS, extra={"kind": "ogbench", "env": cfg.env},
+                evaluate=lambda agent, seed=seed: evaluate_success(agent, envs, cfg.eval_m_inf, seed=seed)))
+        del arrays
+        agents = train_seeds(opened, cfg.iterations, cfg.log_every, cfg.eval_every, cfg.checkpoint_every,
+                             desc=f"train {cfg.env}", progress=cfg.progress, on_progress=on_progress)
     finally:
         if envs is not None:
             envs.close()
-    return agent, run_dir
+    return single_or_lists(agents, [run.run_dir for _, run in opened], cfg.seed)
