@@ -22,6 +22,9 @@ class BenchConfig:
 
     size: Literal["paper", "lab", "tiny"] = "paper"
     """Network size to time."""
+    seeds: int = 1
+    """Seeds trained as one stacked model (`sorl-lab train --seed 0 1 ...`). Above 1 it times the stack against
+    one seed, alternating blocks of drawn-k iterations, and reports seed-iterations per second."""
     mode: Literal["faithful", "clean"] = "faithful"
     """Update variant to time."""
     precision: Literal["fp32", "bf16", "both"] = "both"
@@ -133,6 +136,31 @@ def time_iterations(agent: SORLAgent, batch: dict, iterations: int, warmup: int)
     }
 
 
+def time_stack_against_one(stack: SORLAgent, one: SORLAgent, batch: dict, iterations: int, warmup: int,
+                           blocks: int = 4) -> dict:
+    """Seconds per iteration of a stack of seeds and of one seed, both with drawn step counts.
+
+    Each seed of a stack draws its own k, so the per-k timing above does not apply: both agents run
+    `iterations` updates with their natural draws per block, alternating blocks so that the machine's drift
+    falls on both. Returns each one's mean over all blocks and the ratio of the two.
+    """
+    stacked = {key: torch.stack([value] * len(stack.seeds)) for key, value in batch.items()}
+    for _ in range(warmup):
+        stack.update(stacked)
+        one.update(batch)
+    times = {"stack": [], "one": []}
+    for _ in range(blocks):
+        for name, agent, b in (("one", one, batch), ("stack", stack, stacked)):
+            t = time.perf_counter()
+            for _ in range(iterations):
+                info = agent.update(b)
+            float(info["critic_loss"].sum())
+            _wait(agent.device)
+            times[name].append((time.perf_counter() - t) / iterations)
+    result = {name: statistics.mean(v) for name, v in times.items()}
+    return {**result, "ratio": result["stack"] / result["one"], "blocks": {k: [round(x, 4) for x in v] for k, v in times.items()}}
+
+
 def sample_latency_ms(agent: SORLAgent, obs_dim: int, m_inf: int = 8, n: int = 32, reps: int = 50) -> float:
     obs = torch.randn(1, obs_dim)
     for _ in range(5):
@@ -157,14 +185,18 @@ def run_bench(cfg: BenchConfig) -> dict:
         "machine": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "gelu": "fused" if cpu.load() else "eager", "results": {},
     }
+    report["seeds"] = cfg.seeds
     for precision in precisions:
         agent_cfg = SORLConfig(obs_dim=cfg.obs_dim, action_dim=cfg.action_dim, size=cfg.size, mode=cfg.mode,
                                precision=precision, batch_size=cfg.batch_size, device=str(device))
         agent = SORLAgent(agent_cfg, seed=0)
+        if cfg.seeds > 1:
+            report["results"][precision] = _stack_result(cfg, agent_cfg, agent, device)
+            continue
         timing = time_iterations(agent, _random_batch(cfg, torch.Generator().manual_seed(0)), cfg.iterations, cfg.warmup)
         seconds = timing["median"]
         flops = iteration_flops(agent_cfg, cfg.batch_size)["total"]
-        rate = matmul_rate(torch.float32 if precision == "fp32" else torch.bfloat16, device=device)
+        rate = matmul_rate(torch.float32 if precision == "fp32" else torch.bfloat16, n=max(SIZES[cfg.size]), device=device)
         report["results"][precision] = {
             "seconds_per_iteration": round(seconds, 4),
             "best_seconds_per_iteration": round(timing["best"], 4),
@@ -178,9 +210,39 @@ def run_bench(cfg: BenchConfig) -> dict:
     return report
 
 
+def _stack_result(cfg: BenchConfig, agent_cfg: SORLConfig, one: SORLAgent, device: torch.device) -> dict:
+    stack = SORLAgent(agent_cfg, seed=list(range(cfg.seeds)))
+    timing = time_stack_against_one(stack, one, _random_batch(cfg, torch.Generator().manual_seed(0)),
+                                    iterations=cfg.iterations * len(agent_cfg.step_counts), warmup=cfg.warmup * 4)
+    flops = iteration_flops(agent_cfg, cfg.batch_size)["total"] * cfg.seeds
+    rate = matmul_rate(torch.float32 if agent_cfg.precision == "fp32" else torch.bfloat16, n=max(agent_cfg.hidden), device=device)
+    return {
+        "seconds_per_iteration": round(timing["stack"], 4),
+        "seed_iterations_per_second": round(cfg.seeds / timing["stack"], 1),
+        "one_seed_seconds_per_iteration": round(timing["one"], 4),
+        "stack_over_one_seed": round(timing["ratio"], 2),
+        "blocks": timing["blocks"],
+        "iteration_gflop": round(flops / 1e9, 2),
+        "achieved_gflops": round(flops / timing["stack"] / 1e9, 1),
+        "matmul_gflops": round(rate, 1),
+        "fraction_of_matmul_rate": round(flops / timing["stack"] / 1e9 / rate, 3),
+    }
+
+
 def print_report(report: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(report, indent=2))
+        return
+    if report.get("seeds", 1) > 1:
+        print(f"SORL iteration of {report['seeds']} seeds as one stack, size={report['size']} {report['hidden']}, "
+              f"mode={report['mode']}, batch={report['batch_size']} per seed, drawn k, {report['device']}, "
+              f"threads={report['threads']}, torch {report['torch']}, GELU {report['gelu']}")
+        print(f"{'precision':>9} {'s/iter':>8} {'seed-it/s':>9} {'1 seed s/iter':>13} {'stack/1 seed':>12} "
+              f"{'GFLOP/s':>8} {'matmul':>8} {'frac':>6}")
+        for p, r in report["results"].items():
+            print(f"{p:>9} {r['seconds_per_iteration']:>8.4f} {r['seed_iterations_per_second']:>9.1f} "
+                  f"{r['one_seed_seconds_per_iteration']:>13.4f} {r['stack_over_one_seed']:>12.2f} "
+                  f"{r['achieved_gflops']:>8.1f} {r['matmul_gflops']:>8.1f} {r['fraction_of_matmul_rate']:>6.3f}")
         return
     print(f"SORL iteration, size={report['size']} {report['hidden']}, mode={report['mode']}, batch={report['batch_size']}, "
           f"obs={report['obs_dim']}, act={report['action_dim']}, {report['device']} ({report['machine']}), "
