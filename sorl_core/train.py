@@ -217,30 +217,35 @@ def run_loop(agent: SORLAgent, runs: list[SeedRun], iterations: int, log_every: 
              on_progress: Callable[[int, int], None] | None = None) -> None:
     """Update until `iterations`, logging, evaluating and checkpointing each seed's run on schedule; Ctrl-C or
     SIGTERM saves first. `agent` is one seed's agent with one run, or a stack of len(runs) seeds."""
-    with _interrupts_save():
-        _loop(agent, runs, iterations, log_every, eval_every, checkpoint_every, desc, progress, on_progress)
+    with _interrupts_save() as stop:
+        _loop(agent, runs, iterations, log_every, eval_every, checkpoint_every, desc, progress, on_progress, stop)
 
 
 @contextmanager
 def _interrupts_save():
-    """SIGTERM (kill, a scheduler's stop) and SIGINT (even when a background shell ignored it) become
-    KeyboardInterrupt, so the loop writes a checkpoint before it exits."""
+    """SIGTERM (kill, a scheduler's stop) and SIGINT (even when a background shell ignored it) ask the loop to
+    stop: it finishes the iteration it is in, writes a checkpoint and exits with KeyboardInterrupt. An update
+    is never cut in half, so the checkpoint resumes exactly. A second signal stops at once (e.g. during a long
+    evaluation); the checkpoint then holds the last finished iteration too."""
+    stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread (e.g. not from a Streamlit script thread)
+        yield stop  # signal handlers can only be set from the main thread (e.g. not from a Streamlit script thread)
         return
 
-    def stop(signum, frame):
-        raise KeyboardInterrupt
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield
+        yield stop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _loop(agent, runs, iterations, log_every, eval_every, checkpoint_every, desc, progress, on_progress) -> None:
+def _loop(agent, runs, iterations, log_every, eval_every, checkpoint_every, desc, progress, on_progress, stop) -> None:
     bar = tqdm(total=iterations, initial=agent.step, desc=desc, disable=not progress, dynamic_ncols=True)
     # Seconds count on across resumes; a stack's seeds share one clock (the process trained them together).
     t0, pending = time.perf_counter() - runs[0].train_log.last("seconds"), [[] for _ in runs]
@@ -271,6 +276,8 @@ def _loop(agent, runs, iterations, log_every, eval_every, checkpoint_every, desc
             bar.update(1)
             if on_progress is not None:
                 on_progress(step, iterations)
+            if stop.is_set():
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         save_all()
         bar.close()

@@ -4,6 +4,7 @@ import csv
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,34 @@ def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path):
         train_toy(cfg, on_progress=terminate)
     assert read_checkpoint(out / "checkpoint.pt")["agent"]["step"] == 13
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
+
+
+def test_a_signal_in_the_middle_of_an_update_still_resumes_exactly(straight_run, tmp_path, monkeypatch):
+    """SIGTERM arriving halfway through an update (after the critic step) finishes that update before saving:
+    a checkpoint of a half-made update would resume into another run."""
+    import os
+    import signal
+
+    from sorl_core.agent import SORLAgent
+
+    actor_loss = SORLAgent.compute_actor_loss
+
+    def signal_halfway(self, *args, **kwargs):
+        if self.step == 12:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return actor_loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(SORLAgent, "compute_actor_loss", signal_halfway)
+    out = tmp_path / "halfway"
+    cfg = ToyTrainConfig(world="moons", iterations=20, out=str(out), log_every=5, eval_every=10, checkpoint_every=10,
+                         eval_contexts=32, progress=False, agent=replace(ToyTrainConfig().agent, size="tiny"))
+    with pytest.raises(KeyboardInterrupt):
+        train_toy(cfg)
+    assert read_checkpoint(out / "checkpoint.pt")["agent"]["step"] == 13
+    monkeypatch.undo()
+    run_cli("train", "--world", "moons", "--iterations", "20", "--out", str(out), "--resume", *TINY)
+    for a, b in zip(weights(straight_run / "checkpoint.pt"), weights(out / "checkpoint.pt")):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("kind", ["random bytes", "truncated", "foreign dict", "pickled object", "empty"])
