@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -199,13 +201,77 @@ def train_seeds(opened: list[tuple[SORLAgent, SeedRun]], iterations: int, log_ev
     finished: dict[int, SORLAgent] = {}
     for step in sorted({agent.step for agent, _ in opened}):
         group = [i for i, (agent, _) in enumerate(opened) if agent.step == step]
-        members = [opened[i][0] for i in group]
-        agent = members[0] if len(members) == 1 else SORLAgent.stack(members)
-        run_loop(agent, [opened[i][1] for i in group], iterations, log_every, eval_every, checkpoint_every,
-                 desc=desc if len(opened) == 1 else f"{desc} seeds {', '.join(str(agent.seeds[p]) for p in range(len(group)))}",
-                 progress=progress, on_progress=on_progress)
+        agent = stack_seeds([opened[i][0] for i in group])
+        try:
+            run_loop(agent, [opened[i][1] for i in group], iterations, log_every, eval_every, checkpoint_every,
+                     desc=desc if len(opened) == 1 else f"{desc} seeds {', '.join(str(s) for s in agent.seeds)}",
+                     progress=progress, on_progress=on_progress)
+        finally:
+            if isinstance(agent, SeedGroups):
+                agent.close()
         finished.update({i: agent.member(p) for p, i in enumerate(group)})
     return [finished[i] for i in range(len(opened))]
+
+
+def stack_seeds(agents: list[SORLAgent]):
+    """Agents of several seeds (at one step) as what trains them fastest here: one stacked model on a GPU;
+    on a CPU, one stack per core, each updated by its own thread on one core (`SeedGroups`).
+
+    On a 2-core CPU a 256-wide matmul gains only about 1.5x from its second thread, so two stacks side by side
+    beat one stack on both cores (docs/PERFORMANCE.md has the figures).
+    """
+    if len(agents) == 1:
+        return agents[0]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    groups = min(len(agents), cores) if agents[0].device.type == "cpu" else 1
+    if groups == 1:
+        return SORLAgent.stack(agents)
+    parts = [agents[g::groups] for g in range(groups)]  # seeds dealt round-robin: near-equal stacks
+    return SeedGroups([part[0] if len(part) == 1 else SORLAgent.stack(part) for part in parts])
+
+
+class SeedGroups:
+    """Several stacks of seeds updated side by side, each by its own thread with one torch thread: what one
+    stacked agent offers the training loop (`update`, `member`, `step`, `seeds`), spread over the cores.
+
+    Seed order is the order given to `stack_seeds`; each stack's update is the stack's own, so every seed
+    still follows its single-seed run. torch's thread count is set to one while it trains (process-wide:
+    only the training loop, which owns the process, builds this) and put back by `close`.
+    """
+
+    stacked = True
+
+    def __init__(self, parts: list[SORLAgent]):
+        self.parts = parts
+        count = len(parts)
+        # Seed p of the whole is seed p // count of part p % count (dealt round-robin by stack_seeds).
+        self.where = [(p % count, p // count) for p in range(sum(len(a.seeds) for a in parts))]
+        self.rows = [[p for p, (g, _) in enumerate(self.where) if g == part] for part in range(count)]
+        self._order = torch.argsort(torch.tensor([p for rows in self.rows for p in rows]))
+        self.seeds = [parts[g].seeds[i] for g, i in self.where]
+        self.config, self.device = parts[0].config, parts[0].device
+        self._threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        self._pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="seed-stack")
+
+    @property
+    def step(self) -> int:
+        return self.parts[0].step
+
+    def update(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One iteration of every stack on its rows of the (seeds, batch, ...) batch; metrics per seed, in seed order."""
+        jobs = [self._pool.submit(agent.update, {k: v[rows] if agent.stacked else v[rows[0]] for k, v in batch.items()})
+                for agent, rows in zip(self.parts, self.rows)]
+        infos = [job.result() for job in jobs]
+        return {key: torch.cat([info[key].reshape(-1) for info in infos])[self._order] for key in infos[0]}
+
+    def member(self, p: int) -> SORLAgent:
+        g, i = self.where[p]
+        return self.parts[g].member(i)
+
+    def close(self) -> None:
+        self._pool.shutdown()
+        torch.set_num_threads(self._threads)
 
 
 TRAIN_COLUMNS = ["step", "seconds", "critic_loss", "fm_loss", "sc_loss", "q_loss", "policy_q", "q_mean",

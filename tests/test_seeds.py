@@ -133,11 +133,12 @@ def test_cli_trains_several_seeds_into_ordinary_run_folders(tmp_path):
     (to float rounding, see above), resumes like one, and loads like one."""
     from test_cli import TINY, rows, run_cli, weights
 
+    # Three seeds: on a 2-core machine seeds 0 and 2 share a stack on one core and seed 1 trains beside them.
     base = tmp_path / "ring"
-    run_cli("train", "--world", "ring", "--seed", "0", "1", "--iterations", "20", "--out", str(base), *TINY)
-    run_cli("train", "--world", "ring", "--seed", "1", "--iterations", "20", "--out", str(tmp_path / "alone"), *TINY)
-    stacked, alone = tmp_path / "ring-s1", tmp_path / "alone"
-    assert json.loads((stacked / "config.json").read_text())["seed"] == 1
+    run_cli("train", "--world", "ring", "--seed", "0", "1", "2", "--iterations", "20", "--out", str(base), *TINY)
+    run_cli("train", "--world", "ring", "--seed", "2", "--iterations", "20", "--out", str(tmp_path / "alone"), *TINY)
+    stacked, alone = tmp_path / "ring-s2", tmp_path / "alone"
+    assert json.loads((stacked / "config.json").read_text())["seed"] == 2
     assert [int(r["step"]) for r in rows(stacked / "metrics.csv")] == [5, 10, 15, 20]
     for a, b in zip(weights(stacked / "checkpoint.pt"), weights(alone / "checkpoint.pt")):
         assert (a - b).abs().max() < 1e-5  # 20 updates of last-bit differences
@@ -150,9 +151,9 @@ def test_cli_trains_several_seeds_into_ordinary_run_folders(tmp_path):
 def test_an_interrupted_stack_resumes_every_seed_exactly(tmp_path):
     from test_cli import TINY, rows, run_cli, weights
 
-    run_cli("train", "--world", "moons", "--seed", "2", "3", "--iterations", "20", "--out", str(tmp_path / "straight"), *TINY)
+    run_cli("train", "--world", "moons", "--seed", "2", "3", "4", "--iterations", "20", "--out", str(tmp_path / "straight"), *TINY)
     out = tmp_path / "cut"
-    cfg = ToyTrainConfig(world="moons", seed=(2, 3), iterations=20, out=str(out), log_every=5, eval_every=10,
+    cfg = ToyTrainConfig(world="moons", seed=(2, 3, 4), iterations=20, out=str(out), log_every=5, eval_every=10,
                          checkpoint_every=10, eval_contexts=32, progress=False, agent=replace(ToyTrainConfig().agent, size="tiny"))
 
     def interrupt(step, total):
@@ -161,10 +162,10 @@ def test_an_interrupted_stack_resumes_every_seed_exactly(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         train_toy(cfg, on_progress=interrupt)
-    for seed in (2, 3):
+    for seed in (2, 3, 4):
         assert read_checkpoint(tmp_path / f"cut-s{seed}" / "checkpoint.pt")["agent"]["step"] == 13
-    run_cli("train", "--world", "moons", "--seed", "2", "3", "--iterations", "20", "--out", str(out), "--resume", *TINY)
-    for seed in (2, 3):
+    run_cli("train", "--world", "moons", "--seed", "2", "3", "4", "--iterations", "20", "--out", str(out), "--resume", *TINY)
+    for seed in (2, 3, 4):
         done, straight = tmp_path / f"cut-s{seed}", tmp_path / f"straight-s{seed}"
         for a, b in zip(weights(done / "checkpoint.pt"), weights(straight / "checkpoint.pt")):
             assert torch.equal(a, b)
@@ -185,6 +186,32 @@ def test_seeds_resumed_from_different_steps_each_finish_their_own_run(tmp_path):
     for seed in (4, 5):
         for a, b in zip(weights(tmp_path / f"mixed-s{seed}" / "checkpoint.pt"), weights(tmp_path / f"alone-s{seed}" / "checkpoint.pt")):
             assert torch.equal(a, b)  # each trained alone from its own step (a stack of one is a single seed)
+
+
+def test_seed_groups_spread_a_stack_over_the_cores_and_keep_seed_order(monkeypatch):
+    """On a CPU `stack_seeds` makes one stack per core, each on its own thread; metrics and members come back
+    in the order the seeds were given, each seed still its own run."""
+    from sorl_core import train
+
+    monkeypatch.setattr(train.os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
+    cfg = config()
+    seeds = [9, 8, 7, 6, 5]
+    threads = torch.get_num_threads()
+    groups = train.stack_seeds([SORLAgent(cfg, seed=s) for s in seeds])
+    try:
+        assert isinstance(groups, train.SeedGroups) and len(groups.parts) == 2 and groups.seeds == seeds
+        singles = [SORLAgent(cfg, seed=s) for s in seeds]
+        for it in range(3):
+            batches = [batch(7 * it + j) for j in range(len(seeds))]
+            info = groups.update(stacked_batch(batches))
+            single_infos = [a.update(b) for a, b in zip(singles, batches)]
+        for p, single in enumerate(singles):
+            assert groups.member(p).seeds == [seeds[p]]
+            assert largest_difference(groups.member(p), single) < 1e-6
+            assert float(info["critic_loss"][p]) == pytest.approx(float(single_infos[p]["critic_loss"]), rel=1e-4)
+    finally:
+        groups.close()
+    assert torch.get_num_threads() == threads
 
 
 def test_cli_refuses_repeated_seeds(tmp_path):

@@ -13,6 +13,7 @@ import torch
 
 from .. import cpu
 from ..agent import SORLAgent, resolve_device
+from ..train import SeedGroups, stack_seeds
 from ..config import SIZES, SORLConfig
 
 
@@ -136,29 +137,42 @@ def time_iterations(agent: SORLAgent, batch: dict, iterations: int, warmup: int)
     }
 
 
-def time_stack_against_one(stack: SORLAgent, one: SORLAgent, batch: dict, iterations: int, warmup: int,
+def time_stack_against_one(seeds: list[SORLAgent], one: SORLAgent, batch: dict, iterations: int, warmup: int,
                            blocks: int = 4) -> dict:
-    """Seconds per iteration of a stack of seeds and of one seed, both with drawn step counts.
+    """Seconds per iteration of several seeds trained as `sorl-lab train --seed ...` trains them (`stack_seeds`:
+    one stack, or on a CPU one stack per core) and of one seed alone, both with drawn step counts.
 
-    Each seed of a stack draws its own k, so the per-k timing above does not apply: both agents run
-    `iterations` updates with their natural draws per block, alternating blocks so that the machine's drift
-    falls on both. Returns each one's mean over all blocks and the ratio of the two.
+    Each seed of a stack draws its own k, so the per-k timing above does not apply: both run `iterations`
+    updates with their natural draws per block, alternating blocks so that the machine's drift falls on both.
+    Returns each one's mean over all blocks, the ratio of the two and how the seeds were laid out.
     """
-    stacked = {key: torch.stack([value] * len(stack.seeds)) for key, value in batch.items()}
-    for _ in range(warmup):
-        stack.update(stacked)
-        one.update(batch)
+    stacked = {key: torch.stack([value] * len(seeds)) for key, value in batch.items()}
+    trainer = stack_seeds(seeds)
+    parts = trainer.parts if isinstance(trainer, SeedGroups) else None
+    layout = (f"{len(parts)} stacks of {'/'.join(str(len(p.seeds)) for p in parts)} seeds, one thread each" if parts
+              else f"one stack of {len(seeds)} seeds, {torch.get_num_threads()} threads")
     times = {"stack": [], "one": []}
-    for _ in range(blocks):
-        for name, agent, b in (("one", one, batch), ("stack", stack, stacked)):
-            t = time.perf_counter()
-            for _ in range(iterations):
-                info = agent.update(b)
-            float(info["critic_loss"].sum())
-            _wait(agent.device)
-            times[name].append((time.perf_counter() - t) / iterations)
+    try:
+        for block in range(blocks + 1):  # block 0 warms both up, untimed
+            for name in ("one", "stack"):
+                if name == "stack" and parts is not None and block > 0:
+                    trainer = SeedGroups(parts)  # one torch thread while it runs; `one` gets the default back
+                agent, b = (one, batch) if name == "one" else (trainer, stacked)
+                t = time.perf_counter()
+                for _ in range(iterations if block else warmup):
+                    info = agent.update(b)
+                float(info["critic_loss"].sum())
+                _wait(one.device)
+                if name == "stack" and parts is not None:
+                    trainer.close()
+                if block:
+                    times[name].append((time.perf_counter() - t) / iterations)
+    finally:
+        if parts is not None:
+            trainer.close()
     result = {name: statistics.mean(v) for name, v in times.items()}
-    return {**result, "ratio": result["stack"] / result["one"], "blocks": {k: [round(x, 4) for x in v] for k, v in times.items()}}
+    return {**result, "ratio": result["stack"] / result["one"], "layout": layout,
+            "blocks": {k: [round(x, 4) for x in v] for k, v in times.items()}}
 
 
 def sample_latency_ms(agent: SORLAgent, obs_dim: int, m_inf: int = 8, n: int = 32, reps: int = 50) -> float:
@@ -211,8 +225,8 @@ def run_bench(cfg: BenchConfig) -> dict:
 
 
 def _stack_result(cfg: BenchConfig, agent_cfg: SORLConfig, one: SORLAgent, device: torch.device) -> dict:
-    stack = SORLAgent(agent_cfg, seed=list(range(cfg.seeds)))
-    timing = time_stack_against_one(stack, one, _random_batch(cfg, torch.Generator().manual_seed(0)),
+    seeds = [SORLAgent(agent_cfg, seed=s) for s in range(cfg.seeds)]
+    timing = time_stack_against_one(seeds, one, _random_batch(cfg, torch.Generator().manual_seed(0)),
                                     iterations=cfg.iterations * len(agent_cfg.step_counts), warmup=cfg.warmup * 4)
     flops = iteration_flops(agent_cfg, cfg.batch_size)["total"] * cfg.seeds
     rate = matmul_rate(torch.float32 if agent_cfg.precision == "fp32" else torch.bfloat16, n=max(agent_cfg.hidden), device=device)
@@ -221,6 +235,7 @@ def _stack_result(cfg: BenchConfig, agent_cfg: SORLConfig, one: SORLAgent, devic
         "seed_iterations_per_second": round(cfg.seeds / timing["stack"], 1),
         "one_seed_seconds_per_iteration": round(timing["one"], 4),
         "stack_over_one_seed": round(timing["ratio"], 2),
+        "layout": timing["layout"],
         "blocks": timing["blocks"],
         "iteration_gflop": round(flops / 1e9, 2),
         "achieved_gflops": round(flops / timing["stack"] / 1e9, 1),
@@ -238,11 +253,11 @@ def print_report(report: dict, as_json: bool) -> None:
               f"mode={report['mode']}, batch={report['batch_size']} per seed, drawn k, {report['device']}, "
               f"threads={report['threads']}, torch {report['torch']}, GELU {report['gelu']}")
         print(f"{'precision':>9} {'s/iter':>8} {'seed-it/s':>9} {'1 seed s/iter':>13} {'stack/1 seed':>12} "
-              f"{'GFLOP/s':>8} {'matmul':>8} {'frac':>6}")
+              f"{'GFLOP/s':>8} {'matmul':>8} {'frac':>6}  layout")
         for p, r in report["results"].items():
             print(f"{p:>9} {r['seconds_per_iteration']:>8.4f} {r['seed_iterations_per_second']:>9.1f} "
                   f"{r['one_seed_seconds_per_iteration']:>13.4f} {r['stack_over_one_seed']:>12.2f} "
-                  f"{r['achieved_gflops']:>8.1f} {r['matmul_gflops']:>8.1f} {r['fraction_of_matmul_rate']:>6.3f}")
+                  f"{r['achieved_gflops']:>8.1f} {r['matmul_gflops']:>8.1f} {r['fraction_of_matmul_rate']:>6.3f}  {r['layout']}")
         return
     print(f"SORL iteration, size={report['size']} {report['hidden']}, mode={report['mode']}, batch={report['batch_size']}, "
           f"obs={report['obs_dim']}, act={report['action_dim']}, {report['device']} ({report['machine']}), "
