@@ -109,14 +109,16 @@ def evaluate_toy(agent: SORLAgent, world: toy.ToyWorld, data_actions: np.ndarray
     return rows
 
 
-def train_toy(cfg: ToyTrainConfig, on_progress: Callable[[int, int], None] | None = None):
+def train_toy(cfg: ToyTrainConfig, on_progress: Callable[[int, int], None] | None = None,
+              folders: dict[int, str] | None = None):
     """Run (or resume) a toy training run; returns the agent and the run folder.
 
     Several seeds train as one stacked model; then it returns a list of agents and a list of folders, in seed order.
+    folders: each seed's run folder, instead of <out>-s<seed> (the grid's cells).
     """
     world = toy.make_world(cfg.world)
     opened = []
-    for seed, out in seed_folders(cfg.seed, cfg.out):
+    for seed, out in seed_folders(cfg.seed, cfg.out, folders):
         one = replace(cfg, seed=seed, out=out)
         arrays = toy.make_dataset(world, size=cfg.dataset_size, seed=seed)
         contexts = world.sample_contexts(cfg.eval_contexts, np.random.default_rng(seed + 10_000))  # apart from training noise
@@ -135,11 +137,15 @@ def train_toy(cfg: ToyTrainConfig, on_progress: Callable[[int, int], None] | Non
 TOY_EVAL_COLUMNS = ["step", "m_inf", "n", "mean_reward", "frac_in_support", "sliced_wasserstein", "reward_gap", "network_calls"]
 
 
-def seed_folders(seed: int | tuple[int, ...], out: str | None) -> list[tuple[int, str | None]]:
-    """(seed, run folder or None for the default) for each seed; several seeds share `out` as <out>-s<seed>."""
+def seed_folders(seed: int | tuple[int, ...], out: str | None,
+                 folders: dict[int, str] | None = None) -> list[tuple[int, str | None]]:
+    """(seed, run folder or None for the default) for each seed; several seeds share `out` as <out>-s<seed>
+    unless `folders` names each one's."""
     seeds = [int(seed)] if isinstance(seed, int) else [int(s) for s in seed]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"--seed takes one or more different numbers, got {seeds}")
+    if folders is not None:
+        return [(s, str(folders[s])) for s in seeds]
     if len(seeds) == 1:
         return [(seeds[0], out)]
     return [(s, f"{out}-s{s}" if out else None) for s in seeds]

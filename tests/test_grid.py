@@ -383,3 +383,27 @@ def test_grid_cells_expand_lists_and_ids_are_stable(tmp_path):
     assert {c.train_seed for c in evaluate} == {0, 1, 2}
     assert [c.id for c in read_grid(grid, tmp_path / "elsewhere", dataset_dir="shared-data")] == [c.id for c in cells]
     assert train[0].id.startswith("train-seed=0-m_btt=1-")
+
+
+def test_cells_that_differ_only_in_seed_train_as_stacks_and_each_is_its_own_run(tmp_path):
+    """Four seeds on this machine's cores: stack jobs (one per core), each cell's run still its seed's own run;
+    --no-stack-seeds trains each alone, to the same numbers (float rounding: see tests/test_seeds.py)."""
+    from sorl_core.checkpoint import load_agent
+
+    grid = write_grid(tmp_path, TOY_TRAIN.format(worlds='"ring"', iterations=20) + "seed = [0, 1, 2, 3]\n")
+    stacked, alone = tmp_path / "stacked", tmp_path / "alone"
+    assert run_grid(GridConfig(str(grid), out=str(stacked), progress=False)).states == {"done": 4}
+    assert run_grid(GridConfig(str(grid), out=str(alone), progress=False, stack_seeds=False)).states == {"done": 4}
+    cells = read_grid(grid, stacked)
+    partners = {c.id: json.loads((stacked / "cells" / c.id / "result.json").read_text())["stacked_with"] for c in cells}
+    assert all(partners.values()) and all(c.id in partners[p] for c in cells for p in partners[c.id])  # paired up
+    for cell in cells:
+        assert "stacked_with" not in json.loads((alone / "cells" / cell.id / "result.json").read_text())
+        a, _ = load_agent(stacked / "runs" / cell.id / "checkpoint.pt", device="cpu")
+        b, _ = load_agent(alone / "runs" / cell.id / "checkpoint.pt", device="cpu")
+        assert a.seeds == b.seeds == [cell.params["seed"]]
+        for x, y in zip(a.actor.parameters(), b.actor.parameters()):
+            assert (x - y).abs().max() < 1e-5
+    stamps = {p: p.stat().st_mtime_ns for p in (stacked / "runs").rglob("*")}
+    assert run_grid(GridConfig(str(grid), out=str(stacked), progress=False)).states == {"done": 4}
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # a rerun skips finished stacks

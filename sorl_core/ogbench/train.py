@@ -99,17 +99,19 @@ def evaluate_success(agent: SORLAgent, envs: EnvBatch, m_values, n: int = 1, see
     return rows
 
 
-def train_env(cfg: EnvTrainConfig, on_progress: Callable[[int, int], None] | None = None):
+def train_env(cfg: EnvTrainConfig, on_progress: Callable[[int, int], None] | None = None,
+              folders: dict[int, str] | None = None):
     """Run (or resume) SORL training on an OGBench environment; returns the agent and the run folder.
 
     Several seeds train as one stacked model on one copy of the data; then it returns lists, in seed order.
+    folders: each seed's run folder, instead of <out>-s<seed> (the grid's cells).
     """
     arrays = load_training_arrays(cfg.env, cfg.dataset_dir, cfg.generate_missing, cfg.progress)
     agent_cfg = replace(cfg.agent, obs_dim=arrays["observations"].shape[1], action_dim=arrays["actions"].shape[1])
     envs = EnvBatch(cfg.env, cfg.eval_episodes, workers=cfg.eval_workers) if cfg.eval_every else None
     try:
         opened = []
-        for seed, out in seed_folders(cfg.seed, cfg.out):
+        for seed, out in seed_folders(cfg.seed, cfg.out, folders):
             one = replace(cfg, seed=seed, out=out)
             opened.append(open_run(
                 Path(out) if out else default_run_dir(one), one, arrays, agent_cfg,  # the seeds share the arrays

@@ -49,6 +49,9 @@ class GridConfig:
     """Ray: times a cell whose worker died is started again (a train cell resumes from its checkpoint)."""
     connect_timeout: float = 5.0
     """Seconds to wait for the Ray cluster at --address to answer."""
+    stack_seeds: bool = True
+    """Train cells that differ only in seed as stacked models (`sorl-lab train --seed 0 1 ...`): locally spread over
+    the cores, on Ray one stack per GPU (CPU workers train each alone); --no-stack-seeds trains every cell alone."""
     progress: bool = True
     """Show a progress bar over cells."""
 
@@ -98,28 +101,65 @@ def run_cells(cfg: GridConfig, backend, out: Path, cells: list[Cell], results: d
 
     def submit_ready() -> None:
         for cell in list(waiting.values()):
+            if cell.id not in waiting:  # went with a stack job
+                continue
             needed = results.get(cell.needs, {}).get("state") if cell.needs else "done"
             if needed == "done":
-                backend.submit(waiting.pop(cell.id))
-                results[cell.id] = {"state": "running"}
+                job = jobs.get(cell.id, waiting[cell.id])
+                for member in job.members or [cell]:
+                    waiting.pop(member.id)
+                    results[member.id] = {"state": "running"}
+                backend.submit(job)
             elif needed in ("failed", "blocked"):
                 waiting.pop(cell.id)
                 results[cell.id] = {"state": "blocked", "node": "", "seconds": "",
                                     "error": f"its training cell {cell.needs} did not finish"}
                 bar.update(1)
 
+    jobs = stack_jobs(list(waiting.values()), backend) if cfg.stack_seeds else {}
     try:
         submit_ready()
         while backend.busy:
-            cell, result = backend.next_result()
-            results[cell.id] = record(out, cell, result)
-            bar.update(1)
+            job, result = backend.next_result()
+            for cell in job.members or [job]:  # a stack job's result is each member's
+                results[cell.id] = record(out, cell, member_result(job, cell, result))
+                bar.update(1)
             bar.set_postfix(failed=sum(r.get("state") == "failed" for r in results.values()), refresh=False)
             submit_ready()
             write_summaries(out, cells, results)
     finally:
         bar.close()
         write_summaries(out, cells, results)
+
+
+def member_result(job: Cell, cell: Cell, result: dict) -> dict:
+    """What a job's result says of one of its cells (itself, or a member of a stack job)."""
+    if not job.members:
+        return result
+    own = {k: v for k, v in result.items() if k != "members"}
+    return {**own, **result.get("members", {}).get(cell.id, {}), "stacked_with": [m.id for m in job.members if m is not cell]}
+
+
+def stack_jobs(cells: list[Cell], backend) -> dict[str, Cell]:
+    """Train cells that differ only in seed, as stack jobs of the backend's size: member cell id -> its job.
+
+    Cells whose checkpoints disagree (some resumable, some not) are left alone: a stack resumes all or none.
+    """
+    recipes: dict[str, list[Cell]] = {}
+    for cell in cells:
+        if cell.kind == "train":
+            recipe = {k: v for k, v in cell.options.items() if k not in ("seed", "out")}
+            resumable = (Path(cell.options["out"]) / "checkpoint.pt").is_file()
+            recipes.setdefault(json.dumps([recipe, resumable], sort_keys=True, default=list), []).append(cell)
+    jobs = {}
+    for group in recipes.values():
+        size = backend.stack_size(group) if len(group) > 1 else 1
+        for start in range(0, len(group), size):
+            members = tuple(group[start:start + size])
+            if len(members) > 1:
+                job = Cell("stack-" + members[0].id, "train", members[0].params, members[0].options, members=members)
+                jobs.update({m.id: job for m in members})
+    return jobs
 
 
 def summary(result: GridResult) -> str:

@@ -44,6 +44,10 @@ class LocalBackend:
     def submit(self, cell: Cell) -> None:
         self.queue.append(cell)
 
+    def stack_size(self, cells: list[Cell]) -> int:
+        """Seeds per stack job: spread over the slots, every core busy (each job has its own processes' cores)."""
+        return math.ceil(len(cells) / self.slots)
+
     def _start(self) -> None:
         while self.queue and len(self.running) < self.slots:
             cell = self.queue.pop(0)
@@ -211,6 +215,11 @@ class RayBackend:
         if cell.kind != "train" or device == "cpu":
             return 0.0
         return self.gpus if device == "auto" else max(self.gpus, 1.0)
+
+    def stack_size(self, cells: list[Cell]) -> int:
+        """Seeds per stack job: all of them on a GPU (one device trains them as one model); one on CPU workers,
+        which a cluster has many of (a stack on one task's cores would only queue the seeds)."""
+        return len(cells) if self.gpus_for(cells[0]) > 0 else 1
 
     def submit(self, cell: Cell) -> None:
         options = dict(num_cpus=self.cpus, num_gpus=self.gpus_for(cell), max_retries=self.retries, name=cell.id)

@@ -43,19 +43,22 @@ def error_sentence(exc: BaseException) -> str:
 
 
 def train_cell(cell: Cell) -> dict:
+    """Train a cell's run, or a stack job's runs (one per member cell) as one stacked model."""
     from ..ogbench.train import train_env
     from ..train import train_toy
 
-    cfg = build_config("train", cell.options)
-    if (Path(cfg.out) / "checkpoint.pt").is_file():  # an attempt that died: continue it
-        cfg = replace(cfg, resume=True)
-    if cell.toy:
-        _, run_dir = train_toy(cfg)
-    else:
-        if cfg.generate_missing:
-            ensure_dataset(cfg.env, cfg.dataset_dir)
-        _, run_dir = train_env(cfg)
-    return {"run_dir": str(run_dir), "rows": []}
+    cells = list(cell.members) or [cell]
+    cfg = build_config("train", cells[0].options)
+    folders = {c.options.get("seed", 0): c.options["out"] for c in cells}
+    # An attempt that died: continue it (the grid stacks only cells whose checkpoints all exist or none does).
+    cfg = replace(cfg, seed=tuple(folders) if cell.members else cfg.seed,
+                  resume=(Path(cfg.out) / "checkpoint.pt").is_file())
+    if not cell.toy and cfg.generate_missing:
+        ensure_dataset(cfg.env, cfg.dataset_dir)
+    _, run_dirs = (train_toy if cell.toy else train_env)(cfg, folders=folders if cell.members else None)
+    if not cell.members:
+        return {"run_dir": str(run_dirs), "rows": []}
+    return {"rows": [], "members": {c.id: {"run_dir": str(d)} for c, d in zip(cells, run_dirs)}}
 
 
 def evaluate_cell(cell: Cell) -> dict:

@@ -44,6 +44,7 @@ class Cell:
     options: dict  # the same with paths made absolute and the run folder filled in
     needs: str = ""  # the train cell whose checkpoint this evaluate cell reads
     train_seed: int | str = ""  # the training seed when known
+    members: tuple = ()  # a stack job: train cells that differ only in seed, trained as one stacked model
 
     @property
     def toy(self) -> bool:
@@ -170,7 +171,9 @@ def train_cells(grid: GridFile, table: dict, out_dir: Path, dataset_dir: str | N
     if ("world" in table) == ("env" in table):
         grid.fail("train", "", "needs `world` (toy worlds) or `env` (OGBench environments), not both or neither")
     toy = "world" in table
-    values = axes(grid, "train", table, option_types(ToyTrainConfig if toy else EnvTrainConfig))
+    # One cell per seed: `seed = [0, 1, 2]` is an axis here, not the command line's several seeds of one run
+    # (the grid stacks cells that differ only in seed itself; docs/GRIDS.md).
+    values = axes(grid, "train", table, {**option_types(ToyTrainConfig if toy else EnvTrainConfig), "seed": int})
     if not toy:
         for env in values["env"]:
             try:
