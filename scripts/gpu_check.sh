@@ -2,7 +2,8 @@
 # The GPU check (`make gpu-check`): on a machine with CUDA, within about 8 minutes,
 #   1. the tests marked `cuda` (tests/test_cuda.py: sampling, an update, a checkpoint round trip CUDA -> CPU,
 #      the same update on CPU and CUDA agreeing within float tolerance);
-#   2. `sorl-lab bench --size paper` on CUDA (seconds per iteration, GFLOP/s, sampling latency);
+#   2. `sorl-lab bench --size paper` on CUDA (seconds per iteration, GFLOP/s, sampling latency), and 4 seeds
+#      trained as one stack against one seed (`--seeds 4`) at lab and paper size;
 #   3. a 5,000-iteration paper-size cube-single training with one evaluation (generating the dataset first
 #      with every core if it is missing).
 # It prints every figure and never runs in CI. Without a GPU it says so and exits 0.
@@ -30,8 +31,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 step "1/3 tests marked cuda"
 "$PY" -m pytest tests/test_cuda.py -m cuda -q -p no:cacheprovider
 
-step "2/3 sorl-lab bench --size paper --device cuda"
+step "2/3 sorl-lab bench on CUDA: paper size, then 4 seeds as one stack at lab and paper size"
 .venv/bin/sorl-lab bench --size paper --device cuda --iterations 20
+.venv/bin/sorl-lab bench --size lab --seeds 4 --device cuda --iterations 10
+.venv/bin/sorl-lab bench --size paper --seeds 4 --device cuda --iterations 10
 
 step "3/3 paper-size training, $ITERATIONS iterations, one evaluation of $EPISODES episodes"
 t=$SECONDS

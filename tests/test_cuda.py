@@ -92,3 +92,24 @@ def test_the_same_update_on_cpu_and_cuda(monkeypatch):
         assert abs(float(info_cpu[key]) - float(info_gpu[key])) <= 1e-3 * (1 + abs(float(info_cpu[key])))
     for a, b in zip(cpu._params, gpu._params):
         assert torch.allclose(a, b.cpu(), atol=1e-4, rtol=1e-3)
+
+
+def test_stacked_seeds_on_cuda_follow_their_single_seed_runs():
+    """`sorl-lab train --seed 0 1 2` on a GPU: one stacked model (no per-core split), each seed its own run."""
+    from sorl_core.train import stack_seeds
+
+    cfg = SORLConfig(obs_dim=28, action_dim=5, size="lab", device="cuda", batch_size=64)
+    seeds = [0, 1, 2]
+    stack = stack_seeds([SORLAgent(cfg, seed=s) for s in seeds])
+    assert isinstance(stack, SORLAgent) and stack.stacked and stack.seeds == seeds
+    singles = [SORLAgent(cfg, seed=s) for s in seeds]
+    for it in range(3):
+        batches = [random_batch(seed=10 * it + j) for j in range(3)]
+        stack.update({k: torch.stack([b[k] for b in batches]) for k in batches[0]})
+        for agent, b in zip(singles, batches):
+            agent.update(b)
+    for p, single in enumerate(singles):
+        member = stack.member(p)
+        for x, y in zip(member.actor.parameters(), single.actor.parameters()):
+            assert (x - y).abs().max().item() < 1e-5  # batched and single matmuls round differently (TF32 off)
+        assert torch.equal(member.generator.get_state(), single.generator.get_state())
