@@ -624,11 +624,14 @@ class SORLAgent:
         self._refresh("actor", "critic", "target_actor", "target_critic")
 
     # ------------------------------------------------------------------ persistence
-    def state_dict(self, inference_only: bool = False) -> dict:
-        """Everything needed to resume bit-exactly; `inference_only` keeps just actor and critic (~4x smaller)."""
+    def state_dict(self, inference_only: bool = False, dtype: torch.dtype | None = None) -> dict:
+        """Everything needed to resume bit-exactly; `inference_only` keeps just actor and critic (~4x smaller),
+        in `dtype` if given (bf16 snapshots: half again; loading casts them back to float32)."""
         self._check_single("be saved as one checkpoint (each seed is saved on its own)")
         if inference_only:
-            return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(), "step": self.step, "inference_only": True}
+            cast = (lambda sd: {k: v.to(dtype) for k, v in sd.items()}) if dtype is not None else (lambda sd: sd)
+            return {"actor": cast(self.actor.state_dict()), "critic": cast(self.critic.state_dict()), "step": self.step,
+                    "inference_only": True}
         return {
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),

@@ -19,10 +19,21 @@ class CheckpointError(ValueError):
     """A file that is not a usable SORL Lab checkpoint; the message says why and what to do."""
 
 
+SNAPSHOTS = "snapshots"  # a run's folder of inference-only snapshots along training (`sorl-lab train --snapshots`)
+
+
+def snapshot_path(run_dir: str | Path, iterations: int) -> Path:
+    """Where a run keeps its snapshot after `iterations` iterations: <run>/snapshots/iteration-0010000.pt."""
+    return Path(run_dir) / SNAPSHOTS / f"iteration-{iterations:07d}.pt"
+
+
 def checkpoint_label(path: str | Path) -> str:
     """Short name of a checkpoint for tables and file names: runs/x/checkpoint.pt and assets/ogbench/x/policy.pt
-    -> x (every bundled file is called policy.pt); any other file -> its stem."""
+    -> x (every bundled file is called policy.pt); a snapshot runs/x/snapshots/iteration-0010000.pt -> x@10000;
+    any other file -> its stem."""
     path = Path(str(path))
+    if path.parent.name == SNAPSHOTS and path.stem.startswith("iteration-") and path.stem[10:].isdigit():
+        return f"{path.parent.parent.name}@{int(path.stem[10:])}"
     return path.parent.name if path.stem in ("checkpoint", "policy") and path.parent.name else path.stem
 
 
@@ -31,13 +42,17 @@ def checkpoint_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def save_checkpoint(path: str | Path, agent: SORLAgent, extra: dict | None = None, inference_only: bool = False) -> Path:
+def save_checkpoint(path: str | Path, agent: SORLAgent, extra: dict | None = None, inference_only: bool = False,
+                    dtype: torch.dtype | None = None) -> Path:
     """Write to a temporary file in the same folder, then rename: a crash never leaves half a file.
 
-    `inference_only` keeps actor and critic only (what sampling needs): for bundling; it cannot resume training.
+    `inference_only` keeps actor and critic only (what sampling needs): for bundling and snapshots (in `dtype`,
+    e.g. bf16); it cannot resume training.
     """
     path = Path(path)
-    payload = {"format": FORMAT, "version": VERSION, "config": agent.config.to_dict(), "agent": agent.state_dict(inference_only), "extra": extra or {}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "version": VERSION, "config": agent.config.to_dict(),
+               "agent": agent.state_dict(inference_only, dtype), "extra": extra or {}}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from . import toy
 from .agent import SORLAgent
-from .checkpoint import CheckpointError, load_for_resume, save_checkpoint
+from .checkpoint import CheckpointError, load_for_resume, save_checkpoint, snapshot_path
 from .config import TOY_DEFAULTS, SORLConfig
 from .data import OfflineDataset
 
@@ -50,6 +50,9 @@ class ToyTrainConfig:
     """Iterations between evaluations at m_inf in {1, 2, 4, 8} (rows of eval.csv); 0 disables."""
     checkpoint_every: int = 500
     """Iterations between checkpoints (one is always written at the end)."""
+    snapshots: tuple[int, ...] = ()
+    """Iterations after which to keep a small inference-only snapshot (bf16 weights, config, iteration count) in
+    <run>/snapshots/, plus one at the last iteration; `sorl-lab evaluate` reads them as a training-budget axis."""
     eval_contexts: int = 256
     """Contexts sampled for each evaluation."""
     progress: bool = True
@@ -130,7 +133,7 @@ def train_toy(cfg: ToyTrainConfig, on_progress: Callable[[int, int], None] | Non
             evaluate=lambda agent, arrays=arrays, contexts=contexts, seed=seed: evaluate_toy(
                 agent, world, arrays["actions"], contexts, seed=seed)))
     agents = train_seeds(opened, cfg.iterations, cfg.log_every, cfg.eval_every, cfg.checkpoint_every,
-                         desc=f"train {cfg.world}", progress=cfg.progress, on_progress=on_progress)
+                         desc=f"train {cfg.world}", progress=cfg.progress, on_progress=on_progress, snapshots=cfg.snapshots)
     return single_or_lists(agents, [run.run_dir for _, run in opened], cfg.seed)
 
 
@@ -166,6 +169,7 @@ class SeedRun:
     eval_log: CsvLog
     evaluate: Callable[[SORLAgent], list[dict]]
     checkpoint: Callable[[SORLAgent], None]
+    snapshot: Callable[[SORLAgent], None]
 
 
 def open_run(run_dir: Path, cfg, arrays: dict, agent_config: SORLConfig, same_run: Callable[[dict], bool], what: str,
@@ -193,12 +197,17 @@ def open_run(run_dir: Path, cfg, arrays: dict, agent_config: SORLConfig, same_ru
     def checkpoint(trained: SORLAgent) -> None:
         save_checkpoint(ckpt_path, trained, {"train_config": resolved, "dataset_generator": dataset.generator.get_state(), **extra})
 
-    return agent, SeedRun(run_dir, dataset, train_log, eval_log, evaluate, checkpoint)
+    def snapshot(trained: SORLAgent) -> None:
+        save_checkpoint(snapshot_path(run_dir, trained.step), trained,
+                        {"train_config": resolved, "train_iterations": trained.step, **extra},
+                        inference_only=True, dtype=torch.bfloat16)
+
+    return agent, SeedRun(run_dir, dataset, train_log, eval_log, evaluate, checkpoint, snapshot)
 
 
 def train_seeds(opened: list[tuple[SORLAgent, SeedRun]], iterations: int, log_every: int, eval_every: int,
                 checkpoint_every: int, desc: str, progress: bool = True,
-                on_progress: Callable[[int, int], None] | None = None) -> list[SORLAgent]:
+                on_progress: Callable[[int, int], None] | None = None, snapshots: tuple[int, ...] = ()) -> list[SORLAgent]:
     """Train the opened seeds to `iterations`, those at one step as one stacked model; returns each seed's agent.
 
     Seeds resumed from different steps (a stop between two seeds' checkpoints) train as separate stacks,
@@ -211,7 +220,7 @@ def train_seeds(opened: list[tuple[SORLAgent, SeedRun]], iterations: int, log_ev
         try:
             run_loop(agent, [opened[i][1] for i in group], iterations, log_every, eval_every, checkpoint_every,
                      desc=desc if len(opened) == 1 else f"{desc} seeds {', '.join(str(s) for s in agent.seeds)}",
-                     progress=progress, on_progress=on_progress)
+                     progress=progress, on_progress=on_progress, snapshots=snapshots)
         finally:
             if isinstance(agent, SeedGroups):
                 agent.close()
@@ -286,11 +295,12 @@ TRAIN_COLUMNS = ["step", "seconds", "critic_loss", "fm_loss", "sc_loss", "q_loss
 
 def run_loop(agent: SORLAgent, runs: list[SeedRun], iterations: int, log_every: int, eval_every: int,
              checkpoint_every: int, desc: str, progress: bool = True,
-             on_progress: Callable[[int, int], None] | None = None) -> None:
-    """Update until `iterations`, logging, evaluating and checkpointing each seed's run on schedule; Ctrl-C or
-    SIGTERM saves first. `agent` is one seed's agent with one run, or a stack of len(runs) seeds."""
+             on_progress: Callable[[int, int], None] | None = None, snapshots: tuple[int, ...] = ()) -> None:
+    """Update until `iterations`, logging, evaluating, checkpointing and snapshotting each seed's run on schedule;
+    Ctrl-C or SIGTERM saves first. `agent` is one seed's agent with one run, or a stack of len(runs) seeds."""
+    at = {s for s in snapshots if 0 < s <= iterations} | ({iterations} if snapshots else set())
     with _interrupts_save() as stop:
-        _loop(agent, runs, iterations, log_every, eval_every, checkpoint_every, desc, progress, on_progress, stop)
+        _loop(agent, runs, iterations, log_every, eval_every, checkpoint_every, desc, progress, on_progress, stop, at)
 
 
 @contextmanager
@@ -317,7 +327,8 @@ def _interrupts_save():
             signal.signal(sig, handler)
 
 
-def _loop(agent, runs, iterations, log_every, eval_every, checkpoint_every, desc, progress, on_progress, stop) -> None:
+def _loop(agent, runs, iterations, log_every, eval_every, checkpoint_every, desc, progress, on_progress, stop,
+          snapshots) -> None:
     bar = tqdm(total=iterations, initial=agent.step, desc=desc, disable=not progress, dynamic_ncols=True)
     # Seconds count on across resumes; a stack's seeds share one clock (the process trained them together).
     t0, pending = time.perf_counter() - runs[0].train_log.last("seconds"), [[] for _ in runs]
@@ -343,6 +354,9 @@ def _loop(agent, runs, iterations, log_every, eval_every, checkpoint_every, desc
             if eval_every and (step % eval_every == 0 or step == iterations):
                 for run, member in zip(runs, _members(agent)):
                     run.eval_log.append([{"step": step, **r} for r in run.evaluate(member)])
+            if step in snapshots:
+                for run, member in zip(runs, _members(agent)):
+                    run.snapshot(member)
             if step % checkpoint_every == 0 or step == iterations:
                 save_all()
             bar.update(1)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from sorl_core.cli import main
 from sorl_core.ogbench.generation import DataGenerateConfig, generate_dataset
@@ -277,3 +278,35 @@ def test_recorded_q_is_the_critic_s_q_whatever_the_verifier(verifier):
     want = torch.cat([agent.q_value(obs, actions, k=8) for obs, actions in seen]).numpy()
     got = np.array([q for t in range(4) for q in (result.q_traces[0][t], result.q_traces[1][t])])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_snapshots_along_a_run_are_swept_as_a_training_budget_axis(data_dir, tmp_path):
+    """`train --snapshots` keeps small bf16 inference-only snapshots; `evaluate RUN` sweeps them in one file with
+    train_iterations, and records the success timing it ran with."""
+    from sorl_core.checkpoint import CheckpointError, load_agent, load_for_resume
+
+    out = tmp_path / "run"
+    assert main(["train", "--env", ENV, "--dataset-dir", str(data_dir), "--iterations", "30", "--snapshots", "10", "20",
+                 "--eval-every", "0", "--checkpoint-every", "10", "--agent.size", "tiny", "--no-progress",
+                 "--out", str(out)]) == 0
+    files = sorted(p.name for p in (out / "snapshots").iterdir())
+    assert files == ["iteration-0000010.pt", "iteration-0000020.pt", "iteration-0000030.pt"]  # and the last one
+    payload = torch.load(out / "snapshots" / files[0], weights_only=True)
+    assert payload["agent"]["inference_only"] and payload["extra"]["train_iterations"] == 10
+    assert all(t.dtype == torch.bfloat16 for t in payload["agent"]["actor"].values())
+    snapshot, _ = load_agent(out / "snapshots" / files[0], device="cpu")
+    assert snapshot.step == 10 and snapshot.actor.layers[0].weight.dtype == torch.float32
+    with pytest.raises(CheckpointError, match="cannot resume"):
+        load_for_resume(out / "snapshots" / files[0], device="cpu")
+
+    assert main(["evaluate", "--checkpoint", str(out), "--m-inf", "1", "--n", "1", "--episodes", "2", "--workers", "1",
+                 "--no-progress"]) == 0
+    rows = read_csv(out / "sweep.csv")  # beside the run; the final checkpoint is the snapshot at 30
+    assert [(r["checkpoint"], r["train_iterations"]) for r in rows] == [("run@10", "10"), ("run@20", "20"), ("run@30", "30")]
+    assert {r["success_timing"] for r in rows} == {"pre"}  # OGBench 1.2's singletask default
+    assert main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), str(out / "snapshots" / files[0]),
+                 "--m-inf", "1", "--n", "1", "--episodes", "2", "--workers", "1", "--success-timing", "post",
+                 "--no-progress", "--out", str(tmp_path / "post")]) == 0
+    rows = read_csv(tmp_path / "post" / "sweep.csv")
+    assert [(r["checkpoint"], r["train_iterations"], r["success_timing"]) for r in rows] == [
+        ("run", "30", "post"), ("run@10", "10", "post")]

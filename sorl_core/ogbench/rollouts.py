@@ -37,6 +37,16 @@ def make_env(env_name: str, **env_kwargs):
         raise ValueError(f"OGBench cannot make {env_name!r}: {exc}") from None
 
 
+def success_timing_of(env_name: str, **env_kwargs) -> str:
+    """When `env_name` (made with `env_kwargs`) judges success: "pre" or "post"; "" for environments without the
+    setting. OGBench 1.2's cube, scene and puzzle singletask environments default to "pre" (OGBench 1.1: "post")."""
+    env = make_env(env_name, **env_kwargs)
+    try:
+        return str(getattr(env.unwrapped, "_success_timing", ""))
+    finally:
+        env.close()
+
+
 # ----------------------------------------------------------------------------- state save / restore
 # Derived MuJoCo arrays the environments read between steps (effector pose in the controller and observation,
 # contact forces in the observation). After `mj_step` they describe the last physics substep, not the final qpos,

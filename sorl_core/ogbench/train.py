@@ -17,6 +17,7 @@ from .generation import DataGenerateConfig, generate_dataset
 from .rollouts import EnvBatch, episode_seeds, run_episodes, sample_seed
 
 ACTION_CLIP = 1 - 1e-5  # docs/ALGORITHM.md §7: dataset actions are clipped to +-(1 - 1e-5)
+SNAPSHOT_DEFAULT = tuple(10_000 * 2**i for i in range(8))  # 10k, 20k, 40k, ... 1.28M iterations
 EVAL_COLUMNS = ["step", "m_inf", "n", "episodes", "success_rate", "success_ci_low", "success_ci_high", "mean_return", "mean_length"]
 
 
@@ -51,6 +52,10 @@ class EnvTrainConfig:
     """Processes that step the evaluation environments."""
     checkpoint_every: int = 10_000
     """Iterations between checkpoints (one is always written at the end)."""
+    snapshots: tuple[int, ...] = SNAPSHOT_DEFAULT
+    """Iterations after which to keep a small inference-only snapshot (bf16 weights, config, iteration count) in
+    <run>/snapshots/ (default: doubling from 10,000), plus one at the last iteration; `sorl-lab evaluate RUN/snapshots`
+    sweeps them as a training-budget axis. `--snapshots` with no value keeps none."""
     progress: bool = True
     """Show progress bars."""
     agent: SORLConfig = field(default_factory=SORLConfig)
@@ -120,7 +125,8 @@ def train_env(cfg: EnvTrainConfig, on_progress: Callable[[int, int], None] | Non
                 evaluate=lambda agent, seed=seed: evaluate_success(agent, envs, cfg.eval_m_inf, seed=seed)))
         del arrays
         agents = train_seeds(opened, cfg.iterations, cfg.log_every, cfg.eval_every, cfg.checkpoint_every,
-                             desc=f"train {cfg.env}", progress=cfg.progress, on_progress=on_progress)
+                             desc=f"train {cfg.env}", progress=cfg.progress, on_progress=on_progress,
+                             snapshots=cfg.snapshots)
     finally:
         if envs is not None:
             envs.close()

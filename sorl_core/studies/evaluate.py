@@ -5,15 +5,16 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from tqdm.auto import tqdm
 
 from .. import budgets
-from ..checkpoint import CheckpointError, checkpoint_label, load_agent
+from ..checkpoint import SNAPSHOTS, CheckpointError, checkpoint_label, load_agent, read_checkpoint, snapshot_path
 from ..io import write_atomic
-from ..ogbench.rollouts import EnvBatch, episode_seeds, run_episodes, sample_seed
+from ..ogbench.rollouts import EnvBatch, episode_seeds, run_episodes, sample_seed, success_timing_of
 from .sweep_report import sweep_html
 from .sweep_schema import SWEEP_COLUMNS
 from ..verifiers import DEFAULT_BETA, check_verifier
@@ -23,8 +24,10 @@ from ..verifiers import DEFAULT_BETA, check_verifier
 class EvaluateConfig:
     """Run the test-time-scaling grid of a checkpoint in its OGBench environment."""
 
-    checkpoint: str
-    """Checkpoint written by `sorl-lab train --env ...` (or a bundled one under assets/ogbench/)."""
+    checkpoint: str | tuple[str, ...]
+    """Checkpoint written by `sorl-lab train --env ...` (or a bundled one under assets/ogbench/); several, or a run's
+    folder (its snapshots, and its checkpoint if it went further) or its snapshots folder: one sweep with a
+    `train_iterations` column."""
     m_inf: tuple[int, ...] = (1, 2, 4, 8)
     """Euler step counts (powers of two; above the trained M_disc needs --extrapolate)."""
     n: tuple[int, ...] = (1, 4, 16)
@@ -47,14 +50,47 @@ class EvaluateConfig:
     """Adaptive-compute rules to run beside the grid, one row each: seq:eps=0.05 (double M from 1 while the actions
     at M and 2M differ by more than eps), par:delta=1.0[,m=8][,nmax=64] (rounds of 4 candidates until the
     verifier's top-vs-runner-up margin exceeds delta score standard deviations); calls are then means per action."""
+    success_timing: Literal["default", "pre", "post"] = "default"
+    """When the environment judges success and reward: `pre` (before the action: OGBench 1.2's singletask
+    environments), `post` (after it: OGBench 1.1, which the paper's code was written against), or the
+    environment's default. The sweep records which one ran (column `success_timing`)."""
     device: str = "auto"
     """Where the policy runs: auto, cpu or cuda."""
     progress: bool = True
     """Show a progress bar over episodes."""
 
 
+def checkpoints_of(checkpoint: str | tuple[str, ...]) -> list[str]:
+    """The checkpoint files to evaluate: files as given; a snapshots folder -> its snapshots in training order; a run
+    folder -> its snapshots, then its checkpoint when no snapshot was taken at its step."""
+    paths = []
+    for given in [checkpoint] if isinstance(checkpoint, str) else list(checkpoint):
+        folder = Path(given)
+        if not folder.is_dir():
+            paths.append(given)
+            continue
+        snapshots = folder if folder.name == SNAPSHOTS else folder / SNAPSHOTS
+        found = sorted(str(p) for p in snapshots.glob("iteration-*.pt"))
+        last = folder / "checkpoint.pt"
+        if folder.name != SNAPSHOTS and last.is_file() and not (snapshots and snapshot_path(folder, read_checkpoint(
+                last)["agent"]["step"]).is_file()):  # the run went on after its last snapshot
+            found.append(str(last))
+        if not found:
+            raise CheckpointError(f"{given} is a folder with no checkpoint.pt and no snapshots/iteration-*.pt; "
+                                  "name a checkpoint file, a run folder or its snapshots folder")
+        paths += found
+    return paths
+
+
 def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | None = None) -> list[dict]:
-    """One row per (m_inf, n), in SWEEP_COLUMNS order; every cell faces the same initial states."""
+    """One row per (m_inf, n) and checkpoint, in SWEEP_COLUMNS order; every cell faces the same initial states."""
+    paths = checkpoints_of(cfg.checkpoint)
+    if len(paths) > 1:
+        rows = []
+        for path in paths:
+            rows += run_sweep(replace(cfg, checkpoint=path), on_progress)
+        return rows
+    cfg = replace(cfg, checkpoint=paths[0])
     agent, extra = load_agent(cfg.checkpoint, device=cfg.device)
     env_name = extra.get("env")
     if not env_name:
@@ -70,6 +106,9 @@ def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | Non
     rules = budgets.check_rules(agent, cfg.adaptive, cfg.extrapolate)
     label, seeds = checkpoint_label(cfg.checkpoint), episode_seeds(cfg.seed, cfg.episodes)
     train_seed = extra.get("train_config", {}).get("seed", "")  # empty for files that do not record it
+    # A snapshot says how far it was trained; a full checkpoint knows its step (an inference-only export may not).
+    train_iterations = extra.get("train_iterations", agent.step if agent.step else "")
+    env_kwargs = {} if cfg.success_timing == "default" else {"success_timing": cfg.success_timing}
     # At N = 1 nothing is ranked: every verifier plays the same episodes, so they run once and share the row.
     cells = [(m, n, v) for m in cfg.m_inf for n in cfg.n for v in (cfg.verifier if n > 1 else cfg.verifier[:1])]
     # A sequential rule ranks nothing either: it runs once and its row is shared by every verifier.
@@ -77,7 +116,8 @@ def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | Non
     total = len(cells) * cfg.episodes
     bar = tqdm(total=total, desc=f"evaluate {label}", unit="ep", disable=not cfg.progress, dynamic_ncols=True)
     rows = []
-    with EnvBatch(env_name, cfg.episodes, workers=cfg.workers) as envs:
+    with EnvBatch(env_name, cfg.episodes, workers=cfg.workers, **env_kwargs) as envs:
+        timing = success_timing_of(env_name, **env_kwargs)
         for i, (m, n, verifier) in enumerate(cells):
             def step_progress(done: int, count: int, base: int = i * cfg.episodes) -> None:
                 bar.n = base + done
@@ -88,12 +128,13 @@ def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | Non
             if isinstance(m, budgets.Rule):
                 rows += _adaptive_rows(cfg, agent, envs, m, verifier, seeds, step_progress,
                                        {"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt,
-                                        "train_seed": train_seed})
+                                        "train_seed": train_seed, "train_iterations": train_iterations,
+                                        "success_timing": timing})
                 continue
             result = run_episodes(agent, envs, m, n, seeds, sample_seed=sample_seed(cfg.seed, m, n),
                                   extrapolate=cfg.extrapolate, on_step=step_progress, verifier=verifier, beta=cfg.beta)
             row = {"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt, **result.summary(), "seed": cfg.seed,
-                   "adaptive": "", "train_seed": train_seed}
+                   "adaptive": "", "train_seed": train_seed, "train_iterations": train_iterations, "success_timing": timing}
             for v in (cfg.verifier if n == 1 else (verifier,)):
                 rows.append({**row, "verifier": v})
     bar.close()
@@ -124,7 +165,8 @@ def sweep_csv(rows: list[dict]) -> str:
 def evaluate(cfg: EvaluateConfig) -> tuple[Path, Path]:
     """Run the sweep and write sweep.csv and sweep.html; returns their paths."""
     rows = run_sweep(cfg)
-    out = Path(cfg.out) if cfg.out else Path(cfg.checkpoint).parent
+    first = Path(checkpoints_of(cfg.checkpoint)[0])
+    out = Path(cfg.out) if cfg.out else (first.parent.parent if first.parent.name == SNAPSHOTS else first.parent)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, html_path = out / "sweep.csv", out / "sweep.html"
     write_atomic(csv_path, sweep_csv(rows))

@@ -198,7 +198,8 @@ def train_cells(grid: GridFile, table: dict, out_dir: Path, dataset_dir: str | N
 
 
 def evaluate_cells(grid: GridFile, table: dict, trained: list[Cell]) -> list[Cell]:
-    values = axes(grid, "evaluate", table, option_types(EvaluateConfig))
+    # One cell per checkpoint: a list of checkpoints is an axis here (the command line sweeps several in one file).
+    values = axes(grid, "evaluate", table, {**option_types(EvaluateConfig), "checkpoint": str})
     if "checkpoint" not in values:
         if not trained:
             grid.fail("evaluate", "", "names no `checkpoint` and the file has no [train] table to take runs from")

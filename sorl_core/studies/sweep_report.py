@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 from ..verifiers import VERIFIERS
 from .sweep_schema import COLUMN_DEFAULTS, SWEEP_COLUMNS, best_within_budget, recipe
 
-TEXT_COLUMNS = ("checkpoint", "env", "verifier", "adaptive", "train_seed")
+TEXT_COLUMNS = ("checkpoint", "env", "verifier", "adaptive", "train_seed", "train_iterations", "success_timing")
 MEAN_COLUMNS = ("actor_calls", "critic_calls", "network_calls")  # whole numbers except in adaptive rows
 NUMERIC_COLUMNS = tuple(c for c in SWEEP_COLUMNS if c not in TEXT_COLUMNS)
 INTEGER_COLUMNS = ("m_btt", "m_inf", "n", "episodes", "successes", "actor_calls", "critic_calls", "network_calls", "seed")
@@ -103,15 +103,21 @@ def parse_sweep(data: bytes, name: str = "sweep.csv") -> pd.DataFrame:
         problems.append(f"success_rate lies outside [success_ci_low, success_ci_high]: {_rows(outside)}")
     if (df.network_calls < 1).any():
         problems.append(f"network_calls must be at least 1: {_rows(df.network_calls < 1, df.network_calls)}")
-    df["train_seed"] = df["train_seed"].str.strip()
-    not_seed = (df["train_seed"] != "") & ~df["train_seed"].str.fullmatch(r"\d+")
-    if not_seed.any():
-        problems.append(f"column train_seed must be empty or a whole number: {_rows(not_seed, df['train_seed'])}")
+    for col in ("train_seed", "train_iterations"):
+        df[col] = df[col].str.strip()
+        not_whole = (df[col] != "") & ~df[col].str.fullmatch(r"\d+")
+        if not_whole.any():
+            problems.append(f"column {col} must be empty or a whole number: {_rows(not_whole, df[col])}")
+    df["success_timing"] = df["success_timing"].str.strip()
+    timing = ~df["success_timing"].isin(["", "pre", "post"])
+    if timing.any():
+        problems.append(f"column success_timing must be empty, pre or post: {_rows(timing, df['success_timing'])}")
     df["verifier"] = df["verifier"].str.strip().replace("", COLUMN_DEFAULTS["verifier"])  # blank: the default
     unknown = ~df["verifier"].isin(list(VERIFIERS))
     if unknown.any():
         problems.append(f"column verifier must name one of {', '.join(VERIFIERS)}: {_rows(unknown, df['verifier'])}")
-    dup = df.duplicated(["checkpoint", "m_btt", "m_inf", "n", "verifier", "adaptive", "train_seed"], keep="first")
+    dup = df.duplicated(["checkpoint", "m_btt", "m_inf", "n", "verifier", "adaptive", "train_seed", "train_iterations",
+                         "success_timing"], keep="first")
     if dup.any():
         problems.append("the same (checkpoint, m_btt, m_inf, n, verifier, train_seed) cell appears twice: " + _rows(dup)
                         + " (one row per cell; sweeps with other evaluation seeds belong in separate files)")
@@ -121,15 +127,16 @@ def parse_sweep(data: bytes, name: str = "sweep.csv") -> pd.DataFrame:
     return df
 
 
-def base_name(checkpoint: str, m_btt, verifier: str = "q") -> str:
-    """What a series is called when no other loaded series has the same checkpoint, M_BTT and verifier."""
-    return f"{checkpoint} (M_BTT={int(m_btt)})" + ("" if verifier == "q" else f" · {verifier}")
+def base_name(checkpoint: str, m_btt, verifier: str = "q", success_timing: str = "") -> str:
+    """What a series is called when no other loaded series has the same checkpoint, M_BTT, verifier and timing."""
+    return (f"{checkpoint} (M_BTT={int(m_btt)})" + ("" if verifier == "q" else f" · {verifier}")
+            + (" · success after the action" if success_timing == "post" else ""))
 
 
 def name_series(keys: Sequence[tuple], registry: dict) -> dict:
     """Stable, unique names for series; `registry` ({key: name}, kept by the caller across reruns) is updated.
 
-    A key is (source key, checkpoint, m_btt, verifier). A name never changes while its series stays loaded: a newcomer
+    A key is (source key, checkpoint, m_btt, verifier, success timing). A name never changes while its series stays loaded: a newcomer
     whose base name is taken gets "base (2)", "base (3)", ... (the smallest free one). Keys no longer loaded
     are dropped, so their names are free again.
     """
@@ -161,7 +168,8 @@ def combine(frames: Sequence[tuple], registry: dict | None = None) -> pd.DataFra
         key = key if key is not None else f"{name}#{seen[name]}"
         d = df.copy()
         d.insert(0, "source", name)
-        d.insert(1, "series", [(key, c, int(m), v) for c, m, v in zip(d["checkpoint"], d["m_btt"], d["verifier"])])
+        d.insert(1, "series", [(key, c, int(m), v, t) for c, m, v, t in
+                               zip(d["checkpoint"], d["m_btt"], d["verifier"], d["success_timing"])])
         parts.append(d)
     if not parts:
         registry.clear()

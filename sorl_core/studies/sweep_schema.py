@@ -32,13 +32,18 @@ SWEEP_COLUMNS: tuple[str, ...] = (
     # per action over all actions taken (not whole numbers)
     "train_seed",  # seed the checkpoint was trained with (`sorl-lab grid` and the bundled seeds); empty when unknown.
     # Rows that differ only in it are seeds of one recipe: the scaling page shows their mean and spread
+    "train_iterations",  # training iterations of the checkpoint (a snapshot's, or the run's when it ended); empty when unknown
+    "success_timing",  # when the environment judged success: pre (before the action, OGBench 1.2's singletask
+    # default) or post (after it, as OGBench 1.1, which the paper's code used); empty when not recorded
 )
 # Files written before a column existed: the verifier was the paper's, every row was a fixed grid cell, and the
-# training seed was not recorded.
-COLUMN_DEFAULTS: dict[str, str] = {"verifier": "q", "adaptive": "", "train_seed": ""}
+# training seed, the training iterations and the success timing were not recorded.
+COLUMN_DEFAULTS: dict[str, str] = {"verifier": "q", "adaptive": "", "train_seed": "", "train_iterations": "",
+                                   "success_timing": ""}
 
 
-SEED_TAG = re.compile(r"[-_ ](?:s|sd|seed)\d+$")
+# A seed tag at the end of a checkpoint's name, or before a snapshot's "@<iterations>" (cube-s1@10000).
+SEED_TAG = re.compile(r"[-_ ](?:s|sd|seed)\d+(?=(?:@\d+)?$)")
 GRID_CELL = re.compile(r"^train-(?P<params>.*?)-[0-9a-f]{8}$")  # `sorl-lab grid` run folders: train-<params>-<hash>
 
 
