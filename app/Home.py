@@ -25,13 +25,14 @@ from app import uploads as U  # noqa: E402
 from app.paths import REPO_ROOT  # noqa: E402
 from app.policies import digest_bytes  # noqa: E402
 
-from sorl_core import toy, viz  # noqa: E402
+from sorl_core import cpu, toy, viz  # noqa: E402
 from sorl_core.verifiers import VERIFIERS  # noqa: E402
 
 # The toy networks are 64 wide: torch's intra-op threads buy nothing there, and on a small machine they compete
 # with the browser drawing the page (first-time slider moves: median 0.54-0.69 s on one thread against
 # 0.62-0.67 s on two, four alternating runs on 2 cores; docs/PERFORMANCE.md). Process-wide: other pages too.
 torch.set_num_threads(1)
+cpu.keep_freed_memory()  # the server's process-wide malloc setting, chosen here once (sorl_core/cpu.py)
 
 st.set_page_config(page_title="SORL Lab — toy 2D", page_icon="🎯", layout="wide")
 

@@ -177,16 +177,17 @@ class SORLAgent:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be one or more different numbers, got {list(self.seeds)}")
         self.stacked = len(self.seeds) > 1
-        if self.device.type == "cpu":
-            cpu.keep_freed_memory()
+        # Initial weights come from a generator of their own: building an agent leaves torch's global random
+        # stream (which other users of the process, e.g. other sessions of the lab, draw from) untouched.
+        init = torch.Generator().manual_seed(self.seeds[0])
         if self.stacked:  # weights are filled from single-seed agents below: the same initialisation
             self.actor = StackedActor(len(self.seeds), cfg.obs_dim, cfg.action_dim, cfg.hidden).to(self.device)
             self.critic = CriticEnsemble(cfg.obs_dim, cfg.action_dim, cfg.hidden, cfg.num_critics, cfg.critic_layer_norm,
-                                         seeds=len(self.seeds)).to(self.device)
+                                         seeds=len(self.seeds), generator=init).to(self.device)
         else:
-            torch.manual_seed(self.seeds[0])  # network initialisation
-            self.actor = ShortcutActor(cfg.obs_dim, cfg.action_dim, cfg.hidden).to(self.device)
-            self.critic = CriticEnsemble(cfg.obs_dim, cfg.action_dim, cfg.hidden, cfg.num_critics, cfg.critic_layer_norm).to(self.device)
+            self.actor = ShortcutActor(cfg.obs_dim, cfg.action_dim, cfg.hidden, generator=init).to(self.device)
+            self.critic = CriticEnsemble(cfg.obs_dim, cfg.action_dim, cfg.hidden, cfg.num_critics, cfg.critic_layer_norm,
+                                         generator=init).to(self.device)
         self.target_actor = _frozen_copy(self.actor)
         self.target_critic = _frozen_copy(self.critic)
         # Training noise comes from one device generator per seed; step counts k from a host generator so

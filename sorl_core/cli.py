@@ -10,6 +10,7 @@ from typing import Annotated, Union
 
 import tyro
 
+from . import cpu
 from .authors_run import ImportConfig, import_run
 from .studies.bench import BenchConfig, print_report, run_bench
 from .checkpoint import CheckpointError
@@ -118,6 +119,7 @@ def parse(argv: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    cpu.keep_freed_memory()  # process-wide, so set here, by the program that owns the process (sorl_core/cpu.py)
     try:
         cmd = parse(argv)
     except ValueError as exc:  # an unknown environment: the message lists the supported ones

@@ -94,7 +94,8 @@ def keep_freed_memory() -> None:
     An iteration frees and re-allocates the same activation and cast buffers (0.25-4 MB) hundreds of
     times; with glibc's defaults each comes back as fresh pages, about 1,500 page faults (2-4 ms of
     system time) an iteration on our machine, none with these settings. Process-wide, idempotent, and
-    a no-op where the C library is not glibc.
+    a no-op where the C library is not glibc: the program that owns the process calls it once (the `sorl-lab`
+    command and the app do; a notebook or script that trains may), never a library object being built.
     """
     global _malloc_tuned
     if _malloc_tuned or not sys.platform.startswith("linux"):

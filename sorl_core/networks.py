@@ -23,12 +23,19 @@ _gelu = gelu_tanh
 class ShortcutActor(nn.Module):
     """s(x, t, level | obs): a plain MLP over the raw concatenation [obs, x, t, level]."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...]):
+    def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...], generator: torch.Generator | None = None):
+        """generator: where the initial weights are drawn from (None: torch's global generator)."""
         super().__init__()
         dims = [obs_dim + action_dim + 2, *hidden, action_dim]
-        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims[:-1], dims[1:]))
+        self.layers = nn.ModuleList(nn.Linear(i, o, device="meta") for i, o in zip(dims[:-1], dims[1:]))
+        self.to_empty(device="cpu")
+        # nn.Linear's own initialisation is drawn and discarded first, as it always was: a seed keeps giving the
+        # weights it gave when the networks were seeded through torch's global generator.
         for layer in self.layers:
-            nn.init.xavier_uniform_(layer.weight)
+            nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+            nn.init.uniform_(layer.bias, -1 / math.sqrt(layer.in_features), 1 / math.sqrt(layer.in_features), generator=generator)
+        for layer in self.layers:
+            nn.init.xavier_uniform_(layer.weight, generator=generator)
             nn.init.zeros_(layer.bias)
 
     def forward(self, obs: torch.Tensor, x: torch.Tensor, t: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
@@ -97,7 +104,8 @@ class CriticEnsemble(nn.Module):
     """
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...], num: int = 2, layer_norm: bool = True,
-                 seeds: int = 1):
+                 seeds: int = 1, generator: torch.Generator | None = None):
+        """generator: where the initial weights are drawn from (None: torch's global generator)."""
         super().__init__()
         dims = [obs_dim + action_dim + 1, *hidden, 1]
         self.num, self.seeds = num, seeds
@@ -107,7 +115,7 @@ class CriticEnsemble(nn.Module):
         self.biases = nn.ParameterList()
         for i, o in zip(dims[:-1], dims[1:]):
             bound = math.sqrt(6.0 / (i + o))  # Xavier-uniform for each member separately
-            self.weights.append(nn.Parameter(torch.empty(num, i, o).uniform_(-bound, bound)))
+            self.weights.append(nn.Parameter(torch.empty(num, i, o).uniform_(-bound, bound, generator=generator)))
             self.biases.append(nn.Parameter(torch.zeros(num, 1, o)))
         self.ln_scales = nn.ParameterList(nn.Parameter(torch.ones(num, 1, h)) for h in hidden) if layer_norm else None
         self.ln_shifts = nn.ParameterList(nn.Parameter(torch.zeros(num, 1, h)) for h in hidden) if layer_norm else None

@@ -385,3 +385,23 @@ def test_env_presets():
     assert preset_for("antmaze-large-navigate-v0").q_agg == "min"
     with pytest.raises(ValueError, match="supported environments"):
         preset_for("nope-v0")
+
+
+def test_building_an_agent_leaves_the_global_random_stream_and_process_settings_alone(monkeypatch):
+    """In the lab's server every session shares one process: loading a policy in one session must not reseed the
+    random stream of the others, nor change process-wide settings (issue: a whole class on one server)."""
+    from sorl_core import cpu
+    from sorl_core.networks import CriticEnsemble, ShortcutActor
+
+    changed = []
+    monkeypatch.setattr(cpu, "keep_freed_memory", lambda: changed.append("malloc"))
+    torch.manual_seed(1234)
+    before = torch.random.get_rng_state()
+    agent = small_agent()
+    SORLAgent(agent.config, seed=[1, 2])
+    assert torch.equal(torch.random.get_rng_state(), before) and not changed
+    # A seed still gives the weights it gave when agents seeded torch's global generator.
+    torch.manual_seed(0)
+    actor, critic = ShortcutActor(3, 2, (16, 16)), CriticEnsemble(3, 2, (16, 16))
+    for old, new in zip([*actor.parameters(), *critic.parameters()], [*agent.actor.parameters(), *agent.critic.parameters()]):
+        assert torch.equal(old, new)
