@@ -40,19 +40,25 @@ def test_recipe_drops_only_a_trailing_seed_tag():
         ["m_btt=8", "grid runs", "m_btt=1"]
 
 
-def test_across_seeds_averages_the_seeds_and_keeps_their_spread():
+def test_across_seeds_pools_the_seeds_episodes_and_keeps_their_spread():
+    from sorl_core.stats import wilson_interval
+
     table = parsed(seed_rows(0), seed_rows(1), seed_rows(2), OTHER)
     assert S.has_seed_spread(table) and S.varying_axes(table) == ["recipe", "M_BTT", "training seed"]
     agg, members = S.across_seeds(table, ["recipe", "M_BTT"])
-    assert S.series_order(agg) == ["ckpt · M_BTT=8", "other · M_BTT=1"]
+    # The mean is named as one: it does not carry the name of the seed-0 checkpoint ("ckpt · M_BTT=8").
+    assert S.series_order(agg) == ["ckpt · M_BTT=8 · mean of 3 seeds", "other · M_BTT=1"]
     for m in M_GRID:
         for n in N_GRID:
-            cell = agg[(agg.series == "ckpt · M_BTT=8") & (agg.m_inf == m) & (agg.n == n)].iloc[0]
+            cell = agg[(agg.series == "ckpt · M_BTT=8 · mean of 3 seeds") & (agg.m_inf == m) & (agg.n == n)].iloc[0]
             rates = [rate(s, m, n) for s in SHIFT]
-            assert cell.success_rate == pytest.approx(np.mean(rates))
-            assert (cell.success_ci_low, cell.success_ci_high) == (min(rates), max(rates))
+            assert cell.success_rate == pytest.approx(np.mean(rates))  # equal episodes: the pooled rate is the mean
+            # A 95% interval of the pooled episodes, not the lowest and highest seed (that is the spread).
+            pooled = wilson_interval(round(sum(rates) * EPISODES), 3 * EPISODES)
+            assert (cell.success_ci_low, cell.success_ci_high) == pytest.approx(pooled)
+            assert (cell.spread_low, cell.spread_high) == (min(rates), max(rates))
             assert cell.members == 3 and cell.episodes == 3 * EPISODES
-    assert set(members[members.series == "ckpt · M_BTT=8"].member) == {"seed 0", "seed 1", "seed 2"}
+    assert set(members[members.series == "ckpt · M_BTT=8 · mean of 3 seeds"].member) == {"seed 0", "seed 1", "seed 2"}
     # Every seed its own series: nothing is averaged any more.
     per_seed, _ = S.across_seeds(table[table.checkpoint != "other"], ["training seed"])
     assert S.series_order(per_seed) == ["seed 0", "seed 1", "seed 2"] and (per_seed.members == 1).all()
@@ -60,7 +66,7 @@ def test_across_seeds_averages_the_seeds_and_keeps_their_spread():
     grid = parsed([{**r, "checkpoint": f"train-seed={r['train_seed']}-{'%08x' % (7 + r['train_seed'])}"}
                    for r in seed_rows(0) + seed_rows(1)])
     assert S.has_seed_spread(grid) and S.varying_axes(grid) == ["training seed"]
-    assert S.series_order(S.across_seeds(grid, [])[0]) == ["grid runs (M_BTT=8)"]
+    assert S.series_order(S.across_seeds(grid, [])[0]) == ["grid runs (M_BTT=8) · mean of 2 seeds"]
     # One seed each is not a spread.
     assert not S.has_seed_spread(parsed(seed_rows(0), OTHER))
 
@@ -93,13 +99,16 @@ def test_the_page_opens_on_the_mean_over_the_seeds_of_the_recipe_with_most_seeds
     comp = specs(at)[0]
     mean = named(comp, "N = 4")
     np.testing.assert_allclose(arr(mean["y"]), [np.mean([rate(s, m, 4) for s in SHIFT]) for m in M_GRID])
-    hi = np.array([max(rate(s, m, 4) for s in SHIFT) for m in M_GRID])
+    from sorl_core.stats import wilson_interval
+
+    hi = np.array([wilson_interval(round(sum(rate(s, m, 4) for s in SHIFT) * EPISODES), 3 * EPISODES)[1] for m in M_GRID])
     np.testing.assert_allclose(arr(mean["error_y"]["array"]), hi - arr(mean["y"]))
     thin = named(comp, "N = 4 · seed 2")
     np.testing.assert_allclose(arr(thin["y"]), [rate(2, m, 4) for m in M_GRID])
-    assert "lowest to highest" in comp["layout"]["yaxis"]["title"]["text"]
+    assert "95% CI, seeds pooled" in comp["layout"]["yaxis"]["title"]["text"]
     assert any("thin lines" in (t.get("name") or "") for t in comp["data"])
-    assert specs(at)[1]["layout"]["title"]["text"] == "ckpt (M_BTT=8)"
+    assert specs(at)[1]["layout"]["title"]["text"] == "ckpt (M_BTT=8) · mean of 3 seeds"
+    assert any("Add “training seed”" in c.value for c in at.caption)  # the seeds are pooled: say how to split them
 
 
 def test_compare_by_seed_or_by_recipe(bundled_seeds):
@@ -107,6 +116,7 @@ def test_compare_by_seed_or_by_recipe(bundled_seeds):
     at.multiselect(key="compare_axes").set_value(["training seed"]).run()
     assert_clean(at)
     assert [s["layout"]["title"]["text"] for s in specs(at)[1:]] == ["seed 0", "seed 1", "seed 2"]
+    assert not any("Add “training seed”" in c.value for c in at.caption)  # done already: not asked again
     np.testing.assert_allclose(arr(named(specs(at)[2], "success rate")["z"]),
                                [[rate(1, m, n) for n in N_GRID] for m in M_GRID])
     at.multiselect(key="compare_axes").set_value([]).run()
@@ -114,7 +124,7 @@ def test_compare_by_seed_or_by_recipe(bundled_seeds):
     at.multiselect(key="bundled").set_value(["ckpt", "ckpt-s1", "ckpt-s2", "other"]).run()
     assert_clean(at)
     assert at.multiselect(key="compare_axes").value == ["recipe", "M_BTT"]
-    assert [s["layout"]["title"]["text"] for s in specs(at)[1:]] == ["ckpt · M_BTT=8", "other · M_BTT=1"]
+    assert [s["layout"]["title"]["text"] for s in specs(at)[1:]] == ["ckpt · M_BTT=8 · mean of 3 seeds", "other · M_BTT=1"]
     at.multiselect(key="compare_axes").set_value(["recipe", "M_BTT", "training seed"]).run()
     assert_clean(at)
     assert len(specs(at)) == 1 + 4  # three seeds of ckpt and the one of other
@@ -140,7 +150,7 @@ def test_grid_folders_under_runs_are_offered(tmp_path, monkeypatch):
     assert picker.options == ["grid-seeds"] and picker.value == []
     picker.set_value(["grid-seeds"]).run()
     assert_clean(at)
-    assert specs(at)[1]["layout"]["title"]["text"] == "grid runs (M_BTT=8)"
+    assert specs(at)[1]["layout"]["title"]["text"] == "grid runs (M_BTT=8)<br>mean of 3 seeds"  # 36 characters: two lines
     mean = named(specs(at)[0], "N = 1")
     np.testing.assert_allclose(arr(mean["y"]), [np.mean([rate(s, m, 1) for s in SHIFT]) for m in M_GRID])
 

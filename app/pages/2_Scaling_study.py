@@ -255,9 +255,9 @@ if S.has_seed_spread(table):
     table, members = S.across_seeds(table, compare)
     series = S.series_order(table)
     spread = S.fixed(members).groupby("series")["member"].nunique()
-    st.caption("Each line is the mean over its members (" + " · ".join(f"{s}: {k}" for s, k in spread.items())
-               + "); a thin line per member, bars from the lowest to the highest member. Add “training seed” "
-               "to see each seed as its own series.")
+    st.caption("Each line pools its members' episodes (" + " · ".join(f"{s}: {k}" for s, k in spread.items())
+               + "): bars are the 95% interval of the pooled episodes, and a thin line is drawn per member"
+               + ("." if "training seed" in compare else ". Add “training seed” to see each seed as its own series."))
 envs = sorted(table.env.unique())
 st.caption(f"{len(table)} cells of {len(series)} {'series' if members is not None else 'checkpoint(s)'} from "
            f"{files} file(s) · environment: {', '.join(envs)} · {per_cell} per cell"
@@ -296,10 +296,9 @@ for col, s in zip(cols, series):
         col.metric(label, f"M_inf={p['m_inf']}, N={p['n']}", delta=f"success {p['success_rate']:.3f}",
                    delta_color="off", delta_arrow="off",
                    help=f"{p['network_calls']} network calls per action (≤ {budget}); "
-                        + ("the mean over its members, from " if members is not None else "95% interval [")
-                        + f"{p['success_ci_low']:.3f}" + (" to " if members is not None else ", ")
-                        + f"{p['success_ci_high']:.3f}" + ("" if members is not None else "]")
-                        + f" over {p['episodes']} episodes.")
+                        + f"95% interval [{p['success_ci_low']:.3f}, {p['success_ci_high']:.3f}] over {p['episodes']} episodes"
+                        + (f" (members pooled; they range from {p['spread_low']:.3f} to {p['spread_high']:.3f})."
+                           if members is not None else "."))
 
 # ---- figures
 figures = []

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..stats import wilson_interval
 from ..verifiers import VERIFIERS
 from .sweep_schema import COLUMN_DEFAULTS, SWEEP_COLUMNS, best_within_budget, recipe
 
@@ -240,12 +241,13 @@ def _axis_text(name: str, value) -> str:
 
 def across_seeds(df: pd.DataFrame, compare: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One series per value of the `compare` axes; rows that differ only in the other axes (training seeds, mostly)
-    are its members, averaged cell by cell.
+    are its members, their episodes pooled cell by cell.
 
-    Returns (table, members). `table` has the figures' columns: success_rate is the members' mean and
-    success_ci_low / success_ci_high their lowest and highest rate (the spread across members, not an interval),
-    episodes their sum, and `members` how many were measured at the cell. `members` holds the member rows, with
-    `series` and `member` (e.g. "seed 1") set, for one thin line per member.
+    Returns (table, members). `table` has the figures' columns: success_rate is the pooled rate (all members'
+    successes over all their episodes: their mean when each played as many), success_ci_low / success_ci_high its 95%
+    Wilson interval, spread_low / spread_high the lowest and highest member's rate, episodes their sum, and
+    `members` how many were measured at the cell. A series of several members is named so ("... · mean of 3 seeds").
+    `members` holds the member rows, with `series` and `member` (e.g. "seed 1") set, for one thin line per member.
     """
     d = _with_recipe(df)
     others = [n for n in varying_axes(df) if n not in compare]
@@ -257,14 +259,20 @@ def across_seeds(df: pd.DataFrame, compare: Sequence[str]) -> tuple[pd.DataFrame
         d["series"] = base_name(d.recipe.iloc[0], d.m_btt.iloc[0], d.verifier.iloc[0]) if alike else "all loaded sweeps"
     d["member"] = [" · ".join(_axis_text(n, v) for n, v in zip(others, vals)) or "the only one"
                    for vals in zip(*(d[AXES[n]] for n in others))] if others else "the only one"
+    counts = d.groupby("series", sort=False)["member"].nunique()
+    what = "seeds" if others == ["training seed"] else "members"
+    d["series"] = [f"{s} · mean of {counts[s]} {what}" if counts[s] > 1 else s for s in d["series"]]
     cell = ["series", "m_inf", "n", "adaptive"]
     first = d.groupby(cell, sort=False).first().reset_index()
     stats = d.groupby(cell, sort=False).agg(
-        success_rate=("success_rate", "mean"), success_ci_low=("success_rate", "min"),
-        success_ci_high=("success_rate", "max"), episodes=("episodes", "sum"), members=("member", "nunique"),
-        network_calls=("network_calls", "mean")).reset_index()
+        successes=("successes", "sum"), spread_low=("success_rate", "min"), spread_high=("success_rate", "max"),
+        episodes=("episodes", "sum"), members=("member", "nunique"), network_calls=("network_calls", "mean")).reset_index()
+    stats["success_rate"] = stats.successes / stats.episodes
+    bounds = [wilson_interval(int(k), int(e)) for k, e in zip(stats.successes, stats.episodes)]
+    stats["success_ci_low"], stats["success_ci_high"] = [b[0] for b in bounds], [b[1] for b in bounds]
     stats["network_calls"] = stats["network_calls"].round(4)  # whole numbers stay whole; adaptive rows are means
-    table = first.drop(columns=["success_rate", "success_ci_low", "success_ci_high", "episodes", "network_calls"])
+    table = first.drop(columns=["success_rate", "success_ci_low", "success_ci_high", "successes", "episodes",
+                                "network_calls"])
     table = table.merge(stats, on=cell, sort=False)
     return table, d
 
@@ -315,11 +323,11 @@ def compute_figure(df: pd.DataFrame, group_by: str = "n", budget: float | None =
                 error_y=dict(type="data", symmetric=False,
                              array=(line.success_ci_high - line.success_rate).tolist(),
                              arrayminus=(line.success_rate - line.success_ci_low).tolist(), thickness=1.2, width=4),
-                customdata=line[["m_inf", "n", "episodes", "success_ci_low", "success_ci_high"]].values.tolist(),
+                customdata=line[["m_inf", "n", "episodes", "success_ci_low", "success_ci_high",
+                                 *(["spread_low", "spread_high"] if members is not None else [])]].values.tolist(),
                 hovertemplate=f"{s}<br>M_inf=%{{customdata[0]}}, N=%{{customdata[1]}}<br>calls/action=%{{x}}<br>"
-                              + ("mean success=%{y:.3f}, members from %{customdata[3]:.3f} to %{customdata[4]:.3f}"
-                                 if members is not None else
-                                 "success=%{y:.3f} [%{customdata[3]:.3f}, %{customdata[4]:.3f}]")
+                              + "success=%{y:.3f} [%{customdata[3]:.3f}, %{customdata[4]:.3f}]"
+                              + ("<br>members from %{customdata[5]:.3f} to %{customdata[6]:.3f}" if members is not None else "")
                               + "<br>%{customdata[2]} episodes<extra></extra>",
             ))
             if members is None:
@@ -383,10 +391,12 @@ def compute_figure(df: pd.DataFrame, group_by: str = "n", budget: float | None =
         height=520 + 20 * max(0, entries - 6), margin=dict(l=60, r=20, t=50, b=40),
         # Below the plot, left-aligned and wrapping: never over the title or the curves, at any width.
         legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.22, yanchor="top"),
-        xaxis=dict(title="network calls per action (M_inf·N actor calls + the verifier's critic calls), log scale", type="log",
+        # Short enough for 1024 px; the hover and the budget's help give the count (M_inf·N actor calls + the
+        # verifier's critic calls).
+        xaxis=dict(title="network calls per action (log scale)", type="log",
                    tickvals=ticks, ticktext=[str(t) for t in ticks]),
         yaxis=dict(title="success rate (95% Wilson CI)" if members is None else
-                   "mean success rate (bars: lowest to highest member)", range=[-0.03, 1.03]),
+                   "success rate (95% CI, seeds pooled)", range=[-0.03, 1.03]),
     )
     return fig
 
@@ -400,8 +410,8 @@ def heatmap_figure(df: pd.DataFrame, title: str, budget: float | None = None, pi
     """
     ms, ns, z = grid(df)
     _, _, calls = grid(df, "network_calls")
-    _, _, lo = grid(df, "success_ci_low")
-    _, _, hi = grid(df, "success_ci_high")
+    _, _, lo = grid(df, "spread_low" if spread else "success_ci_low")
+    _, _, hi = grid(df, "spread_high" if spread else "success_ci_high")
     xs, ys = [str(v) for v in ns], [str(v) for v in ms]
     fig = go.Figure(go.Heatmap(
         z=z, x=xs, y=ys, name="success rate", zmin=0, zmax=1, colorscale="Viridis",
@@ -409,7 +419,7 @@ def heatmap_figure(df: pd.DataFrame, title: str, budget: float | None = None, pi
         texttemplate="%{z:.2f}", textfont=dict(size=13),
         customdata=np.dstack([calls, lo, hi]),
         hovertemplate="M_inf=%{y}, N=%{x}<br>"
-                      + ("mean success=%{z:.3f}, members from %{customdata[1]:.3f} to %{customdata[2]:.3f}" if spread
+                      + ("pooled success=%{z:.3f}, members from %{customdata[1]:.3f} to %{customdata[2]:.3f}" if spread
                          else "success=%{z:.3f} [%{customdata[1]:.3f}, %{customdata[2]:.3f}]")
                       + "<br>calls/action=%{customdata[0]}<extra></extra>",
     ))
@@ -425,13 +435,26 @@ def heatmap_figure(df: pd.DataFrame, title: str, budget: float | None = None, pi
         fig.add_trace(go.Scatter(x=[str(pick["n"])], y=[str(pick["m_inf"])], mode="markers", name="compute-optimal",
                                  marker=dict(size=30, opacity=0), showlegend=False,
                                  hovertemplate="compute-optimal under the budget<extra></extra>"))
+    lines = wrap_title(title)
     fig.update_layout(
-        title=dict(text=title, x=0.0, xanchor="left", font=dict(size=14)), height=380,
-        margin=dict(l=60, r=20, t=50, b=50),
+        title=dict(text="<br>".join(lines), x=0.0, xanchor="left", font=dict(size=14)), height=380 + 18 * (len(lines) - 1),
+        margin=dict(l=60, r=20, t=50 + 18 * (len(lines) - 1), b=50),
         xaxis=dict(title="N (best-of-N candidates)", type="category"),
         yaxis=dict(title="M_inf (Euler steps)", type="category"),
     )
     return fig
+
+
+def wrap_title(title: str, limit: int = 34) -> list[str]:
+    """A series name as title lines of at most about `limit` characters, broken at its " · " separators: two
+    heatmaps side by side at 1024 px have room for about that many."""
+    lines: list[str] = []
+    for part in title.split(" · "):
+        if lines and len(lines[-1]) + 3 + len(part) <= limit:
+            lines[-1] += " · " + part
+        else:
+            lines.append(part)
+    return lines
 
 
 def sweep_html(csv_text: str) -> str:
