@@ -110,8 +110,41 @@ def table() -> str:
         if run["curve"]:
             points = ", ".join(f"{step // 1000}k: {rate:.0%}" for step, rate in run["curve"])
             lines.append(f"| {run['name']} | {points} | {reading(run['curve'])} |")
+    lines += success_timing_section()
     lines.append("")
     return "\n".join(lines)
+
+
+def success_timing_section() -> list[str]:
+    """Each policy with a `sweep_success_post.csv`: its N = 1 cells with success judged before the action (the
+    bundled sweep, OGBench 1.2's default) and after it (OGBench 1.1, which the paper's code was written against)."""
+    lines = [
+        "", "## Success judged before or after the action", "",
+        "OGBench 1.2's cube, scene and puzzle singletask environments judge success (and the reward) on the state",
+        "*before* each action (`success_timing='pre'`); OGBench 1.1, which the paper's code was written against, judged",
+        "it *after* (`'post'`). `sorl-lab evaluate --success-timing pre|post` picks one, and every sweep records which",
+        "(column `success_timing`). Same 50 seeded episodes per cell, N = 1, 95% Wilson interval:", "",
+        "| policy | M_inf | judged before the action (pre) | judged after it (post) |",
+        "|---|---|---|---|",
+    ]
+    gaps = []
+    for post_file in sorted(ASSETS.glob("*/sweep_success_post.csv")):
+        cells = {}
+        for path in (post_file.parent / "sweep.csv", post_file):
+            for r in csv.DictReader(path.read_text().splitlines()):
+                if int(r["n"]) == 1 and not r.get("adaptive"):
+                    cells.setdefault(int(r["m_inf"]), {})[r["success_timing"] or "pre"] = (int(r["successes"]), int(r["episodes"]))
+        for m, timing in sorted(cells.items()):
+            lines.append(f"| {post_file.parent.name} | {m} | {percent(*timing['pre'])} | {percent(*timing['post'])} |")
+            gaps.append((abs(timing["pre"][0] - timing["post"][0]), timing["pre"][1], post_file.parent.name, m))
+    if gaps:
+        gap, episodes, name, m = max(gaps)
+        lines += [
+            "", "The two differ only through the episodes' ends: an episode stops one step later under `pre`, the batch",
+            "of episodes then shares its sampling noise differently, and later actions differ. The largest difference",
+            f"is {gap} of {episodes} episodes ({name}, M_inf = {m}).",
+        ]
+    return lines
 
 
 def reading(curve: list[tuple[int, float]]) -> str:
