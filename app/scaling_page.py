@@ -12,8 +12,9 @@ from pathlib import Path
 
 from app.paths import REPO_ROOT
 from sorl_core.studies.sweep_report import (  # noqa: F401  (the page's vocabulary, used as S.<name>)
-    AXES, SweepError, across_seeds, budget_options, combine, compute_figure, compute_optimal, fixed, grid,
-    has_seed_spread, heatmap_figure, name_series, parse_sweep, series_order, varying_axes)
+    AXES, SweepError, across_seeds, budget_options, cheapest_for_target, combine, compute_figure, compute_optimal,
+    compute_plane_figure, fixed, grid, has_seed_spread, heatmap_figure, name_series, parse_sweep, series_order,
+    training_budget, training_curves_figure, varying_axes)
 from sorl_core.studies.sweep_schema import recipe
 
 

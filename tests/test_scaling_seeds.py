@@ -171,3 +171,66 @@ def test_a_policy_that_never_succeeds_has_no_compute_optimal_cell(bundled_seeds)
     at.multiselect(key="bundled").set_value(["ckpt"]).run()
     assert at.metric[0].value.startswith("M_inf=")
     assert any("compute-optimal" in (t.get("name") or "") for t in specs(at)[0]["data"])
+
+
+# ----------------------------------------------------------------------------- the training budget (snapshots)
+BUDGETS = (10_000, 20_000, 40_000)
+
+
+def snapshot_rows(seed: int) -> list[dict]:
+    """One run's sweep of its snapshots (`sorl-lab evaluate RUN`): success grows with training iterations."""
+    name = "run" if seed == 0 else f"run-s{seed}"
+    rows = []
+    for b, scale in zip(BUDGETS, (0.3, 0.7, 1.0)):
+        rates = {cell: min(1.0, max(0.0, r * scale + SHIFT[seed])) for cell, r in RATE_A.items()}
+        rows += [{**row, "train_seed": seed, "train_iterations": b, "success_timing": "pre"}
+                 for row in sweep_rows(f"{name}@{b}", 8, rates)]
+    return rows
+
+
+def pooled_rate(b: int, m: int, n: int) -> float:
+    scale = dict(zip(BUDGETS, (0.3, 0.7, 1.0)))[b]
+    return np.mean([round(min(1.0, max(0.0, RATE_A[m, n] * scale + SHIFT[s])) * EPISODES) / EPISODES for s in SHIFT])
+
+
+def test_training_budget_pools_each_budget_over_the_seeds():
+    table = parsed(snapshot_rows(0), snapshot_rows(1), snapshot_rows(2))
+    tb = S.training_budget(table)
+    assert set(tb.run) == {"run"} and sorted(tb.train_iterations.unique()) == list(BUDGETS) and (tb.seeds == 3).all()
+    for b in BUDGETS:
+        cell = tb[(tb.train_iterations == b) & (tb.m_inf == 8) & (tb.n == 1)].iloc[0]
+        assert cell.success_rate == pytest.approx(pooled_rate(b, 8, 1)) and cell.episodes == 3 * EPISODES
+        assert cell.success_ci_low < cell.success_rate < cell.success_ci_high
+    # One budget only (the bundled sweeps today): no training-budget view.
+    assert S.training_budget(parsed(seed_rows(0), seed_rows(1))).empty
+    sentence = S.cheapest_for_target(tb, 0.5)
+    first = tb[tb.success_rate >= 0.5].sort_values(["train_iterations", "network_calls"]).iloc[0]
+    assert sentence.startswith("To reach 50% success: after") and f"{first.network_calls:g} calls per action" in sentence
+    assert "No measured" in S.cheapest_for_target(tb, 0.999)
+
+
+def test_the_page_shows_training_against_test_time_compute(tmp_path, monkeypatch):
+    root = tmp_path / "bundled"
+    for seed in SHIFT:
+        (root / f"run-s{seed}").mkdir(parents=True)
+        (root / f"run-s{seed}" / "sweep.csv").write_bytes(sweep_bytes(snapshot_rows(seed)))
+    monkeypatch.setenv("SORL_LAB_SWEEP_DIR", str(root))
+    at = AppTest.from_file(str(SCALING_PAGE), default_timeout=TIMEOUT)
+    at.run()
+    assert_clean(at)
+    assert "Training compute against test-time compute" in [h.value for h in at.subheader]
+    curves = next(s for s in specs(at) if s["layout"]["title"]["text"].startswith("Success against training iterations"))
+    line = named(curves, "M_inf=8, N=1")
+    assert arr(line["x"]).tolist() == list(BUDGETS)
+    np.testing.assert_allclose(arr(line["y"]), [pooled_rate(b, 8, 1) for b in BUDGETS])
+    plane = next(s for s in specs(at) if s["layout"]["title"]["text"].startswith("Training compute against"))
+    assert list(plane["data"][0]["y"]) == [f"{b:,}" for b in BUDGETS]
+    assert any(m.value.startswith("To reach 80% success") or m.value.startswith("No measured") for m in at.markdown)
+    at.select_slider(key="budget_target").set_value(0.5).run()
+    first = next(b for b in BUDGETS if any(pooled_rate(b, m, n) >= 0.5 for m, n in RATE_A))  # 10k never gets there
+    assert first == 20_000
+    assert any(m.value.startswith("To reach 50% success: after 20,000 iterations") for m in at.markdown)
+
+
+def test_no_training_budget_view_without_snapshots(bundled_seeds):
+    assert "Training compute against test-time compute" not in [h.value for h in bundled_seeds.subheader]

@@ -48,9 +48,13 @@ HELP = {
     "sweep_seed": "Seed of the initial states and the sampling noise (same as `sorl-lab evaluate --seed`).",
     "sweep_run": "Run every cell in the environment now (both cores) and add the result to the sweeps below.",
     "compare": "Several training seeds of one recipe are loaded. Choose what tells series apart; every other "
-               "difference (usually the seed) is averaged over: each line is then the members' mean, with a thin "
-               "line per member and bars from the lowest to the highest. The recipe is a checkpoint's name without "
-               "its seed tag (cube-single-task2-s1 -> cube-single-task2).",
+               "difference (usually the seed) is pooled: each line is then all its members' episodes together, with "
+               "a 95% interval, and a thin line per member. The recipe is a checkpoint's name without its seed tag "
+               "(cube-single-task2-s1 -> cube-single-task2).",
+    "budget_run": "Runs measured after several numbers of training iterations (the snapshots `sorl-lab train "
+                  "--snapshots` keeps, swept by `sorl-lab evaluate RUN`); seeds of one recipe are pooled.",
+    "budget_target": "A success rate to reach: the sentence below gives, for each training budget, the fewest network "
+                     "calls per action whose measured success reaches it.",
     "budget": "Test-time compute per action, in network calls: M_inf·N actor calls plus N critic calls when N > 1. "
               "The compute-optimal cell is the (M_inf, N) with the highest success rate among those that fit; "
               "ties go to fewer calls.",
@@ -232,6 +236,7 @@ if len(all_series) > 1:
         st.stop()
 else:
     st.session_state["_series_chosen"] = all_series
+loaded = table  # every chosen row, before several seeds are pooled into one series
 series = S.series_order(table)
 # Same checkpoint and M_BTT from two files: "name" and "name (2)"; say which file each one is.
 twins = table.groupby(["checkpoint", "m_btt"])["series"].transform("nunique") > 1
@@ -316,6 +321,26 @@ for start in range(0, len(series), 2):
             figures.append((f"Grid: {s}", hm))
 st.caption(f"Grey cells cost more than the budget ({budget} calls per action); the gold frame marks the "
            "compute-optimal cell.")
+
+# ---- the training budget: runs measured after several numbers of training iterations (snapshots)
+trained = S.training_budget(loaded)
+if not trained.empty:
+    st.subheader("Training compute against test-time compute")
+    runs = list(dict.fromkeys(f"{r} (M_BTT={m})" for r, m in zip(trained.run, trained.m_btt)))
+    run = st.selectbox("Run", runs, key="budget_run", help=HELP["budget_run"]) if len(runs) > 1 else runs[0]
+    one = trained[[f"{r} (M_BTT={m})" == run for r, m in zip(trained.run, trained.m_btt)]]
+    seeds = int(one.seeds.max())
+    st.caption(f"{run}: {one.train_iterations.nunique()} training budgets, "
+               f"{one[['m_inf', 'n', 'verifier']].drop_duplicates().shape[0]} test-time settings"
+               + (f", {seeds} seeds pooled" if seeds > 1 else "") + ".")
+    curves = S.training_curves_figure(one)
+    st.plotly_chart(curves, key="fig_training_curves", theme=None, config={"displaylogo": False})
+    plane = S.compute_plane_figure(one)
+    st.plotly_chart(plane, key="fig_compute_plane", theme=None, config={"displaylogo": False})
+    figures += [("Success against training iterations", curves), ("Training against test-time compute", plane)]
+    target = st.select_slider("Success target", options=[0.5, 0.6, 0.7, 0.8, 0.9, 0.95], value=0.8,
+                              key="budget_target", format_func=lambda v: f"{v:.0%}", help=HELP["budget_target"])
+    st.markdown(S.cheapest_for_target(one, target))
 
 # ---- table and downloads
 with st.expander("Table"):

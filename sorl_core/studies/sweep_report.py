@@ -12,6 +12,7 @@ not empty; its calls are means, not whole numbers): those are points on the comp
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -443,6 +444,123 @@ def heatmap_figure(df: pd.DataFrame, title: str, budget: float | None = None, pi
         yaxis=dict(title="M_inf (Euler steps)", type="category"),
     )
     return fig
+
+
+# --------------------------------------------------------------------------- the training budget as an axis
+SNAPSHOT_TAG = re.compile(r"@\d+$")
+
+
+def training_budget(df: pd.DataFrame) -> pd.DataFrame:
+    """The fixed cells of runs measured at two or more training budgets (snapshots of `sorl-lab train --snapshots`,
+    or checkpoints with a `train_iterations`), seeds of one recipe pooled.
+
+    One row per (run, M_BTT, verifier, train_iterations, M_inf, N): `run` is the checkpoint's recipe without its
+    snapshot tag and seed, success_rate the pooled rate with its 95% Wilson interval, `seeds` how many were pooled.
+    Empty when no run was measured at two budgets.
+    """
+    d = fixed(df)
+    d = d[d.train_iterations.astype(str).str.fullmatch(r"\d+")].copy()
+    if d.empty:
+        return d.assign(run=[], seeds=[])
+    d["run"] = [recipe(SNAPSHOT_TAG.sub("", c)) for c in d.checkpoint]
+    d["train_iterations"] = d.train_iterations.astype(int)
+    d["seed_key"] = d.train_seed.astype(str) + "|" + d.checkpoint.map(lambda c: SNAPSHOT_TAG.sub("", c))
+    keys = ["run", "m_btt", "verifier", "train_iterations", "m_inf", "n"]
+    out = d.groupby(keys, sort=True).agg(successes=("successes", "sum"), episodes=("episodes", "sum"),
+                                        network_calls=("network_calls", "mean"), seeds=("seed_key", "nunique")).reset_index()
+    out["success_rate"] = out.successes / out.episodes
+    bounds = [wilson_interval(int(k), int(e)) for k, e in zip(out.successes, out.episodes)]
+    out["success_ci_low"], out["success_ci_high"] = [b[0] for b in bounds], [b[1] for b in bounds]
+    budgets = out.groupby(["run", "m_btt"])["train_iterations"].transform("nunique")
+    return out[budgets >= 2].reset_index(drop=True)
+
+
+def _cell_label(r) -> str:
+    return f"M_inf={r.m_inf}, N={r.n}" + (f" · {r.verifier}" if r.n > 1 else "")
+
+
+def training_curves_figure(tb: pd.DataFrame) -> go.Figure:
+    """Success against training iterations (log x), one line per (M_inf, N, verifier), 95% intervals as bars.
+
+    Colour is N, in the order the success-against-compute figure gives it (N = 1 blue, 4 orange, 16 green), dash is
+    M_inf and the marker the verifier: twelve lines stay tellable apart.
+    """
+    fig = go.Figure()
+    cells = tb.drop_duplicates(["m_inf", "n", "verifier"]).sort_values(["n", "m_inf", "verifier"])
+    ns, ms = sorted(tb.n.unique().tolist()), sorted(tb.m_inf.unique().tolist())
+    verifiers = list(dict.fromkeys(cells.verifier))
+    for c in cells.itertuples(index=False):
+        line = tb[(tb.m_inf == c.m_inf) & (tb.n == c.n) & (tb.verifier == c.verifier)].sort_values("train_iterations")
+        fig.add_trace(go.Scatter(
+            x=line.train_iterations.tolist(), y=line.success_rate.tolist(), mode="lines+markers", name=_cell_label(c),
+            line=dict(color=PALETTE[ns.index(c.n) % len(PALETTE)], dash=DASHES[ms.index(c.m_inf) % len(DASHES)]),
+            marker=dict(symbol=SYMBOLS[verifiers.index(c.verifier) % len(SYMBOLS)], size=7),
+            error_y=dict(type="data", symmetric=False, array=(line.success_ci_high - line.success_rate).tolist(),
+                         arrayminus=(line.success_rate - line.success_ci_low).tolist(), thickness=1.2, width=4),
+            customdata=line[["episodes", "success_ci_low", "success_ci_high", "network_calls", "seeds"]].values.tolist(),
+            hovertemplate=f"{_cell_label(c)}<br>%{{x:,}} training iterations<br>success=%{{y:.3f}} "
+                          "[%{customdata[1]:.3f}, %{customdata[2]:.3f}]<br>%{customdata[3]} calls per action<br>"
+                          "%{customdata[0]} episodes over %{customdata[4]} seed(s)<extra></extra>"))
+    ticks = sorted(tb.train_iterations.unique().tolist())
+    fig.update_layout(
+        title=dict(text="Success against training iterations, one line per test-time setting", x=0.0, xanchor="left",
+                   font=dict(size=15)),
+        height=480, margin=dict(l=60, r=20, t=50, b=40),
+        legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.22, yanchor="top"),
+        xaxis=dict(title="training iterations (log scale)", type="log", tickvals=ticks,
+                   ticktext=[f"{t // 1000:,}k" if t >= 1000 else str(t) for t in ticks]),
+        yaxis=dict(title="success rate (95% CI)", range=[-0.03, 1.03]))
+    return fig
+
+
+def compute_plane(tb: pd.DataFrame) -> tuple[list[int], list[float], np.ndarray, list[list[dict | None]]]:
+    """(training iterations, calls per action, best success, its cell) over the plane of training against test-time
+    compute: at each pair, the best (M_inf, N, verifier) cell that costs exactly that many calls."""
+    rows, cols = sorted(tb.train_iterations.unique().tolist()), sorted(tb.network_calls.unique().tolist())
+    z = np.full((len(rows), len(cols)), np.nan)
+    cells: list[list[dict | None]] = [[None] * len(cols) for _ in rows]
+    for r in tb.to_dict("records"):
+        i, j = rows.index(r["train_iterations"]), cols.index(r["network_calls"])
+        if cells[i][j] is None or r["success_rate"] > cells[i][j]["success_rate"]:
+            cells[i][j], z[i, j] = r, r["success_rate"]
+    return rows, cols, z, cells
+
+
+def compute_plane_figure(tb: pd.DataFrame) -> go.Figure:
+    rows, cols, z, cells = compute_plane(tb)
+    text = [[("" if c is None else f"{c['success_rate']:.2f}") for c in line] for line in cells]
+    hover = [[("not measured" if c is None else
+               f"{_cell_label(pd.Series(c))}<br>success {c['success_rate']:.3f} [{c['success_ci_low']:.3f}, "
+               f"{c['success_ci_high']:.3f}]<br>{c['episodes']} episodes") for c in line] for line in cells]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[f"{c:g}" for c in cols], y=[f"{r:,}" for r in rows], zmin=0, zmax=1, colorscale="Viridis",
+        colorbar=dict(title=dict(text="success"), thickness=12), text=text, texttemplate="%{text}",
+        customdata=hover, hovertemplate="%{y} training iterations, %{x} calls per action<br>%{customdata}<extra></extra>"))
+    fig.update_layout(
+        title=dict(text="Training compute against test-time compute (best cell at each cost)", x=0.0, xanchor="left",
+                   font=dict(size=15)),
+        height=140 + 48 * len(rows), margin=dict(l=90, r=20, t=50, b=50),
+        xaxis=dict(title="network calls per action", type="category"),
+        yaxis=dict(title="training iterations", type="category"))
+    return fig
+
+
+def cheapest_for_target(tb: pd.DataFrame, target: float) -> str:
+    """One sentence from the numbers: for each training budget, the fewest calls per action whose success reaches
+    `target` (point estimate; its interval in brackets); where no budget reaches it, how close the best came."""
+    parts, best = [], None
+    for iterations in sorted(tb.train_iterations.unique()):
+        at = tb[tb.train_iterations == iterations]
+        best = max([best, at.success_rate.max()], key=lambda v: -1 if v is None else v)
+        hits = at[at.success_rate >= target].sort_values(["network_calls", "m_inf"])
+        if not hits.empty:
+            h = hits.iloc[0]
+            parts.append(f"after {iterations:,} iterations, {h.network_calls:g} calls per action ({_cell_label(h)}: "
+                         f"{h.success_rate:.0%} [{h.success_ci_low:.0%}, {h.success_ci_high:.0%}])")
+    if not parts:
+        return (f"No measured (training iterations, calls per action) pair reaches {target:.0%} success; the best cell "
+                f"reaches {best:.0%}.")
+    return f"To reach {target:.0%} success: " + "; ".join(parts) + "."
 
 
 def wrap_title(title: str, limit: int = 34) -> list[str]:
