@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The training-budget runs, across as many sittings as they need: cube-single task 2 with three seeds (one stacked
+# model) to 320,000 iterations, and scene and cube-double task 2 retrained as far as the time allows, each keeping
+# snapshots after 10k, 20k, 40k, ... iterations (sorl-lab train --snapshots) to sweep as the training-budget axis.
+#
+#   bash scripts/train_budget_runs.sh [--minutes M] [JOB ...]     # JOB: cube-single scene cube-double
+#
+# Each sitting: restores every run it finds archived in assets/training/<run>.tar (or resumes runs/budget/ as they
+# are), generates missing datasets with OGBench's oracles, trains the jobs one after the other until --minutes have
+# passed (SIGTERM then: the iteration in progress finishes and a checkpoint is written), and archives every run
+# again: one file per run (checkpoint with optimizer, both targets and noise states; logs; snapshots), replaced
+# each sitting. Commit assets/training/ to carry the runs to the next sitting; datasets are never archived.
+#
+# Knobs (environment): BUDGET_ITERATIONS (cube-single target, default 320000; the others use BUDGET_OTHER,
+# default 320000), BUDGET_DATA (dataset folder, default data/ogbench), BUDGET_ARCHIVE (default assets/training),
+# BUDGET_EPISODE_LENGTH (quick tests only: shorter generated episodes; not the official recipe).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+MINUTES=170
+if [[ "${1:-}" == "--minutes" ]]; then MINUTES=$2; shift 2; fi
+jobs_wanted=("$@")
+((${#jobs_wanted[@]})) || jobs_wanted=(cube-single scene cube-double)
+DATA="${BUDGET_DATA:-data/ogbench}"
+ARCHIVE="${BUDGET_ARCHIVE:-assets/training}"
+RUNS=runs/budget
+mkdir -p "$RUNS" "$ARCHIVE"
+deadline=$((SECONDS + MINUTES * 60))
+
+declare -A ENV=([cube-single]=cube-single-play-singletask-task2-v0 [scene]=scene-play-singletask-task2-v0
+                [cube-double]=cube-double-play-singletask-task2-v0)
+declare -A SEEDS=([cube-single]="0 1 2" [scene]="0" [cube-double]="0")
+declare -A ITERATIONS=([cube-single]="${BUDGET_ITERATIONS:-320000}" [scene]="${BUDGET_OTHER:-320000}"
+                       [cube-double]="${BUDGET_OTHER:-320000}")
+
+log() { echo "$(date +%T) $*" | tee -a "$RUNS/status"; }
+
+folders() {  # the run folders of a job, one per seed
+    local job=$1 seed
+    for seed in ${SEEDS[$job]}; do
+        if [[ "${SEEDS[$job]}" == *" "* ]]; then echo "$RUNS/$job-s$seed"; else echo "$RUNS/$job"; fi
+    done
+}
+
+restore() {  # an archived run comes back unless the folder here is already further along
+    local folder=$1 tar="$ARCHIVE/$(basename "$1").tar"
+    [[ -f "$tar" && ! -f "$folder/checkpoint.pt" ]] || return 0
+    mkdir -p "$folder" && tar -xf "$tar" -C "$folder" && log "restored $folder from $tar"
+}
+
+archive() {  # one file per run, replaced: the checkpoint to resume from, the logs and the snapshots
+    local folder=$1 tar="$ARCHIVE/$(basename "$1").tar"
+    [[ -f "$folder/checkpoint.pt" ]] || return 0
+    tar -cf "$tar.tmp" -C "$folder" checkpoint.pt config.json metrics.csv eval.csv snapshots 2>/dev/null \
+        && mv "$tar.tmp" "$tar" && log "archived $folder -> $tar ($(du -h "$tar" | cut -f1))"
+}
+
+train() {
+    local job=$1 left=$((deadline - SECONDS)) resume=() out
+    ((left > 60)) || { log "$job: no time left in this sitting"; return 0; }
+    for out in $(folders "$job"); do restore "$out"; done
+    out=$(folders "$job" | head -1)
+    [[ -f "$out/checkpoint.pt" ]] && resume=(--resume)
+    local base="$RUNS/$job" quick=()
+    [[ -n "${BUDGET_EPISODE_LENGTH:-}" ]] && quick=(--eval-episodes 2)  # a quick test: 2 evaluation episodes
+    log "$job: training ${ENV[$job]} seeds ${SEEDS[$job]} to ${ITERATIONS[$job]} iterations ${resume[*]} (at most $((left / 60)) min)"
+    # SIGTERM at the deadline: the loop finishes its iteration and writes every seed's checkpoint (exit 130).
+    timeout -s TERM "$left" .venv/bin/sorl-lab train --env "${ENV[$job]}" --seed ${SEEDS[$job]} \
+        --iterations "${ITERATIONS[$job]}" --eval-every 40000 --eval-episodes 20 --eval-workers 2 \
+        --checkpoint-every 5000 --agent.precision bf16 --agent.lr 0.0003 --dataset-dir "$DATA" \
+        --out "$base" --no-progress "${resume[@]}" "${quick[@]}" >>"$RUNS/$job.log" 2>&1
+    local rc=$?
+    case $rc in
+        0) log "$job: reached ${ITERATIONS[$job]} iterations" ;;
+        124|130|143) log "$job: stopped at the deadline; resumes next sitting" ;;
+        *) log "$job: training failed (exit $rc), see $RUNS/$job.log" ;;
+    esac
+    for out in $(folders "$job"); do archive "$out"; done
+}
+
+dataset() {
+    local name extra=()
+    name=$(.venv/bin/python -c "from sorl_core.ogbench.datasets import dataset_name_for as f; print(f('$1'))")
+    [[ -f "$DATA/$name.npz" && -f "$DATA/$name-val.npz" ]] && return 0
+    [[ -n "${BUDGET_EPISODE_LENGTH:-}" ]] && extra=(--episodes 4 --episode-length "$BUDGET_EPISODE_LENGTH")
+    log "generating $name (about 15 min on 2 cores)"
+    .venv/bin/sorl-lab data generate "$name" --dataset-dir "$DATA" --workers 2 --no-progress "${extra[@]}" \
+        >"$RUNS/data-$name.log" 2>&1
+}
+
+for job in "${jobs_wanted[@]}"; do
+    [[ -n "${ENV[$job]:-}" ]] || { echo "unknown job $job (cube-single scene cube-double)" >&2; exit 2; }
+done
+for job in "${jobs_wanted[@]}"; do
+    dataset "${ENV[$job]}" || { log "dataset for $job failed"; exit 1; }
+    train "$job"
+done
+log "sitting over: commit $ARCHIVE/ to keep the runs (git add $ARCHIVE && git commit)"
