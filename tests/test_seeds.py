@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from sorl_core.agent import SORLAgent
 from sorl_core.checkpoint import read_checkpoint
 from sorl_core.config import SORLConfig
 from sorl_core.train import ToyTrainConfig, train_toy
+from test_agent import random_batch
 
 SEEDS = [3, 5, 7]
 NETWORKS = ("actor", "critic", "target_actor", "target_critic")
@@ -22,14 +24,10 @@ def config(**overrides) -> SORLConfig:
 
 
 def batch(seed: int, b: int = 48) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "observations": torch.randn(b, 6, generator=g),
-        "actions": torch.rand(b, 3, generator=g) * 2 - 1,
-        "rewards": -torch.rand(b, generator=g),
-        "next_observations": torch.randn(b, 6, generator=g),
-        "masks": (torch.rand(b, generator=g) > 0.1).float(),
-    }
+    """test_agent's random batch for this file's sizes, with some terminal transitions (mask 0)."""
+    out = random_batch(SimpleNamespace(config=config()), b, seed)
+    out["masks"] = (torch.rand(b, generator=torch.Generator().manual_seed(seed + 1000)) > 0.1).float()
+    return out
 
 
 def stacked_batch(batches: list[dict]) -> dict:
