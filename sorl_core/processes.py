@@ -6,12 +6,18 @@ holds what they share, so neither imports the other for it.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import types
 from contextlib import contextmanager
 
 _MAIN_LOCK = threading.Lock()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS says, else every core)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @contextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import threading
 import time
@@ -23,6 +22,7 @@ from .agent import SORLAgent
 from .checkpoint import CheckpointError, load_for_resume, save_checkpoint, snapshot_path
 from .config import TOY_DEFAULTS, SORLConfig
 from .data import OfflineDataset
+from .processes import usable_cores
 
 EVAL_M_INF = (1, 2, 4, 8)
 
@@ -237,8 +237,7 @@ def stack_seeds(agents: list[SORLAgent]):
     """
     if len(agents) == 1:
         return agents[0]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    groups = min(len(agents), cores) if agents[0].device.type == "cpu" else 1
+    groups = min(len(agents), usable_cores()) if agents[0].device.type == "cpu" else 1
     if groups == 1:
         return SORLAgent.stack(agents)
     parts = [agents[g::groups] for g in range(groups)]  # seeds dealt round-robin: near-equal stacks
@@ -333,9 +332,17 @@ def _loop(agent, runs, iterations, log_every, eval_every, checkpoint_every, desc
     # Seconds count on across resumes; a stack's seeds share one clock (the process trained them together).
     t0, pending = time.perf_counter() - runs[0].train_log.last("seconds"), [[] for _ in runs]
     batch_size = agent.config.batch_size
+    taken: dict[int, list[SORLAgent]] = {}
+
+    def members() -> list[SORLAgent]:
+        """Each seed's agent at this step, copied out of a stack once for evaluation, snapshot and checkpoint alike."""
+        if agent.step not in taken:
+            taken.clear()
+            taken[agent.step] = [agent.member(p) for p in range(len(agent.seeds))]
+        return taken[agent.step]
 
     def save_all() -> None:
-        for run, rows, member in zip(runs, pending, _members(agent)):
+        for run, rows, member in zip(runs, pending, members()):
             _flush(run.train_log, rows)
             run.checkpoint(member)
 
@@ -352,10 +359,10 @@ def _loop(agent, runs, iterations, log_every, eval_every, checkpoint_every, desc
                 for p, rows in enumerate(pending):  # tensors; read only when written
                     rows.append((step, seconds, {k: v[p] for k, v in info.items()} if agent.stacked else info))
             if eval_every and (step % eval_every == 0 or step == iterations):
-                for run, member in zip(runs, _members(agent)):
+                for run, member in zip(runs, members()):
                     run.eval_log.append([{"step": step, **r} for r in run.evaluate(member)])
             if step in snapshots:
-                for run, member in zip(runs, _members(agent)):
+                for run, member in zip(runs, members()):
                     run.snapshot(member)
             if step % checkpoint_every == 0 or step == iterations:
                 save_all()
@@ -374,11 +381,6 @@ def _loop(agent, runs, iterations, log_every, eval_every, checkpoint_every, desc
     bar.close()
     for run, rows in zip(runs, pending):
         _flush(run.train_log, rows)
-
-
-def _members(agent: SORLAgent) -> list[SORLAgent]:
-    """Each seed's agent (copies, for a stack): what evaluation and checkpoints see."""
-    return [agent.member(p) for p in range(len(agent.seeds))]
 
 
 def _flush(log: CsvLog, pending: list) -> None:

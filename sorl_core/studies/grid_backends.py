@@ -14,7 +14,7 @@ from contextlib import contextmanager, nullcontext
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from ..processes import spawn_safe_main
+from ..processes import spawn_safe_main, usable_cores
 from .grid_cells import run_cell
 from .grid_file import Cell, GridError
 
@@ -35,8 +35,7 @@ class LocalBackend:
 
     def __init__(self, out: Path, cpus_per_cell: int = 1):
         self.out, self.threads = out, cpus_per_cell
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        self.slots = max(1, cores // max(1, cpus_per_cell))
+        self.slots = max(1, usable_cores() // max(1, cpus_per_cell))
         self.queue: list[Cell] = []
         self.running: dict = {}  # receiving end -> (cell, process)
         self.context = mp.get_context("spawn")
