@@ -84,13 +84,17 @@ def checkpoints_of(checkpoint: str | tuple[str, ...]) -> list[str]:
 
 def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """One row per (m_inf, n) and checkpoint, in SWEEP_COLUMNS order; every cell faces the same initial states."""
-    paths = checkpoints_of(cfg.checkpoint)
-    if len(paths) > 1:
-        rows = []
-        for path in paths:
-            rows += run_sweep(replace(cfg, checkpoint=path), on_progress)
-        return rows
-    cfg = replace(cfg, checkpoint=paths[0])
+    opened: dict[str, tuple[EnvBatch, str]] = {}  # environment -> its workers and success timing, shared by checkpoints
+    try:
+        return [row for path in checkpoints_of(cfg.checkpoint)
+                for row in _sweep_checkpoint(replace(cfg, checkpoint=path), on_progress, opened)]
+    finally:
+        for envs, _ in opened.values():
+            envs.close()
+
+
+def _sweep_checkpoint(cfg: EvaluateConfig, on_progress, opened: dict) -> list[dict]:
+    """The rows of one checkpoint file; its environment's workers are started once for every checkpoint of the sweep."""
     agent, extra = load_agent(cfg.checkpoint, device=cfg.device)
     env_name = extra.get("env")
     if not env_name:
@@ -116,27 +120,29 @@ def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | Non
     total = len(cells) * cfg.episodes
     bar = tqdm(total=total, desc=f"evaluate {label}", unit="ep", disable=not cfg.progress, dynamic_ncols=True)
     rows = []
-    with EnvBatch(env_name, cfg.episodes, workers=cfg.workers, **env_kwargs) as envs:
-        timing = success_timing_of(env_name, **env_kwargs)
-        for i, (m, n, verifier) in enumerate(cells):
-            def step_progress(done: int, count: int, base: int = i * cfg.episodes) -> None:
-                bar.n = base + done
-                bar.refresh()
-                if on_progress is not None:
-                    on_progress(base + done, total)
+    if env_name not in opened:
+        opened[env_name] = (EnvBatch(env_name, cfg.episodes, workers=cfg.workers, **env_kwargs),
+                            success_timing_of(env_name, **env_kwargs))
+    envs, timing = opened[env_name]
+    for i, (m, n, verifier) in enumerate(cells):
+        def step_progress(done: int, count: int, base: int = i * cfg.episodes) -> None:
+            bar.n = base + done
+            bar.refresh()
+            if on_progress is not None:
+                on_progress(base + done, total)
 
-            if isinstance(m, budgets.Rule):
-                rows += _adaptive_rows(cfg, agent, envs, m, verifier, seeds, step_progress,
-                                       {"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt,
-                                        "train_seed": train_seed, "train_iterations": train_iterations,
-                                        "success_timing": timing})
-                continue
-            result = run_episodes(agent, envs, m, n, seeds, sample_seed=sample_seed(cfg.seed, m, n),
-                                  extrapolate=cfg.extrapolate, on_step=step_progress, verifier=verifier, beta=cfg.beta)
-            row = {"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt, **result.summary(), "seed": cfg.seed,
-                   "adaptive": "", "train_seed": train_seed, "train_iterations": train_iterations, "success_timing": timing}
-            for v in (cfg.verifier if n == 1 else (verifier,)):
-                rows.append({**row, "verifier": v})
+        if isinstance(m, budgets.Rule):
+            rows += _adaptive_rows(cfg, agent, envs, m, verifier, seeds, step_progress,
+                                   {"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt,
+                                    "train_seed": train_seed, "train_iterations": train_iterations,
+                                    "success_timing": timing})
+            continue
+        result = run_episodes(agent, envs, m, n, seeds, sample_seed=sample_seed(cfg.seed, m, n),
+                              extrapolate=cfg.extrapolate, on_step=step_progress, verifier=verifier, beta=cfg.beta)
+        row = {"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt, **result.summary(), "seed": cfg.seed,
+               "adaptive": "", "train_seed": train_seed, "train_iterations": train_iterations, "success_timing": timing}
+        for v in (cfg.verifier if n == 1 else (verifier,)):
+            rows.append({**row, "verifier": v})
     bar.close()
     return [{k: row[k] for k in SWEEP_COLUMNS} for row in rows]
 
