@@ -20,7 +20,7 @@ import streamlit as st
 # path, so the logic imports as the package `app`, the same modules the tests import.
 if str(Path(__file__).resolve().parents[2]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from app import policies  # noqa: E402
+from app import jobs, policies  # noqa: E402
 from app import rollouts_page as R  # noqa: E402
 from app import uploads as U  # noqa: E402
 from app.messages import plain_message  # noqa: E402
@@ -55,8 +55,9 @@ HELP = {
     "seed": "Seed of the initial states (episode i resets with seed·100003 + i) and of the sampling noise. The same "
             "seed and K give the numbers `sorl-lab evaluate` reports for those cells.",
     "run": "Play K episodes of every configuration (one batch of environments in two worker processes, the policy "
-           "batched over episodes), then render the episode you pick below. Results are cached: the same checkpoint, "
-           "configurations, K and seed come back at once.",
+           "batched over episodes), then render the episode you pick below. Results are shared by everyone on this "
+           "server: the same checkpoint, configurations, K and seed come back at once. When the server is busy the "
+           "run waits its turn and shows its place in the queue.",
     "episode": "Which episode to watch. The video replays exactly that episode of the table (the same initial state "
                "and the same sampling noise), so its outcome is the one in the per-episode table.",
 }
@@ -72,20 +73,19 @@ def load_checkpoint(digest: str, _path: str, _name: str) -> policies.Loaded:
     return policies.load_checkpoint(_path, _name, digest=digest)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def episode_results(digest: str, env_name: str, configs: tuple, episodes: int, seed: int, _agent,
-                    verifier: str = "q") -> list[dict]:
-    """Rows of R.run_configs, cached on everything they depend on. The progress bar is made (and emptied) in
-    here, so a cache hit replays nothing visible."""
-    bar = st.progress(0.0, text="Starting the environments…")
-    try:
-        def report(done: int, total: int, label: str) -> None:
-            bar.progress(done / total, text=f"Episodes: {done} / {total} finished — now {label}")
+def episode_job(loaded: policies.Loaded, configs: tuple, episodes: int, seed: int, verifier: str) -> jobs.Job:
+    """The episodes of R.run_configs as a job of the server's heavy-job board (app/jobs.py): queued behind the jobs
+    already running, keyed by content, so identical requests from any session are computed once."""
+    agent, env_name = loaded.agent, loaded.env_name
 
-        return R.run_configs(_agent, env_name, list(configs), episodes, seed, workers=R.WORKERS, on_progress=report,
-                             verifier=verifier)
-    finally:
-        bar.empty()
+    def work(report) -> list[dict]:
+        report(0.0, "Starting the environments…")
+        return R.run_configs(agent, env_name, list(configs), episodes, seed, workers=R.WORKERS, verifier=verifier,
+                             on_progress=lambda done, total, label: report(
+                                 done / total, f"Episodes: {done} / {total} finished — now {label}"))
+
+    return jobs.submit(("rollouts", loaded.digest, env_name, configs, episodes, seed, verifier),
+                       f"episodes of {loaded.name}", work)
 
 
 # --------------------------------------------------------------------------- state
@@ -161,39 +161,56 @@ def resolve_checkpoint(bundled: list[policies.Bundled]) -> tuple[policies.Loaded
 
 
 def run(loaded: policies.Loaded, configs: list[tuple[int, int]], episodes: int, seed: int, verifier: str) -> None:
-    """Episodes (cached) into st.session_state.ro_results; videos are rendered per chosen episode (render)."""
+    """Ask the board for the episodes; the page follows the job (follow_pending) on this and later runs."""
+    pending = st.session_state.get("ro_pending")
+    job = episode_job(loaded, tuple(configs), episodes, seed, verifier)
+    if pending is not None and pending["job"] is not job:
+        jobs.leave(pending["job"])  # settings changed since: the older request is no longer wanted here
+    st.session_state.ro_pending = {
+        "job": job, "key": (loaded.digest, tuple(configs), episodes, seed, verifier), "name": loaded.name,
+        "env": loaded.env_name, "digest": loaded.digest, "configs": list(configs), "episodes": episodes,
+        "seed": seed, "verifier": verifier, "agent": loaded.agent, "steps": loaded.max_episode_steps}
+
+
+def follow_pending() -> None:
+    """Wait for the requested episodes (place in the queue, then progress) and keep them as the session's results.
+    A widget moved meanwhile reruns the page: the job goes on, and the next run follows it again."""
+    pending = st.session_state.get("ro_pending")
+    if pending is None:
+        return
     try:
-        rows = episode_results(loaded.digest, loaded.env_name, tuple(configs), episodes, seed, loaded.agent, verifier)
-    except Exception as exc:
+        rows = jobs.follow(pending["job"], "The episodes")
+    except jobs.JobFailed as exc:
+        st.session_state.pop("ro_pending", None)
         st.error(f"The episodes could not run: {plain_message(exc)}")
         return
-    st.session_state.ro_results = {
-        "key": (loaded.digest, tuple(configs), episodes, seed, verifier), "name": loaded.name, "env": loaded.env_name,
-        "digest": loaded.digest, "configs": list(configs), "episodes": episodes, "seed": seed, "rows": rows,
-        "verifier": verifier,
-        "agent": loaded.agent, "steps": loaded.max_episode_steps, "renders": {},
-    }
+    st.session_state.pop("ro_pending", None)
+    st.session_state.ro_results = {**{k: v for k, v in pending.items() if k != "job"}, "rows": rows, "renders": {}}
     st.session_state.ro_episode = 0
 
 
 def render(res: dict, episode: int) -> dict | None:
-    """Videos of one episode of the last run (disk-cached), kept in res["renders"]; None after showing why not."""
+    """Videos of one episode of the last run, kept in res["renders"]; None after showing why not. Rendering is a
+    heavy job of the board too: students watching the same episode of the same run share one rendering."""
     if episode in res["renders"]:
         return res["renders"][episode]
-    bar = st.progress(0.0, text=f"Replaying episode {episode} of each configuration…")
+    agent, env, configs, seed, digest = res["agent"], res["env"], res["configs"], res["seed"], res["digest"]
+    stem = (f"{policies.checkpoint_label(res['name'])}-{digest}-s{seed}-K{res['episodes']}-e{episode}-"
+            + ("" if res["verifier"] == "q" else f"{res['verifier']}-") + "_".join(f"M{m}xN{n}" for m, n in configs))
+
+    def work(report) -> dict:
+        report(0.0, f"Replaying episode {episode} of each configuration…")
+        videos = R.render_videos(agent, env, configs, seed, digest, episode=episode, episodes=res["episodes"],
+                                 expected_steps=res["steps"], on_progress=report, verifier=res["verifier"])
+        return {"videos": [R.video_record(v) for v in videos], "side_by_side": R.side_by_side_bytes(videos, stem)}
+
+    job = jobs.submit(("render", digest, env, tuple(configs), seed, res["episodes"], episode, res["verifier"]),
+                      f"the videos of episode {episode}", work)
     try:
-        videos = R.render_videos(res["agent"], res["env"], res["configs"], res["seed"], res["digest"], episode=episode,
-                                 episodes=res["episodes"], expected_steps=res["steps"],
-                                 on_progress=lambda f, t: bar.progress(f, text=t), verifier=res["verifier"])
-        stem = (f"{policies.checkpoint_label(res['name'])}-{res['digest']}-s{res['seed']}-K{res['episodes']}-e{episode}-"
-                + ("" if res["verifier"] == "q" else f"{res['verifier']}-")
-                + "_".join(f"M{m}xN{n}" for m, n in res["configs"]))
-        done = {"videos": [R.video_record(v) for v in videos], "side_by_side": R.side_by_side_bytes(videos, stem)}
-    except Exception as exc:  # the tables still show
+        done = jobs.follow(job, f"The videos of episode {episode}")
+    except jobs.JobFailed as exc:  # the tables still show
         st.error(f"The video could not be rendered: {plain_message(exc)}")
         return None
-    finally:
-        bar.empty()
     if len(res["renders"]) >= 8:  # a few hundred kB each: keep the session small
         res["renders"].pop(next(iter(res["renders"])))
     res["renders"][episode] = done
@@ -264,6 +281,7 @@ with st.container(border=True):
 
 if clicked and loaded is not None:
     run(loaded, configs, int(episodes), int(seed), verifier)
+follow_pending()
 
 # ---- results (kept in the session: changing a widget does not wipe them)
 res = st.session_state.get("ro_results")

@@ -19,7 +19,7 @@ if str(Path(__file__).resolve().parents[2]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from app import notes as N  # noqa: E402
 from app import paths as P  # noqa: E402
-from app import policies  # noqa: E402
+from app import jobs, policies  # noqa: E402
 from app import uploads as U  # noqa: E402
 from app import verifier_page as V  # noqa: E402
 from app.messages import plain_message  # noqa: E402
@@ -102,21 +102,40 @@ if refusal:
     loaded = None
 
 settings = (str(path), int(m), int(n), verifier, int(seed), int(episode))
+
+
+def play_job(loaded: policies.Loaded, m: int, n: int, verifier: str, seed: int, episode: int) -> jobs.Job:
+    """Recording an episode is a heavy job of the server's board (app/jobs.py): queued, shared by content."""
+    agent, env_name, steps = loaded.agent, loaded.env_name, loaded.max_episode_steps or 200
+
+    def work(report):
+        report(0.0, "Playing and rendering…")
+        return V.record_episode(agent, env_name, m, n, verifier, seed, episode, K_EPISODES, size=FRAME_SIZE,
+                                on_progress=lambda k: report(min(k / (steps + 1), 1.0), f"Playing and rendering: frame {k}"))
+
+    return jobs.submit(("verifier-play", loaded.digest, env_name, m, n, verifier, seed, episode, K_EPISODES, FRAME_SIZE),
+                       f"episode {episode} of {loaded.name}", work)
+
+
 if st.button("Play the episode", type="primary", disabled=loaded is None, key="vf_play",
-             help="Plays episode i of K = 5 at these settings and keeps every step (about half a minute)."):
-    bar = st.progress(0.0, text="Playing and rendering…")
+             help="Plays episode i of K = 5 at these settings and keeps every step (about half a minute; when the "
+                  "server is busy it waits its turn and shows its place in the queue)."):
+    if st.session_state.get("vf_pending"):
+        jobs.leave(st.session_state.vf_pending["job"])
+    st.session_state.vf_pending = {"job": play_job(loaded, int(m), int(n), verifier, int(seed), int(episode)),
+                                   "settings": settings, "agent": loaded.agent}
+pending = st.session_state.get("vf_pending")
+if pending:  # followed again on every run until it ends: moving a widget meanwhile does not lose it
     try:
-        steps = loaded.max_episode_steps or 200
-        rec = V.record_episode(loaded.agent, loaded.env_name, int(m), int(n), verifier, int(seed), int(episode),
-                               K_EPISODES, size=FRAME_SIZE,
-                               on_progress=lambda k: bar.progress(min(k / (steps + 1), 1.0), text=f"Frame {k}"))
-        st.session_state.vf_record, st.session_state.vf_settings = rec, settings
-        st.session_state.vf_agent = loaded.agent  # the truth of a step is computed with the policy that played it
+        rec = jobs.follow(pending["job"], "The episode")
+        st.session_state.vf_record, st.session_state.vf_settings = rec, pending["settings"]
+        st.session_state.vf_agent = pending["agent"]  # the truth of a step is computed with the policy that played it
+        st.session_state.vf_record_key = pending["job"].key  # names the recording by content (its truth jobs too)
         st.session_state.vf_truth = {}
         st.session_state.vf_step = 0
-    except Exception as exc:
+    except jobs.JobFailed as exc:
         st.error(f"The episode could not be played: {plain_message(exc)}")
-    bar.empty()
+    st.session_state.pop("vf_pending", None)
 
 rec = st.session_state.get("vf_record")
 
@@ -143,15 +162,23 @@ else:
         st.plotly_chart(fig, key="vf_candidates", theme=None, config={"displaylogo": False})
     if truth is None:
         if st.button("Score these candidates by their true return", key="vf_truth_button", help=HELP["truth"]):
-            bar = st.progress(0.0, text=f"Restoring step {step} and rolling out its {rec.n} candidates…")
+            agent = rec_agent()
+
+            def work(report, step=step):
+                report(0.0, f"Restoring step {step} and rolling out its {rec.n} candidates…")
+                return V.counterfactual_at(agent, rec, step, on_progress=lambda t, h: report(
+                    t / h, f"Rolling out the candidates: step {t} of at most {h}"))
+
+            key = ("verifier-truth", *st.session_state.vf_record_key, step)
+            st.session_state.vf_truth_pending = (step, jobs.submit(key, f"the true returns at step {step}", work))
+        if st.session_state.get("vf_truth_pending"):
+            at, job = st.session_state.vf_truth_pending
             try:
-                st.session_state.vf_truth[step] = V.counterfactual_at(
-                    rec_agent(), rec, step,
-                    on_progress=lambda t, h: bar.progress(t / h, text=f"Rolling out the candidates: step {t} of at most {h}"))
-                bar.empty()
+                st.session_state.vf_truth[at] = jobs.follow(job, "The candidates' true returns")
+                st.session_state.pop("vf_truth_pending", None)
                 st.rerun()
-            except Exception as exc:
-                bar.empty()
+            except jobs.JobFailed as exc:
+                st.session_state.pop("vf_truth_pending", None)
                 st.error(f"The candidates could not be scored: {plain_message(exc)}")
     else:
         st.markdown(N.score_truth_note(scores, truth["returns"], rec.chosen[step], rec.verifier, "true return")
