@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,14 +26,15 @@ from app import uploads as U  # noqa: E402
 from app.paths import REPO_ROOT  # noqa: E402
 from app.policies import digest_bytes  # noqa: E402
 
-from sorl_core import cpu, toy, viz  # noqa: E402
+from sorl_core import toy, viz  # noqa: E402
 from sorl_core.verifiers import VERIFIERS  # noqa: E402
 
 # The toy networks are 64 wide: torch's intra-op threads buy nothing there, and on a small machine they compete
 # with the browser drawing the page (first-time slider moves: median 0.54-0.69 s on one thread against
 # 0.62-0.67 s on two, four alternating runs on 2 cores; docs/PERFORMANCE.md). Process-wide: other pages too.
 torch.set_num_threads(1)
-cpu.keep_freed_memory()  # the server's process-wide malloc setting, chosen here once (sorl_core/cpu.py)
+# No cpu.keep_freed_memory() here: a server that many sessions share should hand freed memory back when they leave
+# (benchmarks/classroom.py); `make app` limits glibc's per-thread arenas instead (MALLOC_ARENA_MAX).
 
 st.set_page_config(page_title="SORL Lab — toy 2D", page_icon="🎯", layout="wide")
 
@@ -121,6 +123,33 @@ def q_grid_result(_agent, key: str, c: float, k: int):
 @st.cache_data(show_spinner=False, max_entries=128)
 def probe_result(_agent, key: str, c: float, seed: int):
     return _agent.consistency_probe(np.array([[c]], dtype=np.float32), samples=T.PROBE_SAMPLES, generator=seed)
+
+
+@st.cache_resource(show_spinner=False)
+def figure_store() -> dict:
+    """Figures already built, shared by every session: a class drags through the same few settings, and building
+    a Plotly figure (validation included) is much of what a slider move costs the server."""
+    return {"lock": threading.Lock(), "figures": OrderedDict()}
+
+
+def figure(kind: str, key: tuple, build):
+    """The figure `kind` for `key` (everything it is drawn from), built once; Streamlit copies it when it sends it,
+    so sessions never share a mutable object."""
+    store = figure_store()
+    with store["lock"]:
+        fig = store["figures"].get((kind, key))
+        if fig is not None:
+            store["figures"].move_to_end((kind, key))
+            return fig
+    fig = build()
+    with store["lock"]:
+        store["figures"][(kind, key)] = fig
+        while len(store["figures"]) > FIGURES_KEPT:
+            store["figures"].popitem(last=False)
+    return fig
+
+
+FIGURES_KEPT = 512  # about 60 kB each on average: some 30 MB at most
 
 
 @contextmanager
@@ -398,6 +427,7 @@ ext_used = bool(m > m_disc)  # the flag only matters past M_disc: keep cache key
 wanted = T.query_params_for({"world": world, "m": m, "ext": ext, "n": n, "seed": seed, "c": c, "verifier": verifier,
                              "beta": beta}, st.session_state.policy)
 vb = (verifier, beta)  # how best-of-N ranks: every sampling call below uses it
+view = (agent_key, world, data_seed, c, m, n, seed, ext_used, vb)  # everything a single-state figure is drawn from
 if st.query_params.to_dict() != wanted:
     st.query_params.from_dict(wanted)
 
@@ -437,8 +467,8 @@ with left:
     with guarded("the reward map"):
         cloud = cloud_result(agent, agent_key, world, c, m, n, seed, ext_used, *vb)
         state = state_result(agent, agent_key, c, m, n, seed, ext_used, *vb)
-        fig = viz.reward_map_figure(world, c, samples=cloud["actions"], data=data, chosen=state["action"],
-                                    title=f"True reward, c = {c:+.2f}")
+        fig = figure("reward", view, lambda: viz.reward_map_figure(
+            world, c, samples=cloud["actions"], data=data, chosen=state["action"], title=f"True reward, c = {c:+.2f}"))
         st.plotly_chart(fig, key="fig_reward", theme=None, config={"displaylogo": False})
         figures.append(("True reward and policy actions", fig))
         st.caption(f"{T.CLOUD_SIZE} actions of the policy at this state (M_inf = {m}, N = {n}); ✕ is the goal g(c), "
@@ -448,7 +478,8 @@ with right:
     with guarded("the Euler trajectories"):
         if state is None:
             state = state_result(agent, agent_key, c, m, n, seed, ext_used, *vb)
-        fig = viz.trajectory_figure(state["trajectory"], data=data, chosen=state["chosen"] if n > 1 else None)
+        fig = figure("trajectory", view, lambda: viz.trajectory_figure(
+            state["trajectory"], data=data, chosen=state["chosen"] if n > 1 else None))
         st.plotly_chart(fig, key="fig_traj", theme=None, config={"displaylogo": False})
         figures.append(("Euler trajectories", fig))
         st.caption("Each frame is one Euler step of size 1/M_inf from noise (t = 0) to the action (t = 1). "
@@ -459,7 +490,8 @@ left, right = st.columns(2)
 with left:
     with guarded("the Q landscape"):
         qx, qy, qz = q_grid_result(agent, agent_key, c, m)
-        fig = viz.q_landscape_figure(qx, qy, qz, state["candidates"], state["critic_q"], state["chosen"] if n > 1 else None)
+        fig = figure("q", view, lambda: viz.q_landscape_figure(
+            qx, qy, qz, state["candidates"], state["critic_q"], state["chosen"] if n > 1 else None))
         st.plotly_chart(fig, key="fig_q", theme=None, config={"displaylogo": False})
         figures.append(("Learned Q and the candidates", fig))
         if state["q"] is None:
@@ -476,7 +508,7 @@ with left:
 with right:
     with guarded("the self-consistency heatmap"):
         probe = probe_result(agent, agent_key, c, seed)
-        fig = viz.consistency_figure(probe)
+        fig = figure("consistency", (agent_key, c, seed), lambda: viz.consistency_figure(probe))
         st.plotly_chart(fig, key="fig_sc", theme=None, config={"displaylogo": False})
         figures.append(("Self-consistency error", fig))
         st.caption("How far one shortcut step of size d is from two steps of size d/2 along the model's own paths "
@@ -490,7 +522,7 @@ if state is not None and state["q"] is not None:
     with left:
         with guarded("the verifier panel"):
             truth = toy.make_world(world).reward(state["candidates"], np.full((n, 1), c))
-            fig = viz.score_truth_figure(state["q"], truth, state["chosen"], verifier)
+            fig = figure("verifier", view, lambda: viz.score_truth_figure(state["q"], truth, state["chosen"], verifier))
             st.plotly_chart(fig, key="fig_verifier", theme=None, config={"displaylogo": False})
             figures.append(("Verifier score against true reward", fig))
     with right:
@@ -504,14 +536,14 @@ scaling_rows = []
 with guarded("the scaling panel"):
     group = st.radio("Lines", ["one per N (sequential scaling)", "one per M_inf (parallel scaling)"], key="group",
                      horizontal=True, help=HELP["group"])
-    progress = st.empty()
     grid = [(mm, nn) for mm in T.SCALING_M if mm <= m_disc for nn in T.SCALING_N]
-    for i, (mm, nn) in enumerate(grid):
-        progress.caption(f"Computing the scaling grid… {i}/{len(grid)}")
-        scaling_rows.append(batch_result(agent, agent_key, world, data_seed, mm, nn, seed, False, *vb))
-    progress.empty()
-    fig = viz.scaling_figure(scaling_rows, group_by="n" if group.startswith("one per N") else "m",
-                             current=batch)
+    # One status line for the whole grid, not one message per cell: every message costs the shared server a
+    # little, and from the cache the grid takes milliseconds.
+    with st.spinner(f"Computing the scaling grid ({len(grid)} settings)…", show_time=False):
+        scaling_rows = [batch_result(agent, agent_key, world, data_seed, mm, nn, seed, False, *vb) for mm, nn in grid]
+    by = "n" if group.startswith("one per N") else "m"
+    fig = figure("scaling", (agent_key, world, data_seed, seed, vb, by, m, n, ext_used),
+                 lambda: viz.scaling_figure(scaling_rows, group_by=by, current=batch))
     st.plotly_chart(fig, key="fig_scaling", theme=None, config={"displaylogo": False})
     figures.append(("Test-time scaling", fig))
     st.caption(f"Every point is {T.EVAL_STATES} states with sampling seed {seed}, M_inf ∈ {list(T.SCALING_M)} × "
@@ -525,12 +557,12 @@ with guarded("the downloads"):
     if batch is not None:
         meta = {"world": world, "policy": policy_desc.replace("`", "").replace("**", ""), "m_inf": m, "n": n,
                 "sampling_seed": seed}
-        d1.download_button("Actions (CSV)", T.actions_csv(batch, meta), file_name=f"{stem}-actions.csv",
+        d1.download_button("Actions (CSV)", lambda: T.actions_csv(batch, meta).encode(), file_name=f"{stem}-actions.csv",
                            mime="text/csv", on_click="ignore", icon=":material/download:",
                            help=f"One row per evaluation state ({T.EVAL_STATES}): context, chosen action, true "
                                 "reward, in-support flag, chosen candidate and its Q.")
     if scaling_rows:
-        d2.download_button("Scaling (CSV)", T.scaling_csv(scaling_rows), file_name=f"sorl-lab-{world}-seed{seed}-scaling.csv",
+        d2.download_button("Scaling (CSV)", lambda: T.scaling_csv(scaling_rows).encode(), file_name=f"sorl-lab-{world}-seed{seed}-scaling.csv",
                            mime="text/csv", on_click="ignore", icon=":material/download:",
                            help="Metrics for every (M_inf, N) of the scaling panel.")
     if figures:

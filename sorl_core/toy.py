@@ -418,12 +418,20 @@ def reward_grid(
     """The true reward on a square grid, for heatmaps.
 
     Returns xs (R,), ys (R,) and a (R, R) float32 array with R[i, j] = reward((xs[j], ys[i]), context).
-    Rows are y, so use imshow(R, origin="lower", extent=(-lim, lim, -lim, lim)).
+    Rows are y, so use imshow(R, origin="lower", extent=(-lim, lim, -lim, lim)). The arrays are read-only and
+    shared: a world is its name, and the lab's front page asks for the same few grids on every slider move.
     """
-    if isinstance(world, str):
-        world = make_world(world)
+    name = world if isinstance(world, str) else world.name
+    return _reward_grid(name, float(context), int(resolution), float(lim))
+
+
+@functools.lru_cache(maxsize=256)  # 256 grids of 101 x 101 float32: 10 MB
+def _reward_grid(name: str, context: float, resolution: int, lim: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     xs = np.linspace(-lim, lim, resolution)
     ys = np.linspace(-lim, lim, resolution)
     gx, gy = np.meshgrid(xs, ys)  # "xy" indexing: gx[i, j] = xs[j]
     grid = np.stack([gx, gy], axis=-1)
-    return xs, ys, world.reward(grid, np.full((1,), float(context)))
+    arrays = xs, ys, make_world(name).reward(grid, np.full((1,), context))
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays

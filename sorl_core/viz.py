@@ -135,7 +135,6 @@ def reward_map_figure(world, context: float, samples=None, data=None, chosen=Non
     world: a ToyWorld or its name; samples: (K, 2) actions of the policy at this context;
     chosen: (2,) or (K, 2) actions to highlight (e.g. the candidate best-of-N picked).
     """
-    world = toy.make_world(world) if isinstance(world, str) else world
     xs, ys, r = toy.reward_grid(world, context, resolution=resolution, lim=LIM)
     traces = [go.Heatmap(
         x=xs, y=ys, z=r, name="true reward", colorscale="Viridis", zmin=max(float(r.min()), -3.0), zmax=1.0,
