@@ -6,6 +6,7 @@
 #   make lab     JupyterLab on notebooks/
 #   make bench   the training/sampling benchmark, as JSON
 #   make bench-app  the lab's slider-to-update time in a real browser
+#   make bench-class  thirty simulated students (and ten pressing Run together) against one server
 #   make gpu-check  on a CUDA machine: the cuda tests, the paper-size benchmark, a short
 #                paper-size training (scripts/gpu_check.sh; says so and exits 0 without a GPU)
 #   make setup   bootstrap only
@@ -19,6 +20,8 @@ PY    := $(VENV)/bin/python
 APP_HOST ?= localhost
 APP_PORT ?= 8501
 LAB_PORT ?= 8888
+APP_WARM ?= 1
+APP_ARENAS ?= 2
 # (APP_HOST/APP_PORT, not HOST/PORT: some shells and platforms export those.)
 # Extra pytest arguments, e.g. make test ARGS="-k shortcut -x"
 ARGS ?=
@@ -27,13 +30,17 @@ PYTEST_FLAGS ?= -q --timeout=600 --durations=15
 # fails the run (tests/conftest.py); make test SORL_LAB_REQUIRE_ALL=0 accepts such skips on a partial install.
 SORL_LAB_REQUIRE_ALL ?= 1
 
-.PHONY: setup app test lab bench bench-app gpu-check clean distclean
+.PHONY: setup app test lab bench bench-app bench-class gpu-check clean distclean
 
 setup:
 	@bash scripts/bootstrap.sh
 
+# The server as a class uses it (docs/CLASSROOM.md): settings in .streamlit/config.toml, at most APP_ARENAS glibc
+# malloc arenas (memory goes back when students leave), and app/warm.py opening every page once in the background
+# so the first students get pages from warm caches (APP_WARM=0 skips it).
 app: setup
-	$(PY) -m streamlit run app/Home.py \
+	@if [ "$(APP_WARM)" = 1 ]; then $(PY) -m app.warm --url http://127.0.0.1:$(APP_PORT) & fi; \
+	MALLOC_ARENA_MAX=$(APP_ARENAS) exec $(PY) -m streamlit run app/Home.py \
 		--server.headless true --browser.gatherUsageStats false \
 		--server.address $(APP_HOST) --server.port $(APP_PORT)
 
@@ -53,6 +60,11 @@ bench: setup
 # Needs Debian's chromium (bootstrap installs it); prints a table of per-move times.
 bench-app: setup
 	$(PY) benchmarks/app_latency.py
+
+# Needs chromium for the two real tabs beside the simulated students; reports go to test-artifacts/classroom/.
+bench-class: setup
+	$(PY) benchmarks/classroom.py --students 30 --minutes 10
+	$(PY) benchmarks/classroom.py --scenario rollouts --students 10 --browsers 0
 
 gpu-check: setup
 	bash scripts/gpu_check.sh
