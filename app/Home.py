@@ -233,6 +233,11 @@ def on_upload() -> None:
         if st.session_state.policy.get("kind") == "upload":
             st.session_state.policy = {"kind": "bundled"}
         return
+    # Any file is accepted by the uploader (a browser-side type filter shows a red icon without a reason): say here.
+    if not file.name.lower().endswith(".pt"):
+        st.session_state._upload_error = (f"{file.name} is not a checkpoint: upload a .pt file written by "
+                                          "`sorl-lab train --world ...`.")
+        return
     data = file.getvalue()
     try:
         agent, extra = T.read_upload(data, file.name)
@@ -340,7 +345,7 @@ with st.sidebar:
                   help="Train SORL on this world with the seed and budget above (about 15–25 s for 1500 iterations "
                        "on an idle two-core CPU). Trained policies are cached for as long as the server runs.")
     with st.expander("Load a checkpoint", expanded=False):
-        st.file_uploader("SORL Lab toy checkpoint (.pt)", type=["pt"], key="upload", on_change=on_upload,
+        st.file_uploader("SORL Lab toy checkpoint (.pt)", key="upload", on_change=on_upload,
                          help="A checkpoint written by `sorl-lab train` on a toy world.")
         if st.session_state.get("_upload_error"):
             st.error(st.session_state._upload_error)

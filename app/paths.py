@@ -50,3 +50,24 @@ def resolve_allowed(text: str) -> Path:
         f"This lab only reads inside {folders}: move what you need there, or ask whoever runs the lab to add "
         f"its folder to {ENV_VAR}."
     )
+
+
+# --------------------------------------------------------------------------- pages a teacher turns off
+PAGES_OFF_VAR = "SORL_LAB_PAGES_OFF"
+PAGE_NAMES = {"rollouts": "OGBench rollouts", "scaling": "Scaling study", "runs": "Training runs",
+              "verifier": "Verifier"}
+
+
+def pages_off() -> set[str]:
+    """Pages the server's owner turned off: SORL_LAB_PAGES_OFF=rollouts,verifier (names of PAGE_NAMES)."""
+    return {p.strip().lower() for p in os.environ.get(PAGES_OFF_VAR, "").split(",") if p.strip()}
+
+
+def stop_if_off(page: str) -> None:
+    """Show one sentence and end the page's run when its page is turned off on this server."""
+    if page in pages_off():
+        import streamlit as st
+
+        st.info(f"The {PAGE_NAMES[page]} page is turned off on this server (its teacher set {PAGES_OFF_VAR}); the "
+                "other pages work as usual.")
+        st.stop()

@@ -174,8 +174,8 @@ def load_checkpoint(path: str | Path, name: str | None = None, digest: str | Non
         world = extra.get("world") if isinstance(extra, dict) else None
         what = f"a policy of the toy 2-D world {world!r}" if world else "not tied to any OGBench environment"
         raise CheckpointError(
-            f"{name} is a SORL Lab checkpoint, but {what} (its 'extra' names no 'env'). This page runs OGBench "
-            "policies: a checkpoint written by `sorl-lab train --env ...`. Toy policies belong on the Home page.")
+            f"{name} is a SORL Lab checkpoint, but {what}. This page runs OGBench policies: a checkpoint written by "
+            "`sorl-lab train --env ...`. Toy policies belong on the Home page.")
     env_name = str(env_name)
     if "-singletask" not in env_name:
         raise CheckpointError(f"{name} names {env_name!r}, a goal-conditioned environment; this page runs "

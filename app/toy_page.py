@@ -99,7 +99,10 @@ def parse_query_params(qp: Mapping[str, str]) -> tuple[dict, list[str]]:
         values[key] = v
 
     take("world", str, lambda v: v in toy.WORLDS, f"one of {', '.join(toy.WORLDS)}")
-    take("m", int, lambda v: v in (1, 2, 4, 8, 16, 32), "a power of two from 1 to 32")
+    m_key = "m_inf" if "m_inf" in qp else "m"  # m_inf as on screen; m in links shared before it was renamed
+    take(m_key, int, lambda v: v in (1, 2, 4, 8, 16, 32), "a power of two from 1 to 32")
+    if m_key in values:
+        values["m"] = values.pop(m_key)
     take("ext", _flag, lambda v: True, "1 or 0")
     take("n", int, lambda v: 1 <= v <= N_MAX, f"an integer from 1 to {N_MAX}")
     take("seed", int, lambda v: 0 <= v <= 1_000_000, "an integer from 0 to 1000000")
@@ -126,7 +129,7 @@ def query_params_for(state: Mapping, policy: Mapping) -> dict[str, str]:
     """The URL parameters of the current view (a trained policy adds tseed/titers)."""
     out = {
         "world": str(state["world"]),
-        "m": str(int(state["m"])),
+        "m_inf": str(int(state["m"])),
         "ext": "1" if state["ext"] else "0",
         "n": str(int(state["n"])),
         "seed": str(int(state["seed"])),
@@ -287,7 +290,8 @@ def read_upload(data: bytes, name: str):
     agent, extra = load_agent(buf, device="cpu")
     world = extra.get("world")
     if world not in toy.WORLDS or agent.config.obs_dim != 1 or agent.config.action_dim != 2:
-        raise ValueError(f"{name} is a SORL Lab checkpoint but not of a toy 2-D world "
-                         f"(world={world!r}, obs_dim={agent.config.obs_dim}, action_dim={agent.config.action_dim}); "
-                         "this page only runs toy-world policies.")
+        env = extra.get("env")
+        what = f"a policy for the OGBench environment {env}" if env else "not a policy of one of the toy 2-D worlds"
+        raise ValueError(f"{name} is a SORL Lab checkpoint, but {what}; this page runs toy-world policies "
+                         "(open OGBench policies on the OGBench rollouts page).")
     return agent, extra

@@ -51,6 +51,12 @@ def checkpoint_from_upload(files: list[tuple[str, bytes]], folder: Path | None =
     """(path of a lab checkpoint, name to show) for uploaded (name, bytes) pairs; ValueError saying what is wrong."""
     if not files:
         raise ValueError("nothing was uploaded")
+    # The uploaders take any file (a browser-side type filter shows a red icon and no reason). A lone file of
+    # another kind is refused here; among several files, the run's own check names the odd one.
+    name = files[0][0]
+    if len(files) == 1 and not name.lower().endswith(tuple(f".{t}" for t in TYPES)):
+        raise ValueError(f"{name} is not a file the lab reads: upload a checkpoint (.pt), or an authors' run "
+                         "(a .zip of its folder, or its flags.json with a params_N.pkl).")
     # The uploader keeps every file dropped on it, in order. A checkpoint or a .zip stands alone, so the latest
     # such upload replaces what came before; loose files (flags.json, params_N.pkl, ...) make up one run.
     whole = lambda name: name.endswith((".pt", ".zip"))  # noqa: E731

@@ -165,6 +165,11 @@ def calls_per_action(m_inf: int, n: int, verifier: str = DEFAULT_VERIFIER, score
     return m_inf * n, get(verifier).critic_calls(n, scored)
 
 
+def calls_text(count: float, noun: str = "call") -> str:
+    """'1 call', '8 calls', '13.5 calls': counts of network calls as a sentence says them."""
+    return f"{float(count):g} {noun}{'' if float(count) == 1 else 's'}"
+
+
 def scores(verifier: str, candidates: torch.Tensor, obs_rep: torch.Tensor, m_inf: int, *, critic: nn.Module,
            target_critic: nn.Module | None, q_agg: str, m_btt: int, beta: float = DEFAULT_BETA) -> torch.Tensor:
     """(S, N) scores of the candidates (S, N, A); obs_rep holds row s*N + j for candidate j of state s.

@@ -79,7 +79,7 @@ def test_page_opens_ready_on_the_bundled_policy(at):
     assert "sequential test-time scaling" in at.select_slider(key="m").help
     assert "parallel test-time scaling" in at.slider(key="n").help
     # The URL holds the view from the first run on.
-    assert at.query_params["m"] == "8" and at.query_params["n"] == "16" and at.query_params["world"] == "ring"
+    assert at.query_params["m_inf"] == "8" and at.query_params["n"] == "16" and at.query_params["world"] == "ring"
     assert len(at.get("download_button")) == 3
 
 
@@ -97,7 +97,7 @@ def test_m_inf_and_n_change_the_numbers_and_the_figures(at):
     assert len(after[TRAJ]["frames"]) == 3
     paths = trace(after[TRAJ], "Euler paths")
     assert len(arr(paths["x"])) == 16 * (3 + 1)  # 16 paths of 3 states, NaN-separated
-    assert at.query_params["m"] == "2"
+    assert at.query_params["m_inf"] == "2"
     # The reward map's policy actions moved.
     a0, a1 = (arr(trace(s[REWARD], "policy actions")["x"]) for s in (before, after))
     assert a0.shape == a1.shape == (T.CLOUD_SIZE,) and not np.allclose(a0, a1)
@@ -148,7 +148,7 @@ def test_n_equal_1_ranks_nothing(at):
 @slow
 def test_query_params_restore_the_view(bundled):
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.query_params.update({"m": "2", "n": "4", "c": "0.5", "seed": "3", "world": "ring"})
+    at.query_params.update({"m_inf": "2", "n": "4", "c": "0.5", "seed": "3", "world": "ring"})
     at.run()
     assert_clean(at)
     assert at.select_slider(key="m").value == 2
@@ -161,14 +161,21 @@ def test_query_params_restore_the_view(bundled):
     assert at.query_params["c"] == "0.50" and at.query_params["ext"] == "0"
 
 
+def test_links_with_the_old_m_key_still_open_their_view():
+    values, warnings = T.parse_query_params({"m": "4"})
+    assert values["m"] == 4 and not warnings
+    values, warnings = T.parse_query_params({"m_inf": "3"})
+    assert "m" not in values and warnings == ["m_inf=3: expected a power of two from 1 to 32."]
+
+
 @slow
 def test_bad_query_params_are_ignored_with_a_warning(bundled):
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.query_params.update({"m": "3", "n": "999", "c": "abc", "world": "nowhere"})
+    at.query_params.update({"m_inf": "3", "n": "999", "c": "abc", "world": "nowhere"})
     at.run()
     assert_clean(at)
     warnings = " ".join(w.value for w in at.warning)
-    for key in ("m=", "n=", "c=", "world="):
+    for key in ("m_inf=", "n=", "c=", "world="):
         assert key in warnings
     assert at.select_slider(key="m").value == T.DEFAULTS["m"] and at.slider(key="n").value == T.DEFAULTS["n"]
 
@@ -183,7 +190,7 @@ def test_extrapolation_offers_16_and_32_and_unchecking_clamps(at):
     assert metric(at, "Calls / action") == str(32 * 16 + 16)
     assert len(specs(at)[TRAJ]["frames"]) == 33
     assert any("extrapolated" in c.value for c in at.caption)
-    assert at.query_params["m"] == "32" and at.query_params["ext"] == "1"
+    assert at.query_params["m_inf"] == "32" and at.query_params["ext"] == "1"
     at.checkbox(key="ext").uncheck().run()
     assert_clean(at)
     assert at.select_slider(key="m").value == 8

@@ -98,7 +98,7 @@ def test_the_rollouts_page_runs_an_uploaded_zip_of_the_authors_run(pages_env):
     at = AppTest.from_file(str(REPO / "app" / "pages" / "1_OGBench_rollouts.py"), default_timeout=120).run()
     at.radio(key="ro_source").set_value("Upload").run()
     uploader = at.file_uploader(key="ro_upload")
-    assert uploader.accept_multiple_files and {"zip", "pt", "json", "pkl"} <= {t.strip(".") for t in uploader.allowed_type}
+    assert uploader.accept_multiple_files and uploader.allowed_type == []  # any file: a wrong one is explained
     uploader.set_value(("authors-run.zip", zipped(FIXTURE), "application/zip")).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     caption = " ".join(c.value for c in at.caption)

@@ -149,7 +149,7 @@ def test_sliders_drive_metrics_figures_and_url(server, browser):
           f"cached settings: N 2->1 {dt_cached:.2f} s, N 1->2 {dt_n2_again:.2f} s")
 
     # The address bar holds the view; a fresh page opened on it restores it.
-    page.wait_for_function("location.search.includes('n=2') && location.search.includes('m=4')", timeout=10_000)
+    page.wait_for_function("location.search.includes('n=2') && location.search.includes('m_inf=4')", timeout=10_000)
     shared = page.url
     page.close()
     page2 = browser.new_page(viewport={"width": 1400, "height": 3000})  # tall: the whole page in one shot

@@ -9,6 +9,7 @@ from test_app_pages import EPISODES, M_GRID, N_GRID, RATE_A, RATE_B, SCALING_PAG
     sweep_bytes, sweep_rows
 
 from app import scaling_page as S  # noqa: E402
+from sorl_core.verifiers import calls_text  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 # Three seeds of recipe "ckpt" (M_BTT 8) whose rates differ, and one seed of "other" (M_BTT 1).
@@ -205,7 +206,7 @@ def test_training_budget_pools_each_budget_over_the_seeds():
     assert S.training_budget(parsed(seed_rows(0), seed_rows(1))).empty
     sentence = S.cheapest_for_target(tb, 0.5)
     first = tb[tb.success_rate >= 0.5].sort_values(["train_iterations", "network_calls"]).iloc[0]
-    assert sentence.startswith("To reach 50% success: after") and f"{first.network_calls:g} calls per action" in sentence
+    assert sentence.startswith("To reach 50% success: after") and f"{calls_text(first.network_calls)} per action" in sentence
     assert "No measured" in S.cheapest_for_target(tb, 0.999)
 
 

@@ -46,3 +46,10 @@ def test_an_unknown_verifier_is_one_clear_sentence():
         verifiers.get("oracle")
     with pytest.raises(ValueError, match="unknown verifier"):
         calls_per_action(8, 4, "oracle")
+
+
+def test_call_counts_read_as_words():
+    from sorl_core.verifiers import calls_text
+
+    assert [calls_text(c) for c in (1, 8, 13.5)] == ["1 call", "8 calls", "13.5 calls"]
+    assert calls_text(1, "network call") == "1 network call"

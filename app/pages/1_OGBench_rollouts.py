@@ -24,12 +24,12 @@ from app import jobs, policies  # noqa: E402
 from app import rollouts_page as R  # noqa: E402
 from app import uploads as U  # noqa: E402
 from app.messages import plain_message  # noqa: E402
-from app.paths import PathNotAllowed, resolve_allowed  # noqa: E402
-
+from app.paths import PathNotAllowed, resolve_allowed, stop_if_off  # noqa: E402
 from sorl_core.verifiers import VERIFIERS, calls_per_action  # noqa: E402
 from sorl_core.verifiers import get as get_verifier  # noqa: E402
 
 st.set_page_config(page_title="SORL Lab — OGBench rollouts", page_icon="🎬", layout="wide")
+stop_if_off("rollouts")  # SORL_LAB_PAGES_OFF (app/paths.py)
 
 HELP = {
     "verifier": "How best-of-N ranks the N candidates of every configuration with N > 1. "
@@ -122,7 +122,7 @@ def resolve_checkpoint(bundled: list[policies.Bundled]) -> tuple[policies.Loaded
         chosen = next(b for b in bundled if b.name == name)
         path, shown = chosen.policy, f"{chosen.name}/policy.pt"
     elif source == SRC_UPLOAD:
-        files = st.file_uploader(U.LABEL, type=U.TYPES, accept_multiple_files=True, key="ro_upload", help=U.HELP)
+        files = st.file_uploader(U.LABEL, accept_multiple_files=True, key="ro_upload", help=U.HELP)
         if not files:
             st.info("Upload a checkpoint written by `sorl-lab train --env ...`, or a run of the authors' code, to run it.")
             return None, None

@@ -18,12 +18,13 @@ if str(Path(__file__).resolve().parents[2]) not in sys.path:
 from app import paths as P  # noqa: E402
 from app import policies  # noqa: E402
 from app import scaling_page as S  # noqa: E402
-
+from app.paths import stop_if_off  # noqa: E402
 from sorl_core import viz  # noqa: E402
-from sorl_core.verifiers import VERIFIERS  # noqa: E402
+from sorl_core.verifiers import VERIFIERS, calls_text  # noqa: E402
 from sorl_core.verifiers import get as get_verifier  # noqa: E402
 
 st.set_page_config(page_title="SORL Lab — scaling study", page_icon="📈", layout="wide")
+stop_if_off("scaling")  # SORL_LAB_PAGES_OFF (app/paths.py)
 
 HELP = {
     "bundled": "Sweeps shipped with the lab (assets/ogbench/**/sweep*.csv): each holds one checkpoint's success "
@@ -191,7 +192,7 @@ with st.container(border=True):
                                           help=HELP["grids"].format(folder=home))
             sources += [(name, f"grid:{name}", grid_labels[name].read_bytes()) for name in picked_grids]
     with right:
-        files = st.file_uploader("Upload sweep CSV(s)", type=["csv"], accept_multiple_files=True, key="upload",
+        files = st.file_uploader("Upload sweep CSV(s)", accept_multiple_files=True, key="upload",
                                  help=HELP["upload"])
         sources += [(f.name, f"upload:{f.file_id}", f.getvalue()) for f in files or []]
 sources += small_sweep_section()
@@ -294,13 +295,13 @@ for col, s in zip(cols, series):
     if p is None:
         col.metric(label, "nothing fits", help="No cell of this checkpoint costs this few network calls.")
     elif s not in starred:
-        col.metric(label, "no cell succeeds", help=f"Every cell within {budget} network calls per action failed "
+        col.metric(label, "no cell succeeds", help=f"Every cell within {calls_text(budget, 'network call')} per action failed "
                    "every episode: there is nothing to choose, and more compute does not rescue a policy that has "
                    "not learned its task.")
     else:
         col.metric(label, f"M_inf={p['m_inf']}, N={p['n']}", delta=f"success {p['success_rate']:.3f}",
                    delta_color="off", delta_arrow="off",
-                   help=f"{p['network_calls']} network calls per action (≤ {budget}); "
+                   help=f"{calls_text(p['network_calls'], 'network call')} per action (≤ {budget:g}); "
                         + f"95% interval [{p['success_ci_low']:.3f}, {p['success_ci_high']:.3f}] over {p['episodes']} episodes"
                         + (f" (members pooled; they range from {p['spread_low']:.3f} to {p['spread_high']:.3f})."
                            if members is not None else "."))
@@ -319,7 +320,7 @@ for start in range(0, len(series), 2):
             hm = S.heatmap_figure(table[table.series == s], s, budget, starred.get(s), spread=members is not None)
             st.plotly_chart(hm, key=f"fig_grid_{start}_{s}", theme=None, config={"displaylogo": False})
             figures.append((f"Grid: {s}", hm))
-st.caption(f"Grey cells cost more than the budget ({budget} calls per action); the gold frame marks the "
+st.caption(f"Grey cells cost more than the budget ({calls_text(budget)} per action); the gold frame marks the "
            "compute-optimal cell.")
 
 # ---- the training budget: runs measured after several numbers of training iterations (snapshots)
@@ -348,7 +349,7 @@ with st.expander("Table"):
 d1, d2 = st.columns(2)
 stem = "sorl-lab-scaling-" + "-vs-".join(str(s).split(" ")[0] for s in series)[:80]
 d1.download_button("Figures (HTML)", lambda: viz.figures_html(figures, "SORL Lab — scaling study",
-                                                              f"budget {budget} calls per action").encode(),
+                                                              f"budget {calls_text(budget)} per action").encode(),
                    file_name=f"{stem}.html", mime="text/html", on_click="ignore", icon=":material/download:",
                    help="Every figure of this page in one interactive HTML file (opens offline).")
 d2.download_button("Table (CSV)", table.to_csv(index=False), file_name=f"{stem}.csv", mime="text/csv",

@@ -17,18 +17,19 @@ import streamlit as st
 # path, so the logic imports as the package `app`, the same modules the tests import.
 if str(Path(__file__).resolve().parents[2]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from app import jobs, policies  # noqa: E402
 from app import notes as N  # noqa: E402
 from app import paths as P  # noqa: E402
-from app import jobs, policies  # noqa: E402
 from app import uploads as U  # noqa: E402
 from app import verifier_page as V  # noqa: E402
 from app.messages import plain_message  # noqa: E402
-
+from app.paths import stop_if_off  # noqa: E402
 from sorl_core.studies import verifier_report  # noqa: E402
 from sorl_core.verifiers import VERIFIERS  # noqa: E402
 from sorl_core.verifiers import get as get_verifier  # noqa: E402
 
 st.set_page_config(page_title="SORL Lab — verifier", page_icon="🔍", layout="wide")
+stop_if_off("verifier")  # SORL_LAB_PAGES_OFF (app/paths.py)
 
 HELP = {
     "policy": "A bundled OGBench policy (assets/ogbench/<name>/policy.pt), a checkpoint you upload, or the path of "
@@ -73,7 +74,7 @@ with st.container(border=True):
     episode = c6.selectbox("Episode", list(range(K_EPISODES)), key="vf_episode", help=HELP["episode"])
     path = choices.get(name)
     if name == "upload…":
-        files = st.file_uploader(U.LABEL, type=U.TYPES, accept_multiple_files=True, key="vf_upload", help=U.HELP)
+        files = st.file_uploader(U.LABEL, accept_multiple_files=True, key="vf_upload", help=U.HELP)
         if files:
             try:
                 path, uploaded_name = U.checkpoint_from_upload([(f.name, f.getvalue()) for f in files])

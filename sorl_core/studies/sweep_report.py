@@ -21,7 +21,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..stats import wilson_interval
-from ..verifiers import VERIFIERS
+from ..verifiers import VERIFIERS, calls_text
 from .sweep_schema import COLUMN_DEFAULTS, SWEEP_COLUMNS, best_within_budget, recipe
 
 TEXT_COLUMNS = ("checkpoint", "env", "verifier", "adaptive", "train_seed", "train_iterations", "success_timing")
@@ -59,7 +59,7 @@ def parse_sweep(data: bytes, name: str = "sweep.csv") -> pd.DataFrame:
     try:
         raw = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
-        raise SweepError(f"{name} is empty: expected a header with the columns {', '.join(SWEEP_COLUMNS)}.") from None
+        raise SweepError(f"{name} is empty: expected a sweep written by `sorl-lab evaluate`.") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise SweepError(f"{name} is not a readable CSV file: {exc}") from None
     raw.columns = [str(c).strip() for c in raw.columns]
@@ -68,8 +68,8 @@ def parse_sweep(data: bytes, name: str = "sweep.csv") -> pd.DataFrame:
             raw[col] = default
     missing = [c for c in SWEEP_COLUMNS if c not in raw.columns]
     if missing:
-        raise SweepError(f"{name} lacks the column(s) {', '.join(missing)}. A sweep CSV has the columns "
-                         f"{', '.join(SWEEP_COLUMNS)} (sorl_core/studies/sweep_schema.py).")
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise SweepError(f"{name} is not a sweep written by `sorl-lab evaluate`: it lacks the column(s) {shown}.")
     if raw.empty:
         raise SweepError(f"{name} has the right header but no rows.")
     df = raw[list(SWEEP_COLUMNS)].copy()
@@ -367,7 +367,7 @@ def compute_figure(df: pd.DataFrame, group_by: str = "n", budget: float | None =
         fig.add_trace(_key_entry("thin lines: one per member (seed)", "key members", mode="lines",
                                  line=dict(color="#999", width=1)))
     if budget is not None:
-        fig.add_trace(go.Scatter(x=[budget, budget], y=[0, 1], mode="lines", name=f"budget: {budget:g} calls",
+        fig.add_trace(go.Scatter(x=[budget, budget], y=[0, 1], mode="lines", name=f"budget: {calls_text(budget)}",
                                  line=dict(color="#888", dash="dash", width=1.5), hoverinfo="skip"))
     star = dict(symbol="star", size=18, color=OPTIMAL_COLOR, line=dict(width=1, color="black"))
     for s, row in (picks or {}).items():
@@ -555,7 +555,7 @@ def cheapest_for_target(tb: pd.DataFrame, target: float) -> str:
         hits = at[at.success_rate >= target].sort_values(["network_calls", "m_inf"])
         if not hits.empty:
             h = hits.iloc[0]
-            parts.append(f"after {iterations:,} iterations, {h.network_calls:g} calls per action ({_cell_label(h)}: "
+            parts.append(f"after {iterations:,} iterations, {calls_text(h.network_calls)} per action ({_cell_label(h)}: "
                          f"{h.success_rate:.0%} [{h.success_ci_low:.0%}, {h.success_ci_high:.0%}])")
     if not parts:
         return (f"No measured (training iterations, calls per action) pair reaches {target:.0%} success; the best cell "
