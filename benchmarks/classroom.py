@@ -8,7 +8,7 @@ browser sees the same. Behaviour is scripted with think times drawn from a seede
   toy       open the toy page, then every 2-6 s move M_inf or N, now and then the context c, switch world, or
             visit the Scaling and Verifier pages and come back
   rollouts  open the OGBench rollouts page and press Run within the same minute (the bundled policy, the page's
-            default settings, so the requests are identical), then watch the result
+            default settings, seeds 0 .. --distinct - 1: a few different requests, the rest identical)
   mixed     toy students, of whom a share (--heavy-share) also press Run on the rollouts page or Play on the
             Verifier page once
 
@@ -25,7 +25,6 @@ report and an interactive plot (classroom.html).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import os
 import random
@@ -65,6 +64,8 @@ class ClassroomConfig:
     """How long the students keep working (toy and mixed scenarios)."""
     scenario: Literal["toy", "rollouts", "mixed"] = "toy"
     """What the students do (see the module docstring)."""
+    distinct: int = 3
+    """rollouts: students ask for this many different requests (seeds 0, 1, ...); the rest are identical."""
     heavy_share: float = 0.2
     """mixed: the share of students who also press Run (rollouts) or Play (Verifier) once."""
     think_min: float = 2.0
@@ -77,6 +78,8 @@ class ClassroomConfig:
     """Real chromium tabs beside the simulated students, moving the M_inf slider (0: none)."""
     heavy_jobs: int | None = None
     """Heavy jobs the server runs at once (SORL_LAB_HEAVY_JOBS); default: the server's own (its cores)."""
+    warm_wait: float = 600.0
+    """Seconds to wait for make app's warm-up to finish before the students start (0: do not wait)."""
     url: str | None = None
     """Use a lab already running at this address (127.0.0.1 only) instead of starting one."""
     watch_after: float = 60.0
@@ -118,8 +121,8 @@ class Server:
             threading.Thread(target=self._read_log, daemon=True).start()
         try:
             self._wait_healthy()
-            if self.proc is not None and not self.warmed.wait(600):  # make app's warm-up (app/warm.py) has finished
-                raise RuntimeError("make app's warm-up did not finish within 10 minutes")
+            if self.proc is not None and self.cfg.warm_wait and not self.warmed.wait(self.cfg.warm_wait):
+                raise RuntimeError(f"make app's warm-up did not finish within {self.cfg.warm_wait:.0f} s")
         except BaseException:
             self.__exit__()
             raise
@@ -213,6 +216,7 @@ async def student(name: str, cfg: ClassroomConfig, url: str, rec: Recorder, rng:
     try:
         if cfg.scenario == "rollouts":
             await do("open rollouts", client.open("OGBench_rollouts"))
+            await do("set seed", client.set("Seed", int(name.rsplit("-", 1)[1]) % cfg.distinct))
             await asyncio.sleep(rng.uniform(0, 60))
             await do("rollouts Run", client.press("Run"))
             return
@@ -264,13 +268,15 @@ def browser_tabs(cfg: ClassroomConfig, url: str, rec: Recorder, until: float) ->
                 page.goto(url, wait_until="domcontentloaded")
                 wait_ready(page, timeout_ms=int(cfg.timeout * 1000))
                 pages.append(page)
-            keys = itertools.cycle(["ArrowLeft", "ArrowRight"])  # M_inf opens at its largest value: left first
             while time.monotonic() < until:
-                key = next(keys)
                 for i, page in enumerate(pages):
                     started = time.monotonic()
                     try:
-                        ms = timed_key(page, slider(page, "M_inf"), key, timeout_ms=int(cfg.timeout * 1000))
+                        handle = slider(page, "M_inf")
+                        at_top = handle.get_attribute("aria-valuetext") == M_OPTIONS[-1]
+                        key = "ArrowLeft" if at_top or rng.random() < 0.5 and handle.get_attribute(
+                            "aria-valuetext") != M_OPTIONS[0] else "ArrowRight"  # always a move that changes M_inf
+                        ms = timed_key(page, handle, key, timeout_ms=int(cfg.timeout * 1000))
                         rec.add(f"chromium-{i}", "browser: move M_inf", Timed(ms), started)
                     except Exception as exc:  # a timeout or a lost page is a result here, not a crash
                         rec.rows.append({"student": f"chromium-{i}", "action": "browser: move M_inf",
