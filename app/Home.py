@@ -445,12 +445,14 @@ with guarded("the metrics"):
     k1, k2, k3, k4 = st.columns(4)
     # Short labels and bare deltas: longer ones are cut off in a 1024 px window; the caption says what the
     # deltas compare with.
-    k1.metric("True reward", f"{batch['mean_reward']:.3f}",
-              delta=None if is_base else f"{batch['mean_reward'] - base['mean_reward']:+.3f}",
+    reward_delta = T.delta_text(batch["mean_reward"] - base["mean_reward"], "{:+.3f}")
+    support_delta = T.delta_text(100 * (batch["frac_in_support"] - base["frac_in_support"]), "{:+.1f}", " pts")
+    k1.metric("True reward", f"{batch['mean_reward']:.3f}", delta=None if is_base else reward_delta[0],
+              delta_color=reward_delta[1],
               help=f"Average of the known reward r(a, c) of the chosen action over {T.EVAL_STATES} fixed random "
                    "states (the best possible is ≈ 1).")
     k2.metric("On the data", f"{100 * batch['frac_in_support']:.1f} %",
-              delta=None if is_base else f"{100 * (batch['frac_in_support'] - base['frac_in_support']):+.1f} pts",
+              delta=None if is_base else support_delta[0], delta_color=support_delta[1],
               help="Share of chosen actions inside the support of the offline data (where the critic was trained).")
     k3.metric("Calls / action", f"{batch['network_calls']}",
               help="Test-time compute: M_inf·N actor calls + N critic calls when N > 1.")

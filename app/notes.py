@@ -184,8 +184,12 @@ def score_truth_note(scores, true_rewards, chosen: int, verifier: str, truth: st
         return ""
     rho = spearman(x, y)  # NaN when either side is constant
     regret = float(y.max() - y[int(chosen)])
+    if np.ptp(y) <= 1e-9:  # every candidate is worth the same: no ranking to judge, no correlation to print
+        return (f"All {len(x)} candidates have the same {truth} here ({y[0]:.3f}), so any pick is as good as any "
+                "other: this state cannot tell a good verifier from a bad one.")
+    correlation = f"{rho:.2f}" if np.isfinite(rho) else "undefined (the scores are all equal)"
     text = (f"Rank correlation of the {verifier} score with the {truth} over these {len(x)} candidates: "
-            f"{rho:.2f}; the pick's {truth} is {regret:.3f} below the best candidate's.")
+            f"{correlation}; the pick's {truth} is {regret:.3f} below the best candidate's.")
     if regret <= 1e-3:
         text += " Here the verifier picked the truly best candidate."
     elif np.ptp(y) < 0.02:

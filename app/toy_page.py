@@ -125,6 +125,15 @@ def parse_query_params(qp: Mapping[str, str]) -> tuple[dict, list[str]]:
     return values, warnings
 
 
+def delta_text(delta: float, fmt: str, unit: str = "") -> tuple[str, str]:
+    """(text, colour) of a metric's change: a change that rounds to zero is shown as 0 in grey, not as a red
+    "-0.000" arrow."""
+    text = fmt.format(delta)
+    if float(text.rstrip()) == 0:
+        return fmt.format(0.0).lstrip("+") + unit, "off"
+    return text + unit, "normal"
+
+
 def query_params_for(state: Mapping, policy: Mapping) -> dict[str, str]:
     """The URL parameters of the current view (a trained policy adds tseed/titers)."""
     out = {

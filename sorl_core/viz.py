@@ -297,6 +297,9 @@ def consistency_figure(probe, title: str | None = None) -> go.Figure:
     ))
 
 
+MIN_Y_SPAN = 0.2  # the scaling figure's y axis spans at least this much reward
+
+
 def scaling_figure(rows: Iterable[Mapping], group_by: str = "n", current: Mapping | None = None,
                    y: str = "mean_reward", title: str | None = None) -> go.Figure:
     """True reward against compute (network calls per action, log2 axis).
@@ -329,6 +332,13 @@ def scaling_figure(rows: Iterable[Mapping], group_by: str = "n", current: Mappin
         ))
     hi = max(calls) if calls else 1.0
     ticks = [2**i for i in range(0, int(np.ceil(np.log2(max(hi, 1)))) + 1)]
+    yaxis = dict(title="true reward (mean)" if y == "mean_reward" else y.replace("_", " "))
+    values = [float(r[y]) for r in rows] + ([float(current[y])] if current else [])
+    if values and max(values) - min(values) < MIN_Y_SPAN:
+        # A flat curve is drawn flat: autoscaling would stretch differences of a few thousandths (noise over the
+        # evaluation states) across the whole axis and make them look like zig-zags.
+        mid = (max(values) + min(values)) / 2
+        yaxis["range"] = [mid - MIN_Y_SPAN / 2, mid + MIN_Y_SPAN / 2]
     return go.Figure(data=traces, layout=dict(
         title=dict(text=title or ("Sequential scaling: a line per N" if group_by == "n"
                                   else "Parallel scaling: a line per M_inf"),
@@ -337,7 +347,7 @@ def scaling_figure(rows: Iterable[Mapping], group_by: str = "n", current: Mappin
         margin=dict(l=60, r=20, t=50, b=50),
         xaxis=dict(title="network calls per action (log₂ scale)", type="log",
                    tickvals=ticks, ticktext=[str(t) for t in ticks]),
-        yaxis=dict(title="true reward (mean)" if y == "mean_reward" else y.replace("_", " ")),
+        yaxis=yaxis,
         legend=dict(orientation="v"),
     ))
 

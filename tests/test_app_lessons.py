@@ -200,3 +200,24 @@ def test_score_truth_note_reads_the_ranking():
     assert "1.00" in good and "truly best" in good
     bad = N.score_truth_note([1, 2, 3, 4], [0.4, 0.3, 0.2, 0.1], 3, "q")
     assert "-1.00" in bad and "lottery" in bad and "0.300 below" in bad
+
+
+def test_score_truth_note_when_every_candidate_is_worth_the_same():
+    note = N.score_truth_note([1, 2, 3, 4], [0.5, 0.5, 0.5, 0.5], 3, "q")
+    assert "nan" not in note and "truly best" not in note and "same true reward here (0.500)" in note
+
+
+def test_a_flat_scaling_curve_is_not_stretched_into_zig_zags():
+    from sorl_core import viz
+
+    rows = [{"m_inf": m, "n": 1, "network_calls": m, "mean_reward": r} for m, r in ((1, 0.940), (2, 0.955), (4, 0.948))]
+    low, high = viz.scaling_figure(rows).layout.yaxis.range
+    assert high - low >= 0.2 and low <= 0.940 and high >= 0.955
+    steep = [dict(r, mean_reward=v) for r, v in zip(rows, (-1.0, 0.2, 0.9))]
+    assert viz.scaling_figure(steep).layout.yaxis.range is None  # autoscaled when the differences are real
+
+
+def test_a_change_that_rounds_to_zero_is_grey_not_a_red_minus_zero():
+    assert T.delta_text(-0.0002, "{:+.3f}") == ("0.000", "off")
+    assert T.delta_text(-0.012, "{:+.3f}") == ("-0.012", "normal")
+    assert T.delta_text(0.04, "{:+.1f}", " pts") == ("0.0 pts", "off")
