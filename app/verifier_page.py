@@ -115,15 +115,25 @@ def counterfactual_at(agent, rec: EpisodeRecord, step: int, horizon: int = 100, 
 
 
 # --------------------------------------------------------------------------- figures
+PICK_COLOR = "#d62728"  # red: not in the Viridis scale the candidates are coloured with
+# OGBench's manipulation tasks (cube, scene, puzzle) act in 5 dimensions: the hand's relative position, its yaw,
+# and the gripper's opening.
+MANIPULATION_ACTIONS = ("hand x", "hand y", "hand z", "hand yaw", "gripper")
+
+
+def action_names(dim: int) -> list[str]:
+    return list(MANIPULATION_ACTIONS) if dim == len(MANIPULATION_ACTIONS) else [f"a{i + 1}" for i in range(dim)]
+
+
 def candidates_figure(candidates: np.ndarray, scores: np.ndarray | None, chosen: int, verifier: str,
                       truth: np.ndarray | None = None) -> go.Figure:
     """Parallel coordinates: one line per candidate over the action dimensions, coloured by the verifier's score
-    (or, when `truth` is given, by the candidate's true return); the pick is the thick gold line."""
+    (or, when `truth` is given, by the candidate's true return); the pick is the dashed red line."""
     cand = np.asarray(candidates, dtype=np.float64)
     colour_by = truth if truth is not None else scores
     label = "true return" if truth is not None else f"{verifier} score"
     lo, hi = (float(np.min(colour_by)), float(np.max(colour_by))) if colour_by is not None else (0.0, 1.0)
-    dims = [f"a{i + 1}" for i in range(cand.shape[1])]
+    dims = action_names(cand.shape[1])
     traces = []
     for j, row in enumerate(cand):
         value = None if colour_by is None else float(colour_by[j])
@@ -132,8 +142,10 @@ def candidates_figure(candidates: np.ndarray, scores: np.ndarray | None, chosen:
             ("" if truth is None else f"<br>true return {float(truth[j]):.3f}")
         traces.append(go.Scatter(x=dims, y=row, mode="lines+markers", line=dict(color=colour, width=1.5),
                                  marker=dict(size=4), showlegend=False, hovertemplate=hover + "<extra></extra>"))
+    # The pick in a colour outside the colour scale, dashed: a gold pick looked like the best candidate once the
+    # lines were coloured by true return (gold is the top of the scale).
     traces.append(go.Scatter(x=dims, y=cand[chosen], mode="lines+markers", name=f"picked by {verifier}",
-                             line=dict(color="#ffd700", width=5), marker=dict(size=8, color="#ffd700"),
+                             line=dict(color=PICK_COLOR, width=4, dash="dash"), marker=dict(size=8, color=PICK_COLOR),
                              hovertemplate=f"picked: candidate {chosen}<extra></extra>"))
     if colour_by is not None:  # a colour bar: an invisible trace carries it
         traces.append(go.Scatter(x=[dims[0]], y=[cand[chosen][0]], mode="markers", showlegend=False, hoverinfo="skip",

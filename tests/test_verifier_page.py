@@ -137,3 +137,18 @@ def test_the_restore_is_proved_at_the_episode_s_last_step_too(loaded, record):
     wrong = dataclasses.replace(record, next_obs=[*record.next_obs[:-1], record.next_obs[-1] + 1e-3])
     with pytest.raises(RuntimeError, match=f"step {last} part from the recording at step {last + 1}"):
         V.counterfactual_at(loaded.agent, wrong, last, horizon=3)
+
+
+def test_the_candidates_figure_names_the_action_dimensions_and_keeps_the_pick_out_of_the_colour_scale():
+    import numpy as np
+    from plotly.colors import get_colorscale
+
+    from app import verifier_page as VP
+
+    rng = np.random.default_rng(0)
+    cands, truth = rng.uniform(-1, 1, (6, 5)), np.linspace(0, 1, 6)
+    fig = VP.candidates_figure(cands, truth, chosen=2, verifier="q", truth=truth)
+    assert list(fig.data[0].x) == ["hand x", "hand y", "hand z", "hand yaw", "gripper"]
+    pick = next(t for t in fig.data if t.name == "picked by q")
+    assert pick.line.dash == "dash" and pick.line.color.lower() not in {c.lower() for _, c in get_colorscale("Viridis")}
+    assert list(VP.candidates_figure(cands[:, :3], None, 0, "q").data[0].x) == ["a1", "a2", "a3"]

@@ -238,6 +238,10 @@ def side_by_side_figure(study: Study):
     return fig
 
 
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star")
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+
+
 def regret_figure(study: Study):
     """Top-1 regret against N: best-of-N over the first N candidates of each state."""
     import plotly.graph_objects as go
@@ -245,9 +249,11 @@ def regret_figure(study: Study):
     by_n = regret_by_n(study.candidates, study.verifiers)
     fig = go.Figure()
     for i, v in enumerate(study.verifiers):
-        # markers of different sizes, so a verifier whose line lies under another's still shows
+        # markers of different shapes and sizes and lines of different dashes, so a verifier whose line lies
+        # under another's (q under q-kbtt when they rank alike) still shows
         fig.add_trace(go.Scatter(x=list(by_n[v]), y=list(by_n[v].values()), mode="lines+markers", name=v,
-                                 marker=dict(size=11 - 1.5 * i), line=dict(width=2)))
+                                 marker=dict(size=11 - 1.5 * i, symbol=SYMBOLS[i % len(SYMBOLS)]),
+                                 line=dict(width=2, dash=DASHES[i % len(DASHES)])))
     fig.update_layout(title="Top-1 regret against N", height=360, margin=dict(l=60, r=20, t=50, b=40),
                       xaxis=dict(title="N (the first N candidates of each state)", type="log",
                                  tickvals=list(next(iter(by_n.values()), {}))),
