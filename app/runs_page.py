@@ -39,8 +39,11 @@ EVAL_METRICS = ("success_rate", "mean_reward")  # the first present is plotted
 STRICT_NUMERIC = {"step", "seconds", *LOSSES, "policy_q", "q_mean", "m_inf", "n", *EVAL_METRICS, "success_ci_low",
                   "success_ci_high", "mean_return", "frac_in_support", "network_calls"}
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-DASHES = ("solid", "dash", "dot", "dashdot")
+DASHES = ("dot", "dashdot", "dash", "solid", "longdash", "longdashdot")  # M_inf 1, 2, 4, 8, ...: solid at 8
+SYMBOLS = ("circle-open", "square-open", "diamond", "circle", "x", "star")
 MAX_DEPTH = 3
+# The bundled runs the page opens on: the same recipe trained with M_BTT = 8 (the paper's) and M_BTT = 1.
+FIRST_COMPARISON = ("cube-single-task2", "cube-single-task2-mbtt1")
 
 
 def bundled_runs_dir() -> Path:
@@ -170,10 +173,16 @@ def flatten(cfg: Mapping, prefix: str = "") -> dict:
     return out
 
 
+# How a run was carried out, not what it learned: never a difference worth a row in the settings table.
+NOT_SETTINGS = {"out", "progress", "resume", "checkpoint_every", "log_every", "eval_workers", "dataset_dir",
+                "snapshots", "eval_every", "eval_episodes"}
+
+
 def config_differences(configs: Mapping[str, Mapping]) -> pd.DataFrame:
-    """Settings that differ between runs: one row per dotted key, one column per run (`out` left out)."""
+    """Settings that change what a run learns and differ between runs: one row per dotted key, one column per run
+    (where and how often it wrote files, its progress bar and the like are left out: NOT_SETTINGS)."""
     flat = {label: flatten(c) for label, c in configs.items()}
-    keys = sorted({k for f in flat.values() for k in f} - {"out"})
+    keys = sorted(k for k in {k for f in flat.values() for k in f} if k.split(".")[-1] not in NOT_SETTINGS)
     rows = [{"setting": k, **{label: str(f.get(k, "—")) for label, f in flat.items()}} for k in keys]
     return pd.DataFrame([r for r in rows if len(set(list(r.values())[1:])) > 1])
 
@@ -222,8 +231,9 @@ def loss_panels(metrics: Mapping[str, pd.DataFrame]) -> list[str]:
 
 
 def loss_figure(metrics: Mapping[str, pd.DataFrame], smoothing: float = 0.0,
-                panels: list[str] | None = None) -> go.Figure:
-    """One subplot per column of `panels` (default loss_panels) against iterations; one colour per run.
+                panels: list[str] | None = None, colors: Mapping[str, str] | None = None) -> go.Figure:
+    """One subplot per column of `panels` (default loss_panels) against iterations; one colour per run (`colors`,
+    default run_colors: pass the page's, so a run has its colour in every chart).
 
     The policy's mean Q panel also draws the critic's mean Q of the dataset's actions, dotted, for comparison.
     With smoothing > 0 the raw curve stays as a faint line under the smoothed one.
@@ -232,8 +242,9 @@ def loss_figure(metrics: Mapping[str, pd.DataFrame], smoothing: float = 0.0,
     rows = (len(panels) + 1) // 2
     fig = make_subplots(rows=rows, cols=2, subplot_titles=[PANEL_TITLES[c] for c in panels], horizontal_spacing=0.08,
                         vertical_spacing=0.28 / rows)
-    for ri, (label, df) in enumerate(metrics.items()):
-        color = PALETTE[ri % len(PALETTE)]
+    colors = colors or run_colors(metrics)
+    for label, df in metrics.items():
+        color = colors[label]
         for li, col in enumerate(panels):
             pos = dict(row=li // 2 + 1, col=li % 2 + 1)
             curves = [(col, "shown", dict(color=color, width=2))]
@@ -265,9 +276,15 @@ def loss_figure(metrics: Mapping[str, pd.DataFrame], smoothing: float = 0.0,
     return fig
 
 
+def run_colors(labels) -> dict[str, str]:
+    """One colour per run, the same in every chart of the page."""
+    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
+
+
 def eval_figure(evals: Mapping[str, pd.DataFrame], metric: str, n: int | None = None,
-                name_runs: bool | None = None) -> go.Figure:
-    """The evaluation metric against iterations: one line per M_inf (colour), one dash per run.
+                name_runs: bool | None = None, colors: Mapping[str, str] | None = None) -> go.Figure:
+    """The evaluation metric against iterations: one colour per run (as in the losses), one dash and marker per
+    M_inf.
 
     n: plot only rows with that N (runs evaluated at several N); None takes every row.
     name_runs: put the run in every legend entry (default: when there are several runs).
@@ -276,7 +293,8 @@ def eval_figure(evals: Mapping[str, pd.DataFrame], metric: str, n: int | None = 
     fig = go.Figure()
     m_values = sorted({int(m) for df in evals.values() for m in df["m_inf"].dropna().unique()})
     several = len(evals) > 1 if name_runs is None else name_runs
-    for ri, (label, df) in enumerate(evals.items()):
+    colors = colors or run_colors(evals)
+    for label, df in evals.items():
         if metric not in df.columns:
             continue
         d = df if n is None else df[df["n"] == n]
@@ -290,17 +308,19 @@ def eval_figure(evals: Mapping[str, pd.DataFrame], metric: str, n: int | None = 
             fig.add_trace(go.Scatter(
                 x=line["step"].tolist(), y=line[metric].tolist(), mode="lines+markers", name=name, error_y=err,
                 legendgroup=label if several else None, showlegend=not several,
-                line=dict(color=PALETTE[m_values.index(int(m)) % len(PALETTE)], dash=DASHES[ri % len(DASHES)]),
+                line=dict(color=colors[label], dash=DASHES[m_values.index(int(m)) % len(DASHES)]),
+                marker=dict(symbol=SYMBOLS[m_values.index(int(m)) % len(SYMBOLS)], size=7),
                 meta=[label, int(m)],
                 hovertemplate=f"{label}<br>M_inf={int(m)}<br>iteration %{{x}}<br>{metric}=%{{y:.3f}}<extra></extra>"))
-    if several:  # a key instead of runs x M_inf entries: one per run (its dash; click to hide it), one per colour
-        for ri, label in enumerate(evals):
+    if several:  # a key instead of runs x M_inf entries: one per run (its colour; click to hide it), one per dash
+        for label in evals:
             fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=label, legendgroup=label, hoverinfo="skip",
-                                     line=dict(color="#555", dash=DASHES[ri % len(DASHES)], width=2)))
+                                     line=dict(color=colors[label], width=3)))
         for m in m_values:
             fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines+markers", name=f"M_inf = {m}",
                                      legendgroup=f"key M_inf = {m}", hoverinfo="skip",
-                                     line=dict(color=PALETTE[m_values.index(m) % len(PALETTE)])))
+                                     marker=dict(symbol=SYMBOLS[m_values.index(m) % len(SYMBOLS)], color="#555"),
+                                     line=dict(color="#555", dash=DASHES[m_values.index(m) % len(DASHES)])))
     title = "Success rate" if metric == "success_rate" else "Mean true reward"
     # The legend sits under the plot and wraps as runs are added; grow the figure with it, so that the plot keeps
     # its height and the legend stays clear of the x-axis title (four bundled runs: 8 entries at 1024 px).

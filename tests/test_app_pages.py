@@ -380,8 +380,8 @@ def test_smoothing_keeps_the_raw_curve_and_overlay_compares_configs(runs_root):
     assert {t["meta"][0] for t in losses["data"]} == {"ring-m8", "ring-m1"}
     assert {t["meta"][0] for t in evals["data"] if "meta" in t} == {"ring-m8"}  # only the evaluated run (the rest: the key)
     assert named(evals, "ring-m8 · M_inf = 8")  # named by run, as several runs are selected
-    diff = at.dataframe[0].value
-    assert "agent.m_btt" in set(diff["setting"]) and "seed" not in set(diff["setting"])
+    diff = at.table[0].value
+    assert "agent.m_btt" in set(diff.index) and "seed" not in set(diff.index)
     at.slider(key="smoothing").set_value(0.6).run()
     assert_clean(at)
     losses = specs(at)[0]

@@ -183,6 +183,16 @@ def test_training_runs_opens_on_the_bundled_logs_when_runs_is_empty(tmp_path, mo
     assert_clean(at)
     assert at.radio(key="runs_source").value == "Bundled runs (assets/ogbench)"
     bundled = sorted(p.parent.name for p in BUNDLED_RUNS.glob("*/metrics.csv"))
+    # It opens on the comparison a teacher shows first: the paper's M_BTT = 8 against M_BTT = 1, one colour per run
+    # in both charts.
+    assert at.multiselect(key="runs_selected").value == ["cube-single-task2", "cube-single-task2-mbtt1"]
+    losses, evals = specs(at)
+    loss_colour = {t["meta"][0]: t["line"]["color"] for t in losses["data"] if t.get("meta")}
+    eval_colour = {t["meta"][0]: t["line"]["color"] for t in evals["data"] if t.get("meta")}
+    assert eval_colour == loss_colour and len(set(loss_colour.values())) == 2
+    diff = at.table[0].value
+    assert "agent.m_btt" in set(diff.index) and not {"progress", "resume", "checkpoint_every"} & set(diff.index)
+    at.multiselect(key="runs_selected").set_value(bundled).run()
     assert "cube-single-task2-mbtt1" in bundled and at.multiselect(key="runs_selected").value == bundled
     losses, evals = specs(at)
     # cube-double's critic gave some positive Qs early on, so over all bundled runs the Q loss moves and is drawn.

@@ -89,8 +89,11 @@ labels = {R.run_label(r, root): r for r in runs}
 latest = max(runs, key=lambda r: R.file_key(r / "metrics.csv")[1])
 kept = [s for s in st.session_state.get("runs_selected", []) if s in labels]  # another folder: its own runs
 if st.session_state.get("_runs_root") != str(root) or kept != st.session_state.get("runs_selected"):
-    # Nothing left: every bundled run (they are meant to be compared), or the latest of your runs.
-    st.session_state.runs_selected = kept or (list(labels) if source == BUNDLED else [R.run_label(latest, root)])
+    # Nothing left: the bundled comparison a teacher shows first (R.FIRST_COMPARISON: M_BTT = 8 against 1), or every
+    # bundled run when those are not there, or the latest of your runs.
+    first = [label for label in R.FIRST_COMPARISON if label in labels]
+    st.session_state.runs_selected = kept or ((first if len(first) > 1 else list(labels)) if source == BUNDLED
+                                              else [R.run_label(latest, root)])
     st.session_state._runs_root = str(root)
 c1, c2 = st.columns([3, 1])
 selected = c1.multiselect("Runs", list(labels), key="runs_selected", help=HELP["runs"])
@@ -128,7 +131,7 @@ if metrics:
         st.info(f"No rows logged yet in metrics.csv of {', '.join(empty)}.")
     plotted = {k: v for k, v in metrics.items() if not v.empty}
     panels = R.loss_panels(plotted)
-    fig = R.loss_figure(plotted, smoothing, panels)
+    fig = R.loss_figure(plotted, smoothing, panels, colors=R.run_colors(selected))
     st.plotly_chart(fig, key="fig_losses", theme=None, config={"displaylogo": False})
     figures.append(("Losses", fig))
     q_note = ("Q loss: −mean Q / mean |Q| of the policy's actions, drawn because it varies here." if "q_loss" in panels
@@ -146,7 +149,7 @@ if evals:
     metric = next(m for m in R.EVAL_METRICS if any(m in v.columns for v in evals.values()))
     ns = sorted({int(x) for v in evals.values() for x in v["n"].dropna().unique()})
     n = st.selectbox("N", ns, key="eval_n", help=HELP["n"]) if len(ns) > 1 else None
-    fig = R.eval_figure(evals, metric, n, name_runs=len(selected) > 1)
+    fig = R.eval_figure(evals, metric, n, name_runs=len(selected) > 1, colors=R.run_colors(selected))
     st.plotly_chart(fig, key="fig_eval", theme=None, config={"displaylogo": False})
     figures.append(("Evaluation", fig))
     if len({R.eval_metric(v) for v in evals.values()}) > 1:
@@ -160,7 +163,8 @@ if len(configs) > 1:
     diff = R.config_differences(configs)
     st.caption("Settings that differ between the selected runs:" if len(diff) else "The selected runs share every setting.")
     if len(diff):
-        st.dataframe(diff, hide_index=True)
+        # A static table wraps long values (an environment's name was cut in a dataframe's fixed-width column).
+        st.table(diff.set_index("setting"))
 for label, cfg in configs.items():
     with st.expander(f"{label}/config.json", expanded=len(configs) == 1):
         st.json(cfg)
