@@ -264,13 +264,15 @@ def trained_agent(world: str, seed: int, iterations: int, why: str):
         if job is None:
             job = store["jobs"][key] = T.TrainJob(world, int(seed), int(iterations)).start()
     if not job.done.is_set():
+        note = st.empty()  # the "Training ..." note goes with the progress bar once training ends
         if why:
-            st.info(why)
+            note.info(why)
         bar = st.progress(0.0, text=f"Training {world} (seed {seed}): starting…")
         while not job.done.wait(0.3):
             bar.progress(min(job.step / job.total, 1.0),
                          text=f"Training {world} (seed {seed}): iteration {job.step} / {job.total}")
         bar.empty()
+        note.empty()
     if job.error:
         with store["lock"]:
             store["jobs"].pop(key, None)  # the next click retries

@@ -26,6 +26,9 @@ def _by(rows: Sequence[Mapping], n: int) -> dict[int, float]:
     return {int(r["m_inf"]): float(r["mean_reward"]) for r in rows if int(r["n"]) == n}
 
 
+POOR_REWARD = 0.0  # a mean true reward below this is far from the best (about 1): off the data, mostly
+
+
 def scaling_note(rows: Sequence[Mapping], m_disc: int) -> str:
     """What the scaling panel says about sequential (M_inf at N = 1) and parallel (N at M_disc) scaling."""
     seq = _by(rows, 1)
@@ -37,6 +40,10 @@ def scaling_note(rows: Sequence[Mapping], m_disc: int) -> str:
                 "This is a policy early in training: the finest step size is the one flow matching ties to the data, "
                 "and it is the last to be pulled toward high-Q actions, so many small steps still reproduce the data's "
                 "modes instead of the best one. Trained longer (the bundled policies), more steps stop hurting.")
+    elif r_top > r1 + REWARD_TOLERANCE and r_top < POOR_REWARD:
+        text = (f"At N = 1 the true reward rises from {r1:.2f} at M_inf = 1 to {r_top:.2f} at M_inf = {m_disc}, yet "
+                "stays far below what the data allows: the policy's actions leave the data, and more Euler steps only "
+                "make it leave less badly. Sequential scaling cannot repair what the policy learned.")
     elif r_top > r1 + REWARD_TOLERANCE:
         text = (f"Sequential scaling pays here: at N = 1 the true reward rises from {r1:.2f} at M_inf = 1 to "
                 f"{r_top:.2f} at M_inf = {m_disc}. One big step must choose a mode and land on it at once; several "
@@ -84,6 +91,9 @@ def q_landscape_note(world: str, c: float, xs, ys, q_grid) -> str:
             "critic ranks actions the way the true reward does, so best-of-N can be trusted here.")
 
 
+ACTION_BOX_WIDTH = 2.0  # actions live in [-1, 1]^2
+
+
 def consistency_note(probe, m: int, m_disc: int) -> str:
     """How the heatmap's rows relate to the M_inf on screen."""
     sizes = [float(d) for d in np.asarray(probe.step_sizes)]
@@ -101,10 +111,14 @@ def consistency_note(probe, m: int, m_disc: int) -> str:
     if row is None:
         return ""
     e = errors[row]
-    verdict = ("small: halving the step size would change the action little" if e < 1e-2 else
-               "large: these steps still disagree with the finer ones, so more steps would move the action")
+    share = e / ACTION_BOX_WIDTH
+    # Three bands with a gap between "small" and "large", so a slider move does not flip the verdict on a hair.
+    verdict = ("small: halving the step size would change the action little" if share < 0.01 else
+               "large: these steps still disagree with the finer ones, so more steps would move the action"
+               if share > 0.05 else "moderate: more steps would move the action a little")
     return (f"M_inf = {m} takes steps of d = {fraction_label(d)}; the row d = {fraction_label(d)} compares one such "
-            f"step with two of half the size. Its mean error is {e:.1e}, {verdict}.")
+            f"step with two of half the size. Its mean error is {e:.1e}, {100 * share:.1f}% of the action box's "
+            f"width: {verdict}.")
 
 
 def reward_map_note(world: str, c: float, cloud: Mapping, chosen_action) -> str:

@@ -153,7 +153,7 @@ def reward_map_figure(world, context: float, samples=None, data=None, chosen=Non
     if chosen is not None:
         ch = _points(chosen, "chosen")
         traces.append(go.Scatter(
-            x=ch[:, 0], y=ch[:, 1], mode="markers", name="chosen action",
+            x=ch[:, 0], y=ch[:, 1], mode="markers", name="chosen action", cliponaxis=False,  # whole on the box's edge
             marker=dict(symbol="star", size=16, color=CHOSEN_COLOR, line=dict(width=1, color="black")),
             hovertemplate="chosen (%{x:.2f}, %{y:.2f})<extra></extra>",
         ))

@@ -221,3 +221,15 @@ def test_a_change_that_rounds_to_zero_is_grey_not_a_red_minus_zero():
     assert T.delta_text(-0.0002, "{:+.3f}") == ("0.000", "off")
     assert T.delta_text(-0.012, "{:+.3f}") == ("-0.012", "normal")
     assert T.delta_text(0.04, "{:+.1f}", " pts") == ("0.0 pts", "off")
+
+
+def test_the_moons_scaling_sentence_does_not_praise_more_steps_on_a_policy_off_the_data():
+    # moons' bundled numbers: -1.04 at M_inf = 1, -0.74 at 8 (N = 1), -1.07 with best-of-16
+    text = N.scaling_note(rows({(1, 1): -1.04, (2, 1): -1.04, (4, 1): -0.94, (8, 1): -0.74, (8, 16): -1.07}), 8)
+    assert "pays" not in text and "far below what the data allows" in text and "lowers" in text
+
+
+def test_consistency_note_has_a_middle_band_so_the_verdict_does_not_flip_on_a_hair():
+    probe = SimpleNamespace(step_sizes=np.array([1.0, 0.5]), error=np.array([[0.5, np.nan], [0.04, 0.04]]))
+    note = N.consistency_note(probe, 2, 8)
+    assert "moderate" in note and "2.0% of the action box's width" in note
