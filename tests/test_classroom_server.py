@@ -93,3 +93,32 @@ if __name__ == "__main__":
     import sys
 
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_make_app_serves_and_warms_every_page_as_the_readme_starts_it():
+    """`make app` as the README runs it (here on 127.0.0.1 and a free port): the server answers and its warm-up opens
+    every page and the toy page's whole (world, M_inf, N) grid without an error."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from browser_support import REPO, free_port
+
+    port = free_port()
+    proc = subprocess.Popen(["make", "--no-print-directory", "app", "APP_HOST=127.0.0.1", f"APP_PORT={port}"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 420
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+            if line.startswith("warm-up: the lab") or time.monotonic() > deadline:
+                break
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    summary = next((line for line in lines if line.startswith("warm-up: ") and "toy page:" in line), "")
+    assert any(line.startswith("warm-up: the lab is warm") for line in lines), lines[-20:]
+    assert summary.count(", ok") == 5 and "failed" not in summary, summary
+    assert "every world x M_inf x N" in summary
