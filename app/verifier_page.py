@@ -161,7 +161,7 @@ def candidates_figure(candidates: np.ndarray, scores: np.ndarray | None, chosen:
 
 def score_spread_figure(rec: EpisodeRecord, step: int) -> go.Figure:
     """Over the episode: the pick's score above the candidates' mean (how much the verifier's choice stands out);
-    a dashed line marks the step on screen."""
+    a dashed grey line marks the step on screen (red is the pick on this page)."""
     t = [i for i, s in enumerate(rec.scores) if s is not None]
     gap = [float(rec.scores[i][rec.chosen[i]] - np.mean(rec.scores[i])) for i in t]
     fig = go.Figure(data=[go.Scatter(x=t, y=gap, mode="lines", name="pick above the mean",
@@ -169,6 +169,6 @@ def score_spread_figure(rec: EpisodeRecord, step: int) -> go.Figure:
         title=dict(text=f"{rec.verifier}: the pick's score above the candidates' mean", x=0.0, xanchor="left",
                    font=dict(size=15)),
         height=260, margin=dict(l=50, r=20, t=40, b=40), xaxis=dict(title="step"), yaxis=dict(title="score gap"),
-        shapes=[dict(type="line", x0=step, x1=step, y0=0, y1=1, yref="paper", line=dict(dash="dash", color="#d62728"))],
+        shapes=[dict(type="line", x0=step, x1=step, y0=0, y1=1, yref="paper", line=dict(dash="dash", color="#444"))],
     ))
     return fig
