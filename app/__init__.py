@@ -19,4 +19,10 @@ Shared by several pages:
 - `paths`: the repository root and the folders a typed path may lie in.
 - `notes`: the "what to notice" sentences written from the numbers on screen.
 - `messages`: exception messages for people.
+- `jobs`: the server's heavy-job board: a queue, a few jobs at once, identical requests computed once.
+
+Clients of a running server (they speak Streamlit's websocket protocol, `streamlit.proto`, and nothing else of it):
+
+- `session_client`: one browser tab without the browser (the classroom harness, benchmarks/classroom.py).
+- `warm`: `make app`'s warm-up: every page, and the toy page's whole (world, M_inf, N) grid, once.
 """

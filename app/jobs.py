@@ -25,8 +25,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import streamlit as st
-
 SLOTS_ENV, CACHE_ENV = "SORL_LAB_HEAVY_JOBS", "SORL_LAB_JOB_CACHE"
 QUEUE_MARK = "In the queue"  # the first words of a waiting page's status (benchmarks/classroom.py reads them)
 
@@ -181,63 +179,45 @@ class JobBoard:
                 self._sweep_locked()
 
 
-# --------------------------------------------------------------------------- the lab's board, for Streamlit pages
-def _session_alive(session_id: str) -> bool:
-    from streamlit.runtime import Runtime
-
-    return Runtime.instance().is_active_session(session_id) if Runtime.exists() else True
+# --------------------------------------------------------------------------- the server's one board, for the pages
+_board: JobBoard | None = None
+_board_lock = threading.Lock()
 
 
-@st.cache_resource(show_spinner=False)
-def _board(slots: int, cache_size: int) -> JobBoard:
-    return JobBoard(slots, cache_size, is_alive=_session_alive)
+def board(is_alive: Callable[[str], bool] | None = None) -> JobBoard:
+    """The one board of this server process, shared by every page and session; the first caller says how to tell
+    whether a session still exists (the pages pass Streamlit's runtime)."""
+    global _board
+    with _board_lock:
+        if _board is None:
+            _board = JobBoard(default_slots(), positive_int(CACHE_ENV, 32), is_alive=is_alive)
+        return _board
 
 
-def board() -> JobBoard:
-    """The one board of this server process, shared by every page and session."""
-    return _board(default_slots(), positive_int(CACHE_ENV, 32))
+def status_text(b: JobBoard, job: Job, what: str) -> tuple[float, str]:
+    """(fraction done, sentence) of a job as its page shows it: its place in the queue, then its progress."""
+    place = b.place(job)
+    if place:
+        status = b.status()
+        places = "the heavy-job place" if status["slots"] == 1 else f"one of the {status['slots']} heavy-job places"
+        return 0.0, (f"{QUEUE_MARK}: place {place}. {what} will start when {places} on this server is free "
+                     f"({status['running']} running now).")
+    return job.fraction, job.text or f"{what}: starting…"
 
 
-def session_id() -> str:
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    ctx = get_script_run_ctx()
-    return ctx.session_id if ctx is not None else "no-session"
-
-
-def submit(key: tuple, label: str, work: Callable) -> Job:
-    """Hand `work(report)` to the server's board for this session (joins the same key if already asked for)."""
-    return board().submit(key, label, work, session_id())
-
-
-def leave(job: Job | None) -> None:
-    if job is not None:
-        board().leave(job, session_id())
-
-
-def follow(job: Job, what: str) -> Any:
-    """Wait for `job` with its place in the queue, then its progress, on screen; its result, or JobFailed.
+def follow(b: JobBoard, job: Job, what: str, progress: Callable, every: float = 0.4) -> Any:
+    """Wait for `job` with its place in the queue, then its progress, in a bar made by `progress(0.0)` (the page
+    passes st.progress) and updated every `every` seconds; its result, or JobFailed with a sentence.
 
     A rerun of the page (the student moved a widget) interrupts the wait, not the job: pages keep the job in their
     session state and follow it again on their next run."""
-    if job.finished.is_set():
-        return _outcome(job, what)
-    b = board()
-    bar = st.progress(0.0, text=f"{what}: starting…")
-    while not job.finished.wait(0.4):
-        place = b.place(job)
-        if place:
-            status = b.status()
-            places = "the heavy-job place" if status["slots"] == 1 else f"one of the {status['slots']} heavy-job places"
-            bar.progress(0.0, text=f"{QUEUE_MARK}: place {place}. {what} will start when {places} on this server "
-                                   f"is free ({status['running']} running now).")
-        else:
-            bar.progress(job.fraction, text=job.text or f"{what}: starting…")
-    bar.empty()
-    return _outcome(job, what)
-
-
-def _outcome(job: Job, what: str) -> Any:
+    if not job.finished.is_set():
+        bar = progress(0.0)
+        while not job.finished.is_set():
+            fraction, text = status_text(b, job, what)
+            bar.progress(fraction, text=text)
+            job.finished.wait(every)
+        bar.empty()
     if job.state == "done":
         return job.result
     if job.state == "cancelled":

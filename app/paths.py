@@ -63,11 +63,9 @@ def pages_off() -> set[str]:
     return {p.strip().lower() for p in os.environ.get(PAGES_OFF_VAR, "").split(",") if p.strip()}
 
 
-def stop_if_off(page: str) -> None:
-    """Show one sentence and end the page's run when its page is turned off on this server."""
-    if page in pages_off():
-        import streamlit as st
-
-        st.info(f"The {PAGE_NAMES[page]} page is turned off on this server (its teacher set {PAGES_OFF_VAR}); the "
-                "other pages work as usual.")
-        st.stop()
+def page_off_message(page: str) -> str | None:
+    """The sentence a page shows instead of itself when its teacher turned it off on this server, else None."""
+    if page not in pages_off():
+        return None
+    return (f"The {PAGE_NAMES[page]} page is turned off on this server (its teacher set {PAGES_OFF_VAR}); the other "
+            "pages work as usual.")

@@ -37,31 +37,41 @@ def server(tmp_path, monkeypatch):
         yield url, policy
 
 
-async def student(url: str, policy: Path, seed: int, delay: float):
+async def student(url: str, policy: Path, seed: int, configurations: int) -> SessionClient:
+    """A student on the rollouts page with the page's first `configurations`, K = 1 and `seed`, about to press Run."""
     client = SessionClient(url, timeout=300)
-    try:
-        opened = await client.open("OGBench_rollouts", query=f"checkpoint={policy}")
-        assert opened.outcome == "ok" and not opened.errors, (opened.exceptions, opened.errors)
-        for label, value in (("Configurations", 1), ("K episodes", 1), ("Seed", seed)):
-            result = await client.set(label, value)
-            assert result.outcome == "ok", result.exceptions
-        await asyncio.sleep(delay)
-        return await client.press("Run")
-    finally:
-        await client.close()
+    opened = await client.open("OGBench_rollouts", query=f"checkpoint={policy}")
+    assert opened.outcome == "ok" and not opened.errors, (opened.exceptions, opened.errors)
+    for label, value in (("Configurations", configurations), ("K episodes", 1), ("Seed", seed)):
+        result = await client.set(label, value)
+        assert result.outcome == "ok", result.exceptions
+    return client
 
 
 def test_runs_pressed_together_queue_for_one_place_and_identical_ones_are_shared(server):
     url, policy = server
 
     async def class_of_three():
-        return await asyncio.gather(student(url, policy, 0, 0.0), student(url, policy, 1, 1.0),
-                                    student(url, policy, 0, 1.5))
+        # Everyone is ready first; then the presses come in a fixed order: four configurations with seed 0 (four
+        # episodes one after the other: seconds), one configuration with seed 1 a second later, while the first still
+        # runs, then the first request again.
+        clients = await asyncio.gather(*(student(url, policy, seed, count) for seed, count in ((0, 4), (1, 1), (0, 4))))
+
+        async def press(client, delay):
+            await asyncio.sleep(delay)
+            return await client.press("Run")
+
+        try:
+            return await asyncio.gather(*(press(c, d) for c, d in zip(clients, (0.0, 1.0, 1.5))))
+        finally:
+            for c in clients:
+                await c.close()
 
     first, other, same = asyncio.run(class_of_three())
     for result in (first, other, same):
         assert result.outcome == "ok" and not result.errors, (result.exceptions, result.errors)
     assert any(t.startswith("Episodes: ") for t in first.texts) and any(t.startswith("Episodes: ") for t in other.texts)
+
     def waits_for_episodes(result) -> list[str]:  # (rendering the videos afterwards queues too)
         return [t for t in result.texts if t.startswith(QUEUE_MARK) and "The episodes will start" in t]
 

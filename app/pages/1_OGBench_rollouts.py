@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime import Runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 # Streamlit runs this file as a script (app/ on the import path, not the repository): put the repository root on the
 # path, so the logic imports as the package `app`, the same modules the tests import.
@@ -24,12 +26,14 @@ from app import jobs, policies  # noqa: E402
 from app import rollouts_page as R  # noqa: E402
 from app import uploads as U  # noqa: E402
 from app.messages import plain_message  # noqa: E402
-from app.paths import PathNotAllowed, resolve_allowed, stop_if_off  # noqa: E402
+from app.paths import PathNotAllowed, page_off_message, resolve_allowed  # noqa: E402
 from sorl_core.verifiers import VERIFIERS, calls_per_action  # noqa: E402
 from sorl_core.verifiers import get as get_verifier  # noqa: E402
 
 st.set_page_config(page_title="SORL Lab — OGBench rollouts", page_icon="🎬", layout="wide")
-stop_if_off("rollouts")  # SORL_LAB_PAGES_OFF (app/paths.py)
+if page_off_message("rollouts"):  # SORL_LAB_PAGES_OFF (app/paths.py)
+    st.info(page_off_message("rollouts"))
+    st.stop()
 
 HELP = {
     "verifier": "How best-of-N ranks the N candidates of every configuration with N > 1. "
@@ -66,6 +70,16 @@ VIEW_KEYS = ("ro_source", "ro_bundled", "ro_path", "ro_count", "ro_episodes", "r
 SRC_BUNDLED, SRC_UPLOAD, SRC_PATH = "Bundled", "Upload", "Path on this machine"
 
 
+# --------------------------------------------------------------------------- heavy jobs (app/jobs.py), from this session
+def heavy() -> tuple[jobs.JobBoard, str]:
+    """The server's heavy-job board (sessions that closed are known to Streamlit's runtime) and this session's id.
+    Heavy work goes through it: board.submit(key, label, work, me), jobs.follow(board, job, what, st.progress)."""
+    alive = lambda sid: not Runtime.exists() or Runtime.instance().is_active_session(sid)  # noqa: E731
+    return jobs.board(is_alive=alive), get_script_run_ctx().session_id
+
+
+
+
 # --------------------------------------------------------------------------- cached resources and data
 @st.cache_resource(max_entries=8, show_spinner="Loading and checking the checkpoint…")
 def load_checkpoint(digest: str, _path: str, _name: str) -> policies.Loaded:
@@ -84,8 +98,8 @@ def episode_job(loaded: policies.Loaded, configs: tuple, episodes: int, seed: in
                              on_progress=lambda done, total, label: report(
                                  done / total, f"Episodes: {done} / {total} finished — now {label}"))
 
-    return jobs.submit(("rollouts", loaded.digest, env_name, configs, episodes, seed, verifier),
-                       f"episodes of {loaded.name}", work)
+    return heavy()[0].submit(("rollouts", loaded.digest, env_name, configs, episodes, seed, verifier),
+                       f"episodes of {loaded.name}", work, heavy()[1])
 
 
 # --------------------------------------------------------------------------- state
@@ -165,7 +179,7 @@ def run(loaded: policies.Loaded, configs: list[tuple[int, int]], episodes: int, 
     pending = st.session_state.get("ro_pending")
     job = episode_job(loaded, tuple(configs), episodes, seed, verifier)
     if pending is not None and pending["job"] is not job:
-        jobs.leave(pending["job"])  # settings changed since: the older request is no longer wanted here
+        heavy()[0].leave(pending["job"], heavy()[1])  # settings changed since: the older request is not wanted
     st.session_state.ro_pending = {
         "job": job, "key": (loaded.digest, tuple(configs), episodes, seed, verifier), "name": loaded.name,
         "env": loaded.env_name, "digest": loaded.digest, "configs": list(configs), "episodes": episodes,
@@ -179,7 +193,7 @@ def follow_pending() -> None:
     if pending is None:
         return
     try:
-        rows = jobs.follow(pending["job"], "The episodes")
+        rows = jobs.follow(heavy()[0], pending["job"], "The episodes", st.progress)
     except jobs.JobFailed as exc:
         st.session_state.pop("ro_pending", None)
         st.error(f"The episodes could not run: {plain_message(exc)}")
@@ -204,10 +218,10 @@ def render(res: dict, episode: int) -> dict | None:
                                  expected_steps=res["steps"], on_progress=report, verifier=res["verifier"])
         return {"videos": [R.video_record(v) for v in videos], "side_by_side": R.side_by_side_bytes(videos, stem)}
 
-    job = jobs.submit(("render", digest, env, tuple(configs), seed, res["episodes"], episode, res["verifier"]),
-                      f"the videos of episode {episode}", work)
+    job = heavy()[0].submit(("render", digest, env, tuple(configs), seed, res["episodes"], episode, res["verifier"]),
+                      f"the videos of episode {episode}", work, heavy()[1])
     try:
-        done = jobs.follow(job, f"The videos of episode {episode}")
+        done = jobs.follow(heavy()[0], job, f"The videos of episode {episode}", st.progress)
     except jobs.JobFailed as exc:  # the tables still show
         st.error(f"The video could not be rendered: {plain_message(exc)}")
         return None

@@ -18,13 +18,15 @@ if str(Path(__file__).resolve().parents[2]) not in sys.path:
 from app import paths as P  # noqa: E402
 from app import policies  # noqa: E402
 from app import scaling_page as S  # noqa: E402
-from app.paths import stop_if_off  # noqa: E402
+from app.paths import page_off_message  # noqa: E402
 from sorl_core import viz  # noqa: E402
 from sorl_core.verifiers import VERIFIERS, calls_text  # noqa: E402
 from sorl_core.verifiers import get as get_verifier  # noqa: E402
 
 st.set_page_config(page_title="SORL Lab — scaling study", page_icon="📈", layout="wide")
-stop_if_off("scaling")  # SORL_LAB_PAGES_OFF (app/paths.py)
+if page_off_message("scaling"):  # SORL_LAB_PAGES_OFF (app/paths.py)
+    st.info(page_off_message("scaling"))
+    st.stop()
 
 HELP = {
     "bundled": "Sweeps shipped with the lab (assets/ogbench/**/sweep*.csv): each holds one checkpoint's success "

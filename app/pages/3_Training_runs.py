@@ -17,11 +17,13 @@ if str(Path(__file__).resolve().parents[2]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from app import paths as P  # noqa: E402
 from app import runs_page as R  # noqa: E402
-from app.paths import stop_if_off  # noqa: E402
+from app.paths import page_off_message  # noqa: E402
 from sorl_core import viz  # noqa: E402
 
 st.set_page_config(page_title="SORL Lab — training runs", page_icon="📉", layout="wide")
-stop_if_off("runs")  # SORL_LAB_PAGES_OFF (app/paths.py)
+if page_off_message("runs"):  # SORL_LAB_PAGES_OFF (app/paths.py)
+    st.info(page_off_message("runs"))
+    st.stop()
 
 BUNDLED, MINE = "Bundled runs (assets/ogbench)", "Your runs folder"
 HELP = {

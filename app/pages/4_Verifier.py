@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
+from streamlit.runtime import Runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 # Streamlit runs this file as a script (app/ on the import path, not the repository): put the repository root on the
 # path, so the logic imports as the package `app`, the same modules the tests import.
@@ -23,13 +25,15 @@ from app import paths as P  # noqa: E402
 from app import uploads as U  # noqa: E402
 from app import verifier_page as V  # noqa: E402
 from app.messages import plain_message  # noqa: E402
-from app.paths import stop_if_off  # noqa: E402
+from app.paths import page_off_message  # noqa: E402
 from sorl_core.studies import verifier_report  # noqa: E402
 from sorl_core.verifiers import VERIFIERS  # noqa: E402
 from sorl_core.verifiers import get as get_verifier  # noqa: E402
 
 st.set_page_config(page_title="SORL Lab — verifier", page_icon="🔍", layout="wide")
-stop_if_off("verifier")  # SORL_LAB_PAGES_OFF (app/paths.py)
+if page_off_message("verifier"):  # SORL_LAB_PAGES_OFF (app/paths.py)
+    st.info(page_off_message("verifier"))
+    st.stop()
 
 HELP = {
     "policy": "A bundled OGBench policy (assets/ogbench/<name>/policy.pt), a checkpoint you upload, or the path of "
@@ -46,6 +50,16 @@ HELP = {
 }
 K_EPISODES = 5
 FRAME_SIZE = 240
+
+
+# --------------------------------------------------------------------------- heavy jobs (app/jobs.py), from this session
+def heavy() -> tuple[jobs.JobBoard, str]:
+    """The server's heavy-job board (sessions that closed are known to Streamlit's runtime) and this session's id.
+    Heavy work goes through it: board.submit(key, label, work, me), jobs.follow(board, job, what, st.progress)."""
+    alive = lambda sid: not Runtime.exists() or Runtime.instance().is_active_session(sid)  # noqa: E731
+    return jobs.board(is_alive=alive), get_script_run_ctx().session_id
+
+
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading and checking the checkpoint…")
@@ -114,21 +128,21 @@ def play_job(loaded: policies.Loaded, m: int, n: int, verifier: str, seed: int, 
         return V.record_episode(agent, env_name, m, n, verifier, seed, episode, K_EPISODES, size=FRAME_SIZE,
                                 on_progress=lambda k: report(min(k / (steps + 1), 1.0), f"Playing and rendering: frame {k}"))
 
-    return jobs.submit(("verifier-play", loaded.digest, env_name, m, n, verifier, seed, episode, K_EPISODES, FRAME_SIZE),
-                       f"episode {episode} of {loaded.name}", work)
+    key = ("verifier-play", loaded.digest, env_name, m, n, verifier, seed, episode, K_EPISODES, FRAME_SIZE)
+    return heavy()[0].submit(key, f"episode {episode} of {loaded.name}", work, heavy()[1])
 
 
 if st.button("Play the episode", type="primary", disabled=loaded is None, key="vf_play",
              help="Plays episode i of K = 5 at these settings and keeps every step (about half a minute; when the "
                   "server is busy it waits its turn and shows its place in the queue)."):
     if st.session_state.get("vf_pending"):
-        jobs.leave(st.session_state.vf_pending["job"])
+        heavy()[0].leave(st.session_state.vf_pending["job"], heavy()[1])
     st.session_state.vf_pending = {"job": play_job(loaded, int(m), int(n), verifier, int(seed), int(episode)),
                                    "settings": settings, "agent": loaded.agent}
 pending = st.session_state.get("vf_pending")
 if pending:  # followed again on every run until it ends: moving a widget meanwhile does not lose it
     try:
-        rec = jobs.follow(pending["job"], "The episode")
+        rec = jobs.follow(heavy()[0], pending["job"], "The episode", st.progress)
         st.session_state.vf_record, st.session_state.vf_settings = rec, pending["settings"]
         st.session_state.vf_agent = pending["agent"]  # the truth of a step is computed with the policy that played it
         st.session_state.vf_record_key = pending["job"].key  # names the recording by content (its truth jobs too)
@@ -171,11 +185,13 @@ else:
                     t / h, f"Rolling out the candidates: step {t} of at most {h}"))
 
             key = ("verifier-truth", *st.session_state.vf_record_key, step)
-            st.session_state.vf_truth_pending = (step, jobs.submit(key, f"the true returns at step {step}", work))
+            job = heavy()[0].submit(key, f"the true returns at step {step}", work, heavy()[1])
+            st.session_state.vf_truth_pending = (step, job)
         if st.session_state.get("vf_truth_pending"):
             at, job = st.session_state.vf_truth_pending
             try:
-                st.session_state.vf_truth[at] = jobs.follow(job, "The candidates' true returns")
+                returns = jobs.follow(heavy()[0], job, "The candidates' true returns", st.progress)
+                st.session_state.vf_truth[at] = returns
                 st.session_state.pop("vf_truth_pending", None)
                 st.rerun()
             except jobs.JobFailed as exc:
