@@ -70,7 +70,7 @@ def test_runs_pressed_together_queue_for_one_place_and_identical_ones_are_shared
     first, other, same = asyncio.run(class_of_three())
     for result in (first, other, same):
         assert result.outcome == "ok" and not result.errors, (result.exceptions, result.errors)
-    assert any(t.startswith("Episodes: ") for t in first.texts) and any(t.startswith("Episodes: ") for t in other.texts)
+    assert any(t.startswith("Episodes: ") for t in first.texts)  # four episodes: progress shown while they ran
 
     def waits_for_episodes(result) -> list[str]:  # (rendering the videos afterwards queues too)
         return [t for t in result.texts if t.startswith(QUEUE_MARK) and "The episodes will start" in t]
