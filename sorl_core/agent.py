@@ -159,6 +159,41 @@ class ConsistencyProbe:
     per_state: np.ndarray  # (S, L, T)
 
 
+def best_of_n(agent, obs, m_inf: int, n: int, propose: Callable, return_trajectory: bool = False, generator=None,
+              score: bool | None = None, verifier: str = verifiers.DEFAULT_VERIFIER, beta: float = verifiers.DEFAULT_BETA,
+              noise=None) -> SampleResult:
+    """The part of sampling every method shares: draw N noises per state, let `propose(obs_rep, noise, keep_path)`
+    turn them into candidates with m_inf actor calls each (SORL and the flows: Euler steps; FQL: its one step),
+    clip, score them with `agent.verifier_scores` when there is a choice, keep the best. Returns a SampleResult."""
+    verifiers.check_verifier(verifier, beta)
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n (candidates per state) must be an integer >= 1, got {n!r}")
+    n = int(n)
+    obs = agent.as_obs(obs)
+    s, a_dim, device = obs.shape[0], agent.config.action_dim, agent.device
+    if isinstance(generator, (int, np.integer)):
+        generator = torch.Generator(device).manual_seed(int(generator))
+    if noise is None:
+        noise = torch.randn(s, n, a_dim, generator=generator, device=device)
+    else:
+        noise = torch.as_tensor(noise, dtype=torch.float32, device=device)
+        if tuple(noise.shape) != (s, n, a_dim):
+            raise ValueError(f"noise must have shape (states, n, action_dim) = {(s, n, a_dim)}; got {tuple(noise.shape)}")
+    obs_rep = obs.repeat_interleave(n, dim=0)  # row s*n + j is candidate j of state s
+    x, path = propose(obs_rep, noise.reshape(s * n, a_dim), return_trajectory)
+    candidates = x.clamp(-1, 1).reshape(s, n, a_dim)
+    score = n > 1 if score is None else score
+    q = None
+    chosen = torch.zeros(s, dtype=torch.long, device=device)
+    if score:
+        q = agent.verifier_scores(obs_rep, candidates, m_inf, verifier, beta)
+        chosen = q.argmax(dim=1)
+    actions = candidates[torch.arange(s, device=device), chosen]
+    trajectory = torch.stack(path, dim=1).reshape(s, n, m_inf + 1, a_dim) if return_trajectory else None
+    actor_calls, critic_calls = verifiers.calls_per_action(m_inf, n, verifier, scored=score)
+    return SampleResult(actions, candidates, q, chosen, m_inf, n, actor_calls, critic_calls, trajectory)
+
+
 # ----------------------------------------------------------------------------- the agent
 class SORLAgent:
     """Shortcut-model actor + critic ensemble with targets. `update(batch)` is one SORL iteration.
@@ -169,6 +204,8 @@ class SORLAgent:
     would make, to float rounding (tests/test_seeds.py). A stacked agent trains only; `member(p)` gives
     seed p as an ordinary agent (to sample, evaluate or save) and `SORLAgent.stack` rebuilds one from those.
     """
+
+    stackable = True  # several seeds train as one model (`SORLAgent(config, seed=[0, 1, 2])`)
 
     def __init__(self, config: SORLConfig, seed: int | Sequence[int] = 0):
         self.config = cfg = config
@@ -475,35 +512,9 @@ class SORLAgent:
         if budget is not None:
             return budget.sample(self, obs, generator=generator, verifier=verifier, beta=beta, extrapolate=extrapolate)
         self.check_m_inf(m_inf, extrapolate)
-        verifiers.check_verifier(verifier, beta)
-        m_inf = int(m_inf)
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n (candidates per state) must be an integer >= 1, got {n!r}")
-        n = int(n)
-        obs = self.as_obs(obs)
-        s, a_dim = obs.shape[0], self.config.action_dim
-        if isinstance(generator, (int, np.integer)):
-            generator = torch.Generator(self.device).manual_seed(int(generator))
-        if noise is None:
-            noise = torch.randn(s, n, a_dim, generator=generator, device=self.device)
-        else:
-            noise = torch.as_tensor(noise, dtype=torch.float32, device=self.device)
-            if tuple(noise.shape) != (s, n, a_dim):
-                raise ValueError(f"noise must have shape (states, n, action_dim) = {(s, n, a_dim)}; got {tuple(noise.shape)}")
-        obs_rep = obs.repeat_interleave(n, dim=0)  # row s*n + j is candidate j of state s
-        level = self.config.max_level if as_flow else None
-        x, path = integrate(self.actor, obs_rep, noise.reshape(s * n, a_dim), m_inf, return_trajectory, level)
-        candidates = x.clamp(-1, 1).reshape(s, n, a_dim)
-        score = n > 1 if score is None else score
-        q = None
-        chosen = torch.zeros(s, dtype=torch.long, device=self.device)
-        if score:
-            q = self.verifier_scores(obs_rep, candidates, m_inf, verifier, beta)
-            chosen = q.argmax(dim=1)
-        actions = candidates[torch.arange(s, device=self.device), chosen]
-        trajectory = torch.stack(path, dim=1).reshape(s, n, m_inf + 1, a_dim) if return_trajectory else None
-        actor_calls, critic_calls = verifiers.calls_per_action(m_inf, n, verifier, scored=score)
-        return SampleResult(actions, candidates, q, chosen, m_inf, n, actor_calls, critic_calls, trajectory)
+        m_inf, level = int(m_inf), self.config.max_level if as_flow else None
+        return best_of_n(self, obs, m_inf, n, lambda o, x, keep: integrate(self.actor, o, x, m_inf, keep, level),
+                         return_trajectory, generator, score, verifier, beta, noise)
 
     @torch.no_grad()
     def verifier_scores(self, obs_rep: torch.Tensor, candidates: torch.Tensor, m_inf: int,
@@ -631,9 +642,10 @@ class SORLAgent:
         self._check_single("be saved as one checkpoint (each seed is saved on its own)")
         if inference_only:
             cast = (lambda sd: {k: v.to(dtype) for k, v in sd.items()}) if dtype is not None else (lambda sd: sd)
-            return {"actor": cast(self.actor.state_dict()), "critic": cast(self.critic.state_dict()), "step": self.step,
-                    "inference_only": True}
+            return {"method": "sorl", "actor": cast(self.actor.state_dict()), "critic": cast(self.critic.state_dict()),
+                    "step": self.step, "inference_only": True}
         return {
+            "method": "sorl",
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
             "target_actor": self.target_actor.state_dict(),
@@ -647,6 +659,8 @@ class SORLAgent:
 
     def load_state_dict(self, state: dict) -> None:
         self._check_single("load a checkpoint (stack single-seed agents with SORLAgent.stack)")
+        if state.get("method", "sorl") != "sorl":
+            raise ValueError(f"the weights are those of a {state['method']} agent, not of sorl")
         if state.get("inference_only"):  # targets start as copies; the optimiser starts fresh
             self.actor.load_state_dict(state["actor"])
             self.critic.load_state_dict(state["critic"])

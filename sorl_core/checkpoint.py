@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from .agent import SORLAgent
+from .baselines import make_agent
 from .config import SORLConfig
 from .io import atomic_path
 
@@ -86,10 +87,10 @@ def load_agent(source, device: str = "auto") -> tuple[SORLAgent, dict]:
     name = str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "upload")
     try:
         config = SORLConfig.from_dict({**payload["config"], "device": device})
-        agent = SORLAgent(config)
+        agent = make_agent(config)
         agent.load_state_dict(payload["agent"])
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
-        raise CheckpointError(f"{name} does not match the SORL agent it describes: {exc}") from None
+        raise CheckpointError(f"{name} does not match the agent it describes: {exc}") from None
     return agent, payload["extra"]
 
 

@@ -8,6 +8,9 @@ from typing import Literal
 
 from tyro.conf import Suppress
 
+METHODS = ("sorl", "flow-bc", "ifql", "fql")
+"""The algorithms the lab trains: SORL and the baselines it is measured against (docs/ALGORITHM.md §9)."""
+
 # Network sizes. `paper` is the paper's 4 x 512 (docs/ALGORITHM.md §2); `lab` is what a 2-core CPU trains in seconds
 # (chosen by measurement, see docs/PERFORMANCE.md).
 SIZES: dict[str, tuple[int, ...]] = {
@@ -19,8 +22,12 @@ SIZES: dict[str, tuple[int, ...]] = {
 
 @dataclass
 class SORLConfig:
-    """Hyper-parameters of the SORL agent (docs/ALGORITHM.md §2-5)."""
+    """Hyper-parameters of the SORL agent (docs/ALGORITHM.md §2-5) and of the baselines it is compared with (§9)."""
 
+    method: Literal["sorl", "flow-bc", "ifql", "fql"] = "sorl"
+    """The algorithm: `sorl` (shortcut model, the lab's subject) or a baseline on the same networks and data (docs/ALGORITHM.md
+    §9): `flow-bc` (the actor by flow matching alone), `ifql` (behaviour flow + IQL critic, best-of-N by Q) or `fql`
+    (one-step policy distilled from a behaviour flow with a Q term)."""
     obs_dim: Suppress[int] = 1
     """Size of the observation vector (taken from the data; not a CLI flag)."""
     action_dim: Suppress[int] = 2
@@ -65,6 +72,14 @@ class SORLConfig:
     the weights, Adam's state and the targets stay float32."""
     device: str = "auto"
     """`auto` (CUDA when present, else CPU), `cpu`, `cuda`, `cuda:1`, ..."""
+    expectile: float = 0.9
+    """ifql only: expectile of the value loss (FQL's IFQL: 0.9; 0.5 would be the mean, 1 the maximum)."""
+    alpha: float = 300.0
+    """fql only: weight of the distillation loss (FQL's alpha, set per environment: 300 on cube, 1000 on puzzle)."""
+    flow_steps: int = 10
+    """fql only: Euler steps of the behaviour flow that make the distillation target (FQL: 10)."""
+    normalize_q_loss: bool = False
+    """fql only: divide the Q term by the batch's mean |Q| (FQL's option; off in its published runs)."""
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
@@ -75,6 +90,13 @@ class SORLConfig:
             raise ValueError(f"q_agg must be 'min' or 'mean', not {self.q_agg!r}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', not {self.precision!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if not 0 < self.expectile < 1:
+            raise ValueError(f"expectile must lie between 0 and 1, got {self.expectile}")
+        if not self.alpha >= 0 or not (isinstance(self.flow_steps, int) and self.flow_steps >= 1):
+            raise ValueError(f"alpha must be 0 or more and flow_steps a whole number of at least 1; got {self.alpha}, "
+                             f"{self.flow_steps}")
         for name in ("m_disc", "m_btt"):
             value = getattr(self, name)
             if not is_power_of_two(value):

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from . import toy
 from .agent import SORLAgent
+from .baselines import m_inf_values, make_agent
 from .checkpoint import CheckpointError, load_for_resume, save_checkpoint, snapshot_path
 from .config import TOY_DEFAULTS, SORLConfig
 from .data import OfflineDataset
@@ -104,7 +105,7 @@ def evaluate_toy(agent: SORLAgent, world: toy.ToyWorld, data_actions: np.ndarray
                  m_values=EVAL_M_INF, n_values=(1,), seed: int = 0) -> list[dict]:
     """True reward, support fraction and distance to the data for each (m_inf, n); seeded, no training RNG used."""
     rows = []
-    for m in m_values:
+    for m in m_inf_values(agent.config, m_values):
         for n in n_values:
             result = agent.sample(contexts, m_inf=m, n=n, generator=seed)
             metrics = toy.action_metrics(world, result.actions.cpu().numpy(), contexts, data_actions)
@@ -179,13 +180,16 @@ def open_run(run_dir: Path, cfg, arrays: dict, agent_config: SORLConfig, same_ru
     ckpt_path = run_dir / "checkpoint.pt"
     if cfg.resume:
         agent, saved = load_for_resume(ckpt_path, device=agent_config.device)
+        if agent.config.method != agent_config.method:
+            raise CheckpointError(f"{ckpt_path} was trained with --agent.method {agent.config.method}; resume it with that "
+                                  "method, or train the new one in a different --out")
         if saved.get("train_config", {}).get("seed") != cfg.seed or not same_run(saved):
             raise CheckpointError(f"{ckpt_path} belongs to another run ({what} or seed differ); use a different --out")
         agent.seeds = [cfg.seed]  # checkpoints written before the seed was saved in them
         dataset = OfflineDataset(arrays, agent.device, seed=cfg.seed)
         dataset.generator.set_state(saved["dataset_generator"])
     else:
-        agent = SORLAgent(agent_config, seed=cfg.seed)
+        agent = make_agent(agent_config, seed=cfg.seed)
         dataset = OfflineDataset(arrays, agent.device, seed=cfg.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = {**asdict(cfg), "agent": agent.config.to_dict(), "out": str(run_dir)}
@@ -214,8 +218,12 @@ def train_seeds(opened: list[tuple[SORLAgent, SeedRun]], iterations: int, log_ev
     the ones behind first: each seed's run is its own either way.
     """
     finished: dict[int, SORLAgent] = {}
-    for step in sorted({agent.step for agent, _ in opened}):
-        group = [i for i, (agent, _) in enumerate(opened) if agent.step == step]
+    if not opened[0][0].stackable:  # baselines: one seed after the other
+        groups = [[i] for i in range(len(opened))]
+    else:
+        groups = [[i for i, (agent, _) in enumerate(opened) if agent.step == step]
+                  for step in sorted({agent.step for agent, _ in opened})]
+    for group in groups:
         agent = stack_seeds([opened[i][0] for i in group])
         try:
             run_loop(agent, [opened[i][1] for i in group], iterations, log_every, eval_every, checkpoint_every,
@@ -289,7 +297,7 @@ class SeedGroups:
 
 
 TRAIN_COLUMNS = ["step", "seconds", "critic_loss", "fm_loss", "sc_loss", "q_loss", "policy_q", "q_mean",
-                 "grad_norm_critic_step", "grad_norm_actor_step"]
+                 "grad_norm_critic_step", "grad_norm_actor_step", "value_loss", "distill_loss"]  # the last two: baselines
 
 
 def run_loop(agent: SORLAgent, runs: list[SeedRun], iterations: int, log_every: int, eval_every: int,

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..agent import SORLAgent, resolve_device
 from ..config import SORLConfig
+from ..baselines import m_inf_values
 from ..train import EVAL_M_INF, single_or_lists, open_run, seed_folders, train_seeds
 from .datasets import DEFAULT_DATASET_DIR, dataset_name_for, dataset_paths, dataset_spec, load_dataset_and_env
 from .environments import preset_for
@@ -98,7 +99,7 @@ def evaluate_success(agent: SORLAgent, envs: EnvBatch, m_values, n: int = 1, see
     """Success, its 95% interval, return and length for each m_inf on the same seeded initial states."""
     seeds = episode_seeds(seed, envs.count)
     rows = []
-    for m in m_values:
+    for m in m_inf_values(agent.config, m_values):
         summary = run_episodes(agent, envs, m, n, seeds, sample_seed=sample_seed(seed, m, n)).summary()
         rows.append({k: summary[k] for k in EVAL_COLUMNS if k != "step"})
     return rows
