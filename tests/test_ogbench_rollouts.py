@@ -127,8 +127,25 @@ def test_evaluate_writes_the_sweep_csv_and_report(trained, tmp_path):
     assert [(int(r["m_inf"]), int(r["n"])) for r in rows] == [(1, 1), (1, 2), (2, 1), (2, 2)]
     assert [int(r["network_calls"]) for r in rows] == [1, 4, 2, 6]
     assert all(r["env"] == ENV and int(r["episodes"]) == 2 and float(r["ms_per_action"]) > 0 for r in rows)
+    assert {r["method"] for r in rows} == {"sorl"}
     html = (tmp_path / "sweep.html").read_text()
     assert "plotly" in html.lower() and "Success over M_inf x N" in html and "Success against compute" in html
+
+
+def test_a_baseline_trains_and_sweeps_on_ogbench_with_its_method_recorded(data_dir, tmp_path, capsys):
+    out = tmp_path / "fql"
+    assert main(["train", "--env", ENV, "--dataset-dir", str(data_dir), "--iterations", "6", "--eval-every", "6",
+                 "--eval-episodes", "2", "--eval-workers", "1", "--checkpoint-every", "6", "--agent.size", "tiny",
+                 "--agent.method", "fql", "--no-progress", "--out", str(out)]) == 0
+    assert [int(r["m_inf"]) for r in read_csv(out / "eval.csv")] == [1]  # fql acts in one call
+    assert main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--m-inf", "1", "--n", "1", "2", "--episodes",
+                 "2", "--workers", "1", "--no-progress", "--out", str(tmp_path)]) == 0
+    rows = read_csv(tmp_path / "sweep.csv")
+    assert [(r["method"], int(r["n"]), int(r["network_calls"])) for r in rows] == [("fql", 1, 1), ("fql", 2, 4)]
+    assert main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--m-inf", "1", "2", "--episodes", "2",
+                 "--no-progress", "--out", str(tmp_path / "bad")]) == 2
+    assert "fql acts with one call of its one-step policy, so m_inf must be 1" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_evaluate_rejects_bad_input(trained, tmp_path, capsys):

@@ -235,3 +235,13 @@ def test_the_page_shows_training_against_test_time_compute(tmp_path, monkeypatch
 
 def test_no_training_budget_view_without_snapshots(bundled_seeds):
     assert "Training compute against test-time compute" not in [h.value for h in bundled_seeds.subheader]
+
+
+def test_a_baseline_s_sweep_is_named_by_its_method_and_an_unknown_method_is_refused():
+    baseline = [{**r, "method": "ifql"} for r in sweep_rows("ifql-run", 8, RATE_A)]
+    df = S.combine([("f", S.parse_sweep(sweep_bytes(baseline, sweep_rows("sorl-run", 8, RATE_B))))])
+    assert set(df.series) == {"ifql-run (ifql)", "sorl-run (M_BTT=8)"}  # a file without the column: SORL's
+    assert set(df.method) == {"ifql", "sorl"}
+    assert "method" in S.varying_axes(df)
+    with pytest.raises(S.SweepError, match="column method must name one of sorl, flow-bc, ifql, fql: line 2 \\('dqn'\\)"):
+        S.parse_sweep(sweep_bytes([{**r, "method": "dqn"} for r in sweep_rows("x", 8, RATE_A)]))

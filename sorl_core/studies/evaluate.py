@@ -135,12 +135,13 @@ def _sweep_checkpoint(cfg: EvaluateConfig, on_progress, opened: dict) -> list[di
             rows += _adaptive_rows(cfg, agent, envs, m, verifier, seeds, step_progress,
                                    {"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt,
                                     "train_seed": train_seed, "train_iterations": train_iterations,
-                                    "success_timing": timing})
+                                    "success_timing": timing, "method": agent.config.method})
             continue
         result = run_episodes(agent, envs, m, n, seeds, sample_seed=sample_seed(cfg.seed, m, n),
                               extrapolate=cfg.extrapolate, on_step=step_progress, verifier=verifier, beta=cfg.beta)
         row = {"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt, **result.summary(), "seed": cfg.seed,
-               "adaptive": "", "train_seed": train_seed, "train_iterations": train_iterations, "success_timing": timing}
+               "adaptive": "", "train_seed": train_seed, "train_iterations": train_iterations, "success_timing": timing,
+               "method": agent.config.method}
         for v in (cfg.verifier if n == 1 else (verifier,)):
             rows.append({**row, "verifier": v})
     bar.close()

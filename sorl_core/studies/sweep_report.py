@@ -21,10 +21,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..stats import wilson_interval
+from ..config import METHODS
 from ..verifiers import VERIFIERS, calls_text
 from .sweep_schema import COLUMN_DEFAULTS, SWEEP_COLUMNS, best_within_budget, recipe
 
-TEXT_COLUMNS = ("checkpoint", "env", "verifier", "adaptive", "train_seed", "train_iterations", "success_timing")
+TEXT_COLUMNS = ("checkpoint", "env", "verifier", "adaptive", "train_seed", "train_iterations", "success_timing",
+                "method")
 MEAN_COLUMNS = ("actor_calls", "critic_calls", "network_calls")  # whole numbers except in adaptive rows
 NUMERIC_COLUMNS = tuple(c for c in SWEEP_COLUMNS if c not in TEXT_COLUMNS)
 INTEGER_COLUMNS = ("m_btt", "m_inf", "n", "episodes", "successes", "actor_calls", "critic_calls", "network_calls", "seed")
@@ -114,6 +116,10 @@ def parse_sweep(data: bytes, name: str = "sweep.csv") -> pd.DataFrame:
     timing = ~df["success_timing"].isin(["", "pre", "post"])
     if timing.any():
         problems.append(f"column success_timing must be empty, pre or post: {_rows(timing, df['success_timing'])}")
+    df["method"] = df["method"].str.strip().replace("", COLUMN_DEFAULTS["method"])
+    foreign = ~df["method"].isin(list(METHODS))
+    if foreign.any():
+        problems.append(f"column method must name one of {', '.join(METHODS)}: {_rows(foreign, df['method'])}")
     df["verifier"] = df["verifier"].str.strip().replace("", COLUMN_DEFAULTS["verifier"])  # blank: the default
     unknown = ~df["verifier"].isin(list(VERIFIERS))
     if unknown.any():
@@ -129,16 +135,18 @@ def parse_sweep(data: bytes, name: str = "sweep.csv") -> pd.DataFrame:
     return df
 
 
-def base_name(checkpoint: str, m_btt, verifier: str = "q", success_timing: str = "") -> str:
-    """What a series is called when no other loaded series has the same checkpoint, M_BTT, verifier and timing."""
-    return (f"{checkpoint} (M_BTT={int(m_btt)})" + ("" if verifier == "q" else f" · {verifier}")
+def base_name(checkpoint: str, m_btt, verifier: str = "q", success_timing: str = "", method: str = "sorl") -> str:
+    """What a series is called when no other loaded series has the same checkpoint, M_BTT (SORL) or method (a
+    baseline), verifier and timing."""
+    return (f"{checkpoint} ({f'M_BTT={int(m_btt)}' if method == 'sorl' else method})"
+            + ("" if verifier == "q" else f" · {verifier}")
             + (" · success after the action" if success_timing == "post" else ""))
 
 
 def name_series(keys: Sequence[tuple], registry: dict) -> dict:
     """Stable, unique names for series; `registry` ({key: name}, kept by the caller across reruns) is updated.
 
-    A key is (source key, checkpoint, m_btt, verifier, success timing). A name never changes while its series stays loaded: a newcomer
+    A key is (source key, checkpoint, m_btt, verifier, success timing, method). A name never changes while its series stays loaded: a newcomer
     whose base name is taken gets "base (2)", "base (3)", ... (the smallest free one). Keys no longer loaded
     are dropped, so their names are free again.
     """
@@ -170,8 +178,8 @@ def combine(frames: Sequence[tuple], registry: dict | None = None) -> pd.DataFra
         key = key if key is not None else f"{name}#{seen[name]}"
         d = df.copy()
         d.insert(0, "source", name)
-        d.insert(1, "series", [(key, c, int(m), v, t) for c, m, v, t in
-                               zip(d["checkpoint"], d["m_btt"], d["verifier"], d["success_timing"])])
+        d.insert(1, "series", [(key, c, int(m), v, t, a) for c, m, v, t, a in
+                               zip(d["checkpoint"], d["m_btt"], d["verifier"], d["success_timing"], d["method"])])
         parts.append(d)
     if not parts:
         registry.clear()
@@ -217,7 +225,8 @@ def compute_optimal(df: pd.DataFrame, budget: float) -> dict | None:
 
 # --------------------------------------------------------------------------- several training seeds
 # What series can be told apart by: the name the page shows -> the column (`recipe` is added by across_seeds).
-AXES = {"recipe": "recipe", "M_BTT": "m_btt", "verifier": "verifier", "environment": "env", "training seed": "train_seed"}
+AXES = {"recipe": "recipe", "method": "method", "M_BTT": "m_btt", "verifier": "verifier", "environment": "env",
+        "training seed": "train_seed"}
 
 
 def _with_recipe(df: pd.DataFrame) -> pd.DataFrame:
@@ -227,7 +236,7 @@ def _with_recipe(df: pd.DataFrame) -> pd.DataFrame:
 def has_seed_spread(df: pd.DataFrame) -> bool:
     """Whether some recipe (same name, environment, M_BTT and verifier) was measured for several training seeds."""
     d = _with_recipe(df[df["train_seed"] != ""]) if "train_seed" in df else df.iloc[:0]
-    return not d.empty and bool((d.groupby(["recipe", "env", "m_btt", "verifier"])["train_seed"].nunique() > 1).any())
+    return not d.empty and bool((d.groupby(["recipe", "env", "method", "m_btt", "verifier"])["train_seed"].nunique() > 1).any())
 
 
 def varying_axes(df: pd.DataFrame) -> list[str]:
@@ -256,8 +265,9 @@ def across_seeds(df: pd.DataFrame, compare: Sequence[str]) -> tuple[pd.DataFrame
         d["series"] = [" · ".join(_axis_text(n, v) for n, v in zip(compare, vals))
                        for vals in zip(*(d[AXES[n]] for n in compare))]
     else:  # nothing compared: one series, named like a checkpoint when everything but the members agrees
-        alike = all(d[c].nunique() == 1 for c in ("recipe", "m_btt", "verifier"))
-        d["series"] = base_name(d.recipe.iloc[0], d.m_btt.iloc[0], d.verifier.iloc[0]) if alike else "all loaded sweeps"
+        alike = all(d[c].nunique() == 1 for c in ("recipe", "m_btt", "verifier", "method"))
+        d["series"] = (base_name(d.recipe.iloc[0], d.m_btt.iloc[0], d.verifier.iloc[0], method=d.method.iloc[0]) if alike
+                       else "all loaded sweeps")
     d["member"] = [" · ".join(_axis_text(n, v) for n, v in zip(others, vals)) or "the only one"
                    for vals in zip(*(d[AXES[n]] for n in others))] if others else "the only one"
     counts = d.groupby("series", sort=False)["member"].nunique()

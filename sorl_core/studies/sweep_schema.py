@@ -35,11 +35,12 @@ SWEEP_COLUMNS: tuple[str, ...] = (
     "train_iterations",  # training iterations of the checkpoint (a snapshot's, or the run's when it ended); empty when unknown
     "success_timing",  # when the environment judged success: pre (before the action, OGBench 1.2's singletask
     # default) or post (after it, as OGBench 1.1, which the paper's code used); empty when not recorded
+    "method",  # the algorithm of the checkpoint: sorl, or a baseline (flow-bc, ifql, fql; docs/ALGORITHM.md §9)
 )
-# Files written before a column existed: the verifier was the paper's, every row was a fixed grid cell, and the
-# training seed, the training iterations and the success timing were not recorded.
+# Files written before a column existed: the verifier was the paper's, every row was a fixed grid cell, the
+# training seed, the training iterations and the success timing were not recorded, and every checkpoint was SORL's.
 COLUMN_DEFAULTS: dict[str, str] = {"verifier": "q", "adaptive": "", "train_seed": "", "train_iterations": "",
-                                   "success_timing": ""}
+                                   "success_timing": "", "method": "sorl"}
 
 
 # A seed tag at the end of a checkpoint's name, or before a snapshot's "@<iterations>" (cube-s1@10000).
