@@ -115,10 +115,46 @@ def test_a_study_folder_becomes_calibration_figures(tmp_path):
     assert float(summary["q"]["mean_top1_regret"]) == 2
     assert float(summary["consensus"]["mean_pick_distance"]) == pytest.approx(0.1)
     names = [k for k, _ in verifier_report.figures(study)]
-    assert names == ["calibration", "spearman", "side by side", "regret against N"]
+    assert names == ["calibration", "spearman", "side by side", "regret against N", "ceiling against N"]
     by_n = verifier_report.regret_by_n(study.candidates, ["q", "consensus"])
     # first 2 candidates: returns -5, -4; q picks candidate 1 (score 2 > 1): regret 0; consensus picks 1 too
     assert by_n["q"] == {2: 0.0} and by_n["consensus"] == {2: 0.0}
+
+
+def ceiling_rows(successes: list[list[float]], scores: list[list[float]]) -> list[dict]:
+    return [{"state": str(s), "candidate": str(j), "score_q": str(scores[s][j]), "return_mean": str(-10 + 10 * ok),
+             "success_mean": str(ok)} for s in range(len(successes)) for j, ok in enumerate(successes[s])]
+
+
+def test_the_ceiling_is_the_oracle_pick_beside_each_verifier_s():
+    # State 0: only candidate 1 succeeds and q prefers it; state 1: only candidate 3 succeeds, q prefers candidate 0.
+    rows = ceiling_rows([[0, 1, 0, 0], [0, 0, 0, 1]], [[0, 5, 1, 2], [9, 1, 2, 3]])
+    c = verifier_report.ceiling_by_n(rows, ["q"])
+    assert c.ns == [1, 2, 4] and c.measure == "success"
+    assert c.coverage == [0.0, 0.5, 1.0]  # some succeeding candidate among the first N
+    assert c.oracle_return == [-10.0, -5.0, 0.0]
+    assert c.pick_rate["q"] == [0.0, 0.5, 0.5] and c.pick_return["q"] == [-10.0, -5.0, -5.0]
+    assert c.fit is None  # coverage strictly between 0 and 1 at one N only: nothing to fit
+
+
+def test_the_power_law_fit_of_coverage_and_when_it_does_not_fit():
+    ns = [1, 2, 4, 8, 16]
+    exact = verifier_report.power_law_fit(ns, [1 - 0.8 * n ** -0.5 for n in ns])
+    assert exact["b"] == pytest.approx(-0.5) and exact["a"] == pytest.approx(np.log(0.8)) and exact["r2"] == pytest.approx(1)
+    bent = verifier_report.power_law_fit(ns, [0.1, 0.8, 0.2, 0.9, 0.3])
+    assert bent["r2"] < verifier_report.FIT_R2
+    assert verifier_report.power_law_fit(ns, [0.5, 1, 1, 1, 1]) is None
+
+
+def test_the_ceiling_note_states_the_gap_of_the_bundled_study():
+    study = verifier_report.read_study(REPO / "assets" / "ogbench" / "cube-single-task2-mbtt1" / "verifier")
+    c = verifier_report.ceiling_by_n(study.candidates, study.verifiers)
+    note = verifier_report.ceiling_note(study)
+    assert f"in {c.coverage[-1]:.0%} of the 50 states with N = 16, against {c.coverage[0]:.0%} with N = 1" in note
+    assert c.coverage[-1] > c.coverage[0]  # more candidates hold more successes (24% against 6% when bundled)
+    for v in study.verifiers:
+        assert f"{v} {c.pick_rate[v][-1]:.0%}" in note
+    assert "power law" in note
 
 
 def test_a_typed_path_outside_the_allowed_folders_is_refused():

@@ -227,3 +227,6 @@ else:
         # One a row: in half a projector-width row their legends wrap over the axis titles.
         for i, (key, fig) in enumerate(figs):
             st.plotly_chart(fig, key=f"vf_cal_{i}", theme=None, config={"displaylogo": False})
+        st.markdown("**The ceiling.** The black line is a perfect verifier: it always keeps the candidate with the best "
+                    "true return, so its rate is the coverage, the share of states where at least one of the first N "
+                    "candidates is good. " + verifier_report.ceiling_note(study))

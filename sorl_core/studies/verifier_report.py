@@ -153,6 +153,99 @@ def regret_by_n(cand_rows: list[dict], verifiers) -> dict[str, dict[int, float]]
     return out
 
 
+
+CEILING_NS = (1, 2, 4, 8, 16, 32, 64)
+CLOSE_TO_BEST = 0.05  # without success data, a candidate is "good" within this share of its state's return range of the best
+
+
+def _good(rows: list[dict]) -> np.ndarray:
+    """Which candidates of a state are good: succeeding in at least half their repeats when the study records success,
+    else (toy worlds) within CLOSE_TO_BEST of the state's return range from its best return."""
+    success = np.array([_float(r.get("success_mean")) for r in rows])
+    if np.isfinite(success).all():
+        return success >= 0.5
+    truth = np.array([_float(r["return_mean"]) for r in rows])
+    return truth >= truth.max() - CLOSE_TO_BEST * (truth.max() - truth.min())
+
+
+@dataclass
+class Ceiling:
+    """What a perfect verifier would reach with the first N candidates of each state, against each verifier's pick."""
+
+    ns: list[int]
+    measure: str  # "success" (share of states whose pick succeeds) or "near best" (toy: within CLOSE_TO_BEST)
+    coverage: list[float]  # share of states where some candidate of the first N is good: the oracle pick's rate
+    oracle_return: list[float]  # mean over states of the best true return among the first N
+    pick_rate: dict[str, list[float]]  # per verifier: share of states whose pick among the first N is good
+    pick_return: dict[str, list[float]]  # per verifier: mean true return of its pick among the first N
+    fit: dict | None  # log(1 - coverage) = a + b log N: {"a", "b", "r2", "points"}, or None when it cannot be fitted
+
+
+def ceiling_by_n(cand_rows: list[dict], verifiers) -> Ceiling:
+    """The oracle pick (the candidate with the best true return) and coverage for N = 1, 2, 4, ... up to the study's N,
+    beside every verifier's pick; the first N candidates of a state are a best-of-N draw of their own."""
+    by_state = list(_by_state(cand_rows).values())
+    total = min((len(rows) for rows in by_state), default=0)
+    ns = [n for n in CEILING_NS if n <= total]
+    measure = "success" if all(np.isfinite(_float(r.get("success_mean"))) for r in cand_rows) else "near best"
+    good = [_good(rows) for rows in by_state]
+    truth = [np.array([_float(r["return_mean"]) for r in rows]) for rows in by_state]
+    coverage, oracle, pick_rate, pick_return = [], [], {v: [] for v in verifiers}, {v: [] for v in verifiers}
+    for n in ns:
+        coverage.append(float(np.mean([g[:n].any() for g in good])))
+        oracle.append(float(np.mean([t[:n].max() for t in truth])))
+        for v in verifiers:
+            picks = [(g, t, int(np.argmax([_float(r[f"score_{v}"]) for r in rows[:n]])))
+                     for rows, g, t in zip(by_state, good, truth) if np.isfinite([_float(r[f"score_{v}"]) for r in rows[:n]]).all()]
+            pick_rate[v].append(float(np.mean([g[i] for g, _, i in picks])) if picks else float("nan"))
+            pick_return[v].append(float(np.mean([t[i] for _, t, i in picks])) if picks else float("nan"))
+    return Ceiling(ns, measure, coverage, oracle, pick_rate, pick_return, power_law_fit(ns, coverage))
+
+
+def power_law_fit(ns: list[int], coverage: list[float]) -> dict | None:
+    """Least squares of log(1 - coverage) = a + b log N over the N where 0 < 1 - coverage < 1; None with fewer than
+    three such points (nothing to fit: coverage already 1, or never above 0)."""
+    points = [(n, 1 - c) for n, c in zip(ns, coverage) if 0 < 1 - c < 1]
+    if len(points) < 3:
+        return None
+    x, y = np.log([n for n, _ in points]), np.log([e for _, e in points])
+    b, a = np.polyfit(x, y, 1)
+    residual = y - (a + b * x)
+    total = ((y - y.mean()) ** 2).sum()
+    r2 = float(1 - (residual ** 2).sum() / total) if total > 0 else 1.0
+    return {"a": float(a), "b": float(b), "r2": r2, "points": len(points)}
+
+
+FIT_R2 = 0.9  # below this the power law is said not to fit
+
+
+def ceiling_note(study: Study) -> str:
+    """The gap between each verifier's pick and a perfect one at the study's largest N, in words and numbers."""
+    c = ceiling_by_n(study.candidates, study.verifiers)
+    if not c.ns:
+        return ""
+    n, good = c.ns[-1], ("succeeds" if c.measure == "success" else f"is within {CLOSE_TO_BEST:.0%} of the best return")
+    base = c.coverage[0]
+    text = (f"A perfect verifier (the oracle: the candidate with the best true return) picks a candidate that {good} in "
+            f"{c.coverage[-1]:.0%} of the {len(_by_state(study.candidates))} states with N = {n}, against {base:.0%} with "
+            f"N = 1 (coverage).")
+    ranked = sorted(((c.pick_rate[v][-1], v) for v in study.verifiers if np.isfinite(c.pick_rate[v][-1])), reverse=True)
+    if ranked and c.coverage[-1] > base:
+        parts = [f"{v} {rate:.0%} ({(rate - base) / (c.coverage[-1] - base):.0%} of the possible gain)" for rate, v in ranked]
+        text += f" The verifiers' picks at N = {n}: " + ", ".join(parts) + "."
+    elif ranked:
+        text += " No candidate set does better than N = 1 here, so no verifier can gain: " + ", ".join(
+            f"{v} {rate:.0%}" for rate, v in ranked) + "."
+    if c.fit is None:
+        text += " Coverage has too few points strictly between 0 and 1 for a power law in N."
+    elif c.fit["r2"] >= FIT_R2:
+        text += (f" Coverage follows a power law: 1 - coverage ≈ {np.exp(c.fit['a']):.2f} · N^{c.fit['b']:.2f} "
+                 f"(R² {c.fit['r2']:.2f} over {c.fit['points']} values of N).")
+    else:
+        text += (f" A power law 1 - coverage = e^a · N^b does not fit (R² {c.fit['r2']:.2f} over {c.fit['points']} values "
+                 "of N): coverage does not fall off as a straight line on log axes here.")
+    return text
+
 def _z(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / x.std()
 
@@ -261,10 +354,32 @@ def regret_figure(study: Study):
     return fig
 
 
+def ceiling_figure(study: Study):
+    """Coverage (the oracle pick) against N beside each verifier's pick: the ceiling a verifier could reach."""
+    import plotly.graph_objects as go
+
+    c = ceiling_by_n(study.candidates, study.verifiers)
+    what = "succeeds" if c.measure == "success" else "is near the best"
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=c.ns, y=c.coverage, mode="lines+markers", name="perfect verifier (coverage)",
+                             line=dict(color="black", width=3), marker=dict(size=9)))
+    for i, v in enumerate(study.verifiers):
+        fig.add_trace(go.Scatter(x=c.ns, y=c.pick_rate[v], mode="lines+markers", name=v,
+                                 marker=dict(size=11 - 1.5 * i, symbol=SYMBOLS[i % len(SYMBOLS)]),
+                                 line=dict(width=2, dash=DASHES[i % len(DASHES)])))
+    fig.update_layout(title=f"Share of states whose pick {what}, against N", height=380,
+                      margin=dict(l=60, r=20, t=50, b=40),
+                      xaxis=dict(title="N (the first N candidates of each state)", type="log", tickvals=c.ns),
+                      yaxis=dict(title=f"share of states (pick {what})", range=[0, 1.02], tickformat=".0%"),
+                      legend=dict(orientation="h", yanchor="top", y=-0.3, x=0))
+    return fig
+
+
 def figures(study: Study) -> list[tuple[str, object]]:
     """(name, figure) of the report, in its order."""
     return [("calibration", calibration_figure(study)), ("spearman", spearman_figure(study)),
-            ("side by side", side_by_side_figure(study)), ("regret against N", regret_figure(study))]
+            ("side by side", side_by_side_figure(study)), ("regret against N", regret_figure(study)),
+            ("ceiling against N", ceiling_figure(study))]
 
 
 def truth_noise_note(study: Study) -> str:
@@ -295,4 +410,5 @@ def study_html(study: Study, title: str) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>"
             "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}</style></head><body>"
-            f"<h1>{esc(title)}</h1><p>{esc(NOTES + truth_noise_note(study))}</p>{''.join(rows)}{body}</body></html>")
+            f"<h1>{esc(title)}</h1><p>{esc(NOTES + truth_noise_note(study))}</p>{''.join(rows)}{body}"
+            f"<p>{esc(ceiling_note(study))}</p></body></html>")
