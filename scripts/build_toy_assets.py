@@ -3,6 +3,11 @@
     .venv/bin/python scripts/build_toy_assets.py                 # all worlds
     .venv/bin/python scripts/build_toy_assets.py ring spiral     # some worlds (the card keeps the others)
     .venv/bin/python scripts/build_toy_assets.py --card-only     # re-measure the bundled files, no training
+    .venv/bin/python scripts/build_toy_assets.py --method ifql   # a baseline (flow-bc, ifql, fql) for every world
+
+Baselines train with the same toy defaults, seed and iterations (assets/toy/<method>/<world>.pt, runs in
+runs/toy-assets/<method>/<world>); their card, assets/toy/BASELINES.md, sets every method beside SORL at equal
+network calls per action.
 
 Each world trains with the toy defaults (`TOY_DEFAULTS`) for `TOY_BUNDLED_ITERATIONS`, seed 0, in
 runs/toy-assets/<world>; an interrupted build resumes from that run's last checkpoint. Each bundled file is the
@@ -25,23 +30,30 @@ sys.path.insert(0, str(ROOT))
 
 from sorl_core import toy  # noqa: E402
 from sorl_core.checkpoint import load_agent  # noqa: E402
-from sorl_core.config import TOY_BUNDLED_ITERATIONS, TOY_DEFAULTS  # noqa: E402
+from sorl_core.config import METHODS, TOY_BUNDLED_ITERATIONS, TOY_DEFAULTS, SORLConfig  # noqa: E402
+from sorl_core.studies.sweep_schema import best_within_budget  # noqa: E402
 from sorl_core.studies.toy_scaling import (CONTEXTS, N_VALUES, M_VALUES, SAMPLING_SEEDS, converged_checks,  # noqa: E402
-                                  critic_at_actions, held_out_contexts, scaling_table)
+                                           critic_at_actions, held_out_contexts, scaling_table)
 from sorl_core.train import ToyTrainConfig, train_toy  # noqa: E402
 
 OUT = ROOT / "assets" / "toy"
 RUNS = ROOT / "runs" / "toy-assets"
 
 
-def train_world(world_name: str) -> float:
-    """Train (or resume) the world's bundled run; returns its training seconds."""
-    run = RUNS / world_name
+def bundled_path(world_name: str, method: str = "sorl") -> Path:
+    """assets/toy/<world>.pt for SORL, assets/toy/<method>/<world>.pt for a baseline."""
+    return OUT / f"{world_name}.pt" if method == "sorl" else OUT / method / f"{world_name}.pt"
+
+
+def train_world(world_name: str, method: str = "sorl") -> float:
+    """Train (or resume) the world's bundled run of `method`; returns its training seconds."""
+    run = RUNS / world_name if method == "sorl" else RUNS / method / world_name
     cfg = ToyTrainConfig(world=world_name, seed=0, iterations=TOY_BUNDLED_ITERATIONS, out=str(run),
                          resume=(run / "checkpoint.pt").is_file(), progress=True, eval_every=1500,
-                         checkpoint_every=1500)
+                         checkpoint_every=1500, agent=SORLConfig(**TOY_DEFAULTS, method=method))
     _, run_dir = train_toy(cfg)
-    shutil.copyfile(run_dir / "checkpoint.pt", OUT / f"{world_name}.pt")
+    bundled_path(world_name, method).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run_dir / "checkpoint.pt", bundled_path(world_name, method))
     with (run_dir / "metrics.csv").open(newline="") as f:
         return float(list(csv.DictReader(f))[-1]["seconds"])
 
@@ -84,23 +96,74 @@ HEADER = [
 ]
 
 
+BUDGETS = (1, 2, 4, 8, 16, 32, 64, 144)  # network calls per action at which the methods are compared
+
+
+def baselines_card() -> list[str]:
+    """assets/toy/BASELINES.md: per world, each method's best mean true reward within each budget of calls."""
+    lines = ["# Toy baselines beside SORL, at equal network calls per action", "",
+             "Built by `scripts/build_toy_assets.py --method METHOD` (docs/ALGORITHM.md §9 describes each method): the same "
+             f"data, toy defaults (`TOY_DEFAULTS`), network size, seed 0 and {TOY_BUNDLED_ITERATIONS} iterations as the "
+             "bundled SORL policies; fql with alpha = 300, FQL's published value for cube (no toy value is published).",
+             "", f"Each cell: the highest mean true reward (best possible about 1) over {CONTEXTS:,} held-out contexts and "
+             f"sampling seeds {list(SAMPLING_SEEDS)} among the method's cells (M_inf in {list(M_VALUES)}, N in "
+             f"{list(N_VALUES)}) that cost at most that many network calls per action, with the cell as (M_inf, N); "
+             "'-' where every cell costs more. Best-of-N ranks with the method's critic (flow-bc has none: the "
+             "candidates' consensus).", ""]
+    for world_name in toy.WORLDS:
+        methods = [m for m in METHODS if bundled_path(world_name, m).is_file()]
+        if len(methods) < 2:
+            continue
+        lines += [f"## {world_name}", "", "| method | " + " | ".join(f"≤ {b} call{'s' if b > 1 else ''}" for b in BUDGETS) + " |",
+                  "|---|" + "---|" * len(BUDGETS)]
+        best = {}
+        for method in methods:
+            agent, _ = load_agent(bundled_path(world_name, method), device="cpu")
+            table = [{"m_inf": m, "n": n, **v} for (m, n), v in scaling_table(agent, world_name).items()]
+            best[method] = [best_within_budget(table, budget, "mean_reward") for budget in BUDGETS]
+            lines.append(f"| {method} | " + " | ".join("-" if b is None else f"{b['mean_reward']:.2f} ({b['m_inf']}, {b['n']})"
+                                                       for b in best[method]) + " |")
+        lines += ["", verdict(best), ""]
+    return lines
+
+
+def verdict(best: dict[str, list]) -> str:
+    """One sentence per budget of 1, 8 and 144 calls: which method is best there, and by how much over the next."""
+    parts = []
+    for budget in (1, 8, 144):
+        i = BUDGETS.index(budget)
+        ranked = sorted(((cells[i]["mean_reward"], m) for m, cells in best.items() if cells[i] is not None), reverse=True)
+        if len(ranked) > 1:
+            (r1, m1), (r2, m2) = ranked[:2]
+            parts.append(f"at ≤ {budget} call{'s' if budget > 1 else ''} {m1} leads ({r1:.2f}, {r1 - r2:+.2f} over {m2})")
+    return "Best at equal compute: " + "; ".join(parts) + "." if parts else ""
+
+
 def main(argv: list[str]) -> None:
     import torch
 
     torch.set_num_threads(1)  # 64-wide networks: threads only add overhead, and two builds can run side by side
     card_only = "--card-only" in argv
-    worlds = [a for a in argv if not a.startswith("--")] or list(toy.WORLDS)
+    method = argv[argv.index("--method") + 1] if "--method" in argv else "sorl"
+    if method not in METHODS:
+        sys.exit(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    worlds = [a for a in argv if not a.startswith("--") and a != method] or list(toy.WORLDS)
     OUT.mkdir(parents=True, exist_ok=True)
     timings_path = RUNS / "seconds.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
     if not card_only:
         for world_name in worlds:
-            seconds = train_world(world_name)
+            seconds = train_world(world_name, method)
             # another build may have recorded other worlds meanwhile: read again, add ours
             timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
-            timings[world_name] = seconds
+            key = world_name if method == "sorl" else f"{method}/{world_name}"
+            timings[key] = seconds
             timings_path.write_text(json.dumps(timings, indent=2))
-            print(f"{world_name}: {timings[world_name]:.0f} s", flush=True)
+            print(f"{key}: {seconds:.0f} s", flush=True)
+    if method != "sorl" or card_only:
+        (OUT / "BASELINES.md").write_text("\n".join(baselines_card()))
+        if method != "sorl":
+            return
     lines = list(HEADER)
     for world_name in toy.WORLDS:
         if (OUT / f"{world_name}.pt").is_file():

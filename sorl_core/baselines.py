@@ -350,6 +350,12 @@ def m_inf_values(config: SORLConfig, wanted: Sequence[int]) -> tuple[int, ...]:
     return (1,) if config.method == "fql" else tuple(wanted)
 
 
+def ranking_verifier(config: SORLConfig) -> str:
+    """The verifier a method's best-of-N uses by default: its critic (`q`), or for flow-bc, which has none, the
+    candidates' consensus."""
+    return "consensus" if config.method == "flow-bc" else verifiers.DEFAULT_VERIFIER
+
+
 def make_agent(config: SORLConfig, seed: int | Sequence[int] = 0):
     """The agent of `config.method`: SORLAgent for sorl, else the baseline's agent (same interface)."""
     return SORLAgent(config, seed) if config.method == "sorl" else BASELINES[config.method](config, seed)

@@ -47,3 +47,28 @@ def test_the_counter_example_is_the_critic_s_extrapolation_off_the_data():
     critic = critic_at_actions(agent, "moons")
     for m, c in critic.items():  # off the data, where the critic says the reward is high and it is not
         assert c["on_data"] < 0.1 and c["q"] > c["reward"] + 1.0, (m, c)
+
+
+@pytest.mark.parametrize("method", ["flow-bc", "ifql", "fql"])
+def test_bundled_baselines_were_trained_as_sorl_was_and_their_card_reproduces(method):
+    """Same data, recipe, seed and budget as SORL's; the comparison card (assets/toy/BASELINES.md, written by
+    scripts/build_toy_assets.py) holds the numbers the bundled files give today."""
+    from sorl_core.studies.sweep_schema import best_within_budget
+
+    card = (ASSETS / "BASELINES.md").read_text()
+    agent, extra = load_agent(ASSETS / method / "ring.pt", device="cpu")
+    assert agent.config.method == method and extra["world"] == "ring"
+    assert extra["train_config"]["iterations"] == TOY_BUNDLED_ITERATIONS == agent.step
+    assert agent.config.lr == TOY_DEFAULTS["lr"] and agent.config.hidden == (64, 64, 64)
+    cells = [{"m_inf": m, "n": n, **v} for (m, n), v in scaling_table(agent, "ring").items()]
+    now = [best_within_budget(cells, budget, "mean_reward")["mean_reward"] for budget in (1, 2, 4, 8, 16, 32, 64, 144)]
+    ring = card.split("## ring")[1].split("##")[0]
+    row = next(line for line in ring.splitlines() if line.startswith(f"| {method} |"))
+    written = [float(cell.split()[0]) for cell in row.strip("|").split("|")[1:]]
+    assert written == pytest.approx(now, abs=0.011), (written, now)  # 2 decimals; other CPUs round alike
+
+
+def test_sorl_beats_every_baseline_at_one_call_on_the_ring_and_moons_is_its_counter_example():
+    card = (ASSETS / "BASELINES.md").read_text()
+    assert "## ring" in card and "at ≤ 1 call sorl leads" in card.split("## ring")[1].split("##")[0]
+    assert "sorl leads" not in card.split("## moons")[1].split("##")[0]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import toy
+from ..baselines import m_inf_values, ranking_verifier
 
 M_VALUES, N_VALUES = (1, 2, 4, 8), (1, 4, 16)
 CONTEXT_SEED, CONTEXTS = 123, 1024  # held-out contexts: not the training evaluation's
@@ -24,16 +25,19 @@ def held_out_contexts(world: toy.ToyWorld, count: int = CONTEXTS) -> np.ndarray:
 def scaling_table(agent, world_name: str, m_values=M_VALUES, n_values=N_VALUES, contexts: int = CONTEXTS,
                   sampling_seeds=SAMPLING_SEEDS) -> dict[tuple[int, int], dict[str, float]]:
     """(M_inf, N) -> true-reward metrics (toy.action_metrics) of best-of-N with M_inf Euler steps, each the mean
-    over the sampling seeds."""
+    over the sampling seeds, and the network calls per action. Only the M_inf a method samples with (fql: 1); best-of-N
+    ranks with the method's own verifier (flow-bc, which has no critic: consensus)."""
     world = toy.make_world(world_name)
     data = toy.make_dataset(world, 10_000, seed=0)["actions"]
     ctx = held_out_contexts(world, contexts)
+    verifier = ranking_verifier(agent.config)
     table = {}
-    for m in m_values:
+    for m in m_inf_values(agent.config, m_values):
         for n in n_values:
-            runs = [toy.action_metrics(world, agent.sample(ctx, m_inf=m, n=n, generator=s).actions.numpy(), ctx, data)
-                    for s in sampling_seeds]
-            table[(m, n)] = {key: float(np.mean([r[key] for r in runs])) for key in runs[0]}
+            results = [agent.sample(ctx, m_inf=m, n=n, generator=s, verifier=verifier) for s in sampling_seeds]
+            runs = [toy.action_metrics(world, r.actions.numpy(), ctx, data) for r in results]
+            table[(m, n)] = {**{key: float(np.mean([r[key] for r in runs])) for key in runs[0]},
+                             "network_calls": float(results[0].network_calls)}
     return table
 
 
