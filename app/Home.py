@@ -60,6 +60,11 @@ HELP = {
          "θ = π/2 + c·π/4, around the ring. The single-state panels use this c; the metrics row uses "
          f"{T.EVAL_STATES} fixed random contexts.",
     "verifier": "How best-of-N ranks its N candidates. " + " ".join(f"**{k}**: {v.description}." for k, v in VERIFIERS.items()),
+    "method": "The algorithm behind the bundled policy, on the same data, networks, seed and training budget. SORL: a "
+              "shortcut model trained with a Q term and self-consistency. flow-bc: the same actor trained by flow "
+              "matching alone (no critic: best-of-N ranks by consensus). ifql: a behaviour flow, best-of-N ranked by "
+              "a critic trained without the policy. fql: a one-step policy distilled from a behaviour flow under a Q "
+              "term (M_inf is 1). docs/ALGORITHM.md §9 has the details.",
     "group": "Sequential scaling: one line per N, M_inf grows along it. Parallel scaling: one line per M_inf, "
              "N grows along it. Both against the same compute axis.",
 }
@@ -162,7 +167,7 @@ def guarded(what: str):
 
 
 # --------------------------------------------------------------------------- state: URL -> widgets, once
-VIEW_KEYS = ("world", "m", "ext", "n", "seed", "c", "verifier", "beta", "tseed", "titers", "group")
+VIEW_KEYS = ("world", "method", "m", "ext", "n", "seed", "c", "verifier", "beta", "tseed", "titers", "group")
 
 
 def init_state() -> None:
@@ -215,6 +220,10 @@ def keep_upload(agent, extra: dict, name: str, digest: str) -> None:
 
 def on_world_change() -> None:
     st.session_state.policy = {"kind": "bundled"}  # a policy belongs to one world
+
+
+def on_method_change() -> None:
+    st.session_state.verifier = "q"  # each method starts on its own default ranking (flow-bc: consensus)
 
 
 def on_train_click() -> None:
@@ -297,7 +306,11 @@ def resolve_policy(world: str):
         if agent is None:
             return None
         return agent, f"trained:{world}:{seed}:{iters}", f"trained here: seed {seed}, {iters} iterations", seed
-    path = T.toy_checkpoint_path(world)
+    method = st.session_state.get("method", "sorl")
+    path = T.toy_checkpoint_path(world, method)
+    if method != "sorl" and not path.is_file():
+        st.session_state.method, method = "sorl", "sorl"
+        path = T.toy_checkpoint_path(world)
     if not path.is_file():
         agent = trained_agent(world, T.BUNDLED_SEED, T.BUNDLED_ITERATIONS,
                               f"No bundled checkpoint at `{path}`: training the default {world} policy "
@@ -321,7 +334,7 @@ def resolve_policy(world: str):
     except ValueError:
         shown = path
     desc = f"bundled `{shown}` (seed {seed}, {cfg.get('iterations', '?')} iterations)"
-    return agent, f"bundled:{world}:{path.stat().st_mtime_ns}", desc, seed
+    return agent, f"bundled:{world}:{method}:{path.stat().st_mtime_ns}", desc, seed
 
 
 # --------------------------------------------------------------------------- page
@@ -339,7 +352,13 @@ if url_warnings:  # one box for the whole address, one line per ignored setting
 with st.sidebar:
     st.header("Policy")
     st.selectbox("World", toy.WORLDS, key="world", help=HELP["world"], on_change=on_world_change)
-    with st.expander("Train your own", expanded=False):
+    methods = T.bundled_methods(st.session_state.world)
+    if st.session_state.get("method") not in methods:
+        st.session_state.method = "sorl"
+    if len(methods) > 1 and st.session_state.policy.get("kind") == "bundled":
+        st.selectbox("Method", methods, key="method", format_func=T.METHOD_NAMES.get, help=HELP["method"],
+                     on_change=on_method_change)
+    with st.expander("Train your own (SORL)", expanded=False):
         st.number_input("Training seed", min_value=0, max_value=1_000_000, step=1, key="tseed", help=HELP["tseed"])
         st.select_slider("Training budget (iterations)", options=T.TRAIN_ITERATION_CHOICES, key="titers",
                          help=HELP["titers"])
@@ -359,8 +378,11 @@ resolved = resolve_policy(world)
 if resolved is None:
     st.stop()
 agent, agent_key, policy_desc, data_seed = resolved
+method = agent.config.method
+is_sorl = method == "sorl"
 m_disc = int(agent.config.m_disc)
-st.sidebar.caption(f"In use: {policy_desc}. Trained step counts: 1 … {m_disc} (M_disc).")
+st.sidebar.caption(f"In use: {policy_desc}. " + (f"Trained step counts: 1 … {m_disc} (M_disc)." if is_sorl else
+                   "One call per action (M_inf = 1)." if method == "fql" else "A plain flow: any number of Euler steps."))
 if st.session_state.policy.get("kind") == "trained":
     policy = st.session_state.policy
     job = train_store()["jobs"].get((world, int(policy["seed"]), int(policy["iterations"])))
@@ -375,8 +397,10 @@ if st.session_state.policy.get("kind") == "trained":
     if short:
         st.info(short)
 
-if N.world_note(world) and st.session_state.policy.get("kind") == "bundled":
+if N.world_note(world) and st.session_state.policy.get("kind") == "bundled" and is_sorl:
     st.info(N.world_note(world))
+if not is_sorl:
+    st.info(T.METHOD_NOTES[method])
 
 # ---- the guide: open on a session's first visit (a constant per session, so a reader's own toggle sticks)
 with st.expander("How to read this page", expanded=bool(st.session_state.get("_first_visit"))):
@@ -410,28 +434,35 @@ with st.container(border=True):
                       format="%.2f")
     with c4:
         seed = st.number_input("Seed", min_value=0, max_value=1_000_000, step=1, key="seed", help=HELP["seed"])
+    options, verifiers_offered, verifier_in_use = T.settings_for(agent.config, T.m_options(m_disc, st.session_state.ext),
+                                                                 st.session_state.get("verifier", "q"))
+    st.session_state.verifier = verifier_in_use
     with c5:
-        verifier = st.selectbox("Verifier", list(VERIFIERS), key="verifier", help=HELP["verifier"])
+        verifier = st.selectbox("Verifier", verifiers_offered, key="verifier", help=HELP["verifier"])
     with c6:
-        ext = st.checkbox("Extrapolate", key="ext", help=HELP["ext"])
+        ext = st.checkbox("Extrapolate", key="ext", help=HELP["ext"], disabled=len(options) == 1)
     beta = 1.0
     if verifier == "q-lcb":
         beta = float(st.slider("β: the q-lcb penalty on the critics' disagreement", 0.0, 5.0, step=0.25, key="beta",
                                help="q-lcb ranks by mean Q − β·|Q₁ − Q₂|: the larger β, the more it avoids candidates "
                                     "the two critics disagree on."))
-    options = T.m_options(m_disc, ext)
-    if st.session_state.get("m") not in options:
+    options = T.settings_for(agent.config, T.m_options(m_disc, ext), verifier)[0]
+    if len(options) > 1 and st.session_state.get("m") not in options:  # (fql's single M_inf leaves the choice as it is)
         smaller = [o for o in options if o <= (st.session_state.get("m") or 1)]
         st.session_state.m = smaller[-1] if smaller else options[0]
     with m_slot:
-        m = st.select_slider("M_inf (Euler steps)", options=options, key="m", help=HELP["m"],
-                             format_func=lambda v: f"{v}*" if v > m_disc else str(v))
+        if len(options) > 1:
+            m = st.select_slider("M_inf (Euler steps)", options=options, key="m", help=HELP["m"],
+                                 format_func=lambda v: f"{v}*" if v > m_disc else str(v))
+        else:  # fql: one call of its one-step policy
+            m = options[0]
+            st.markdown(f"**M_inf:** {m}  \n{method} acts in one network call; its test-time scaling is N.")
 m, n, seed, c = int(m), int(n), int(seed), round(float(c), 2)
 st.session_state._home_view = {k: st.session_state[k] for k in VIEW_KEYS if k in st.session_state}
 ext_used = bool(m > m_disc)  # the flag only matters past M_disc: keep cache keys canonical
 
 # ---- shareable URL: written back whenever the view changes
-wanted = T.query_params_for({"world": world, "m": m, "ext": ext, "n": n, "seed": seed, "c": c, "verifier": verifier,
+wanted = T.query_params_for({"world": world, "method": method, "m": m, "ext": ext, "n": n, "seed": seed, "c": c, "verifier": verifier,
                              "beta": beta}, st.session_state.policy)
 vb = (verifier, beta)  # how best-of-N ranks: every sampling call below uses it
 view = (agent_key, world, data_seed, c, m, n, seed, ext_used, vb)  # everything a single-state figure is drawn from
@@ -497,33 +528,41 @@ with right:
 
 left, right = st.columns(2)
 with left:
-    with guarded("the Q landscape"):
-        qx, qy, qz = q_grid_result(agent, agent_key, c, m)
-        fig = figure("q", view, lambda: viz.q_landscape_figure(
-            qx, qy, qz, state["candidates"], state["critic_q"], state["chosen"] if n > 1 else None))
-        st.plotly_chart(fig, key="fig_q", theme=None, config={"displaylogo": False})
-        figures.append(("Learned Q and the candidates", fig))
-        if state["q"] is None:
-            st.caption("N = 1: the single candidate is taken as is; the critic is not called, nothing is ranked.")
-        else:
-            if verifier == "q":
-                order = np.sort(state["q"])[::-1]
-                st.caption(f"Best-of-{n}: the critic Q(s, a, k = {m}) scores every candidate and the argmax (★, "
-                           f"Q = {order[0]:.3f}) is taken; the median candidate scores {np.median(state['q']):.3f}.")
+    if not agent.has_critic:
+        st.info(f"{method} has no critic: there is no learned Q to draw, and best-of-N ranks its candidates by "
+                "consensus (the one closest to the others).")
+    else:
+        with guarded("the Q landscape"):
+            qx, qy, qz = q_grid_result(agent, agent_key, c, m)
+            fig = figure("q", view, lambda: viz.q_landscape_figure(
+                qx, qy, qz, state["candidates"], state["critic_q"], state["chosen"] if n > 1 else None))
+            st.plotly_chart(fig, key="fig_q", theme=None, config={"displaylogo": False})
+            figures.append(("Learned Q and the candidates", fig))
+            if state["q"] is None:
+                st.caption("N = 1: the single candidate is taken as is; the critic is not called, nothing is ranked.")
             else:
-                st.caption(f"Best-of-{n} ranked by the {verifier} verifier (★ is its pick); the heatmap and the "
-                           f"candidates' hover values are the learned Q at k = {m}.")
-        st.markdown(N.q_landscape_note(world, c, qx, qy, qz))
+                if verifier == "q":
+                    order = np.sort(state["q"])[::-1]
+                    st.caption(f"Best-of-{n}: the critic Q(s, a{f', k = {m}' if is_sorl else ''}) scores every candidate and the argmax (★, "
+                               f"Q = {order[0]:.3f}) is taken; the median candidate scores {np.median(state['q']):.3f}.")
+                else:
+                    st.caption(f"Best-of-{n} ranked by the {verifier} verifier (★ is its pick); the heatmap and the "
+                               f"candidates' hover values are the learned Q{f' at k = {m}' if is_sorl else ''}.")
+            st.markdown(N.q_landscape_note(world, c, qx, qy, qz))
 with right:
-    with guarded("the self-consistency heatmap"):
-        probe = probe_result(agent, agent_key, c, seed)
-        fig = figure("consistency", (agent_key, c, seed), lambda: viz.consistency_figure(probe))
-        st.plotly_chart(fig, key="fig_sc", theme=None, config={"displaylogo": False})
-        figures.append(("Self-consistency error", fig))
-        st.caption("How far one shortcut step of size d is from two steps of size d/2 along the model's own paths "
-                   f"(context c, {T.PROBE_SAMPLES} samples). Small everywhere = the step sizes agree, so fewer "
-                   "steps lose little.")
-        st.markdown(N.consistency_note(probe, m, m_disc))
+    if not is_sorl:
+        st.info(f"Self-consistency (one step of size d against two of d/2) is what SORL trains and {method} does not: "
+                "switch Method to SORL to see its heatmap.")
+    else:
+        with guarded("the self-consistency heatmap"):
+            probe = probe_result(agent, agent_key, c, seed)
+            fig = figure("consistency", (agent_key, c, seed), lambda: viz.consistency_figure(probe))
+            st.plotly_chart(fig, key="fig_sc", theme=None, config={"displaylogo": False})
+            figures.append(("Self-consistency error", fig))
+            st.caption("How far one shortcut step of size d is from two steps of size d/2 along the model's own paths "
+                       f"(context c, {T.PROBE_SAMPLES} samples). Small everywhere = the step sizes agree, so fewer "
+                       "steps lose little.")
+            st.markdown(N.consistency_note(probe, m, m_disc))
 
 # ---- the verifier against the truth at this state
 if state is not None and state["q"] is not None:
@@ -543,9 +582,12 @@ if state is not None and state["q"] is not None:
 st.subheader("Test-time scaling: true reward against compute")
 scaling_rows = []
 with guarded("the scaling panel"):
-    group = st.radio("Lines", ["one per N (sequential scaling)", "one per M_inf (parallel scaling)"], key="group",
-                     horizontal=True, help=HELP["group"])
-    grid = [(mm, nn) for mm in T.SCALING_M if mm <= m_disc for nn in T.SCALING_N]
+    scaling_m = T.settings_for(agent.config, [mm for mm in T.SCALING_M if mm <= m_disc], verifier)[0]
+    grid = [(mm, nn) for mm in scaling_m for nn in T.SCALING_N]
+    group = "one per M_inf (parallel scaling)"  # one M_inf (fql): its single line runs over N
+    if len(scaling_m) > 1:
+        group = st.radio("Lines", ["one per N (sequential scaling)", "one per M_inf (parallel scaling)"], key="group",
+                         horizontal=True, help=HELP["group"])
     # One status line for the whole grid, not one message per cell: every message costs the shared server a
     # little, and from the cache the grid takes milliseconds.
     with st.spinner(f"Computing the scaling grid ({len(grid)} settings)…", show_time=False):
@@ -557,7 +599,7 @@ with guarded("the scaling panel"):
     figures.append(("Test-time scaling", fig))
     st.caption(f"Every point is {T.EVAL_STATES} states with sampling seed {seed}, M_inf ∈ {list(T.SCALING_M)} × "
                f"N ∈ {list(T.SCALING_N)}; the ★ is the setting above.")
-    st.markdown(N.scaling_note(scaling_rows, m_disc))
+    st.markdown(N.scaling_note(scaling_rows, m_disc) if is_sorl else N.baseline_scaling_note(scaling_rows, method))
 
 # ---- downloads
 with guarded("the downloads"):
@@ -583,7 +625,9 @@ with guarded("the downloads"):
                            help="All figures on this page in one interactive HTML file (works offline).")
 
 
-# ---- two policies side by side: a short run against the bundled, longer-trained one
+# ---- two policies side by side: a short run against the bundled, longer-trained one (SORL's lesson)
+if not is_sorl:
+    st.stop()
 st.subheader("Early training against the bundled policy")
 in_use = st.session_state.policy.get("kind")
 other_label = (f"a {T.SHORT_RUN_ITERATIONS:,}-iteration run (about 15 s)" if in_use == "bundled"

@@ -73,6 +73,30 @@ def scaling_note(rows: Sequence[Mapping], m_disc: int) -> str:
     return text
 
 
+
+def baseline_scaling_note(rows: Sequence[Mapping], method: str) -> str:
+    """The scaling panel of a baseline, in numbers: what more Euler steps (N = 1) and more candidates (at its largest
+    M_inf) do to the true reward, and where its best setting lies."""
+    seq = _by(rows, 1)
+    m_top = max(seq)
+    parts = []
+    if len(seq) > 1:
+        change = seq[m_top] - seq[1]
+        verb = "rises" if change > REWARD_TOLERANCE else "falls" if change < -REWARD_TOLERANCE else "stays"
+        parts.append(f"At N = 1 the true reward {verb} from {seq[1]:.2f} at M_inf = 1 to {seq[m_top]:.2f} at "
+                     f"M_inf = {m_top}" + (": more steps follow the data more closely, they do not seek reward." if
+                                           method == "flow-bc" else "."))
+    par = {int(r["n"]): float(r["mean_reward"]) for r in rows if int(r["m_inf"]) == m_top}
+    if len(par) > 1:
+        n_max = max(par)
+        how = "by consensus (no critic)" if method == "flow-bc" else "by its critic"
+        parts.append(f"Best-of-{n_max} ranked {how} moves it from {par[1]:.2f} to {par[n_max]:.2f} at M_inf = {m_top}.")
+    best = max(rows, key=lambda r: float(r["mean_reward"]))
+    parts.append(f"Its best setting here is M_inf = {int(best['m_inf'])}, N = {int(best['n'])} "
+                 f"({float(best['mean_reward']):.2f}, {best['network_calls']} calls per action); switch Method to SORL to "
+                 "compare at the same compute.")
+    return " ".join(parts)
+
 def q_landscape_note(world: str, c: float, xs, ys, q_grid) -> str:
     """Where the learned Q peaks at this state, whether that is on the data, and what the true reward is there."""
     w = toy.make_world(world)

@@ -23,7 +23,8 @@ import numpy as np
 
 from app.paths import REPO_ROOT
 from sorl_core import toy
-from sorl_core.config import TOY_BUNDLED_ITERATIONS
+from sorl_core.baselines import m_inf_values, ranking_verifier
+from sorl_core.config import METHODS, TOY_BUNDLED_ITERATIONS
 from sorl_core.verifiers import VERIFIERS
 
 DEFAULT_WORLD = "ring"
@@ -41,13 +42,41 @@ SCALING_M = (1, 2, 4, 8)
 SCALING_N = (1, 4, 16, 64)
 DATASET_SIZE = 10_000
 
-DEFAULTS = {"world": DEFAULT_WORLD, "m": 8, "ext": False, "n": 16, "seed": 0, "c": 0.0, "verifier": "q", "beta": 1.0}
+DEFAULTS = {"world": DEFAULT_WORLD, "method": "sorl", "m": 8, "ext": False, "n": 16, "seed": 0, "c": 0.0,
+            "verifier": "q", "beta": 1.0}
+METHOD_NAMES = {"sorl": "SORL (shortcut model)", "flow-bc": "flow-bc (flow matching only)",
+                "ifql": "ifql (behaviour flow + critic)", "fql": "fql (one-step policy)"}
+
+METHOD_NOTES = {  # what a student should know before reading a baseline's panels
+    "flow-bc": "**flow-bc**: the same actor network as SORL, trained by flow matching alone: it imitates the data and "
+               "knows nothing of the reward. More Euler steps make its samples follow the data more closely; with no "
+               "critic, best-of-N can only pick the candidate closest to the others (consensus).",
+    "ifql": "**ifql**: a behaviour flow (imitating the data) and a critic trained without any policy. Its actions are "
+            "best-of-N over flow samples ranked by the lower of its two critics: with N = 1 it is plain imitation, so "
+            "watch what N adds.",
+    "fql": "**fql**: a one-step policy pulled toward a behaviour flow's actions and toward high Q. It acts in one "
+           "network call, so M_inf is 1; best-of-N over its samples, ranked by its critic, is its test-time scaling.",
+}
 
 
-def toy_checkpoint_path(world: str) -> Path:
-    """The bundled checkpoint of a world: <repo>/assets/toy/<world>.pt (SORL_LAB_TOY_DIR overrides the folder)."""
-    folder = os.environ.get("SORL_LAB_TOY_DIR") or (REPO_ROOT / "assets" / "toy")
-    return Path(folder) / f"{world}.pt"
+def toy_checkpoint_path(world: str, method: str = "sorl") -> Path:
+    """The bundled checkpoint of a world: <repo>/assets/toy/<world>.pt for SORL, <repo>/assets/toy/<method>/<world>.pt
+    for a baseline (SORL_LAB_TOY_DIR overrides the folder)."""
+    folder = Path(os.environ.get("SORL_LAB_TOY_DIR") or (REPO_ROOT / "assets" / "toy"))
+    return folder / f"{world}.pt" if method == "sorl" else folder / method / f"{world}.pt"
+
+
+def bundled_methods(world: str) -> list[str]:
+    """The methods with a bundled policy for `world`, SORL first (it is always offered: trained here when missing)."""
+    return ["sorl"] + [m for m in METHODS[1:] if toy_checkpoint_path(world, m).is_file()]
+
+
+def settings_for(config, m_options: list[int], verifier: str) -> tuple[list[int], list[str], str]:
+    """(M_inf offered, verifiers offered, the verifier to use) for a policy's method: fql acts in one step, and flow-bc
+    has no critic, so its best-of-N ranks by consensus only."""
+    offered = [v for v in VERIFIERS if config.method != "flow-bc" or not VERIFIERS[v].uses_critic]
+    return (list(m_inf_values(config, m_options)), offered,
+            verifier if verifier in offered else ranking_verifier(config))
 
 
 def m_options(m_disc: int, extrapolate: bool) -> list[int]:
@@ -58,7 +87,8 @@ def m_options(m_disc: int, extrapolate: bool) -> list[int]:
 
 def warm_up(agent) -> None:
     """One tiny sample and critic call, so the first timed call does not pay torch's one-off start-up."""
-    agent.sample(np.zeros((4, 1), dtype=np.float32), m_inf=2, n=2, generator=0)
+    agent.sample(np.zeros((4, 1), dtype=np.float32), m_inf=m_inf_values(agent.config, (2,))[0], n=2, generator=0,
+                 verifier=ranking_verifier(agent.config))
 
 
 def eval_contexts(n: int = EVAL_STATES) -> np.ndarray:
@@ -99,6 +129,7 @@ def parse_query_params(qp: Mapping[str, str]) -> tuple[dict, list[str]]:
         values[key] = v
 
     take("world", str, lambda v: v in toy.WORLDS, f"one of {', '.join(toy.WORLDS)}")
+    take("method", str, lambda v: v in METHODS, f"one of {', '.join(METHODS)}")
     m_key = "m_inf" if "m_inf" in qp else "m"  # m_inf as on screen; m in links shared before it was renamed
     take(m_key, int, lambda v: v in (1, 2, 4, 8, 16, 32), "a power of two from 1 to 32")
     if m_key in values:
@@ -144,6 +175,8 @@ def query_params_for(state: Mapping, policy: Mapping) -> dict[str, str]:
         "seed": str(int(state["seed"])),
         "c": f"{float(state['c']):.2f}",
     }
+    if state.get("method", "sorl") != "sorl" and policy.get("kind", "bundled") == "bundled":
+        out["method"] = str(state["method"])
     if state.get("verifier", "q") != "q":  # the paper's verifier is the default: keep plain links short
         out["verifier"] = str(state["verifier"])
         if state["verifier"] == "q-lcb":
@@ -195,7 +228,7 @@ def sample_state(agent, c: float, m: int, n: int, seed: int, extrapolate: bool, 
     res = agent.sample(np.array([[c]], dtype=np.float32), m_inf=m, n=n, generator=seed,
                        extrapolate=extrapolate, return_trajectory=True, verifier=verifier, beta=beta)
     critic_q = None  # the learned Q of the candidates (what the Q landscape shows), whatever ranked them
-    if res.q is not None:
+    if res.q is not None and agent.has_critic:
         critic_q = res.q[0] if verifier == "q" else agent.q_value(np.array([[c]], dtype=np.float32), res.candidates[0], k=m)
     return {
         "trajectory": res.trajectory[0].cpu().numpy(),  # (N, M+1, 2)

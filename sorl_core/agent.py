@@ -206,6 +206,7 @@ class SORLAgent:
     """
 
     stackable = True  # several seeds train as one model (`SORLAgent(config, seed=[0, 1, 2])`)
+    has_critic = True
 
     def __init__(self, config: SORLConfig, seed: int | Sequence[int] = 0):
         self.config = cfg = config
