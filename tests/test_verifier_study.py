@@ -47,6 +47,9 @@ def test_metrics_equal_hand_computed_values():
 def test_states_spread_over_episodes():
     assert vs.spread_steps([10, 3], 4) == [(0, 2), (0, 7), (1, 0), (1, 2)]
     assert vs.spread_steps([2, 1], 3) == [(0, 0), (0, 1), (1, 0)]
+    # early steps only: the first 21 decision points of each episode (steps 0 .. 20), however long it ran
+    assert vs.spread_steps([120, 200], 4, early_steps=21) == [(0, 5), (0, 15), (1, 5), (1, 15)]
+    assert vs.spread_steps([10, 200], 4, early_steps=21) == [(0, 2), (0, 7), (1, 5), (1, 15)]
     with pytest.raises(ValueError, match="hold only 3 decision points"):
         vs.spread_steps([2, 1], 4)
 

@@ -107,6 +107,9 @@ class VerifierStudyConfig:
     """The q-lcb verifier's penalty on the critics' disagreement (mean - beta * |q1 - q2|)."""
     episodes: int = 10
     """Seeded rollouts the states are drawn from, spread evenly over each episode (OGBench only)."""
+    early_steps: int = 0
+    """0: states spread over whole episodes; K > 0: only over each episode's first K decision points (steps 0 .. K-1),
+    where an episode's course is set (OGBench only)."""
     continuation_m_inf: int = 8
     """Euler steps of the continuation policy after a candidate's first step."""
     continuation_n: int = 1
@@ -192,6 +195,8 @@ def _check_config(cfg: VerifierStudyConfig) -> None:
             raise ValueError(f"{name} must be 1 or more, got {getattr(cfg, name)}")
     if cfg.n < 2:
         raise ValueError(f"n must be 2 or more (a verifier ranks candidates), got {cfg.n}")
+    if cfg.early_steps < 0:
+        raise ValueError(f"early_steps must be 0 (whole episodes) or more, got {cfg.early_steps}")
 
 
 def _seed_of(*parts: int) -> int:
@@ -199,9 +204,12 @@ def _seed_of(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) % (2**63) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
-def spread_steps(lengths: list[int], states: int) -> list[tuple[int, int]]:
+def spread_steps(lengths: list[int], states: int, early_steps: int = 0) -> list[tuple[int, int]]:
     """(episode, step) of `states` decision points spread over the episodes (round robin) and evenly within each
-    episode (step floor((j + 1/2) L / k) for its k states). Sorted by episode then step."""
+    episode (step floor((j + 1/2) L / k) for its k states), L its length or, with early_steps K, min(length, K).
+    Sorted by episode then step."""
+    if early_steps:
+        lengths = [min(length, early_steps) for length in lengths]
     available = sum(lengths)
     if states > available:
         raise ValueError(f"{states} states asked for, but the {len(lengths)} recorded episodes hold only {available} "
@@ -477,6 +485,8 @@ def _identity(cfg: VerifierStudyConfig) -> dict:
             "continuation_m_inf", "continuation_checkpoint")
     if cfg.continuation_n != 1:  # recorded only when used: studies made before the option keep their identity
         keys += ("continuation_n", "continuation_verifier")
+    if cfg.early_steps:
+        keys += ("early_steps",)
     identity = {k: (list(getattr(cfg, k)) if isinstance(getattr(cfg, k), tuple) else getattr(cfg, k)) for k in keys}
     # The files' content, not only their paths: a checkpoint retrained at the same path is another study.
     identity["checkpoint_digest"] = checkpoint_digest(cfg.checkpoint)
@@ -611,7 +621,7 @@ def _env_study(agent, env_name, cfg, present, verifiers, done, save, bar, counte
                              "cannot hold them; ask for fewer states or more --episodes")
         recording = record_episodes(agent, envs, cfg.m_inf, episode_seeds(cfg.seed, cfg.episodes),
                                     sample_seed(cfg.seed, cfg.m_inf, 1))
-        chosen = spread_steps(recording.lengths, cfg.states)
+        chosen = spread_steps(recording.lengths, cfg.states, cfg.early_steps)
         todo_pairs = [(g, p) for g, p in enumerate(chosen) if g not in done]
         if not todo_pairs:
             return
