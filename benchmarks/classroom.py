@@ -34,7 +34,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -46,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 from app.session_client import SessionClient  # noqa: E402
+from app.warm import wait_for  # noqa: E402
 from browser_support import free_port  # noqa: E402
 
 WORLDS = ("ring", "moons", "checkerboard", "spiral")
@@ -120,7 +120,8 @@ class Server:
             self.warmed = threading.Event()
             threading.Thread(target=self._read_log, daemon=True).start()
         try:
-            self._wait_healthy()
+            if not wait_for(self.url, 180):
+                raise RuntimeError(f"the lab did not answer at {self.url} within 180 s")
             if self.proc is not None and self.cfg.warm_wait and not self.warmed.wait(self.cfg.warm_wait):
                 raise RuntimeError(f"make app's warm-up did not finish within {self.cfg.warm_wait:.0f} s")
         except BaseException:
@@ -137,17 +138,6 @@ class Server:
             if line.startswith("warm-up: the lab") and ("is warm" in line or "did not answer" in line):
                 self.warm_line = line.strip()
                 self.warmed.set()
-
-    def _wait_healthy(self, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
-        raise RuntimeError(f"the lab did not answer at {self.url} within {timeout:.0f} s")
 
     def _tree(self) -> list[psutil.Process]:
         try:
