@@ -10,6 +10,10 @@ selection" open):
   actions (an L-infinity distance: every action dimension must agree within eps). The state keeps the finer of
   the last two actions (2M, already paid for). Calls per state: 1 + 2 + ... + M_final actor calls, no critic calls
   (eps huge: 1 + 2 = 3; eps = 0 with M_disc = 8: 1 + 2 + 4 + 8 = 15).
+- **Jump** ``jump:eps=0.05`` — the sequential rule's first test decides the whole step count. The actions at
+  M = 1 and M = 2 from the same noise (3 calls) are compared as above: within eps, the state keeps the M = 2 action;
+  otherwise it jumps straight to the cap's M Euler steps (default M_disc) from the same noise: 3 + M_cap calls
+  (11 with M_disc = 8, against the sequential rule's 15), and no step count in between is paid for.
 - **Parallel** ``par:delta=1.0`` — best-of-N that stops early. Candidates are drawn in rounds of 4 at a fixed M_inf
   (default the trained M_disc; ``m=`` sets it) and scored by the verifier; a state stops when the verifier's margin
   between its top candidate and the runner-up, in units of the sample standard deviation of all its candidates'
@@ -38,7 +42,8 @@ from .config import is_power_of_two
 
 ROUND = 4  # candidates per round of the parallel rule
 DEFAULT_NMAX = 64
-RULE_FORMS = "seq:eps=<number >= 0>[,mmax=<power of two>] or par:delta=<number >= 0>[,m=<power of two>][,nmax=<multiple of 4>]"
+RULE_FORMS = ("seq:eps=<number >= 0>[,mmax=<power of two>], jump:eps=<number >= 0>[,mmax=<power of two>] or "
+              "par:delta=<number >= 0>[,m=<power of two>][,nmax=<multiple of 4>]")
 
 
 class RuleError(ValueError):
@@ -47,8 +52,8 @@ class RuleError(ValueError):
 
 @dataclass(frozen=True)
 class Rule:
-    """A parsed rule. kind: "seq" or "par"; knob: eps (seq) or delta (par); m: the cap on M (seq) or the fixed
-    M_inf (par), None for the agent's M_disc; nmax: the parallel rule's cap on candidates."""
+    """A parsed rule. kind: "seq", "jump" or "par"; knob: eps (seq, jump) or delta (par); m: the cap on M (seq, jump)
+    or the fixed M_inf (par), None for the agent's M_disc; nmax: the parallel rule's cap on candidates."""
 
     kind: str
     knob: float
@@ -58,14 +63,19 @@ class Rule:
 
     @property
     def label(self) -> str:
-        return self.text or (f"seq:eps={self.knob:g}" if self.kind == "seq" else f"par:delta={self.knob:g}")
+        return self.text or (f"par:delta={self.knob:g}" if self.kind == "par" else f"{self.kind}:eps={self.knob:g}")
+
+    @property
+    def ranks(self) -> bool:
+        """Whether the rule ranks candidates by a verifier (par); seq and jump draw one candidate per state."""
+        return self.kind == "par"
 
     def steps(self, agent) -> int:
         return int(self.m or agent.config.m_disc)
 
     def caps(self, agent) -> tuple[int, int]:
         """(m_inf, n) written in a sweep row: the most Euler steps and candidates one action may use."""
-        return (self.steps(agent), 1) if self.kind == "seq" else (self.steps(agent), self.nmax)
+        return (self.steps(agent), self.nmax) if self.ranks else (self.steps(agent), 1)
 
     def seed_offset(self) -> int:
         """A stable number that tells rules' sampling noise apart (sweep rows are reproducible)."""
@@ -76,11 +86,13 @@ class Rule:
         """One action per state by this rule."""
         if self.kind == "seq":
             return sequential(agent, obs, self.knob, self.m, generator, extrapolate)
+        if self.kind == "jump":
+            return jump(agent, obs, self.knob, self.m, generator, extrapolate)
         return parallel(agent, obs, self.knob, self.m, self.nmax, generator, verifier, beta, extrapolate)
 
 
 def parse_rule(text: str) -> Rule:
-    """`seq:eps=0.05`, `par:delta=1.0`, `par:delta=1.0,nmax=32`, `par:delta=0.5,m=4`, `seq:eps=0.1,mmax=4`."""
+    """`seq:eps=0.05`, `jump:eps=0.05`, `par:delta=1.0`, `par:delta=1.0,nmax=32`, `par:delta=0.5,m=4`, `seq:eps=0.1,mmax=4`."""
     raw = str(text).strip()
 
     def fail(why: str) -> RuleError:
@@ -88,8 +100,8 @@ def parse_rule(text: str) -> Rule:
 
     kind, sep, rest = raw.partition(":")
     kind = kind.strip().lower()
-    if not sep or kind not in ("seq", "par"):
-        raise fail("does not start with seq: or par:")
+    if not sep or kind not in ("seq", "jump", "par"):
+        raise fail("does not start with seq:, jump: or par:")
     fields: dict[str, str] = {}
     for part in rest.split(","):
         key, eq, value = part.partition("=")
@@ -97,8 +109,8 @@ def parse_rule(text: str) -> Rule:
         if not eq or not key or key in fields:
             raise fail(f"has a malformed or repeated setting {part.strip()!r}")
         fields[key] = value.strip()
-    knob_name = "eps" if kind == "seq" else "delta"
-    allowed = {knob_name, "mmax"} if kind == "seq" else {knob_name, "m", "nmax"}
+    knob_name = "delta" if kind == "par" else "eps"
+    allowed = {knob_name, "m", "nmax"} if kind == "par" else {knob_name, "mmax"}
     unknown = sorted(set(fields) - allowed)
     if unknown:
         raise fail(f"has the unknown setting(s) {', '.join(unknown)}")
@@ -111,7 +123,7 @@ def parse_rule(text: str) -> Rule:
     if not (knob >= 0 and math.isfinite(knob)) and knob != math.inf:
         raise fail(f"has {knob_name}={fields[knob_name]!r}, not a number >= 0")
     m = None
-    m_key = "mmax" if kind == "seq" else "m"
+    m_key = "m" if kind == "par" else "mmax"
     if m_key in fields:
         try:
             m = int(fields[m_key])
@@ -177,6 +189,28 @@ def sequential(agent, obs, eps: float, m_max: int | None = None, generator=None,
         agreed = _max_abs(finer, actions[active]) <= eps
         actions[active] = finer
         active = active[~agreed]
+    zeros = np.zeros(s, dtype=np.int64)
+    return BudgetResult(actions, actor_calls, zeros, m_used, np.ones(s, dtype=np.int64))
+
+
+@torch.no_grad()
+def jump(agent, obs, eps: float, m_max: int | None = None, generator=None, extrapolate: bool = False) -> BudgetResult:
+    """The jump rule (module docstring): the M = 2 action where M = 1 and 2 agree within eps, else the cap's M."""
+    m_max = int(m_max or agent.config.m_disc)
+    agent.check_m_inf(m_max, extrapolate)
+    obs = agent.as_obs(obs)
+    s, a_dim = obs.shape[0], agent.config.action_dim
+    noise = torch.randn(s, a_dim, generator=_generator(agent, generator), device=agent.device)
+    one = integrate(agent.actor, obs, noise, 1)[0].clamp(-1, 1)
+    actions = integrate(agent.actor, obs, noise, 2)[0].clamp(-1, 1)
+    actor_calls = np.full(s, 1 + 2, dtype=np.int64)
+    m_used = np.full(s, 2, dtype=np.int64)
+    hard = torch.nonzero(_max_abs(actions, one) > eps).flatten()
+    if hard.numel() and m_max > 2:
+        actions[hard] = integrate(agent.actor, obs[hard], noise[hard], m_max)[0].clamp(-1, 1)
+        idx = hard.cpu().numpy()
+        actor_calls[idx] += m_max
+        m_used[idx] = m_max
     zeros = np.zeros(s, dtype=np.int64)
     return BudgetResult(actions, actor_calls, zeros, m_used, np.ones(s, dtype=np.int64))
 

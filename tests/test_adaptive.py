@@ -78,6 +78,28 @@ def test_seq_stops_each_state_where_a_hand_count_says(agent):
         torch.testing.assert_close(res.actions[s], acts[m][s], rtol=0, atol=1e-6)
 
 
+
+# ----------------------------------------------------------------------------- jump
+def test_jump_with_a_huge_eps_keeps_the_m2_action_for_three_calls(agent):
+    res = act(agent, "jump:eps=1e9", OBS, generator=5)
+    assert res.actor_calls.tolist() == [1 + 2] * len(OBS) and res.m_used.tolist() == [2] * len(OBS)
+    torch.testing.assert_close(res.actions, scaling(agent, 2).actions, rtol=0, atol=1e-6)
+
+
+def test_jump_stops_or_jumps_each_state_where_a_hand_count_says(agent):
+    gap = (scaling(agent, 2).actions - scaling(agent, 1).actions).abs().amax(dim=1)
+    eps = float(gap.median())
+    res = act(agent, f"jump:eps={eps!r}", OBS, generator=5)
+    easy = (gap <= eps).numpy()
+    assert 0 < easy.sum() < len(OBS)  # the rule did adapt
+    assert res.actor_calls.tolist() == [3 if e else 3 + 8 for e in easy]  # M = 4 is never paid for
+    assert res.m_used.tolist() == [2 if e else 8 for e in easy]
+    two, eight = scaling(agent, 2).actions, scaling(agent, 8).actions
+    for s, e in enumerate(easy):
+        torch.testing.assert_close(res.actions[s], (two if e else eight)[s], rtol=0, atol=1e-6)
+    capped = act(agent, "jump:eps=0,mmax=4", OBS, generator=5)
+    assert set(capped.actor_calls.tolist()) <= {3, 3 + 4} and budgets.parse_rule("jump:eps=0,mmax=4").caps(agent) == (4, 1)
+
 # ----------------------------------------------------------------------------- parallel
 def test_par_with_a_huge_delta_draws_n_max(agent):
     res = act(agent, "par:delta=1e9,nmax=16", OBS, generator=5)
@@ -123,8 +145,8 @@ def test_rules_parse():
 
 
 @pytest.mark.parametrize("text, why", [
-    ("seq", "does not start with seq: or par:"),
-    ("fast:eps=1", "does not start with seq: or par:"),
+    ("seq", "does not start with seq:, jump: or par:"),
+    ("fast:eps=1", "does not start with seq:, jump: or par:"),
     ("seq:eps", "malformed or repeated setting 'eps'"),
     ("seq:eps=1,eps=2", "malformed or repeated setting 'eps=2'"),
     ("seq:delta=1", "unknown setting"),

@@ -28,7 +28,7 @@ def test_a_fixed_budget_is_the_fixed_sampler_and_counts_like_it(agent, verifier)
 
 
 def test_every_budget_reports_what_each_state_spent(agent):
-    for text in ("8x1", "2x4", "seq:eps=0.1", "par:delta=1.0,nmax=8"):
+    for text in ("8x1", "2x4", "seq:eps=0.1", "jump:eps=0.1", "par:delta=1.0,nmax=8"):
         budget = budgets.parse_budget(text)
         res = agent.sample(OBS, budget=budget, generator=1)
         assert res.actions.shape == (5, 2) and res.actor_calls.shape == res.critic_calls.shape == (5,)
@@ -36,7 +36,7 @@ def test_every_budget_reports_what_each_state_spent(agent):
         assert np.all(res.m_used <= m_cap) and np.all(res.n_used <= n_cap)
 
 
-@pytest.mark.parametrize("text, message", [("3x4", "power of two"), ("8x0", "N at least 1"), ("fast", "seq: or par:")])
+@pytest.mark.parametrize("text, message", [("3x4", "power of two"), ("8x0", "N at least 1"), ("fast", "seq:, jump: or par:")])
 def test_a_malformed_budget_is_one_clear_sentence(text, message):
     with pytest.raises(budgets.RuleError, match=message):
         budgets.parse_budget(text)

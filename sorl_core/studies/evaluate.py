@@ -116,7 +116,7 @@ def _sweep_checkpoint(cfg: EvaluateConfig, on_progress, opened: dict) -> list[di
     # At N = 1 nothing is ranked: every verifier plays the same episodes, so they run once and share the row.
     cells = [(m, n, v) for m in cfg.m_inf for n in cfg.n for v in (cfg.verifier if n > 1 else cfg.verifier[:1])]
     # A sequential rule ranks nothing either: it runs once and its row is shared by every verifier.
-    cells += [(rule, None, v) for rule in rules for v in (cfg.verifier if rule.kind == "par" else cfg.verifier[:1])]
+    cells += [(rule, None, v) for rule in rules for v in (cfg.verifier if rule.ranks else cfg.verifier[:1])]
     total = len(cells) * cfg.episodes
     bar = tqdm(total=total, desc=f"evaluate {label}", unit="ep", disable=not cfg.progress, dynamic_ncols=True)
     rows = []
@@ -158,7 +158,7 @@ def _adaptive_rows(cfg: EvaluateConfig, agent, envs, rule, verifier: str, seeds,
     row = {**head, **result.summary(), "seed": cfg.seed, "adaptive": rule.label}
     for key in ("actor_calls", "critic_calls", "network_calls"):
         row[key] = round(float(row[key]), 4)
-    return [{**row, "verifier": v} for v in (cfg.verifier if rule.kind == "seq" else (verifier,))]
+    return [{**row, "verifier": v} for v in ((verifier,) if rule.ranks else cfg.verifier)]
 
 
 def sweep_csv(rows: list[dict]) -> str:
