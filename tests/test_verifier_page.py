@@ -157,6 +157,23 @@ def test_the_ceiling_note_states_the_gap_of_the_bundled_study():
     assert "power law" in note
 
 
+def test_the_pick_profile_says_where_the_pick_stands_out_and_what_it_earns():
+    # One state, 4 candidates on a line in dimension 0; q picks the outlier (the only failure), consensus the middle.
+    rows = [{"state": "0", "candidate": str(j), "a0": str(x), "a1": "0.0", "score_q": str(q), "score_consensus": str(c),
+             "return_mean": str(r), "success_mean": str(ok)}
+            for j, (x, q, c, r, ok) in enumerate([(0.0, 1, -3, -1, 1), (0.1, 2, -2, -1, 1), (0.2, 3, -2.5, -1, 1),
+                                                   (1.0, 9, -9, -5, 0)])]
+    study = verifier_report.Study(Path("."), candidates=rows, states=[], verifiers=["q", "consensus"], absent={})
+    p = verifier_report.pick_profile(study, "q")
+    assert p["states"] == 1 and p["pick_deviation"][0] == pytest.approx(0.85)  # median of 0, .1, .2, 1 is 0.15
+    assert p["candidate_deviation"][0] == pytest.approx((0.15 + 0.05 + 0.05 + 0.85) / 4)
+    assert p["return_gain"] == pytest.approx(-5 + 2) and p["success_gain"] == pytest.approx(-0.75)
+    assert p["deciding_states"] == 1 and p["deciding_gain"] == pytest.approx(-0.75)
+    note = verifier_report.pick_profile_note(study, "q", ["hand x", "hand y"])
+    assert note.startswith("Over 1 states, the q pick's distance") and "hand x 3.1x (0.850 against 0.275)" in note
+    assert "-75.0 points" in note
+
+
 def test_a_typed_path_outside_the_allowed_folders_is_refused():
     at = AppTest.from_file(str(PAGE), default_timeout=120).run()
     at.selectbox(key="vf_policy").set_value("a path…").run()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,6 +154,55 @@ def regret_by_n(cand_rows: list[dict], verifiers) -> dict[str, dict[int, float]]
     return out
 
 
+
+
+def pick_profile(study: Study, verifier: str = "q") -> dict:
+    """How a verifier's pick differs from the candidates it was picked from, over a study's states: per action
+    dimension, the pick's mean |a - median| against a typical candidate's; the pick's distance to the median against
+    the mean candidate's; its true return and success against the candidates' mean; and the same for the states
+    where the candidates' success differs (the ones that decide an episode)."""
+    by_state = list(_by_state(study.candidates).values())
+    dims = sorted(int(k[1:]) for k in study.candidates[0] if re.fullmatch(r"a\d+", k))
+    pick_dev, cand_dev, deciding = [], [], []
+    gains = {"return": [], "success": []}
+    for rows in by_state:
+        actions = np.array([[_float(r[f"a{d}"]) for d in dims] for r in rows])
+        scores = np.array([_float(r[f"score_{verifier}"]) for r in rows])
+        if not np.isfinite(scores).all():
+            continue
+        pick = int(np.argmax(scores))
+        deviation = np.abs(actions - np.median(actions, axis=0))
+        pick_dev.append(deviation[pick])
+        cand_dev.append(deviation.mean(axis=0))
+        returns = np.array([_float(r["return_mean"]) for r in rows])
+        success = np.array([_float(r.get("success_mean")) for r in rows])
+        gains["return"].append(returns[pick] - returns.mean())
+        gains["success"].append(success[pick] - success.mean())
+        if np.isfinite(success).all() and success.max() > success.min():
+            deciding.append(success[pick] - success.mean())
+    pick_dev, cand_dev = np.array(pick_dev), np.array(cand_dev)
+    return {"states": len(pick_dev), "pick_deviation": pick_dev.mean(axis=0), "candidate_deviation": cand_dev.mean(axis=0),
+            "return_gain": float(np.mean(gains["return"])), "success_gain": float(np.nanmean(gains["success"])),
+            "deciding_states": len(deciding), "deciding_gain": float(np.mean(deciding)) if deciding else float("nan")}
+
+
+def pick_profile_note(study: Study, verifier: str = "q", names: list[str] | None = None) -> str:
+    """pick_profile in words: where the pick stands out, and what the truth says of it."""
+    p = pick_profile(study, verifier)
+    if not p["states"]:
+        return ""
+    names = names or [f"a{d}" for d in range(len(p["pick_deviation"]))]
+    ratio = p["pick_deviation"] / np.maximum(p["candidate_deviation"], 1e-12)
+    order = np.argsort(-ratio)
+    dims = ", ".join(f"{names[d]} {ratio[d]:.1f}x ({p['pick_deviation'][d]:.3f} against {p['candidate_deviation'][d]:.3f})"
+                     for d in order)
+    text = (f"Over {p['states']} states, the {verifier} pick's distance from the candidates' median against a typical "
+            f"candidate's, by action dimension: {dims}. Its true return is {p['return_gain']:+.2f} against the candidates' "
+            f"mean, its success {100 * p['success_gain']:+.1f} points")
+    if p["deciding_states"]:
+        text += (f"; at the {p['deciding_states']} states where the candidates' success differs, "
+                 f"{100 * p['deciding_gain']:+.1f} points")
+    return text + "."
 
 CEILING_NS = (1, 2, 4, 8, 16, 32, 64)
 CLOSE_TO_BEST = 0.05  # without success data, a candidate is "good" within this share of its state's return range of the best
