@@ -227,9 +227,7 @@ else:
         # One a row: in half a projector-width row their legends wrap over the axis titles.
         for i, (key, fig) in enumerate(figs):
             st.plotly_chart(fig, key=f"vf_cal_{i}", theme=None, config={"displaylogo": False})
-        st.markdown("**The ceiling.** The black line is a perfect verifier: it always keeps the candidate with the best "
-                    "true return, so its rate is the coverage, the share of states where at least one of the first N "
-                    "candidates is good. " + verifier_report.ceiling_note(study))
+        st.markdown("**The ceiling** (the black line). " + verifier_report.ceiling_note(study))
         picker = "q" if "q" in study.verifiers else study.verifiers[0]
         dims = sum(1 for key in study.candidates[0] if key[:1] == "a" and key[1:].isdigit()) if study.candidates else 0
         st.markdown(f"**What the {picker} pick does differently.** "

@@ -279,13 +279,18 @@ def ceiling_note(study: Study) -> str:
     text = (f"A perfect verifier (the oracle: the candidate with the best true return) picks a candidate that {good} in "
             f"{c.coverage[-1]:.0%} of the {len(_by_state(study.candidates))} states with N = {n}, against {base:.0%} with "
             f"N = 1 (coverage).")
-    ranked = sorted(((c.pick_rate[v][-1], v) for v in study.verifiers if np.isfinite(c.pick_rate[v][-1])), reverse=True)
-    if ranked and c.coverage[-1] > base:
-        parts = [f"{v} {rate:.0%} ({(rate - base) / (c.coverage[-1] - base):.0%} of the possible gain)" for rate, v in ranked]
-        text += f" The verifiers' picks at N = {n}: " + ", ".join(parts) + "."
-    elif ranked:
-        text += " No candidate set does better than N = 1 here, so no verifier can gain: " + ", ".join(
-            f"{v} {rate:.0%}" for rate, v in ranked) + "."
+    rates: dict[float, list[str]] = {}  # verifiers with the same rate are named together
+    for v in study.verifiers:
+        if np.isfinite(c.pick_rate[v][-1]):
+            rates.setdefault(round(c.pick_rate[v][-1], 6), []).append(v)
+    groups = [(rate, " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1])
+              for rate, names in sorted(rates.items(), reverse=True)]
+    if groups and c.coverage[-1] > base:
+        parts = [f"{who} {rate:.0%} ({(rate - base) / (c.coverage[-1] - base):.0%} of the possible gain)" for rate, who in groups]
+        text += f" The verifiers' picks at N = {n}: " + "; ".join(parts) + "."
+    elif groups:
+        text += " No candidate set does better than N = 1 here, so no verifier can gain: " + "; ".join(
+            f"{who} {rate:.0%}" for rate, who in groups) + "."
     if c.fit is None:
         text += " Coverage has too few points strictly between 0 and 1 for a power law in N."
     elif c.fit["r2"] >= FIT_R2:
@@ -410,13 +415,16 @@ def ceiling_figure(study: Study):
 
     c = ceiling_by_n(study.candidates, study.verifiers)
     what = "succeeds" if c.measure == "success" else "is near the best"
+    import plotly.express as px
+
+    colours = px.colors.qualitative.Plotly  # the other figures' default order: each verifier keeps its colour
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=c.ns, y=c.coverage, mode="lines+markers", name="perfect verifier (coverage)",
                              line=dict(color="black", width=3), marker=dict(size=9)))
     for i, v in enumerate(study.verifiers):
         fig.add_trace(go.Scatter(x=c.ns, y=c.pick_rate[v], mode="lines+markers", name=v,
-                                 marker=dict(size=11 - 1.5 * i, symbol=SYMBOLS[i % len(SYMBOLS)]),
-                                 line=dict(width=2, dash=DASHES[i % len(DASHES)])))
+                                 marker=dict(size=11 - 1.5 * i, symbol=SYMBOLS[i % len(SYMBOLS)], color=colours[i % len(colours)]),
+                                 line=dict(width=2, dash=DASHES[i % len(DASHES)], color=colours[i % len(colours)])))
     fig.update_layout(title=f"Share of states whose pick {what}, against N", height=380,
                       margin=dict(l=60, r=20, t=50, b=40),
                       xaxis=dict(title="N (the first N candidates of each state)", type="log", tickvals=c.ns),
