@@ -65,3 +65,17 @@ def run_small_sweep(checkpoint: str | Path, label: str, m_values, n_values, epis
     for row in rows:
         row["checkpoint"] = label
     return sweep_csv(rows).encode()
+
+
+def best_overall(picks: dict[str, dict], budget: float) -> str:
+    """One sentence on the best of the series' compute-optimal cells under a budget, and which others cannot be told
+    from it (their 95% intervals overlap its own). picks: series -> its compute-optimal cell (success > 0 only)."""
+    if len(picks) < 2:
+        return ""
+    name, best = max(picks.items(), key=lambda kv: (kv[1]["success_rate"], -kv[1]["network_calls"]))
+    tied = [s for s, p in picks.items() if s != name and p["success_ci_high"] >= best["success_ci_low"]]
+    text = (f"Best under {budget:g} calls per action: **{name}** at M_inf = {best['m_inf']}, N = {best['n']}, success "
+            f"{best['success_rate']:.0%} [{best['success_ci_low']:.0%}, {best['success_ci_high']:.0%}].")
+    if tied:
+        return text + f" Its interval overlaps those of {', '.join(tied)}: at this budget the data cannot tell them apart."
+    return text + " No other series' interval reaches it."

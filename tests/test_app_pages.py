@@ -491,3 +491,15 @@ def test_home_keeps_its_view_after_a_visit_to_another_page():
     assert at.select_slider(key="m").value == 2 and at.slider(key="n").value == 4
     assert at.query_params["m_inf"] == "2" and at.query_params["n"] == "4"
     assert next(m.value for m in at.metric if m.label == "Calls / action") == "12"
+
+
+def test_the_best_series_under_a_budget_is_named_with_the_ones_it_cannot_be_told_from(scaling):
+    text = "\n".join(m.value for m in scaling.markdown)
+    assert "Best under 144 calls per action: **" in text
+    picks = {"A": {"success_rate": 0.9, "success_ci_low": 0.8, "success_ci_high": 0.96, "network_calls": 8, "m_inf": 8, "n": 1},
+             "B": {"success_rate": 0.85, "success_ci_low": 0.7, "success_ci_high": 0.92, "network_calls": 4, "m_inf": 4, "n": 1},
+             "C": {"success_rate": 0.3, "success_ci_low": 0.2, "success_ci_high": 0.45, "network_calls": 2, "m_inf": 2, "n": 1}}
+    sentence = S.best_overall(picks, 8)
+    assert sentence.startswith("Best under 8 calls per action: **A** at M_inf = 8, N = 1, success 90% [80%, 96%].")
+    assert "overlaps those of B: at this budget the data cannot tell them apart" in sentence and "C" not in sentence
+    assert S.best_overall({"A": picks["A"]}, 8) == ""

@@ -308,6 +308,9 @@ for col, s in zip(cols, series):
                         + (f" (members pooled; they range from {p['spread_low']:.3f} to {p['spread_high']:.3f})."
                            if members is not None else "."))
 
+if len(starred) > 1:
+    st.markdown(S.best_overall(starred, budget))
+
 # ---- figures
 figures = []
 fig = S.compute_figure(table, "n" if group.startswith("one per N") else "m", budget, starred, members)
