@@ -173,6 +173,7 @@ def test_the_pick_profile_says_where_the_pick_stands_out_and_what_it_earns():
     assert p["deciding_states"] == 1 and p["deciding_gain"] == pytest.approx(-0.75)
     note = verifier_report.pick_profile_note(study, "q", ["hand x", "hand y"])
     assert note.startswith("Over 1 states, the q pick's distance") and "hand x 3.1x (0.850 against 0.275)" in note
+    assert "in hand x the pick lies above the median at 100% of the states (mean offset +0.850)" in note
     assert "-75.0 points" in note
 
 

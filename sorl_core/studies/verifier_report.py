@@ -163,7 +163,7 @@ def pick_profile(study: Study, verifier: str = "q") -> dict:
     where the candidates' success differs (the ones that decide an episode)."""
     by_state = list(_by_state(study.candidates).values())
     dims = sorted(int(k[1:]) for k in study.candidates[0] if re.fullmatch(r"a\d+", k))
-    pick_dev, cand_dev, deciding = [], [], []
+    pick_dev, cand_dev, offsets, deciding = [], [], [], []
     gains = {"return": [], "success": []}
     for rows in by_state:
         actions = np.array([[_float(r[f"a{d}"]) for d in dims] for r in rows])
@@ -171,7 +171,9 @@ def pick_profile(study: Study, verifier: str = "q") -> dict:
         if not np.isfinite(scores).all():
             continue
         pick = int(np.argmax(scores))
-        deviation = np.abs(actions - np.median(actions, axis=0))
+        offset = actions - np.median(actions, axis=0)
+        deviation = np.abs(offset)
+        offsets.append(offset[pick])
         pick_dev.append(deviation[pick])
         cand_dev.append(deviation.mean(axis=0))
         returns = np.array([_float(r["return_mean"]) for r in rows])
@@ -180,8 +182,9 @@ def pick_profile(study: Study, verifier: str = "q") -> dict:
         gains["success"].append(success[pick] - success.mean())
         if np.isfinite(success).all() and success.max() > success.min():
             deciding.append(success[pick] - success.mean())
-    pick_dev, cand_dev = np.array(pick_dev), np.array(cand_dev)
+    pick_dev, cand_dev, offsets = np.array(pick_dev), np.array(cand_dev), np.array(offsets)
     return {"states": len(pick_dev), "pick_deviation": pick_dev.mean(axis=0), "candidate_deviation": cand_dev.mean(axis=0),
+            "pick_offset": offsets.mean(axis=0), "share_below": (offsets < 0).mean(axis=0),
             "return_gain": float(np.mean(gains["return"])), "success_gain": float(np.nanmean(gains["success"])),
             "deciding_states": len(deciding), "deciding_gain": float(np.mean(deciding)) if deciding else float("nan")}
 
@@ -196,6 +199,10 @@ def pick_profile_note(study: Study, verifier: str = "q", names: list[str] | None
     order = np.argsort(-ratio)
     dims = ", ".join(f"{names[d]} {ratio[d]:.1f}x ({p['pick_deviation'][d]:.3f} against {p['candidate_deviation'][d]:.3f})"
                      for d in order)
+    top = int(order[0])
+    below = p["share_below"][top]
+    side = (f"below the median at {below:.0%} of the states" if below >= 0.5 else f"above the median at {1 - below:.0%} of the states")
+    dims += f"; in {names[top]} the pick lies {side} (mean offset {p['pick_offset'][top]:+.3f})"
     text = (f"Over {p['states']} states, the {verifier} pick's distance from the candidates' median against a typical "
             f"candidate's, by action dimension: {dims}. Its true return is {p['return_gain']:+.2f} against the candidates' "
             f"mean, its success {100 * p['success_gain']:+.1f} points")
