@@ -12,6 +12,9 @@ assets/ogbench/cube-single-task2/:
 * contN16: the same study with a best-of-16 continuation ranked by q (`--continuation-n 16`), into
   runs/verifier-cube-single-contN16 (resumable), then into verifier/continuation-n16/. Same states and candidates;
   the continuation's noise row 0 is the N = 1 study's (see sorl_core/studies/verifier_study.py).
+* early: the study on each episode's first 21 decision points (`--early-steps 21`, steps 0-20, where the harm of
+  best-of-N by q lies), with N = 64 candidates so the ceiling (coverage) runs to N = 64, into
+  runs/verifier-cube-single-early-n64 (resumable), then into verifier/early-steps-n64/. About an hour on 2 cores.
 * sweep: `sorl-lab evaluate` at M_inf 8, N 1 4 16, verifiers q q-min q-lcb consensus and two adaptive rules, 50
   episodes, into runs/sweep-verifiers-cube-single, then sweep_verifiers.csv (the Scaling page's bundled sweeps).
   Not resumable (evaluate writes once at the end); skipped when sweep_verifiers.csv exists, unless --force.
@@ -56,6 +59,9 @@ STUDIES = {
     "study": (STUDY + ["--out", f"runs/verifier-{RUN}"], ASSET / "verifier"),
     "contN16": (STUDY + ["--continuation-n", "16", "--continuation-verifier", "q", "--batch-states", "5",
                          "--out", f"runs/verifier-{RUN}-contN16"], ASSET / "verifier" / "continuation-n16"),
+    "early": (["verifier", "--checkpoint", CHECKPOINT, "--m-inf", "8", "--n", "64", "--states", "50", "--horizon", "200",
+               "--repeats", "2", "--seed", "0", "--early-steps", "21", "--batch-states", "3",
+               "--out", f"runs/verifier-{RUN}-early-n64"], ASSET / "verifier" / "early-steps-n64"),
 }
 SWEEP = ["evaluate", "--checkpoint", CHECKPOINT, "--m-inf", "8", "--n", "1", "4", "16",
          "--verifier", "q", "q-min", "q-lcb", *(["q-kbtt"] if NAME.endswith("mbtt1") else []), "consensus", "--adaptive", "seq:eps=0.05", "par:delta=1.0",
@@ -182,13 +188,13 @@ def switch(episodes: int = 50, n: int = 16, m_inf: int = 8, verifier: str = "q",
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="+", choices=("study", "contN16", "sweep", "compare", "switch"),
-                        default=["study", "contN16", "sweep", "compare", "switch"])
+    parser.add_argument("--only", nargs="+", choices=("study", "contN16", "early", "sweep", "compare", "switch"),
+                        default=["study", "contN16", "early", "sweep", "compare", "switch"])
     parser.add_argument("--force", action="store_true", help="rerun the sweep even when sweep_verifiers.csv exists")
     parser.add_argument("--policy", default="cube-single-task2",
                         help="the bundled policy (a folder of assets/ogbench) to study, e.g. cube-single-task2-mbtt1")
     args = parser.parse_args()
-    for step in ("study", "contN16"):
+    for step in ("study", "contN16", "early"):
         if step in args.only:
             command, dst = STUDIES[step]
             run(command)
