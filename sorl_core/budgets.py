@@ -167,14 +167,21 @@ def _max_abs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).abs().amax(dim=-1)
 
 
-@torch.no_grad()
-def sequential(agent, obs, eps: float, m_max: int | None = None, generator=None, extrapolate: bool = False) -> BudgetResult:
-    """The sequential rule (module docstring): per state, double M from 1 while max-abs(a_M - a_2M) > eps."""
+def _one_candidate_each(agent, obs, m_max: int | None, generator, extrapolate: bool):
+    """What the one-candidate rules (seq, jump) start from: the checked cap on M, the states as a tensor, and one
+    noise draw per state (drawn as agent.sample draws N = 1)."""
     m_max = int(m_max or agent.config.m_disc)
     agent.check_m_inf(m_max, extrapolate)
     obs = agent.as_obs(obs)
-    s, a_dim = obs.shape[0], agent.config.action_dim
-    noise = torch.randn(s, a_dim, generator=_generator(agent, generator), device=agent.device)
+    noise = torch.randn(obs.shape[0], agent.config.action_dim, generator=_generator(agent, generator), device=agent.device)
+    return m_max, obs, noise
+
+
+@torch.no_grad()
+def sequential(agent, obs, eps: float, m_max: int | None = None, generator=None, extrapolate: bool = False) -> BudgetResult:
+    """The sequential rule (module docstring): per state, double M from 1 while max-abs(a_M - a_2M) > eps."""
+    m_max, obs, noise = _one_candidate_each(agent, obs, m_max, generator, extrapolate)
+    s = obs.shape[0]
     actions = integrate(agent.actor, obs, noise, 1)[0].clamp(-1, 1)
     actor_calls = np.ones(s, dtype=np.int64)
     m_used = np.ones(s, dtype=np.int64)
@@ -196,11 +203,8 @@ def sequential(agent, obs, eps: float, m_max: int | None = None, generator=None,
 @torch.no_grad()
 def jump(agent, obs, eps: float, m_max: int | None = None, generator=None, extrapolate: bool = False) -> BudgetResult:
     """The jump rule (module docstring): the M = 2 action where M = 1 and 2 agree within eps, else the cap's M."""
-    m_max = int(m_max or agent.config.m_disc)
-    agent.check_m_inf(m_max, extrapolate)
-    obs = agent.as_obs(obs)
-    s, a_dim = obs.shape[0], agent.config.action_dim
-    noise = torch.randn(s, a_dim, generator=_generator(agent, generator), device=agent.device)
+    m_max, obs, noise = _one_candidate_each(agent, obs, m_max, generator, extrapolate)
+    s = obs.shape[0]
     one = integrate(agent.actor, obs, noise, 1)[0].clamp(-1, 1)
     actions = integrate(agent.actor, obs, noise, 2)[0].clamp(-1, 1)
     actor_calls = np.full(s, 1 + 2, dtype=np.int64)
