@@ -276,7 +276,8 @@ def test_training_time_evaluation_samples_with_the_noise_evaluate_uses(monkeypat
         return SimpleNamespace(summary=lambda: {k: 0 for k in ogbench_train.EVAL_COLUMNS})
 
     monkeypatch.setattr(ogbench_train, "run_episodes", fake_run_episodes)
-    ogbench_train.evaluate_success(None, SimpleNamespace(count=3), [1, 2, 8], n=1, seed=5)
+    sorl = SimpleNamespace(config=SimpleNamespace(method="sorl"))  # every M_inf (fql would evaluate only 1)
+    ogbench_train.evaluate_success(sorl, SimpleNamespace(count=3), [1, 2, 8], n=1, seed=5)
     assert seen == [(m, 1, episode_seeds(5, 3), sample_seed(5, m, 1)) for m in (1, 2, 8)]
 
 
