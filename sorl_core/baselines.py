@@ -167,7 +167,7 @@ class BaselineAgent:
         loss, info = self.losses(batch)
         loss.backward()
         self.optimizer.step()
-        if self.has_target_critic:
+        if "target_critic" in self.networks:  # (also after an inference-only load, whose target starts as a copy)
             polyak(self.target_critic, self.critic, self.config.tau)
         self.step += 1
         return info
