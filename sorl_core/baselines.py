@@ -166,11 +166,16 @@ class BaselineAgent:
         self.optimizer.zero_grad(set_to_none=True)
         loss, info = self.losses(batch)
         loss.backward()
-        self.optimizer.step()
+        info.update(self.optimizer_step())
         if "target_critic" in self.networks:  # (also after an inference-only load, whose target starts as a copy)
             polyak(self.target_critic, self.critic, self.config.tau)
         self.step += 1
         return info
+
+    def optimizer_step(self) -> dict:
+        """One Adam step over everything trained (FQL clips no gradients); returns metrics to log."""
+        self.optimizer.step()
+        return {}
 
     # ------------------------------------------------------------------ inference
     as_obs = SORLAgent.as_obs
@@ -264,14 +269,9 @@ class FlowBCAgent(BaselineAgent):
                                       self.randn(b, cfg.action_dim), t, cfg.max_level, cfg.flow_eps)
         return cfg.fm_coef * fm, info
 
-    def update(self, batch: Batch, k: int | None = None) -> dict[str, torch.Tensor]:
-        batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
-        self.optimizer.zero_grad(set_to_none=True)
-        loss, info = self.losses(batch)
-        loss.backward()
-        info["grad_norm_actor_step"] = clip_and_step(self.optimizer, list(self.actor.parameters()), self.config.grad_clip)
-        self.step += 1
-        return info
+    def optimizer_step(self) -> dict:
+        """SORL's gradient clipping, as SORL's actor gets it."""
+        return {"grad_norm_actor_step": clip_and_step(self.optimizer, list(self.actor.parameters()), self.config.grad_clip)}
 
     def check_m_inf(self, m_inf: int, extrapolate: bool = False) -> None:
         SORLAgent.check_m_inf(self, m_inf, extrapolate)  # the flow was trained on SORL's grid of step sizes
