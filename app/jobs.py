@@ -25,6 +25,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from sorl_core.cpu import release_freed_memory
+
 SLOTS_ENV, CACHE_ENV = "SORL_LAB_HEAVY_JOBS", "SORL_LAB_JOB_CACHE"
 QUEUE_MARK = "In the queue"  # the first words of a waiting page's status (benchmarks/classroom.py reads them)
 
@@ -85,9 +87,10 @@ class JobBoard:
     in the app); waiters that are gone are forgotten when jobs are submitted and every `sweep_every` seconds."""
 
     def __init__(self, slots: int, cache_size: int = 32, is_alive: Callable[[str], bool] | None = None,
-                 sweep_every: float = 5.0):
+                 sweep_every: float = 5.0, on_idle: Callable[[], Any] | None = None):
         self.slots, self.cache_size = slots, cache_size
         self.is_alive = is_alive or (lambda waiter: True)
+        self.on_idle = on_idle  # called once each time the last running job ends with nothing queued
         self.lock = threading.Lock()
         self.queue: list[Job] = []
         self.running: list[Job] = []
@@ -154,7 +157,10 @@ class JobBoard:
                     while len(self.done) > self.cache_size:
                         self.done.popitem(last=False)
                 self._dispatch_locked()
+                idle = not self.running and not self.queue
             job.finished.set()
+            if idle and self.on_idle is not None:
+                self.on_idle()
 
     def _cancel_locked(self, job: Job) -> None:
         if job in self.queue:
@@ -190,7 +196,10 @@ def board(is_alive: Callable[[str], bool] | None = None) -> JobBoard:
     global _board
     with _board_lock:
         if _board is None:
-            _board = JobBoard(default_slots(), positive_int(CACHE_ENV, 32), is_alive=is_alive)
+            # Idle again: the work's freed heap goes back to the OS, so a class that ran rollouts does not leave the
+            # server holding it (docs/CLASSROOM.md).
+            _board = JobBoard(default_slots(), positive_int(CACHE_ENV, 32), is_alive=is_alive,
+                              on_idle=release_freed_memory)
         return _board
 
 

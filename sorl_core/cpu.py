@@ -109,6 +109,22 @@ def keep_freed_memory() -> None:
         pass
 
 
+def release_freed_memory() -> bool:
+    """Hand the heap glibc keeps after frees back to the OS (malloc_trim); False where the C library is not glibc.
+
+    A long-lived server calls it when its heavy work ends: two cube-single rollouts in threads leave about 400 MB
+    of freed heap held by the process (RSS 1,003-1,018 MB, 606 MB after this call; it does not grow from one
+    round to the next), which otherwise stays with the server after its users have left.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
 def grad_norms(grads: list, seeds: int = 1) -> torch.Tensor:
     """Global L2 norm of the gradients present: a scalar, or one per seed (P,) for seed-stacked weights,
     whose leading axis is seed-major (seed p's rows first p, or its E critic members p*E .. p*E+E-1)."""

@@ -63,6 +63,20 @@ def test_identical_requests_from_several_sessions_are_computed_once():
     assert third is first and third.result == [1, 2] and gate.calls == 1
 
 
+def test_the_board_hands_memory_back_once_when_its_last_job_ends():
+    idle, gate = [], Gate()
+    board = JobBoard(slots=2, sweep_every=0, on_idle=lambda: idle.append(board.status()))
+    jobs = [board.submit((i,), f"job {i}", gate.work(i), waiter=f"s{i}") for i in range(3)]
+    wait_until(lambda: gate.running == 2)
+    assert idle == []
+    gate.release.set()
+    for job in jobs:
+        assert job.finished.wait(10)
+    wait_until(lambda: len(idle) == 1)
+    time.sleep(0.1)
+    assert len(idle) == 1 and idle[0]["running"] == 0 and idle[0]["queued"] == 0
+
+
 def test_the_result_cache_is_bounded_and_drops_the_least_recently_used():
     board = JobBoard(slots=1, cache_size=2, sweep_every=0)
     calls = []
