@@ -14,7 +14,7 @@ from . import cpu
 from .authors_run import ImportConfig, import_run
 from .studies.bench import BenchConfig, print_report, run_bench
 from .checkpoint import CheckpointError
-from .studies.evaluate import EvaluateConfig, evaluate
+from .studies.evaluate import EvaluateConfig, SweepInterrupted, evaluate
 from .studies.grid import GridConfig, run_grid, summary
 from .ogbench.datasets import DEFAULT_DATASET_DIR, dataset_name_for, dataset_paths, dataset_spec, official_files_help
 from .ogbench.generation import DataGenerateConfig, generate_dataset
@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"sorl-lab: error: {exc}", file=sys.stderr)
         return 2
+    except SweepInterrupted as exc:
+        print(f"sorl-lab: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         return 130
     return 0

@@ -132,6 +132,41 @@ def test_evaluate_writes_the_sweep_csv_and_report(trained, tmp_path):
     assert "plotly" in html.lower() and "Success over M_inf x N" in html and "Success against compute" in html
 
 
+def test_an_interrupted_sweep_keeps_its_cells_and_resumes_only_the_rest(trained, tmp_path, monkeypatch, capsys):
+    import sorl_core.studies.evaluate as E
+
+    args = ["evaluate", "--checkpoint", str(trained / "checkpoint.pt"), "--m-inf", "1", "2", "--n", "1", "2",
+            "--verifier", "q", "consensus", "--adaptive", "seq:eps=0.05", "--episodes", "2", "--workers", "1",
+            "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    whole = read_csv(tmp_path / "whole" / "sweep.csv")
+    real, calls, stop_at = E.run_episodes, [], [3]
+
+    def interrupted_at_the_third_cell(*a, **kw):
+        calls.append(a[2:4])
+        if len(calls) == stop_at[0]:
+            stop_at[0] = None
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(E, "run_episodes", interrupted_at_the_third_cell)
+    out = tmp_path / "cut"
+    assert main([*args, "--out", str(out)]) == 130
+    assert "--resume" in capsys.readouterr().err
+    kept = read_csv(out / "sweep.csv")  # M1 N1 (one run, a row per verifier), then M1 N2 ranked by q
+    assert [(r["m_inf"], r["n"], r["verifier"]) for r in kept] == [("1", "1", "q"), ("1", "1", "consensus"),
+                                                                  ("1", "2", "q")]
+    calls.clear()
+    assert main([*args, "--out", str(out), "--resume"]) == 0
+    assert calls == [(1, 2), (2, 1), (2, 2), (2, 2), (8, 1)]  # the runs left (the rule at its caps), none again
+    resumed = read_csv(out / "sweep.csv")
+    measured = ("m_inf", "n", "verifier", "adaptive", "successes", "mean_return", "mean_length", "network_calls")
+    assert [[r[c] for c in measured] for r in resumed] == [[r[c] for c in measured] for r in whole]
+    calls.clear()
+    assert main([*args, "--out", str(out), "--resume", "--episodes", "3"]) == 0  # other settings: nothing reused
+    assert len(calls) == 7
+
+
 def test_a_baseline_trains_and_sweeps_on_ogbench_with_its_method_recorded(data_dir, tmp_path, capsys):
     out = tmp_path / "fql"
     assert main(["train", "--env", ENV, "--dataset-dir", str(data_dir), "--iterations", "6", "--eval-every", "6",

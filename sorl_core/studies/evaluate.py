@@ -16,7 +16,7 @@ from ..checkpoint import SNAPSHOTS, CheckpointError, checkpoint_label, load_agen
 from ..io import write_atomic
 from ..ogbench.rollouts import EnvBatch, episode_seeds, run_episodes, sample_seed, success_timing_of
 from .sweep_report import sweep_html
-from .sweep_schema import SWEEP_COLUMNS
+from .sweep_schema import COLUMN_DEFAULTS, SWEEP_COLUMNS
 from ..verifiers import DEFAULT_BETA, check_verifier
 
 
@@ -58,6 +58,28 @@ class EvaluateConfig:
     """Where the policy runs: auto, cpu or cuda."""
     progress: bool = True
     """Show a progress bar over episodes."""
+    resume: bool = False
+    """Keep the cells an interrupted sweep already wrote to the output folder's sweep.csv (same checkpoint, training
+    iterations, settings, episodes, seed and success timing) and run only the rest. sweep.csv is rewritten after
+    every cell, so an interrupted sweep loses at most the cell in progress."""
+
+
+# What makes two rows the same measurement: a resumed sweep reuses a previous row only when all of these agree.
+CELL_KEY = ("checkpoint", "train_iterations", "method", "m_inf", "n", "verifier", "adaptive", "episodes", "seed",
+            "success_timing")
+
+
+def cell_key(row: dict) -> tuple[str, ...]:
+    return tuple(str(row[c]) for c in CELL_KEY)
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep, after `rows` measured rows were written to `path`."""
+
+    def __init__(self, path: Path, rows: int):
+        super().__init__(f"interrupted; the {rows} rows measured so far are in {path}: run the same command with "
+                         "--resume to measure only the rest")
+        self.path, self.rows = path, rows
 
 
 def checkpoints_of(checkpoint: str | tuple[str, ...]) -> list[str]:
@@ -82,19 +104,28 @@ def checkpoints_of(checkpoint: str | tuple[str, ...]) -> list[str]:
     return paths
 
 
-def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | None = None) -> list[dict]:
-    """One row per (m_inf, n) and checkpoint, in SWEEP_COLUMNS order; every cell faces the same initial states."""
+def run_sweep(cfg: EvaluateConfig, on_progress: Callable[[int, int], None] | None = None,
+              previous: list[dict] | None = None, on_cell: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """One row per (m_inf, n) and checkpoint, in SWEEP_COLUMNS order; every cell faces the same initial states.
+
+    `previous`: rows of an earlier sweep (as read from its CSV) whose cells are reused instead of run again (see
+    CELL_KEY); `on_cell(rows so far)` is called after every cell, reused or measured."""
     opened: dict[str, tuple[EnvBatch, str]] = {}  # environment -> its workers and success timing, shared by checkpoints
+    kept = {cell_key(row): row for row in previous or ()}
+    rows: list[dict] = []
     try:
-        return [row for path in checkpoints_of(cfg.checkpoint)
-                for row in _sweep_checkpoint(replace(cfg, checkpoint=path), on_progress, opened)]
+        for path in checkpoints_of(cfg.checkpoint):
+            _sweep_checkpoint(replace(cfg, checkpoint=path), on_progress, opened, kept, rows, on_cell)
+        return rows
     finally:
         for envs, _ in opened.values():
             envs.close()
 
 
-def _sweep_checkpoint(cfg: EvaluateConfig, on_progress, opened: dict) -> list[dict]:
-    """The rows of one checkpoint file; its environment's workers are started once for every checkpoint of the sweep."""
+def _sweep_checkpoint(cfg: EvaluateConfig, on_progress, opened: dict, kept: dict, rows: list[dict],
+                      on_cell: Callable[[list[dict]], None] | None) -> None:
+    """Appends the rows of one checkpoint file to `rows`; its environment's workers are started once for every
+    checkpoint of the sweep, and only when a cell is not in `kept`."""
     agent, extra = load_agent(cfg.checkpoint, device=cfg.device)
     env_name = extra.get("env")
     if not env_name:
@@ -118,34 +149,49 @@ def _sweep_checkpoint(cfg: EvaluateConfig, on_progress, opened: dict) -> list[di
     # A sequential rule ranks nothing either: it runs once and its row is shared by every verifier.
     cells += [(rule, None, v) for rule in rules for v in (cfg.verifier if rule.ranks else cfg.verifier[:1])]
     total = len(cells) * cfg.episodes
-    bar = tqdm(total=total, desc=f"evaluate {label}", unit="ep", disable=not cfg.progress, dynamic_ncols=True)
-    rows = []
-    if env_name not in opened:
-        opened[env_name] = (EnvBatch(env_name, cfg.episodes, workers=cfg.workers, **env_kwargs),
-                            success_timing_of(env_name, **env_kwargs))
-    envs, timing = opened[env_name]
+    head = {"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt, "train_seed": train_seed,
+            "train_iterations": train_iterations, "method": agent.config.method, "episodes": cfg.episodes,
+            "seed": cfg.seed}
+    # Known without starting the workers when cells may be reused (a probe environment is built and closed).
+    timing = opened[env_name][1] if env_name in opened else success_timing_of(env_name, **env_kwargs) if kept else ""
+    bar = None
     for i, (m, n, verifier) in enumerate(cells):
+        caps = m.caps(agent) if isinstance(m, budgets.Rule) else (m, n)
+        adaptive = m.label if isinstance(m, budgets.Rule) else ""
+        shared = cfg.verifier if (n == 1 or (adaptive and not m.ranks)) else (verifier,)  # verifiers sharing the run
+        wanted = [cell_key({**head, "m_inf": caps[0], "n": caps[1], "verifier": v, "adaptive": adaptive,
+                            "success_timing": timing}) for v in shared]
+        if kept and all(k in kept for k in wanted):
+            rows += [{c: kept[k][c] for c in SWEEP_COLUMNS} for k in wanted]
+            if on_cell is not None:
+                on_cell(rows)
+            continue
+        if env_name not in opened:
+            opened[env_name] = (EnvBatch(env_name, cfg.episodes, workers=cfg.workers, **env_kwargs),
+                                success_timing_of(env_name, **env_kwargs))
+        envs, timing = opened[env_name]
+        if bar is None:
+            bar = tqdm(total=total, desc=f"evaluate {label}", unit="ep", disable=not cfg.progress, dynamic_ncols=True)
+
         def step_progress(done: int, count: int, base: int = i * cfg.episodes) -> None:
             bar.n = base + done
             bar.refresh()
             if on_progress is not None:
                 on_progress(base + done, total)
 
-        if isinstance(m, budgets.Rule):
-            rows += _adaptive_rows(cfg, agent, envs, m, verifier, seeds, step_progress,
-                                   {"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt,
-                                    "train_seed": train_seed, "train_iterations": train_iterations,
-                                    "success_timing": timing, "method": agent.config.method})
-            continue
-        result = run_episodes(agent, envs, m, n, seeds, sample_seed=sample_seed(cfg.seed, m, n),
-                              extrapolate=cfg.extrapolate, on_step=step_progress, verifier=verifier, beta=cfg.beta)
-        row = {"checkpoint": label, "env": env_name, "m_btt": agent.config.m_btt, **result.summary(), "seed": cfg.seed,
-               "adaptive": "", "train_seed": train_seed, "train_iterations": train_iterations, "success_timing": timing,
-               "method": agent.config.method}
-        for v in (cfg.verifier if n == 1 else (verifier,)):
-            rows.append({**row, "verifier": v})
-    bar.close()
-    return [{k: row[k] for k in SWEEP_COLUMNS} for row in rows]
+        if adaptive:
+            new = _adaptive_rows(cfg, agent, envs, m, verifier, seeds, step_progress,
+                                 {**head, "success_timing": timing})
+        else:
+            result = run_episodes(agent, envs, m, n, seeds, sample_seed=sample_seed(cfg.seed, m, n),
+                                  extrapolate=cfg.extrapolate, on_step=step_progress, verifier=verifier, beta=cfg.beta)
+            row = {**head, **result.summary(), "seed": cfg.seed, "adaptive": "", "success_timing": timing}
+            new = [{**row, "verifier": v} for v in shared]
+        rows += [{k: row[k] for k in SWEEP_COLUMNS} for row in new]
+        if on_cell is not None:
+            on_cell(rows)
+    if bar is not None:
+        bar.close()
 
 
 def _adaptive_rows(cfg: EvaluateConfig, agent, envs, rule, verifier: str, seeds, on_step, head: dict) -> list[dict]:
@@ -170,12 +216,28 @@ def sweep_csv(rows: list[dict]) -> str:
 
 
 def evaluate(cfg: EvaluateConfig) -> tuple[Path, Path]:
-    """Run the sweep and write sweep.csv and sweep.html; returns their paths."""
-    rows = run_sweep(cfg)
+    """Run the sweep and write sweep.csv (after every cell) and sweep.html; returns their paths."""
     first = Path(checkpoints_of(cfg.checkpoint)[0])
     out = Path(cfg.out) if cfg.out else (first.parent.parent if first.parent.name == SNAPSHOTS else first.parent)
-    out.mkdir(parents=True, exist_ok=True)
     csv_path, html_path = out / "sweep.csv", out / "sweep.html"
-    write_atomic(csv_path, sweep_csv(rows))
+    previous = read_sweep_rows(csv_path) if cfg.resume and csv_path.is_file() else []
+    written = [0]
+
+    def save(rows: list[dict]) -> None:  # the folder appears with the first measured cell: bad input writes nothing
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(csv_path, sweep_csv(rows))
+        written[0] = len(rows)
+
+    try:
+        rows = run_sweep(cfg, previous=previous, on_cell=save)
+    except KeyboardInterrupt as exc:
+        raise SweepInterrupted(csv_path, written[0]) from exc
+    save(rows)
     write_atomic(html_path, sweep_html(sweep_csv(rows)))
     return csv_path, html_path
+
+
+def read_sweep_rows(path: Path) -> list[dict]:
+    """The rows of a sweep CSV as strings, columns missing from older files filled with their defaults."""
+    with open(path, newline="") as f:
+        return [{c: row.get(c) or COLUMN_DEFAULTS.get(c, "") for c in SWEEP_COLUMNS} for row in csv.DictReader(f)]
