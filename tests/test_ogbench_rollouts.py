@@ -363,3 +363,32 @@ def test_snapshots_along_a_run_are_swept_as_a_training_budget_axis(data_dir, tmp
     rows = read_csv(tmp_path / "post" / "sweep.csv")
     assert [(r["checkpoint"], r["train_iterations"], r["success_timing"]) for r in rows] == [
         ("run", "30", "post"), ("run@10", "10", "post")]
+
+
+def test_the_budget_sweep_script_sweeps_every_seed_at_each_budget_and_merges_them(data_dir, tmp_path):
+    """scripts/sweep_budget_runs.py: each snapshot of each seed swept once (a second sitting redoes nothing), merged
+    in training order into the bundled sweep_budget.csv the Scaling page reads."""
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    assert main(["train", "--env", ENV, "--dataset-dir", str(data_dir), "--iterations", "20", "--snapshots", "10", "20",
+                 "--eval-every", "0", "--checkpoint-every", "10", "--agent.size", "tiny", "--no-progress",
+                 "--out", str(runs / "cube-single-s0")]) == 0
+    (runs / "cube-single-s1").mkdir()
+    (runs / "cube-single-s1" / "snapshots").symlink_to(runs / "cube-single-s0" / "snapshots")
+    args = [sys.executable, str(REPO / "scripts" / "sweep_budget_runs.py"), "--runs", str(runs), "--archive",
+            str(tmp_path / "none"), "--bundle", str(tmp_path / "assets"), "--episodes", "1", "--m-inf", "1", "2",
+            "--n", "1", "2"]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert [line.split()[-1] for line in first.stdout.splitlines() if " sweeping " in line] == [
+        "cube-single-s0@10", "cube-single-s1@10", "cube-single-s0@20", "cube-single-s1@20"]
+    rows = read_csv(tmp_path / "assets" / "cube-single-task2-budget" / "sweep_budget.csv")
+    assert len(rows) == 4 * 8  # M {1, 2} x N {1, 2} x verifier {q, consensus} per snapshot
+    assert [r["checkpoint"] for r in rows[::8]] == ["cube-single-s0@10", "cube-single-s1@10", "cube-single-s0@20",
+                                                    "cube-single-s1@20"]
+    assert {(r["train_iterations"], r["verifier"]) for r in rows} == {(i, v) for i in ("10", "20")
+                                                                      for v in ("q", "consensus")}
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and " sweeping " not in again.stdout

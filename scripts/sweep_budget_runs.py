@@ -1,0 +1,148 @@
+"""The snapshot sweeps of the training-budget runs (scripts/train_budget_runs.sh), across as many sittings as they need.
+
+Every snapshot a run kept (10k, 20k, 40k, ... iterations) is swept over M_inf {1, 2, 4, 8} x N {1, 4, 16} x verifier
+{q, consensus} on 50 seeded episodes (the N = 1 cells once), snapshot by snapshot in training order and seed by seed
+within a snapshot, so a sitting that ends early leaves every seed measured to the same budget:
+
+    .venv/bin/python scripts/sweep_budget_runs.py [--minutes 60] [--jobs cube-single]
+
+Each snapshot's sweep goes to runs/budget/sweeps/<run>@<iterations>/sweep.csv through `sorl-lab evaluate --resume`
+(rewritten after every cell; Ctrl-C or the deadline loses at most the cell in progress). After each snapshot the
+finished ones are merged, in training order, into assets/ogbench/<job bundle>/sweep_budget.csv, the file the Scaling
+page's training-budget view and RESULTS.md read. Snapshots come from runs/budget/<run>/snapshots, or from the run's
+archive in assets/training/<run>.tar when this machine has no run folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from sorl_core.checkpoint import SNAPSHOTS, checkpoint_label  # noqa: E402
+from sorl_core.io import write_atomic  # noqa: E402
+from sorl_core.studies.evaluate import sweep_csv  # noqa: E402
+
+# job -> (run folders under runs/budget, the bundled folder its merged sweep goes to)
+JOBS = {
+    "cube-single": (("cube-single-s0", "cube-single-s1", "cube-single-s2"), "cube-single-task2-budget"),
+    "scene": (("scene",), "scene-task2-budget"),
+    "cube-double": (("cube-double",), "cube-double-task2-budget"),
+}
+
+
+@dataclass
+class SweepBudgetConfig:
+    """Sweep the snapshots of the training-budget runs, resumably."""
+
+    jobs: tuple[str, ...] = ("cube-single",)
+    """Which runs: cube-single (three seeds), scene, cube-double."""
+    minutes: float = 170.0
+    """Stop after this many minutes (the cell in progress is lost; the next sitting resumes)."""
+    episodes: int = 50
+    """Episodes per cell."""
+    m_inf: tuple[int, ...] = (1, 2, 4, 8)
+    """Euler step counts."""
+    n: tuple[int, ...] = (1, 4, 16)
+    """Best-of-N candidate counts."""
+    verifier: tuple[str, ...] = ("q", "consensus")
+    """How best-of-N ranks its candidates."""
+    runs: Path = REPO / "runs" / "budget"
+    """The runs' folder (scripts/train_budget_runs.sh)."""
+    archive: Path = REPO / "assets" / "training"
+    """Where the runs are archived, for snapshots this machine lacks."""
+    bundle: Path = REPO / "assets" / "ogbench"
+    """Where the merged sweep_budget.csv files go."""
+
+
+def snapshots_of(cfg: SweepBudgetConfig, run: str) -> list[Path]:
+    """The run's snapshot files in training order, extracted from its archive when the run folder lacks them."""
+    folder = cfg.runs / run / SNAPSHOTS
+    tar = cfg.archive / f"{run}.tar"
+    if not any(folder.glob("iteration-*.pt")) and tar.is_file():
+        with tarfile.open(tar) as t:
+            members = [m for m in t.getmembers() if m.name.startswith(f"{SNAPSHOTS}/") and m.isfile()]
+            t.extractall(cfg.runs / run, members=members, filter="data")
+    return sorted(folder.glob("iteration-*.pt"))
+
+
+def sweep_folder(cfg: SweepBudgetConfig, snapshot: Path) -> Path:
+    return cfg.runs / "sweeps" / checkpoint_label(snapshot)
+
+
+def complete(path: Path, cells: int) -> bool:
+    if not path.is_file():
+        return False
+    with open(path, newline="") as f:
+        return sum(1 for _ in csv.DictReader(f)) >= cells
+
+
+def merge(cfg: SweepBudgetConfig, job: str, cells: int) -> Path | None:
+    """Every finished snapshot sweep of the job, in (iterations, seed) order, into its bundled sweep_budget.csv."""
+    runs, bundle = JOBS[job]
+    done = [sweep_folder(cfg, s) / "sweep.csv" for run in runs for s in snapshots_of(cfg, run)]
+    rows = []
+    for path in done:
+        if complete(path, cells):
+            with open(path, newline="") as f:
+                rows += list(csv.DictReader(f))
+    if not rows:
+        return None
+    rows.sort(key=lambda r: (int(r["train_iterations"]), r["checkpoint"]))  # stable: cell order kept within a sweep
+    out = cfg.bundle / bundle / "sweep_budget.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, sweep_csv(rows))
+    return out
+
+
+def main(cfg: SweepBudgetConfig) -> int:
+    deadline = time.monotonic() + cfg.minutes * 60
+    # Rows per snapshot: N = 1 once (a row per verifier), every other N once per verifier.
+    cells = len(cfg.m_inf) * len(cfg.verifier) * len(cfg.n)
+    for job in cfg.jobs:
+        if job not in JOBS:
+            print(f"unknown job {job!r}: choose from {', '.join(JOBS)}", file=sys.stderr)
+            return 2
+        runs, _ = JOBS[job]
+        per_run = {run: snapshots_of(cfg, run) for run in runs}
+        budgets = sorted({s.name for snaps in per_run.values() for s in snaps})
+        for name in budgets:  # training order; every seed at one budget before the next budget
+            for run in runs:
+                snapshot = cfg.runs / run / SNAPSHOTS / name
+                if not snapshot.is_file():
+                    continue
+                out = sweep_folder(cfg, snapshot)
+                if complete(out / "sweep.csv", cells):
+                    continue
+                left = deadline - time.monotonic()
+                if left < 60:
+                    print(f"{time.strftime('%T')} deadline: stopping; run this again to go on", flush=True)
+                    merge(cfg, job, cells)
+                    return 0
+                print(f"{time.strftime('%T')} sweeping {checkpoint_label(snapshot)}", flush=True)
+                cmd = [sys.executable, "-m", "sorl_core.cli", "evaluate", "--checkpoint", str(snapshot),
+                       "--m-inf", *map(str, cfg.m_inf), "--n", *map(str, cfg.n), "--verifier", *cfg.verifier,
+                       "--episodes", str(cfg.episodes), "--out", str(out), "--resume", "--no-progress"]
+                # SIGINT at the deadline: evaluate keeps the cells it finished (sweep.csv is rewritten per cell).
+                started = time.monotonic()
+                rc = subprocess.call(["timeout", "-s", "INT", f"{int(left)}", *cmd], cwd=REPO)
+                print(f"{time.strftime('%T')} {checkpoint_label(snapshot)}: exit {rc} after "
+                      f"{(time.monotonic() - started) / 60:.1f} min", flush=True)
+                if rc not in (0, 124, 130):
+                    return rc
+            merged = merge(cfg, job, cells)
+            if merged:
+                print(f"{time.strftime('%T')} merged into {merged}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(tyro.cli(SweepBudgetConfig)))
