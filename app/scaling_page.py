@@ -10,6 +10,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from app.paths import REPO_ROOT
 from sorl_core.studies.sweep_report import (  # noqa: F401  (the page's vocabulary, used as S.<name>)
     AXES, SweepError, across_seeds, budget_options, cheapest_for_target, combine, compute_figure, compute_optimal,
@@ -39,6 +41,28 @@ def opening_sweeps(names: Sequence[str]) -> list[str]:
     for name in names:
         groups.setdefault(name if "/" in name else recipe(name), []).append(name)
     return max(groups.values(), key=len)  # max keeps the first of equals
+
+
+def is_budget_sweep(path: Path) -> bool:
+    """A bundled sweep of a run's snapshots (scripts/sweep_budget_runs.py writes sweep_budget.csv): the page's
+    training-budget view reads it from the start, without it being picked among the sweeps above."""
+    return path.name.startswith("sweep_budget")
+
+
+def budget_rows(loaded: pd.DataFrame, bundled: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The rows the training-budget view pools: the chosen sweeps' and the bundled budget sweeps', each measurement
+    once (a bundled budget sweep may also have been picked above)."""
+    frames = [loaded, *bundled]
+    keys = ["checkpoint", "train_iterations", "m_btt", "method", "m_inf", "n", "verifier", "adaptive", "seed",
+            "episodes"]
+    both = pd.concat([f[[c for c in f.columns if c not in ("series", "source")]] for f in frames if not f.empty],
+                     ignore_index=True) if any(not f.empty for f in frames) else loaded
+    return both.drop_duplicates(subset=[k for k in keys if k in both.columns]).reset_index(drop=True)
+
+
+def opening_run(runs: Sequence[str], seeds: Sequence[int]) -> int:
+    """Index of the run the training-budget view opens on: the one pooling the most seeds (the first of equals)."""
+    return max(range(len(runs)), key=lambda i: (seeds[i], -i)) if runs else 0
 
 
 def grid_dir() -> Path:

@@ -233,6 +233,33 @@ def test_the_page_shows_training_against_test_time_compute(tmp_path, monkeypatch
     assert any(m.value.startswith("To reach 50% success: after 20,000 iterations") for m in at.markdown)
 
 
+def test_the_page_opens_on_the_bundled_budget_sweep_and_counts_each_episode_once(tmp_path, monkeypatch):
+    """A bundled sweep_budget.csv (scripts/sweep_budget_runs.py) feeds the training-budget view from the start, beside
+    the seeds the page opens on; picking it above as well does not count its episodes twice."""
+    root = tmp_path / "bundled"
+    for seed in SHIFT:
+        (root / f"ckpt-s{seed}").mkdir(parents=True)
+        (root / f"ckpt-s{seed}" / "sweep.csv").write_bytes(sweep_bytes(seed_rows(seed)))
+    (root / "run-budget").mkdir()
+    (root / "run-budget" / "sweep_budget.csv").write_bytes(
+        sweep_bytes(snapshot_rows(0) + snapshot_rows(1) + snapshot_rows(2)))
+    monkeypatch.setenv("SORL_LAB_SWEEP_DIR", str(root))
+    at = AppTest.from_file(str(SCALING_PAGE), default_timeout=TIMEOUT)
+    at.run()
+    assert_clean(at)
+    assert sorted(at.multiselect(key="bundled").value) == ["ckpt-s0", "ckpt-s1", "ckpt-s2"]
+    assert "Training compute against test-time compute" in [h.value for h in at.subheader]
+
+    def curve():
+        fig = next(s for s in specs(at) if s["layout"]["title"]["text"].startswith("Success against training"))
+        return arr(named(fig, "M_inf=8, N=1")["y"])
+
+    np.testing.assert_allclose(curve(), [pooled_rate(b, 8, 1) for b in BUDGETS])
+    at.multiselect(key="bundled").set_value(["ckpt-s0", "run-budget/sweep_budget.csv"]).run()
+    assert_clean(at)
+    np.testing.assert_allclose(curve(), [pooled_rate(b, 8, 1) for b in BUDGETS])
+
+
 def test_no_training_budget_view_without_snapshots(bundled_seeds):
     assert "Training compute against test-time compute" not in [h.value for h in bundled_seeds.subheader]
 

@@ -328,12 +328,18 @@ for start in range(0, len(series), 2):
 st.caption(f"Grey cells cost more than the budget ({calls_text(budget)} per action); the gold frame marks the "
            "compute-optimal cell.")
 
-# ---- the training budget: runs measured after several numbers of training iterations (snapshots)
-trained = S.training_budget(loaded)
+# ---- the training budget: runs measured after several numbers of training iterations (snapshots); the bundled
+# snapshot sweeps are always in it, so the page opens on the bundled run's learning curve
+budget_bundled = [df for df, error in (parse(p.read_bytes(), str(p.relative_to(root))) for p in bundled
+                                       if S.is_budget_sweep(p)) if error is None]
+trained = S.training_budget(S.budget_rows(loaded, budget_bundled))
 if not trained.empty:
     st.subheader("Training compute against test-time compute")
     runs = list(dict.fromkeys(f"{r} (M_BTT={m})" for r, m in zip(trained.run, trained.m_btt)))
-    run = st.selectbox("Run", runs, key="budget_run", help=HELP["budget_run"]) if len(runs) > 1 else runs[0]
+    seeds_of = [int(trained[[f"{r} (M_BTT={m})" == name for r, m in zip(trained.run, trained.m_btt)]].seeds.max())
+                for name in runs]
+    run = st.selectbox("Run", runs, index=S.opening_run(runs, seeds_of), key="budget_run",
+                       help=HELP["budget_run"]) if len(runs) > 1 else runs[0]
     one = trained[[f"{r} (M_BTT={m})" == run for r, m in zip(trained.run, trained.m_btt)]]
     seeds = int(one.seeds.max())
     st.caption(f"{run}: {one.train_iterations.nunique()} training budgets, "
