@@ -70,8 +70,8 @@ def table() -> str:
         "| policy | environment | budget | seeds | M_inf = 1 | M_inf = 8 | paper SORL / FQL |",
         "|---|---|---|---|---|---|---|",
     ]
-    for recipe in recipes:
-        members = sorted((r for r in runs if r["recipe"] == recipe), key=lambda r: r["seed"])
+    for name in recipes:
+        members = sorted((r for r in runs if r["recipe"] == name), key=lambda r: r["seed"])
         first = members[0]
         family = first["env"].split("-play")[0].split("-navigate")[0]
         published = PUBLISHED.get(family)
@@ -86,7 +86,7 @@ def table() -> str:
                 pooled = (sum(c[0] for c in per_seed), sum(c[1] for c in per_seed))
                 text += f" · pooled {percent(*pooled)}"
             cols.append(text)
-        lines.append(f"| {recipe} (M_BTT={first['m_btt']}) | `{first['env']}` | {first['iterations']:,} iterations, "
+        lines.append(f"| {name} (M_BTT={first['m_btt']}) | `{first['env']}` | {first['iterations']:,} iterations, "
                      f"{first['size']} size | {', '.join(str(r['seed']) for r in members)} | {cols[0]} | {cols[1]} | "
                      + (f"{published[1]}% / {published[0]}%" if published and first["m_btt"] == 8 else
                         "not published" if not published else "(the paper trains M_BTT = 8)") + " |")
@@ -111,8 +111,53 @@ def table() -> str:
             points = ", ".join(f"{step // 1000}k: {rate:.0%}" for step, rate in run["curve"])
             lines.append(f"| {run['name']} | {points} | {reading(run['curve'])} |")
     lines += success_timing_section()
+    lines += budget_section()
     lines.append("")
     return "\n".join(lines)
+
+
+BUDGET_CELLS = ((1, 1, "q"), (8, 1, "q"), (8, 16, "q"), (8, 16, "consensus"))  # (M_inf, N, verifier) columns
+
+
+def budget_tables() -> list[tuple[Path, str, list[str]]]:
+    """(bundled folder, run, markdown lines) for every run of every bundled `sweep_budget.csv`: its pooled cells at
+    each training budget and the questions they answer (sorl_core.studies.sweep_report.budget_findings)."""
+    from sorl_core.studies.sweep_report import budget_findings, parse_sweep, training_budget
+
+    out = []
+    for path in sorted(ASSETS.glob("*/sweep_budget.csv")):
+        tb = training_budget(parse_sweep(path.read_bytes(), path.name))
+        for run in tb.run.unique():
+            one = tb[tb.run == run]
+            lines = ["| training iterations | seeds | " + " | ".join(
+                f"M_inf = {m}, N = {n}" + (f" ({v})" if n > 1 else "") for m, n, v in BUDGET_CELLS) + " |",
+                "|---|---|" + "---|" * len(BUDGET_CELLS)]
+            for b in sorted(one.train_iterations.unique()):
+                at = one[one.train_iterations == b]
+                cols = []
+                for m, n, v in BUDGET_CELLS:
+                    cell = at[(at.m_inf == m) & (at.n == n) & ((at.verifier == v) | (n == 1))]
+                    cols.append("not measured" if cell.empty else percent(int(cell.successes.iloc[0]),
+                                                                           int(cell.episodes.iloc[0])))
+                lines.append(f"| {b:,} | {int(at.seeds.max())} | " + " | ".join(cols) + " |")
+            lines += [""] + [f"- {line}" for line in budget_findings(one)]
+            out.append((path.parent, run, lines))
+    return out
+
+
+def budget_section() -> list[str]:
+    tables = budget_tables()
+    if not tables:
+        return []
+    lines = [
+        "", "## The training budget", "",
+        "Snapshots of one run kept along its training (`sorl-lab train --snapshots`), each swept over M_inf x N x",
+        "verifier on the same 50 seeded episodes per cell (`scripts/sweep_budget_runs.py`); the seeds' episodes pooled,",
+        "95% Wilson interval. Each folder's card.md says how the run was trained.",
+    ]
+    for folder, run, body in tables:
+        lines += ["", f"### {run} (`{folder.name}/sweep_budget.csv`)", "", *body]
+    return lines
 
 
 def success_timing_section() -> list[str]:

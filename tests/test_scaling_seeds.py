@@ -210,6 +210,19 @@ def test_training_budget_pools_each_budget_over_the_seeds():
     assert "No measured" in S.cheapest_for_target(tb, 0.999)
 
 
+def test_the_budget_findings_answer_each_question_from_the_pooled_cells():
+    from sorl_core.studies.sweep_report import budget_findings
+
+    tb = S.training_budget(parsed(snapshot_rows(0), snapshot_rows(1), snapshot_rows(2)))
+    q_line, m_line, cheapest = budget_findings(tb)
+    for b in BUDGETS:
+        q16, one = pooled_rate(b, 8, 16), pooled_rate(b, 8, 1)
+        assert f"{b // 1000}k: {q16:.0%} against {one:.0%} ({round(100 * (q16 - one)):+d} points" in q_line
+        assert f"{b // 1000}k: {pooled_rate(b, 1, 1):.0%} against {one:.0%}" in m_line
+    assert q_line.startswith("Best-of-16 by Q against one sample, both at M_inf = 8")
+    assert cheapest == S.cheapest_for_target(tb, 0.8)
+
+
 def test_the_page_shows_training_against_test_time_compute(tmp_path, monkeypatch):
     root = tmp_path / "bundled"
     for seed in SHIFT:

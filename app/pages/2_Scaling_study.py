@@ -353,6 +353,8 @@ if not trained.empty:
     target = st.select_slider("Success target", options=[0.5, 0.6, 0.7, 0.8, 0.9, 0.95], value=0.8,
                               key="budget_target", format_func=lambda v: f"{v:.0%}", help=HELP["budget_target"])
     st.markdown(S.cheapest_for_target(one, target))
+    for line in S.budget_findings(one)[:-1]:  # the last is the cheapest pair for 80%, said above for any target
+        st.markdown(line)
 
 # ---- table and downloads
 with st.expander("Table"):

@@ -573,6 +573,42 @@ def cheapest_for_target(tb: pd.DataFrame, target: float) -> str:
     return f"To reach {target:.0%} success: " + "; ".join(parts) + "."
 
 
+def _pick(tb: pd.DataFrame, iterations: int, m: int, n: int, verifier: str | None = None):
+    at = tb[(tb.train_iterations == iterations) & (tb.m_inf == m) & (tb.n == n)]
+    if verifier is not None and n > 1:
+        at = at[at.verifier == verifier]
+    return None if at.empty else at.iloc[0]
+
+
+def _versus(a, b) -> str:
+    """'74% against 88% (-14 points, intervals apart)' for two pooled cells."""
+    gap = round(100 * (a.success_rate - b.success_rate))
+    apart = a.success_ci_low > b.success_ci_high or b.success_ci_low > a.success_ci_high
+    return (f"{a.success_rate:.0%} against {b.success_rate:.0%} ({gap:+d} points, "
+            + ("intervals apart)" if apart else "intervals overlap)"))
+
+
+def budget_findings(tb: pd.DataFrame, m_high: int = 8, n_high: int = 16, target: float = 0.8) -> list[str]:
+    """The training-budget questions answered from one run's pooled cells (a `training_budget` table), one sentence
+    each: does best-of-N by Q stop hurting as the critic trains longer; does M_inf = 1 catch up with M_inf = m_high;
+    the cheapest (training iterations, calls per action) pair for `target` success."""
+    budgets = sorted(tb.train_iterations.unique().tolist())
+    q_vs_one, one_vs_high = [], []
+    for b in budgets:
+        base, q, low = _pick(tb, b, m_high, 1), _pick(tb, b, m_high, n_high, "q"), _pick(tb, b, 1, 1)
+        if base is not None and q is not None:
+            q_vs_one.append(f"{b // 1000:,}k: {_versus(q, base)}")
+        if base is not None and low is not None:
+            one_vs_high.append(f"{b // 1000:,}k: {_versus(low, base)}")
+    lines = []
+    if q_vs_one:
+        lines.append(f"Best-of-{n_high} by Q against one sample, both at M_inf = {m_high}: " + "; ".join(q_vs_one) + ".")
+    if one_vs_high:
+        lines.append(f"M_inf = 1 against M_inf = {m_high}, N = 1: " + "; ".join(one_vs_high) + ".")
+    lines.append(cheapest_for_target(tb, target))
+    return lines
+
+
 def wrap_title(title: str, limit: int = 34) -> list[str]:
     """A series name as title lines of at most about `limit` characters, broken at its " · " separators: two
     heatmaps side by side at 1024 px have room for about that many."""
