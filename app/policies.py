@@ -18,8 +18,23 @@ from pathlib import Path
 import numpy as np
 
 from app.paths import REPO_ROOT
+from sorl_core.baselines import m_inf_values, ranking_verifier
+from sorl_core.verifiers import VERIFIERS
 
 M_OPTIONS = (1, 2, 4, 8)  # Euler steps offered (powers of two up to the usual M_disc = 8)
+
+
+# --------------------------------------------------------------------------- methods (SORL and its baselines)
+METHOD_NAMES = {"sorl": "SORL (shortcut model)", "flow-bc": "flow-bc (flow matching only)",
+                "ifql": "ifql (behaviour flow + critic)", "fql": "fql (one-step policy)"}
+
+
+def settings_for(config, m_options: list[int], verifier: str) -> tuple[list[int], list[str], str]:
+    """(M_inf offered, verifiers offered, the verifier to use) for a policy's method: fql acts in one step, and flow-bc
+    has no critic, so its best-of-N ranks by consensus only."""
+    offered = [v for v in VERIFIERS if config.method != "flow-bc" or not VERIFIERS[v].uses_critic]
+    return (list(m_inf_values(config, m_options)), offered,
+            verifier if verifier in offered else ranking_verifier(config))
 
 
 # --------------------------------------------------------------------------- bundled checkpoints
@@ -147,8 +162,21 @@ class Loaded:
     def m_btt(self) -> int:
         return int(self.agent.config.m_btt)
 
+    @property
+    def method(self) -> str:
+        return str(self.agent.config.method)
+
     def m_options(self) -> list[int]:
-        return [m for m in M_OPTIONS if m <= self.m_disc]
+        """The Euler step counts this policy samples with: up to its M_disc (fql: 1 only)."""
+        return list(m_inf_values(self.agent.config, [m for m in M_OPTIONS if m <= self.m_disc]))
+
+    def describe(self) -> str:
+        """What the policy is, in one line for a caption: SORL's trained levels and M_BTT, or the baseline's method."""
+        if self.method == "sorl":
+            return f"trained Euler levels 1 … {self.m_disc} (M_disc), M_BTT = {self.m_btt}"
+        what = {"fql": "acts in one call", "flow-bc": "no critic: best-of-N by consensus only",
+                "ifql": f"flow sampled with 1 … {self.m_disc} Euler steps, best-of-N by its lower critic"}[self.method]
+        return f"baseline {METHOD_NAMES[self.method]}: {what}"
 
 
 def load_checkpoint(path: str | Path, name: str | None = None, digest: str | None = None) -> Loaded:
@@ -190,5 +218,6 @@ def load_checkpoint(path: str | Path, name: str | None = None, digest: str | Non
             f"{name} does not fit {env_name}: the policy takes observations of size {cfg.obs_dim} and gives actions "
             f"of size {cfg.action_dim}, the environment has observations of size {obs_dim} and actions of size "
             f"{action_dim}.")
-    agent.sample(np.zeros((2, obs_dim), dtype=np.float32), m_inf=1, n=2, generator=0)  # torch's one-off start-up
+    agent.sample(np.zeros((2, obs_dim), dtype=np.float32), m_inf=1, n=2, generator=0,  # torch's one-off start-up
+                 verifier=ranking_verifier(cfg))
     return Loaded(agent, dict(extra), env_name, digest or digest_bytes(data), path, name, obs_dim, action_dim, steps)

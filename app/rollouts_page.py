@@ -7,6 +7,8 @@ Checkpoints are loaded and checked by app/policies.py. Episodes run through ``so
 
 from __future__ import annotations
 
+import math
+
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -78,7 +80,8 @@ def run_configs(agent, env_name: str, configs: Sequence[tuple[int, int]], episod
 
             res = run_episodes(agent, envs, m, n, seeds, sample_seed=sample_seed(seed, m, n), record_q=True,
                                on_step=step, verifier=verifier, beta=beta)
-            q_all = np.concatenate([q for q in res.q_traces if len(q)]) if res.q_traces else np.zeros(0)
+            filled = [q for q in res.q_traces if len(q)]  # none for a policy without a critic
+            q_all = np.concatenate(filled) if filled else np.zeros(0)
             rows.append({
                 "label": label, **res.summary(), "seed": seed,
                 "mean_q": round(float(q_all.mean()), 4) if len(q_all) else float("nan"),
@@ -102,7 +105,8 @@ def results_table(rows: Sequence[dict]):
     def column(r: dict) -> list[str]:
         return [str(r["m_inf"]), str(r["n"]), str(r["episodes"]), f"{r['success_rate']:.0%}",
                 f"[{r['success_ci_low']:.0%}, {r['success_ci_high']:.0%}]", f"{r['mean_return']:.1f}",
-                f"{r['mean_length']:.1f}", str(r["network_calls"]), f"{r['ms_per_action']:.3f}", f"{r['mean_q']:.3f}"]
+                f"{r['mean_length']:.1f}", str(r["network_calls"]), f"{r['ms_per_action']:.3f}",
+                 f"{r['mean_q']:.3f}" if math.isfinite(r["mean_q"]) else "no critic"]
 
     return pd.DataFrame({"measure": list(MEASURES), **{r["label"]: column(r) for r in rows}})
 

@@ -22,6 +22,7 @@ from typing import Mapping
 import numpy as np
 
 from app.paths import REPO_ROOT
+from app.policies import METHOD_NAMES, settings_for  # noqa: F401  (the toy page's vocabulary too)
 from sorl_core import toy
 from sorl_core.baselines import m_inf_values, ranking_verifier
 from sorl_core.config import METHODS, TOY_BUNDLED_ITERATIONS
@@ -44,9 +45,6 @@ DATASET_SIZE = 10_000
 
 DEFAULTS = {"world": DEFAULT_WORLD, "method": "sorl", "m": 8, "ext": False, "n": 16, "seed": 0, "c": 0.0,
             "verifier": "q", "beta": 1.0}
-METHOD_NAMES = {"sorl": "SORL (shortcut model)", "flow-bc": "flow-bc (flow matching only)",
-                "ifql": "ifql (behaviour flow + critic)", "fql": "fql (one-step policy)"}
-
 METHOD_NOTES = {  # what a student should know before reading a baseline's panels
     "flow-bc": "**flow-bc**: the same actor network as SORL, trained by flow matching alone: it imitates the data and "
                "knows nothing of the reward. More Euler steps make its samples follow the data more closely; with no "
@@ -69,14 +67,6 @@ def toy_checkpoint_path(world: str, method: str = "sorl") -> Path:
 def bundled_methods(world: str) -> list[str]:
     """The methods with a bundled policy for `world`, SORL first (it is always offered: trained here when missing)."""
     return ["sorl"] + [m for m in METHODS[1:] if toy_checkpoint_path(world, m).is_file()]
-
-
-def settings_for(config, m_options: list[int], verifier: str) -> tuple[list[int], list[str], str]:
-    """(M_inf offered, verifiers offered, the verifier to use) for a policy's method: fql acts in one step, and flow-bc
-    has no critic, so its best-of-N ranks by consensus only."""
-    offered = [v for v in VERIFIERS if config.method != "flow-bc" or not VERIFIERS[v].uses_critic]
-    return (list(m_inf_values(config, m_options)), offered,
-            verifier if verifier in offered else ranking_verifier(config))
 
 
 def m_options(m_disc: int, extrapolate: bool) -> list[int]:

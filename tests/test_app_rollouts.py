@@ -502,3 +502,37 @@ def test_the_page_opens_on_the_headline_policy_among_the_real_bundled_ones(monke
     assert_clean(at)
     names = at.selectbox(key="ro_bundled").options
     assert "cube-double-task2" in names and names[0] == policies.HEADLINE_POLICY == at.selectbox(key="ro_bundled").value
+
+
+# --------------------------------------------------------------------------- baselines (sorl_core/baselines.py)
+def save_baseline(path: Path, method: str) -> Path:
+    from sorl_core.baselines import make_agent
+
+    agent = make_agent(SORLConfig(obs_dim=28, action_dim=5, size="tiny", method=method, precision="fp32"), seed=0)
+    return save_checkpoint(path, agent, extra={"kind": "ogbench", "env": ENV})
+
+
+def test_an_fql_checkpoint_offers_one_euler_step_and_names_its_method(workdir):
+    at = page(save_baseline(workdir / "fql.pt", "fql"))
+    at.run()
+    assert not at.exception and not at.error
+    assert any("baseline fql (one-step policy): acts in one call" in c.value for c in at.caption)
+    assert not [s for s in at.select_slider if s.key.startswith("ro_m")]  # nothing to slide: M_inf is 1
+    assert any(c.value.startswith("M_inf = 1: this policy acts in one network call") for c in at.caption)
+
+
+def test_a_flow_bc_checkpoint_ranks_by_consensus_and_plays_without_a_critic(workdir):
+    """flow-bc has no critic: the page loads it, offers only verifiers that need none, and its episodes, table and
+    video run with no Q to show."""
+    at = page(save_baseline(workdir / "flow-bc.pt", "flow-bc"))
+    at.run()
+    assert not at.exception and not at.error
+    box = at.selectbox(key="ro_verifier")
+    assert box.value == "consensus" and "q" not in box.options and "consensus" in box.options
+    set_configs(at, [(1, 1), (2, 2)], 1)
+    run_button(at).click().run()
+    assert_clean(at)
+    res = at.session_state["ro_results"]
+    assert [r["critic_calls"] for r in res["rows"]] == [0, 0]
+    assert [r.strip() for r in at.dataframe[0].value.iloc[-1, 1:]] == ["no critic", "no critic"]
+    assert 0 in res["renders"]  # the video of episode 0 was made

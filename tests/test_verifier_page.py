@@ -208,3 +208,29 @@ def test_the_candidates_figure_names_the_action_dimensions_and_keeps_the_pick_ou
     pick = next(t for t in fig.data if t.name == "picked by q")
     assert pick.line.dash == "dash" and pick.line.color.lower() not in {c.lower() for _, c in get_colorscale("Viridis")}
     assert list(VP.candidates_figure(cands[:, :3], None, 0, "q").data[0].x) == ["a1", "a2", "a3"]
+
+
+@pytest.mark.parametrize("method, fix", [("fql", ("vf_m", 1)), ("flow-bc", ("vf_verifier", "consensus"))])
+def test_a_baseline_is_asked_only_for_what_its_method_can_do(tmp_path, monkeypatch, method, fix):
+    """fql acts in one Euler step and flow-bc has no critic: the page says what to choose, and Play waits for it."""
+    from sorl_core.baselines import make_agent
+    from sorl_core.checkpoint import save_checkpoint
+    from sorl_core.config import SORLConfig
+
+    agent = make_agent(SORLConfig(obs_dim=28, action_dim=5, size="tiny", method=method, precision="fp32"), seed=0)
+    path = save_checkpoint(tmp_path / f"{method}.pt", agent,
+                           extra={"kind": "ogbench", "env": "cube-single-play-singletask-task2-v0"})
+    monkeypatch.setenv("SORL_LAB_PATHS", str(tmp_path))
+    at = AppTest.from_file(str(PAGE), default_timeout=120)
+    at.run()
+    at.selectbox(key="vf_policy").set_value("a path…").run()
+    at.text_input(key="vf_path").set_value(str(path)).run()
+    assert not at.exception and not at.error
+    assert [w.value for w in at.warning] == [
+        {"fql": "Baseline fql (one-step policy): acts in one call: set M_inf to 1.",
+         "flow-bc": "Baseline flow-bc (flow matching only): no critic: best-of-N by consensus only: choose a verifier "
+                    "that needs no critic (consensus)."}[method]]
+    assert at.button(key="vf_play").disabled
+    key, value = fix
+    (at.select_slider(key=key) if key == "vf_m" else at.selectbox(key=key)).set_value(value).run()
+    assert not at.warning and not at.button(key="vf_play").disabled

@@ -250,8 +250,7 @@ with st.container(border=True):
     if loaded is not None:
         steps = loaded.max_episode_steps or "?"
         st.caption(f"**{loaded.name}** · environment `{loaded.env_name}` (observations {loaded.obs_dim}, actions "
-                   f"{loaded.action_dim}, {steps} steps per episode) · trained Euler levels 1 … {loaded.m_disc} (M_disc), "
-                   f"M_BTT = {loaded.m_btt} · digest `{loaded.digest}`")
+                   f"{loaded.action_dim}, {steps} steps per episode) · {loaded.describe()} · digest `{loaded.digest}`")
         if chosen is not None:
             card = policies.card_text(chosen)
             with st.expander(f"Model card — {chosen.name}", expanded=False):
@@ -266,7 +265,11 @@ with st.container(border=True):
     episodes = top[1].number_input("K episodes", min_value=1, max_value=R.EPISODES_MAX, step=1,
                                    key="ro_episodes", help=HELP["episodes"])
     seed = top[2].number_input("Seed", min_value=0, max_value=1_000_000, step=1, key="ro_seed", help=HELP["seed"])
-    verifier = top[3].selectbox("Verifier", list(VERIFIERS), key="ro_verifier", help=HELP["verifier"])
+    # A baseline offers what its method can do: fql one Euler step, flow-bc no verifier that needs a critic.
+    m_options, offered, in_use = (policies.settings_for(loaded.agent.config, m_options, st.session_state.ro_verifier)
+                                  if loaded is not None else (m_options, list(VERIFIERS), st.session_state.ro_verifier))
+    st.session_state.ro_verifier = in_use
+    verifier = top[3].selectbox("Verifier", offered, key="ro_verifier", help=HELP["verifier"])
     refusal = None if loaded is None else get_verifier(verifier).unavailable(loaded.agent.has_target_critic)
     if refusal:
         st.warning(refusal[0].upper() + refusal[1:] + ".")
@@ -279,7 +282,11 @@ with st.container(border=True):
             st.session_state[key_m] = below[-1] if below else m_options[0]
         with cols[i]:
             st.markdown(f"**Configuration {i + 1}**")
-            m = st.select_slider("M_inf — Euler steps", options=m_options, key=key_m, help=HELP["m"])
+            if len(m_options) > 1:
+                m = st.select_slider("M_inf — Euler steps", options=m_options, key=key_m, help=HELP["m"])
+            else:  # fql: one call of its one-step policy, nothing to slide
+                m = m_options[0]
+                st.caption(f"M_inf = {m}: this policy acts in one network call")
             n = st.number_input("N — best-of-N candidates", min_value=1, max_value=R.N_MAX, step=1, key=key_n,
                                 help=HELP["n"])
             calls = sum(calls_per_action(int(m), int(n), verifier))

@@ -112,6 +112,12 @@ if path is not None:
     except OSError:
         st.error(f"The file {Path(path).name} could not be read.")
 refusal = None if loaded is None else get_verifier(verifier).unavailable(loaded.agent.has_target_critic)
+if loaded is not None and refusal is None:  # a baseline does what its method can: fql one step, flow-bc no critic
+    m_offered, v_offered, _ = policies.settings_for(loaded.agent.config, [1, 2, 4, 8], verifier)
+    if int(m) not in m_offered:
+        refusal = f"{loaded.describe()}: set M_inf to {m_offered[0]}"
+    elif verifier not in v_offered:
+        refusal = f"{loaded.describe()}: choose a verifier that needs no critic ({', '.join(v_offered)})"
 if refusal:
     st.warning(refusal[0].upper() + refusal[1:] + ".")
     loaded = None

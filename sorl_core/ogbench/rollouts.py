@@ -424,7 +424,8 @@ def run_episodes(
     """Play len(seeds) episodes (== envs.count) of one configuration to their end.
 
     Each step calls `agent.sample` once for all running episodes. Episodes end on success or at the
-    time limit. `record_q` also stores the online critic's Q (at k = m_inf) of every chosen action.
+    time limit. `record_q` also stores the online critic's Q (at k = m_inf) of every chosen action (nothing for a
+    policy without a critic).
     `on_step(done, total)` reports finished episodes; `on_env_step(t, running)` is called after the
     reset (t = 0) and after every step with the mask of episodes that were stepped (rendering hooks here).
     `stop_after=i` stops once episode i has ended (replaying one episode of a batch); the other episodes'
@@ -457,6 +458,7 @@ def run_episodes(
         call_sums = [0.0, 0.0]  # act: summed per-state calls
         if budget is not None and record_q:
             raise ValueError("record_q needs agent.sample's scores; it is not available with a budget")
+        with_q = record_q and agent.has_critic  # a policy without a critic (flow-bc) has no Q: its traces stay empty
         while running.any() and (stop_after is None or running[stop_after]):
             index = np.nonzero(running)[0]
             t0 = time.perf_counter()
@@ -473,7 +475,7 @@ def run_episodes(
                 calls = (call_sums[0] / actions_taken, call_sums[1] / actions_taken)
             else:
                 calls = (result.actor_calls, result.critic_calls)
-            if record_q:  # Q, not the verifier's score (consensus scores are distances): recomputed unless equal
+            if with_q:  # Q, not the verifier's score (consensus scores are distances): recomputed unless equal
                 if result.q is not None and verifiers.get(verifier).score_is_q:
                     q = result.q.gather(1, result.chosen[:, None])[:, 0]
                 else:  # for the plot and the table; not counted as compute
