@@ -1,8 +1,8 @@
 """The snapshot sweeps of the training-budget runs (scripts/train_budget_runs.sh), across as many sittings as they need.
 
 Every snapshot a run kept (10k, 20k, 40k, ... iterations) is swept over M_inf {1, 2, 4, 8} x N {1, 4, 16} x verifier
-{q, consensus} on 50 seeded episodes (the N = 1 cells once), snapshot by snapshot in training order and seed by seed
-within a snapshot, so a sitting that ends early leaves every seed measured to the same budget:
+{q, consensus} on 50 seeded episodes (the N = 1 cells once), the longest-trained snapshot first and seed by seed
+within a snapshot, so a sitting that ends early leaves every seed measured at the same budgets:
 
     .venv/bin/python scripts/sweep_budget_runs.py [--minutes 60] [--jobs cube-single]
 
@@ -114,7 +114,7 @@ def main(cfg: SweepBudgetConfig) -> int:
         runs, _ = JOBS[job]
         per_run = {run: snapshots_of(cfg, run) for run in runs}
         budgets = sorted({s.name for snaps in per_run.values() for s in snaps})
-        for name in budgets:  # training order; every seed at one budget before the next budget
+        for name in reversed(budgets):  # the longest-trained first (they answer most); every seed before the next
             for run in runs:
                 snapshot = cfg.runs / run / SNAPSHOTS / name
                 if not snapshot.is_file():

@@ -383,7 +383,7 @@ def test_the_budget_sweep_script_sweeps_every_seed_at_each_budget_and_merges_the
     first = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     assert [line.split()[-1] for line in first.stdout.splitlines() if " sweeping " in line] == [
-        "cube-single-s0@10", "cube-single-s1@10", "cube-single-s0@20", "cube-single-s1@20"]
+        "cube-single-s0@20", "cube-single-s1@20", "cube-single-s0@10", "cube-single-s1@10"]
     rows = read_csv(tmp_path / "assets" / "cube-single-task2-budget" / "sweep_budget.csv")
     assert len(rows) == 4 * 8  # M {1, 2} x N {1, 2} x verifier {q, consensus} per snapshot
     assert [r["checkpoint"] for r in rows[::8]] == ["cube-single-s0@10", "cube-single-s1@10", "cube-single-s0@20",
