@@ -116,32 +116,15 @@ def table() -> str:
     return "\n".join(lines)
 
 
-BUDGET_CELLS = ((1, 1, "q"), (8, 1, "q"), (8, 16, "q"), (8, 16, "consensus"))  # (M_inf, N, verifier) columns
-
-
 def budget_tables() -> list[tuple[Path, str, list[str]]]:
     """(bundled folder, run, markdown lines) for every run of every bundled `sweep_budget.csv`: its pooled cells at
-    each training budget and the questions they answer (sorl_core.studies.sweep_report.budget_findings)."""
-    from sorl_core.studies.sweep_report import budget_findings, parse_sweep, training_budget
+    each training budget and the questions they answer (sorl_core.studies.sweep_report.budget_markdown)."""
+    from sorl_core.studies.sweep_report import budget_markdown, parse_sweep, training_budget
 
     out = []
     for path in sorted(ASSETS.glob("*/sweep_budget.csv")):
         tb = training_budget(parse_sweep(path.read_bytes(), path.name))
-        for run in tb.run.unique():
-            one = tb[tb.run == run]
-            lines = ["| training iterations | seeds | " + " | ".join(
-                f"M_inf = {m}, N = {n}" + (f" ({v})" if n > 1 else "") for m, n, v in BUDGET_CELLS) + " |",
-                "|---|---|" + "---|" * len(BUDGET_CELLS)]
-            for b in sorted(one.train_iterations.unique()):
-                at = one[one.train_iterations == b]
-                cols = []
-                for m, n, v in BUDGET_CELLS:
-                    cell = at[(at.m_inf == m) & (at.n == n) & ((at.verifier == v) | (n == 1))]
-                    cols.append("not measured" if cell.empty else percent(int(cell.successes.iloc[0]),
-                                                                           int(cell.episodes.iloc[0])))
-                lines.append(f"| {b:,} | {int(at.seeds.max())} | " + " | ".join(cols) + " |")
-            lines += [""] + [f"- {line}" for line in budget_findings(one)]
-            out.append((path.parent, run, lines))
+        out += [(path.parent, run, budget_markdown(tb[tb.run == run])) for run in tb.run.unique()]
     return out
 
 

@@ -221,6 +221,11 @@ def test_the_budget_findings_answer_each_question_from_the_pooled_cells():
         assert f"{b // 1000}k: {pooled_rate(b, 1, 1):.0%} against {one:.0%}" in m_line
     assert q_line.startswith("Best-of-16 by Q against one sample, both at M_inf = 8")
     assert cheapest == S.cheapest_for_target(tb, 0.8)
+    from sorl_core.studies.sweep_report import budget_markdown
+
+    rows = [line for line in budget_markdown(tb) if any(line.startswith(f"| {b:,} |") for b in BUDGETS)]
+    assert [r.split(" | ")[0] for r in rows] == [f"| {b:,}" for b in BUDGETS]
+    assert all(f" | 3 | {pooled_rate(b, 1, 1):.0%} [" in r for b, r in zip(BUDGETS, rows))
 
 
 def test_the_page_shows_training_against_test_time_compute(tmp_path, monkeypatch):

@@ -609,6 +609,27 @@ def budget_findings(tb: pd.DataFrame, m_high: int = 8, n_high: int = 16, target:
     return lines
 
 
+BUDGET_CELLS = ((1, 1, "q"), (8, 1, "q"), (8, 16, "q"), (8, 16, "consensus"))  # (M_inf, N, verifier) columns
+
+
+def budget_markdown(tb: pd.DataFrame) -> list[str]:
+    """One run's training budget as markdown lines (RESULTS.md, the run's card): a row per budget with the pooled
+    success [95% interval] of the headline cells, then `budget_findings` as bullets."""
+    lines = ["| training iterations | seeds | " + " | ".join(
+        f"M_inf = {m}, N = {n}" + (f" ({v})" if n > 1 else "") for m, n, v in BUDGET_CELLS) + " |",
+        "|---|---|" + "---|" * len(BUDGET_CELLS)]
+    for b in sorted(tb.train_iterations.unique()):
+        at = tb[tb.train_iterations == b]
+        cols = []
+        for m, n, v in BUDGET_CELLS:
+            cell = at[(at.m_inf == m) & (at.n == n) & ((at.verifier == v) | (n == 1))]
+            cols.append("not measured" if cell.empty else
+                        f"{cell.success_rate.iloc[0]:.0%} [{cell.success_ci_low.iloc[0]:.0%}, "
+                        f"{cell.success_ci_high.iloc[0]:.0%}]")
+        lines.append(f"| {b:,} | {int(at.seeds.max())} | " + " | ".join(cols) + " |")
+    return lines + [""] + [f"- {line}" for line in budget_findings(tb)]
+
+
 def wrap_title(title: str, limit: int = 34) -> list[str]:
     """A series name as title lines of at most about `limit` characters, broken at its " · " separators: two
     heatmaps side by side at 1024 px have room for about that many."""
