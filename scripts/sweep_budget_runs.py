@@ -16,6 +16,7 @@ archive in assets/training/<run>.tar when this machine has no run folder.
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 import tarfile
@@ -103,6 +104,62 @@ def merge(cfg: SweepBudgetConfig, job: str, cells: int) -> Path | None:
     return out
 
 
+def trained_so_far(cfg: SweepBudgetConfig, run: str) -> int:
+    """The last logged training iteration of a run (its metrics.csv), 0 when unknown."""
+    metrics = cfg.runs / run / "metrics.csv"
+    if not metrics.is_file():
+        return 0
+    rows = list(csv.DictReader(metrics.read_text().splitlines()))
+    return int(rows[-1]["step"]) if rows else 0
+
+
+def write_card(cfg: SweepBudgetConfig, job: str, merged: Path) -> Path:
+    """The bundled folder's card.md: how the run was trained, what was swept, and the numbers with their reading."""
+    from sorl_core.studies.sweep_report import budget_markdown, parse_sweep, training_budget
+
+    runs, bundle = JOBS[job]
+    config = json.loads((cfg.runs / runs[0] / "config.json").read_text())
+    agent = config["agent"]
+    tb = training_budget(parse_sweep(merged.read_bytes(), merged.name))
+    budgets = sorted({int(r) for r in parse_sweep(merged.read_bytes(), merged.name).train_iterations})
+    seeds = ", ".join(r.rsplit("-s", 1)[-1] if "-s" in r else "0" for r in runs)
+    lines = [
+        f"# {bundle}", "",
+        f"A SORL run on `{config['env']}` measured along its training: snapshots kept after "
+        f"{', '.join(f'{b:,}' for b in budgets)} iterations, each swept over M_inf x N x verifier. Trained on this "
+        "machine (2 CPU cores) by `scripts/train_budget_runs.sh`, swept by `scripts/sweep_budget_runs.py`; the Scaling "
+        "page's training-budget view opens on it.", "",
+        "| | |", "|---|---|",
+        f"| seeds | {seeds} ({len(runs)} seed{'s' if len(runs) > 1 else ''} stacked in one model: same data, "
+        "separate weights, optimizers and noise) |",
+        f"| trained so far | {trained_so_far(cfg, runs[0]):,} iterations of {config['iterations']:,} "
+        f"planned; `assets/training/<run>.tar` resumes it |",
+        f"| networks | actor and {agent['num_critics']} critics, {agent['size']} size, {agent['precision']}, "
+        f"{agent['mode']} mode |",
+        f"| M_disc / M_BTT | {agent['m_disc']} / {agent['m_btt']} |",
+        f"| preset | discount {agent['discount']}, AGG {agent['q_agg']}, q_loss_coef {agent['q_loss_coef']}, "
+        f"lr {agent['lr']}, batch {agent['batch_size']} |",
+        f"| sweep | M_inf {', '.join(map(str, cfg.m_inf))} x N {', '.join(map(str, cfg.n))} x verifier "
+        f"{', '.join(cfg.verifier)}; {cfg.episodes} seeded episodes per cell, the same initial states in every cell |",
+        "", "## Success at each training budget", "",
+        "All seeds' episodes pooled, 95% Wilson interval (every cell is in `sweep_budget.csv`):", "",
+        *(budget_markdown(tb) if not tb.empty else ["One budget is measured so far; the table needs two."]), "",
+        "Differences from the paper, for a CPU budget: lab-size networks (3 x 256, not 4 x 512), bf16 matrices, "
+        "learning rate 3e-4 (FQL's value; the spec's is 1e-4) and far fewer iterations than its 1,000,000.",
+        "",
+    ]
+    out = merged.parent / "card.md"
+    write_atomic(out, "\n".join(lines))
+    return out
+
+
+def publish(cfg: SweepBudgetConfig, job: str, cells: int) -> None:
+    """Merge what is finished into the bundled sweep_budget.csv and rewrite the card beside it."""
+    merged = merge(cfg, job, cells)
+    if merged:
+        print(f"{time.strftime('%T')} merged into {merged}; card {write_card(cfg, job, merged)}", flush=True)
+
+
 def main(cfg: SweepBudgetConfig) -> int:
     deadline = time.monotonic() + cfg.minutes * 60
     # Rows per snapshot: N = 1 once (a row per verifier), every other N once per verifier.
@@ -125,7 +182,7 @@ def main(cfg: SweepBudgetConfig) -> int:
                 left = deadline - time.monotonic()
                 if left < 60:
                     print(f"{time.strftime('%T')} deadline: stopping; run this again to go on", flush=True)
-                    merge(cfg, job, cells)
+                    publish(cfg, job, cells)
                     return 0
                 print(f"{time.strftime('%T')} sweeping {checkpoint_label(snapshot)}", flush=True)
                 cmd = [sys.executable, "-m", "sorl_core.cli", "evaluate", "--checkpoint", str(snapshot),
@@ -138,9 +195,7 @@ def main(cfg: SweepBudgetConfig) -> int:
                       f"{(time.monotonic() - started) / 60:.1f} min", flush=True)
                 if rc not in (0, 124, 130):
                     return rc
-            merged = merge(cfg, job, cells)
-            if merged:
-                print(f"{time.strftime('%T')} merged into {merged}", flush=True)
+            publish(cfg, job, cells)
     return 0
 
 

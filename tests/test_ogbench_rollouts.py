@@ -390,5 +390,8 @@ def test_the_budget_sweep_script_sweeps_every_seed_at_each_budget_and_merges_the
                                                     "cube-single-s1@20"]
     assert {(r["train_iterations"], r["verifier"]) for r in rows} == {(i, v) for i in ("10", "20")
                                                                       for v in ("q", "consensus")}
+    card = (tmp_path / "assets" / "cube-single-task2-budget" / "card.md").read_text()
+    assert "## Success at each training budget" in card and "| 10 | 2 | " in card and "| 20 | 2 | " in card
+    assert "| trained so far | 20 iterations of 20 planned" in card
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and " sweeping " not in again.stdout

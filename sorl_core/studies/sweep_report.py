@@ -558,6 +558,8 @@ def compute_plane_figure(tb: pd.DataFrame) -> go.Figure:
 def cheapest_for_target(tb: pd.DataFrame, target: float) -> str:
     """One sentence from the numbers: for each training budget, the fewest calls per action whose success reaches
     `target` (point estimate; its interval in brackets); where no budget reaches it, how close the best came."""
+    if tb.empty:
+        return "No run measured at two or more training budgets yet."
     parts, best = [], None
     for iterations in sorted(tb.train_iterations.unique()):
         at = tb[tb.train_iterations == iterations]
