@@ -112,6 +112,7 @@ def table() -> str:
             lines.append(f"| {run['name']} | {points} | {reading(run['curve'])} |")
     lines += success_timing_section()
     lines += budget_section()
+    lines += adaptive_section()
     lines.append("")
     return "\n".join(lines)
 
@@ -126,6 +127,38 @@ def budget_tables() -> list[tuple[Path, str, list[str]]]:
         tb = training_budget(parse_sweep(path.read_bytes(), path.name))
         out += [(path.parent, run, budget_markdown(tb[tb.run == run])) for run in tb.run.unique()]
     return out
+
+
+def adaptive_section() -> list[str]:
+    """Adaptive rules against the fixed grid, each recipe's training seeds pooled (every `sweep_adaptive.csv`)."""
+    from sorl_core.studies.adaptive import pooled_comparison
+
+    files = sorted(ASSETS.glob("*/sweep_adaptive.csv"))
+    if not files:
+        return []
+    lines = [
+        "", "## Adaptive compute against the fixed grid", "",
+        "`sorl-lab evaluate --adaptive` beside the fixed cells (M_inf 1-16, N 1 and 4, ranked by q; M_inf = 16 is an",
+        "extrapolation beyond the trained M_disc = 8), 50 seeded episodes per cell and training seed, the seeds pooled.",
+        "A rule's calls are its mean network calls per action; it is set against the best fixed cell that costs no",
+        "more. `seq:eps` doubles M from 1 while the actions at M and 2M differ by more than eps; `jump:eps` checks M = 1",
+        "against M = 2 and jumps straight to M = 8 when they differ (sorl_core/budgets.py).", "",
+        "| recipe | rule | calls per action | success | best fixed cell within its calls | its success | intervals |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    recipes: dict[str, list] = {}
+    for path in files:
+        recipes.setdefault(recipe(path.parent.name), []).append(path)
+    for name, paths in recipes.items():
+        rows = [r for path in paths for r in csv.DictReader(path.read_text().splitlines())]
+        for c in pooled_comparison(rows):
+            f = c["fixed"]
+            cell = "none" if f is None else f"M_inf = {f['m_inf']}, N = {f['n']} ({f['network_calls']:g} calls)"
+            lines.append(f"| {name} ({c['files']} seeds) | `{c['rule']}` | {c['network_calls']:.1f} | "
+                         f"{percent(c['successes'], c['episodes'])} | {cell} | "
+                         + ("" if f is None else percent(f["successes"], f["episodes"])) + " | "
+                         + ("apart" if c["apart"] else "overlap") + " |")
+    return lines
 
 
 def budget_section() -> list[str]:

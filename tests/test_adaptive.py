@@ -275,3 +275,20 @@ def test_old_sweep_files_still_load_and_adaptive_calls_may_be_fractions():
     bad.loc[0, "network_calls"] = 1.5
     with pytest.raises(S.SweepError, match="column network_calls must hold whole numbers"):
         S.parse_sweep(bad.to_csv(index=False).encode(), "bad.csv")
+
+
+def test_rules_are_compared_with_the_fixed_cell_that_costs_no_more_over_pooled_seeds():
+    from sorl_core.studies.adaptive import pooled_comparison
+
+    def row(m, n, calls, successes, length, rule=""):
+        return {"m_inf": m, "n": n, "network_calls": calls, "successes": successes, "episodes": 50,
+                "mean_length": length, "adaptive": rule}
+
+    seed0 = [row(4, 1, 4, 30, 100), row(8, 1, 8, 40, 100), row(16, 1, 16, 44, 100), row(8, 1, 9.0, 45, 80, "jump")]
+    seed1 = [row(4, 1, 4, 34, 100), row(8, 1, 8, 42, 100), row(16, 1, 16, 40, 100), row(8, 1, 12.0, 47, 120, "jump")]
+    (jump,) = pooled_comparison(seed0 + seed1)
+    assert jump["rule"] == "jump" and (jump["successes"], jump["episodes"]) == (92, 100)
+    assert jump["network_calls"] == pytest.approx((80 * 9.0 + 120 * 12.0) / 200)  # weighted by actions taken
+    best = jump["fixed"]  # 10.8 calls: M_inf 8 (82 of 100) is the best fixed cell within them; 16 costs more
+    assert (best["m_inf"], best["successes"], best["network_calls"]) == (8, 82, 8)
+    assert jump["apart"] is False  # 92% [85%, 96%] against 82% [73%, 88%]: the intervals overlap

@@ -71,3 +71,39 @@ def toy_table(agent, world_name: str, rules, contexts: int | None = None, sampli
 def fixed_calls(m_inf: int, n: int, verifier: str = verifiers.DEFAULT_VERIFIER) -> int:
     """Network calls of one action of the fixed grid (verifiers.calls_per_action, docs/ALGORITHM.md §5)."""
     return sum(verifiers.calls_per_action(m_inf, n, verifier))
+
+
+# ----------------------------------------------------------------------------- OGBench sweeps over training seeds
+def pooled_comparison(rows: list[dict]) -> list[dict]:
+    """Adaptive rules against the fixed grid, the episodes of several sweeps (e.g. one per training seed) pooled.
+
+    rows: sweep.csv rows (`sorl-lab evaluate --adaptive`, one verifier), every file with the same cells. Per rule:
+    its pooled success with the 95% Wilson interval, its mean network calls per action (each file's mean weighted
+    by the actions it took: episodes x mean length), and the best fixed cell that costs no more, pooled the same way
+    (`best_within_budget`: ties to fewer calls). `apart` says whether the two intervals do not overlap.
+    """
+    from ..stats import wilson_interval
+
+    def pool(group: list[dict]) -> dict:
+        successes, episodes = sum(int(r["successes"]) for r in group), sum(int(r["episodes"]) for r in group)
+        actions = [int(r["episodes"]) * float(r["mean_length"]) for r in group]
+        calls = sum(a * float(r["network_calls"]) for a, r in zip(actions, group)) / sum(actions)
+        low, high = wilson_interval(successes, episodes)
+        return {"successes": successes, "episodes": episodes, "success_rate": successes / episodes,
+                "success_ci_low": low, "success_ci_high": high, "network_calls": calls, "files": len(group)}
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        key = (r.get("adaptive") or "", int(r["m_inf"]), int(r["n"]))
+        groups.setdefault(key if key[0] == "" else (key[0], 0, 0), []).append(r)
+    fixed = [{**pool(g), "m_inf": m, "n": n} for (rule, m, n), g in groups.items() if rule == ""]
+    out = []
+    for (rule, _, _), group in groups.items():
+        if rule == "":
+            continue
+        mine = pool(group)
+        best = best_within_budget(fixed, mine["network_calls"])
+        apart = best is not None and (mine["success_ci_low"] > best["success_ci_high"]
+                                      or best["success_ci_low"] > mine["success_ci_high"])
+        out.append({"rule": rule, **mine, "fixed": best, "apart": apart})
+    return out
