@@ -120,12 +120,15 @@ def table() -> str:
 def budget_tables() -> list[tuple[Path, str, list[str]]]:
     """(bundled folder, run, markdown lines) for every run of every bundled `sweep_budget.csv`: its pooled cells at
     each training budget and the questions they answer (sorl_core.studies.sweep_report.budget_markdown)."""
-    from sorl_core.studies.sweep_report import budget_markdown, parse_sweep, training_budget
+    from sorl_core.studies.sweep_report import budget_markdown, budget_seed_markdown, parse_sweep, training_budget
 
     out = []
     for path in sorted(ASSETS.glob("*/sweep_budget.csv")):
-        tb = training_budget(parse_sweep(path.read_bytes(), path.name))
-        out += [(path.parent, run, budget_markdown(tb[tb.run == run])) for run in tb.run.unique()]
+        raw = parse_sweep(path.read_bytes(), path.name)
+        tb = training_budget(raw)
+        for run in tb.run.unique():
+            seeds = budget_seed_markdown(raw[[recipe(c.split("@")[0]) == run for c in raw.checkpoint]])
+            out.append((path.parent, run, [*budget_markdown(tb[tb.run == run]), "", "Each seed alone:", "", *seeds]))
     return out
 
 

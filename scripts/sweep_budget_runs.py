@@ -115,7 +115,7 @@ def trained_so_far(cfg: SweepBudgetConfig, run: str) -> int:
 
 def write_card(cfg: SweepBudgetConfig, job: str, merged: Path) -> Path:
     """The bundled folder's card.md: how the run was trained, what was swept, and the numbers with their reading."""
-    from sorl_core.studies.sweep_report import budget_markdown, parse_sweep, training_budget
+    from sorl_core.studies.sweep_report import budget_markdown, budget_seed_markdown, parse_sweep, training_budget
 
     runs, bundle = JOBS[job]
     config = json.loads((cfg.runs / runs[0] / "config.json").read_text())
@@ -144,6 +144,8 @@ def write_card(cfg: SweepBudgetConfig, job: str, merged: Path) -> Path:
         "", "## Success at each training budget", "",
         "All seeds' episodes pooled, 95% Wilson interval (every cell is in `sweep_budget.csv`):", "",
         *(budget_markdown(tb) if not tb.empty else ["One budget is measured so far; the table needs two."]), "",
+        "Each seed alone (50 episodes per cell): pooled figures can hide seeds that disagree.", "",
+        *budget_seed_markdown(parse_sweep(merged.read_bytes(), merged.name)), "",
         "Differences from the paper, for a CPU budget: lab-size networks (3 x 256, not 4 x 512), bf16 matrices, "
         "learning rate 3e-4 (FQL's value; the spec's is 1e-4) and far fewer iterations than its 1,000,000.",
         "",

@@ -632,6 +632,23 @@ def budget_markdown(tb: pd.DataFrame) -> list[str]:
     return lines + [""] + [f"- {line}" for line in budget_findings(tb)]
 
 
+def budget_seed_markdown(df: pd.DataFrame) -> list[str]:
+    """The headline cells of every training seed at every budget (a parsed sweep of snapshots): pooled figures can
+    hide seeds that disagree. Success rate per cell, as many episodes as the sweep ran."""
+    d = fixed(df)
+    d = d[d.train_iterations.astype(str).str.fullmatch(r"\d+")]
+    lines = ["| training iterations | seed | " + " | ".join(
+        f"M_inf = {m}, N = {n}" + (f" ({v})" if n > 1 else "") for m, n, v in BUDGET_CELLS) + " |",
+        "|---|---|" + "---|" * len(BUDGET_CELLS)]
+    for (b, seed), at in d.groupby([d.train_iterations.astype(int), d.train_seed.astype(str)], sort=True):
+        cols = []
+        for m, n, v in BUDGET_CELLS:
+            cell = at[(at.m_inf == m) & (at.n == n) & ((at.verifier == v) | (n == 1))]
+            cols.append("not measured" if cell.empty else f"{cell.success_rate.iloc[0]:.0%}")
+        lines.append(f"| {b:,} | {seed} | " + " | ".join(cols) + " |")
+    return lines
+
+
 def wrap_title(title: str, limit: int = 34) -> list[str]:
     """A series name as title lines of at most about `limit` characters, broken at its " · " separators: two
     heatmaps side by side at 1024 px have room for about that many."""
