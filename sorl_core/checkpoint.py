@@ -66,7 +66,7 @@ def read_checkpoint(source) -> dict:
         raise CheckpointError(f"no checkpoint at {name}")
     try:
         payload = torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, random bytes, pickled objects that weights_only refuses...
+    except Exception:  # truncated zip, random bytes, pickled objects that weights_only refuses...
         raise CheckpointError(
             f"{name} is not a readable SORL Lab checkpoint (a corrupt, truncated or foreign file). "
             "Use a .pt file written by `sorl-lab train`."

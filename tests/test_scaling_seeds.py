@@ -210,6 +210,17 @@ def test_training_budget_pools_each_budget_over_the_seeds():
     assert "No measured" in S.cheapest_for_target(tb, 0.999)
 
 
+def test_a_budget_swept_with_two_verifiers_keeps_one_line_per_n_1_setting():
+    """N = 1 ranks nothing: its row repeated under each verifier is one setting, pooled once."""
+    both = [{**r, "verifier": v} for r in snapshot_rows(0) for v in (("q", "consensus") if r["n"] == 1 else ("q",))]
+    both += [{**r, "verifier": "consensus"} for r in snapshot_rows(0) if r["n"] > 1]
+    tb = S.training_budget(parsed(both))
+    one = tb[tb.n == 1]
+    assert len(one) == len(BUDGETS) * len(M_GRID) and (one.episodes == EPISODES).all()
+    assert set(tb[tb.n > 1].verifier) == {"q", "consensus"}
+    assert S.headline_cells(tb) == ["M_inf=1, N=1", "M_inf=8, N=1", "M_inf=8, N=16 · q", "M_inf=8, N=16 · consensus"]
+
+
 def test_the_budget_findings_answer_each_question_from_the_pooled_cells():
     from sorl_core.studies.sweep_report import budget_findings
 

@@ -56,6 +56,9 @@ HELP = {
                "(cube-single-task2-s1 -> cube-single-task2).",
     "budget_run": "Runs measured after several numbers of training iterations (the snapshots `sorl-lab train "
                   "--snapshots` keeps, swept by `sorl-lab evaluate RUN`); seeds of one recipe are pooled.",
+    "budget_lines": "Which (M_inf, N, verifier) settings get a line in the figure below; it opens on the four that "
+                    "answer the page's questions (one step against eight, best-of-16 by q and by consensus). The "
+                    "plane and the sentences use every setting.",
     "budget_target": "A success rate to reach: the sentence below gives, for each training budget, the fewest network "
                      "calls per action whose measured success reaches it.",
     "budget": "Test-time compute per action, in network calls: M_inf·N actor calls plus N critic calls when N > 1. "
@@ -345,7 +348,11 @@ if not trained.empty:
     st.caption(f"{run}: {one.train_iterations.nunique()} training budgets, "
                f"{one[['m_inf', 'n', 'verifier']].drop_duplicates().shape[0]} test-time settings"
                + (f", {seeds} seeds pooled" if seeds > 1 else "") + ".")
-    curves = S.training_curves_figure(one)
+    options = list(dict.fromkeys(S.cell_label(r) for r in one.sort_values(["n", "m_inf"]).itertuples(index=False)))
+    lines = st.multiselect("Test-time settings drawn", options, default=S.headline_cells(one), key="budget_lines",
+                           help=HELP["budget_lines"])
+    drawn = one[[S.cell_label(r) in set(lines or options) for r in one.itertuples(index=False)]]
+    curves = S.training_curves_figure(drawn, every=one)
     st.plotly_chart(curves, key="fig_training_curves", theme=None, config={"displaylogo": False})
     plane = S.compute_plane_figure(one)
     st.plotly_chart(plane, key="fig_compute_plane", theme=None, config={"displaylogo": False})

@@ -470,6 +470,9 @@ def training_budget(df: pd.DataFrame) -> pd.DataFrame:
     """
     d = fixed(df)
     d = d[d.train_iterations.astype(str).str.fullmatch(r"\d+")].copy()
+    # N = 1 ranks nothing: a sweep over several verifiers repeats its row under each; one line, not one per verifier.
+    d = pd.concat([d[d.n > 1], d[d.n == 1].drop_duplicates(["checkpoint", "train_seed", "train_iterations", "m_btt",
+                                                              "m_inf", "seed", "episodes"])])
     if d.empty:
         return d.assign(run=[], seeds=[])
     d["run"] = [recipe(SNAPSHOT_TAG.sub("", c)) for c in d.checkpoint]
@@ -485,11 +488,19 @@ def training_budget(df: pd.DataFrame) -> pd.DataFrame:
     return out[budgets >= 2].reset_index(drop=True)
 
 
-def _cell_label(r) -> str:
+def cell_label(r) -> str:
+    """A test-time setting in words: M_inf=8, N=16 · q (the verifier only where N > 1 ranks something)."""
     return f"M_inf={r.m_inf}, N={r.n}" + (f" · {r.verifier}" if r.n > 1 else "")
 
 
-def training_curves_figure(tb: pd.DataFrame) -> go.Figure:
+def headline_cells(tb: pd.DataFrame) -> list[str]:
+    """The labels of the BUDGET_CELLS a training-budget table holds (the lines the page opens on); all when none."""
+    present = list(dict.fromkeys(cell_label(r) for r in tb.itertuples(index=False)))
+    wanted = [f"M_inf={m}, N={n}" + (f" · {v}" if n > 1 else "") for m, n, v in BUDGET_CELLS]
+    return [w for w in wanted if w in present] or present
+
+
+def training_curves_figure(tb: pd.DataFrame, every: pd.DataFrame | None = None) -> go.Figure:
     """Success against training iterations (log x), one line per (M_inf, N, verifier), 95% intervals as bars.
 
     Colour is N, in the order the success-against-compute figure gives it (N = 1 blue, 4 orange, 16 green), dash is
@@ -497,18 +508,20 @@ def training_curves_figure(tb: pd.DataFrame) -> go.Figure:
     """
     fig = go.Figure()
     cells = tb.drop_duplicates(["m_inf", "n", "verifier"]).sort_values(["n", "m_inf", "verifier"])
-    ns, ms = sorted(tb.n.unique().tolist()), sorted(tb.m_inf.unique().tolist())
-    verifiers = list(dict.fromkeys(cells.verifier))
+    every = tb if every is None else every  # styles come from every setting, so a line keeps them when others hide
+    ns, ms = sorted(every.n.unique().tolist()), sorted(every.m_inf.unique().tolist())
+    verifiers = list(dict.fromkeys(every.drop_duplicates(["m_inf", "n", "verifier"])
+                                   .sort_values(["n", "m_inf", "verifier"]).verifier))
     for c in cells.itertuples(index=False):
         line = tb[(tb.m_inf == c.m_inf) & (tb.n == c.n) & (tb.verifier == c.verifier)].sort_values("train_iterations")
         fig.add_trace(go.Scatter(
-            x=line.train_iterations.tolist(), y=line.success_rate.tolist(), mode="lines+markers", name=_cell_label(c),
+            x=line.train_iterations.tolist(), y=line.success_rate.tolist(), mode="lines+markers", name=cell_label(c),
             line=dict(color=PALETTE[ns.index(c.n) % len(PALETTE)], dash=DASHES[ms.index(c.m_inf) % len(DASHES)]),
             marker=dict(symbol=SYMBOLS[verifiers.index(c.verifier) % len(SYMBOLS)], size=7),
             error_y=dict(type="data", symmetric=False, array=(line.success_ci_high - line.success_rate).tolist(),
                          arrayminus=(line.success_rate - line.success_ci_low).tolist(), thickness=1.2, width=4),
             customdata=line[["episodes", "success_ci_low", "success_ci_high", "network_calls", "seeds"]].values.tolist(),
-            hovertemplate=f"{_cell_label(c)}<br>%{{x:,}} training iterations<br>success=%{{y:.3f}} "
+            hovertemplate=f"{cell_label(c)}<br>%{{x:,}} training iterations<br>success=%{{y:.3f}} "
                           "[%{customdata[1]:.3f}, %{customdata[2]:.3f}]<br>%{customdata[3]} calls per action<br>"
                           "%{customdata[0]} episodes over %{customdata[4]} seed(s)<extra></extra>"))
     ticks = sorted(tb.train_iterations.unique().tolist())
@@ -540,7 +553,7 @@ def compute_plane_figure(tb: pd.DataFrame) -> go.Figure:
     rows, cols, z, cells = compute_plane(tb)
     text = [[("" if c is None else f"{c['success_rate']:.2f}") for c in line] for line in cells]
     hover = [[("not measured" if c is None else
-               f"{_cell_label(pd.Series(c))}<br>success {c['success_rate']:.3f} [{c['success_ci_low']:.3f}, "
+               f"{cell_label(pd.Series(c))}<br>success {c['success_rate']:.3f} [{c['success_ci_low']:.3f}, "
                f"{c['success_ci_high']:.3f}]<br>{c['episodes']} episodes") for c in line] for line in cells]
     fig = go.Figure(go.Heatmap(
         z=z, x=[f"{c:g}" for c in cols], y=[f"{r:,}" for r in rows], zmin=0, zmax=1, colorscale="Viridis",
@@ -567,7 +580,7 @@ def cheapest_for_target(tb: pd.DataFrame, target: float) -> str:
         hits = at[at.success_rate >= target].sort_values(["network_calls", "m_inf"])
         if not hits.empty:
             h = hits.iloc[0]
-            parts.append(f"after {iterations:,} iterations, {calls_text(h.network_calls)} per action ({_cell_label(h)}: "
+            parts.append(f"after {iterations:,} iterations, {calls_text(h.network_calls)} per action ({cell_label(h)}: "
                          f"{h.success_rate:.0%} [{h.success_ci_low:.0%}, {h.success_ci_high:.0%}])")
     if not parts:
         return (f"No measured (training iterations, calls per action) pair reaches {target:.0%} success; the best cell "
