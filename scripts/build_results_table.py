@@ -141,8 +141,9 @@ def adaptive_section() -> list[str]:
         return []
     lines = [
         "", "## Adaptive compute against the fixed grid", "",
-        "`sorl-lab evaluate --adaptive` beside the fixed cells (M_inf 1-16, N 1 and 4, ranked by q; M_inf = 16 is an",
-        "extrapolation beyond the trained M_disc = 8), 50 seeded episodes per cell and training seed, the seeds pooled.",
+        "Each training seed's `sweep_adaptive.csv`: `sorl-lab evaluate --checkpoint <policy>/policy.pt --m-inf 1 2 4 8 16",
+        "--extrapolate --n 1 4 --adaptive seq:eps=0.05 jump:eps=0.05 jump:eps=0.1 --episodes 50` (ranked by q; M_inf = 16",
+        "is an extrapolation beyond the trained M_disc = 8), 50 seeded episodes per cell and seed, the seeds pooled.",
         "A rule's calls are its mean network calls per action; it is set against the best fixed cell that costs no",
         "more. `seq:eps` doubles M from 1 while the actions at M and 2M differ by more than eps; `jump:eps` checks M = 1",
         "against M = 2 and jumps straight to M = 8 when they differ (sorl_core/budgets.py).", "",
@@ -161,6 +162,15 @@ def adaptive_section() -> list[str]:
                          f"{percent(c['successes'], c['episodes'])} | {cell} | "
                          + ("" if f is None else percent(f["successes"], f["episodes"])) + " | "
                          + ("apart" if c["apart"] else "overlap") + " |")
+    for name, paths in recipes.items():  # the fixed cells at N = 1, the extrapolation beyond M_disc among them
+        rows = [r for path in paths for r in csv.DictReader(path.read_text().splitlines())
+                if not r["adaptive"] and int(r["n"]) == 1]
+        cells = {}
+        for r in rows:
+            k = cells.setdefault(int(r["m_inf"]), [0, 0])
+            k[0], k[1] = k[0] + int(r["successes"]), k[1] + int(r["episodes"])
+        lines += ["", f"{name}, fixed cells at N = 1, seeds pooled: "
+                  + "; ".join(f"M_inf = {m}: {percent(*cells[m])}" for m in sorted(cells)) + "."]
     return lines
 
 
