@@ -23,6 +23,7 @@ N_MAX = 64
 MAX_CONFIGS = 4
 DEFAULT_CONFIGS = ((1, 1), (8, 1), (8, 16), (4, 4))
 DEFAULT_COUNT = 3  # the first three of DEFAULT_CONFIGS are shown at first
+ONE_STEP_N = (1, 4, 16, 32)  # the configurations' N for a policy that acts in one step (fql): its only knob
 EPISODES_DEFAULT = 5
 EPISODES_MAX = 50
 WORKERS = 2  # environment processes (the policy runs batched in the page's process)

@@ -519,6 +519,8 @@ def test_an_fql_checkpoint_offers_one_euler_step_and_names_its_method(workdir):
     assert any("baseline fql (one-step policy): acts in one call" in c.value for c in at.caption)
     assert not [s for s in at.select_slider if s.key.startswith("ro_m")]  # nothing to slide: M_inf is 1
     assert any(c.value.startswith("M_inf = 1: this policy acts in one network call") for c in at.caption)
+    assert not at.warning  # its configurations spread over N, not three copies of M_inf = 1, N = 1
+    assert [at.number_input(key=f"ro_n{i}").value for i in range(3)] == [1, 4, 16]
 
 
 def test_a_flow_bc_checkpoint_ranks_by_consensus_and_plays_without_a_critic(workdir):

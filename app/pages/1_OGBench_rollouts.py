@@ -273,6 +273,12 @@ with st.container(border=True):
     refusal = None if loaded is None else get_verifier(verifier).unavailable(loaded.agent.has_target_critic)
     if refusal:
         st.warning(refusal[0].upper() + refusal[1:] + ".")
+    if len(m_options) == 1 and loaded is not None and st.session_state.get("_ro_one_step") != loaded.digest:
+        # A one-step policy (fql) has only N to vary: on its first load, spread the configurations over N instead
+        # of leaving them as copies of M_inf = 1, N = 1.
+        for i in range(R.MAX_CONFIGS):
+            st.session_state[f"ro_n{i}"] = R.ONE_STEP_N[i]
+        st.session_state._ro_one_step = loaded.digest
     cols = st.columns(R.MAX_CONFIGS)
     pairs = []
     for i in range(int(count)):
