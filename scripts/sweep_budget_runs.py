@@ -120,8 +120,9 @@ def write_card(cfg: SweepBudgetConfig, job: str, merged: Path) -> Path:
     runs, bundle = JOBS[job]
     config = json.loads((cfg.runs / runs[0] / "config.json").read_text())
     agent = config["agent"]
-    tb = training_budget(parse_sweep(merged.read_bytes(), merged.name))
-    budgets = sorted({int(r) for r in parse_sweep(merged.read_bytes(), merged.name).train_iterations})
+    raw = parse_sweep(merged.read_bytes(), merged.name)
+    tb = training_budget(raw)
+    budgets = sorted({int(r) for r in raw.train_iterations})
     seeds = ", ".join(r.rsplit("-s", 1)[-1] if "-s" in r else "0" for r in runs)
     lines = [
         f"# {bundle}", "",
@@ -144,8 +145,8 @@ def write_card(cfg: SweepBudgetConfig, job: str, merged: Path) -> Path:
         "", "## Success at each training budget", "",
         "All seeds' episodes pooled, 95% Wilson interval (every cell is in `sweep_budget.csv`):", "",
         *(budget_markdown(tb) if not tb.empty else ["One budget is measured so far; the table needs two."]), "",
-        "Each seed alone (50 episodes per cell): pooled figures can hide seeds that disagree.", "",
-        *budget_seed_markdown(parse_sweep(merged.read_bytes(), merged.name)), "",
+        f"Each seed alone ({cfg.episodes} episodes per cell): pooled figures can hide seeds that disagree.", "",
+        *budget_seed_markdown(raw), "",
         "Differences from the paper, for a CPU budget: lab-size networks (3 x 256, not 4 x 512), bf16 matrices, "
         "learning rate 3e-4 (FQL's value; the spec's is 1e-4) and far fewer iterations than its 1,000,000.",
         "",
