@@ -43,6 +43,32 @@ def opening_sweeps(names: Sequence[str]) -> list[str]:
     return max(groups.values(), key=len)  # max keeps the first of equals
 
 
+def method_sweeps(labels: dict[str, Path]) -> list[str]:
+    """The bundled sweeps that set SORL beside its baselines: for the environment of the sweeps the page opens on,
+    every seed of each method's recipe with the most seeds (scripts/train_baselines.sh bundles them). Empty when
+    only one method is bundled there. labels: the picker's names -> their files (a folder's sweep.csv only)."""
+    import csv
+
+    def first_row(path: Path) -> dict:
+        with open(path, newline="") as f:
+            return next(csv.DictReader(f), {})
+
+    rows = {name: first_row(path) for name, path in labels.items() if "/" not in name}
+    opening = opening_sweeps(list(rows))
+    if not opening:
+        return []
+    env = rows[opening[0]].get("env")
+    recipes: dict[tuple[str, str], list[str]] = {}
+    for name, row in rows.items():
+        if row.get("env") == env:
+            recipes.setdefault((row.get("method") or "sorl", recipe(name)), []).append(name)
+    best: dict[str, list[str]] = {}
+    for (method, _), names in recipes.items():
+        if len(names) > len(best.get(method, [])):
+            best[method] = names
+    return [n for names in best.values() for n in names] if len(best) > 1 else []
+
+
 def is_budget_sweep(path: Path) -> bool:
     """A bundled sweep of a run's snapshots (scripts/sweep_budget_runs.py writes sweep_budget.csv): the page's
     training-budget view reads it from the start, without it being picked among the sweeps above."""

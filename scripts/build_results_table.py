@@ -39,16 +39,19 @@ def bundled_runs() -> list[dict]:
         agent = config["agent"]
         runs.append({"name": folder.name, "recipe": recipe(folder.name), "env": config["env"], "seed": config["seed"],
                      "iterations": int(config["iterations"]), "m_btt": agent["m_btt"], "size": agent["size"],
-                     "cells": cells, "curve": training_curve(folder / "eval.csv")})
+                     "method": agent.get("method", "sorl"), "cells": cells, "rows": rows,
+                     "curve": training_curve(folder / "eval.csv")})
     return runs
 
 
 def training_curve(path: Path) -> list[tuple[int, float]]:
-    """(step, success) of the evaluations during training at M_inf = 8, N = 1 (20 episodes each); [] without a log."""
+    """(step, success) of the evaluations during training at M_inf = 8, N = 1 (20 episodes each; fql, which acts in
+    one call, at M_inf = 1); [] without a log."""
     if not path.exists():
         return []
-    rows = csv.DictReader(path.read_text().splitlines())
-    return [(int(r["step"]), float(r["success_rate"])) for r in rows if int(r["m_inf"]) == 8 and int(r["n"]) == 1]
+    rows = [r for r in csv.DictReader(path.read_text().splitlines()) if int(r["n"]) == 1]
+    m = 8 if any(int(r["m_inf"]) == 8 for r in rows) else 1
+    return [(int(r["step"]), float(r["success_rate"])) for r in rows if int(r["m_inf"]) == m]
 
 
 def percent(successes: int, episodes: int) -> str:
@@ -78,6 +81,9 @@ def table() -> str:
         cols = []
         for m in (1, 8):
             per_seed = [r["cells"].get(m) for r in members]
+            if m > 1 and first["method"] == "fql":
+                cols.append("acts in one call (M_inf = 1)")
+                continue
             if any(c is None for c in per_seed):
                 cols.append("not measured")
                 continue
@@ -86,10 +92,10 @@ def table() -> str:
                 pooled = (sum(c[0] for c in per_seed), sum(c[1] for c in per_seed))
                 text += f" · pooled {percent(*pooled)}"
             cols.append(text)
-        lines.append(f"| {name} (M_BTT={first['m_btt']}) | `{first['env']}` | {first['iterations']:,} iterations, "
+        label = f"M_BTT={first['m_btt']}" if first["method"] == "sorl" else f"baseline {first['method']}"
+        lines.append(f"| {name} ({label}) | `{first['env']}` | {first['iterations']:,} iterations, "
                      f"{first['size']} size | {', '.join(str(r['seed']) for r in members)} | {cols[0]} | {cols[1]} | "
-                     + (f"{published[1]}% / {published[0]}%" if published and first["m_btt"] == 8 else
-                        "not published" if not published else "(the paper trains M_BTT = 8)") + " |")
+                     + paper_column(first["method"], first["m_btt"], published) + " |")
     lines += [
         "", "## What the gap means", "",
         "The paper's figures come from many more iterations with networks about 6x larger (0.81M against 0.14M weights",
@@ -110,11 +116,73 @@ def table() -> str:
         if run["curve"]:
             points = ", ".join(f"{step // 1000}k: {rate:.0%}" for step, rate in run["curve"])
             lines.append(f"| {run['name']} | {points} | {reading(run['curve'])} |")
+    lines += methods_section(runs)
     lines += success_timing_section()
     lines += budget_section()
-    lines += adaptive_section()
+    lines += adaptive_section(runs)
     lines.append("")
     return "\n".join(lines)
+
+
+def paper_column(method: str, m_btt: int, published) -> str:
+    if not published:
+        return "not published"
+    if method == "fql":
+        return f"FQL {published[0]}%"
+    if method != "sorl":
+        return "not in SORL's tables"
+    return f"{published[1]}% / {published[0]}%" if m_btt == 8 else "(the paper trains M_BTT = 8)"
+
+
+def method_recipes(runs: list[dict]) -> dict[str, dict[str, list[dict]]]:
+    """environment -> method -> the members of its recipe with the most training seeds (the first such), for the
+    environments where more than one method is bundled."""
+    out: dict[str, dict[str, list[dict]]] = {}
+    for env in dict.fromkeys(r["env"] for r in runs):
+        recipes: dict[tuple, list[dict]] = {}
+        for r in runs:
+            if r["env"] == env:
+                recipes.setdefault((r["method"], r["recipe"]), []).append(r)
+        best: dict[str, list[dict]] = {}
+        for (method, _), members in recipes.items():
+            if len(members) > len(best.get(method, [])):
+                best[method] = members
+        if len(best) > 1:
+            out[env] = dict(sorted(best.items(), key=lambda kv: METHOD_ORDER.index(kv[0])))
+    return out
+
+
+METHOD_ORDER = ["sorl", "flow-bc", "ifql", "fql"]
+
+
+def methods_section(runs: list[dict]) -> list[str]:
+    """SORL beside the baselines at equal network calls per action, each method's seeds pooled."""
+    from sorl_core.studies.methods import BUDGETS, calls_text, cell_text, frontiers, pooled_cells, verdict
+
+    envs = method_recipes(runs)
+    if not envs:
+        return []
+    lines = [
+        "", "## SORL against the baselines at equal calls per action", "",
+        "The baselines of docs/ALGORITHM.md §9 trained with the same recipe as the SORL policies of the environment",
+        "(dataset, lab-size networks, learning rate, iterations, training seeds; `scripts/train_baselines.sh`), each",
+        "swept on the same 50 seeded episodes per cell: flow-bc over M_inf 1-8 x N 1, 4, 16 (best-of-N by consensus:",
+        "it has no critic), ifql over M_inf 1-8 x N 1-32 (ranked by its lower critic; FQL's IFQL samples 32), fql over",
+        "N 1-32 (it acts in one call). Network calls per action count actor and critic calls alike for every method.",
+        "Each cell: the method's best cell that costs at most that many calls, its seeds' episodes pooled (95% Wilson",
+        "interval); ties go to fewer calls.",
+    ]
+    for env, methods in envs.items():
+        rows = [dict(row, method=m) for m, members in methods.items() for r in members for row in r["rows"]]
+        best = frontiers(pooled_cells(rows))
+        lines += ["", f"### `{env}`", "",
+                  "| method (policies) | seeds | " + " | ".join(calls_text(b) for b in BUDGETS) + " |",
+                  "|---|---|" + "---|" * len(BUDGETS)]
+        for method, members in methods.items():
+            lines.append(f"| {method} ({members[0]['recipe']}) | {len(members)} | "
+                         + " | ".join(cell_text(c) for c in best[method]) + " |")
+        lines += ["", *verdict(best)]
+    return lines
 
 
 def budget_tables() -> list[tuple[Path, str, list[str]]]:
@@ -132,9 +200,12 @@ def budget_tables() -> list[tuple[Path, str, list[str]]]:
     return out
 
 
-def adaptive_section() -> list[str]:
-    """Adaptive rules against the fixed grid, each recipe's training seeds pooled (every `sweep_adaptive.csv`)."""
+def adaptive_section(runs: list[dict]) -> list[str]:
+    """Adaptive rules against the fixed grid, each recipe's training seeds pooled (every `sweep_adaptive.csv`), and
+    against the baselines' best cell within the same calls where baselines are bundled for the environment."""
     from sorl_core.studies.adaptive import pooled_comparison
+    from sorl_core.studies.methods import cell_text, pooled_cells
+    from sorl_core.studies.sweep_schema import best_within_budget
 
     files = sorted(ASSETS.glob("*/sweep_adaptive.csv"))
     if not files:
@@ -146,22 +217,31 @@ def adaptive_section() -> list[str]:
         "is an extrapolation beyond the trained M_disc = 8), 50 seeded episodes per cell and seed, the seeds pooled.",
         "A rule's calls are its mean network calls per action; it is set against the best fixed cell that costs no",
         "more. `seq:eps` doubles M from 1 while the actions at M and 2M differ by more than eps; `jump:eps` checks M = 1",
-        "against M = 2 and jumps straight to M = 8 when they differ (sorl_core/budgets.py).", "",
-        "| recipe | rule | calls per action | success | best fixed cell within its calls | its success | intervals |",
-        "|---|---|---|---|---|---|---|",
+        "against M = 2 and jumps straight to M = 8 when they differ (sorl_core/budgets.py). The last column: the best",
+        "cell of any baseline (the section above) that costs no more than the rule, its seeds pooled.", "",
+        "| recipe | rule | calls per action | success | best fixed cell within its calls | its success | intervals "
+        "| best baseline within its calls |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     recipes: dict[str, list] = {}
     for path in files:
         recipes.setdefault(recipe(path.parent.name), []).append(path)
+    baselines = {env: [c for m, cells in pooled_cells(
+        [dict(row, method=m) for m, members in methods.items() if m != "sorl" for r in members for row in r["rows"]]
+    ).items() for c in cells] for env, methods in method_recipes(runs).items()}
+    env_of = {r["name"]: r["env"] for r in runs}
     for name, paths in recipes.items():
         rows = [r for path in paths for r in csv.DictReader(path.read_text().splitlines())]
+        rivals = baselines.get(env_of.get(paths[0].parent.name, ""), [])
         for c in pooled_comparison(rows):
             f = c["fixed"]
             cell = "none" if f is None else f"M_inf = {f['m_inf']}, N = {f['n']} ({f['network_calls']:g} calls)"
+            rival = best_within_budget(rivals, c["network_calls"])
             lines.append(f"| {name} ({c['files']} seeds) | `{c['rule']}` | {c['network_calls']:.1f} | "
                          f"{percent(c['successes'], c['episodes'])} | {cell} | "
                          + ("" if f is None else percent(f["successes"], f["episodes"])) + " | "
-                         + ("apart" if c["apart"] else "overlap") + " |")
+                         + ("apart" if c["apart"] else "overlap") + " | "
+                         + ("-" if rival is None else f"{rival['method']} {cell_text(rival)}") + " |")
     for name, paths in recipes.items():  # the fixed cells at N = 1, the extrapolation beyond M_disc among them
         rows = [r for path in paths for r in csv.DictReader(path.read_text().splitlines())
                 if not r["adaptive"] and int(r["n"]) == 1]

@@ -503,3 +503,40 @@ def test_the_best_series_under_a_budget_is_named_with_the_ones_it_cannot_be_told
     assert sentence.startswith("Best under 8 calls per action: **A** at M_inf = 8, N = 1, success 90% [80%, 96%].")
     assert "overlaps those of B: at this budget the data cannot tell them apart" in sentence and "C" not in sentence
     assert S.best_overall({"A": picks["A"]}, 8) == ""
+
+
+def test_one_click_sets_sorl_beside_its_baselines_each_method_s_seeds_pooled(tmp_path, monkeypatch):
+    root = tmp_path / "bundled"
+    for seed in (0, 1, 2):
+        tag = "" if seed == 0 else f"-s{seed}"
+        for method, rates in (("sorl", RATE_A), ("fql", {(1, n): r for (m, n), r in RATE_B.items() if m == 1})):
+            name = f"task{'-fql' if method == 'fql' else ''}{tag}"
+            (root / name).mkdir(parents=True)
+            rows = [dict(r, method=method, train_seed=seed) for r in sweep_rows(name, 8, rates)]
+            (root / name / "sweep.csv").write_bytes(sweep_bytes(rows))
+    monkeypatch.setenv("SORL_LAB_SWEEP_DIR", str(root))
+    at = AppTest.from_file(str(SCALING_PAGE), default_timeout=TIMEOUT)
+    at.run()
+    assert_clean(at)
+    assert at.multiselect(key="bundled").value == ["task", "task-s1", "task-s2"]  # it still opens on SORL's seeds
+    at.button(key="compare_methods").click().run()
+    assert_clean(at)
+    assert sorted(at.multiselect(key="bundled").value) == ["task", "task-fql", "task-fql-s1", "task-fql-s2", "task-s1",
+                                                          "task-s2"]
+    assert at.multiselect(key="compare_axes").value == ["method"]
+    assert sorted(m.label for m in at.metric) == ["fql · mean of 3 seeds", "sorl · mean of 3 seeds"]
+    # At the whole grid's budget SORL's best cell (M_inf = 8, N = 16 of RATE_A: 100%) is the best (method, M_inf, N).
+    assert any(md.value.startswith("Best under") and "**sorl · mean of 3 seeds** at M_inf = 8" in md.value
+               for md in at.markdown)
+
+
+def test_no_comparison_button_when_one_method_is_bundled(tmp_path, monkeypatch):
+    root = tmp_path / "bundled"
+    for name in ("task", "task-s1"):
+        (root / name).mkdir(parents=True)
+        (root / name / "sweep.csv").write_bytes(sweep_bytes(sweep_rows(name, 8, RATE_A)))
+    monkeypatch.setenv("SORL_LAB_SWEEP_DIR", str(root))
+    at = AppTest.from_file(str(SCALING_PAGE), default_timeout=TIMEOUT)
+    at.run()
+    assert_clean(at)
+    assert not [b for b in at.button if b.key == "compare_methods"]

@@ -252,6 +252,7 @@ def test_the_cube_single_policy_is_bundled():
 
 @pytest.mark.parametrize("policy", BUNDLED, ids=[p.parent.name for p in BUNDLED])
 def test_bundled_checkpoints_load_and_act_in_their_environment(policy):
+    from sorl_core.baselines import m_inf_values, ranking_verifier
     from sorl_core.checkpoint import load_agent
 
     agent, extra = load_agent(policy, device="cpu")
@@ -259,14 +260,18 @@ def test_bundled_checkpoints_load_and_act_in_their_environment(policy):
     assert extra["env"].endswith("-v0") and "singletask" in extra["env"]
     rows = read_csv(folder / "sweep.csv")
     assert tuple(rows[0]) == SWEEP_COLUMNS and all(int(r["episodes"]) == 50 for r in rows)
-    assert {(int(r["m_inf"]), int(r["n"])) for r in rows} >= {(m, 1) for m in (1, 2, 4, 8)}
+    steps = m_inf_values(agent.config, (1, 2, 4, 8))  # fql acts in one call: its sweep spreads over N instead
+    assert {(int(r["m_inf"]), int(r["n"])) for r in rows} >= {(m, 1) for m in steps}
+    assert {r["method"] for r in rows} == {agent.config.method}
     card = (folder / "card.md").read_text()
     assert "sorl-lab train --env" in card and f"{agent.step:,}" in card
     with EnvBatch(extra["env"], 2, workers=1, max_episode_steps=15) as envs:
         assert envs.obs_dim == agent.config.obs_dim and envs.action_dim == agent.config.action_dim
-        result = run_episodes(agent, envs, 8, 4, episode_seeds(0, 2), record_q=True)
+        result = run_episodes(agent, envs, steps[-1], 4, episode_seeds(0, 2), record_q=True,
+                              verifier=ranking_verifier(agent.config))
     assert all(1 <= length <= 15 for length in result.lengths)
     assert all(np.isfinite(q).all() for q in result.q_traces)
+    assert all(len(q) == (length if agent.has_critic else 0) for q, length in zip(result.q_traces, result.lengths))
 
 
 def test_a_worker_that_dies_is_an_error_not_a_hang():

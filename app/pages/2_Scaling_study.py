@@ -54,6 +54,9 @@ HELP = {
                "difference (usually the seed) is pooled: each line is then all its members' episodes together, with "
                "a 95% interval, and a thin line per member. The recipe is a checkpoint's name without its seed tag "
                "(cube-single-task2-s1 -> cube-single-task2).",
+    "compare_methods": "Load every training seed of SORL and of each baseline trained with the same recipe (flow-bc, "
+                       "ifql, fql; docs/ALGORITHM.md §9) and draw one line per method, its seeds pooled: at equal "
+                       "network calls per action, the budget's sentence names the best (method, M_inf, N).",
     "budget_run": "Runs measured after several numbers of training iterations (the snapshots `sorl-lab train "
                   "--snapshots` keeps, swept by `sorl-lab evaluate RUN`); seeds of one recipe are pooled.",
     "budget_lines": "Which (M_inf, N, verifier) settings get a line in the figure below; it opens on the four that "
@@ -180,8 +183,17 @@ with st.container(border=True):
         # A folder's sweep.csv is named by its folder alone: short chips.
         labels = {(p.parent.name if p.name == "sweep.csv" and p.parent != root else str(p.relative_to(root))): p
                   for p in bundled}
-        picked = st.multiselect("Bundled sweeps", list(labels), default=S.opening_sweeps(list(labels)), key="bundled",
-                                help=HELP["bundled"])
+        against = S.method_sweeps(labels)
+        if against:  # SORL and its baselines bundled for one environment: one click loads them, compared by method
+            def compare_methods(names=tuple(against)):
+                st.session_state["bundled"] = list(names)
+                st.session_state["compare_axes"] = ["method"]
+                st.session_state["_compare_seen"] = list(S.AXES)
+            st.button("Compare SORL with the baselines", key="compare_methods", on_click=compare_methods,
+                      help=HELP["compare_methods"])
+        if "bundled" not in st.session_state:  # set here, not as default: the button above may set it too
+            st.session_state["bundled"] = S.opening_sweeps(list(labels))
+        picked = st.multiselect("Bundled sweeps", list(labels), key="bundled", help=HELP["bundled"])
         sources += [(name, f"bundled:{name}", labels[name].read_bytes()) for name in picked]
     grids = S.grid_sweeps()
     # Grid sweeps or the no-bundled note beside the uploader; otherwise the uploader alone, full width.

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import verifiers
 from ..budgets import check_rules
-from .sweep_schema import best_within_budget
+from .sweep_schema import best_within_budget, intervals_apart, pool_rows
 
 
 # ----------------------------------------------------------------------------- frontier comparisons
@@ -82,28 +82,17 @@ def pooled_comparison(rows: list[dict]) -> list[dict]:
     by the actions it took: episodes x mean length), and the best fixed cell that costs no more, pooled the same way
     (`best_within_budget`: ties to fewer calls). `apart` says whether the two intervals do not overlap.
     """
-    from ..stats import wilson_interval
-
-    def pool(group: list[dict]) -> dict:
-        successes, episodes = sum(int(r["successes"]) for r in group), sum(int(r["episodes"]) for r in group)
-        actions = [int(r["episodes"]) * float(r["mean_length"]) for r in group]
-        calls = sum(a * float(r["network_calls"]) for a, r in zip(actions, group)) / sum(actions)
-        low, high = wilson_interval(successes, episodes)
-        return {"successes": successes, "episodes": episodes, "success_rate": successes / episodes,
-                "success_ci_low": low, "success_ci_high": high, "network_calls": calls, "files": len(group)}
-
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         key = (r.get("adaptive") or "", int(r["m_inf"]), int(r["n"]))
         groups.setdefault(key if key[0] == "" else (key[0], 0, 0), []).append(r)
-    fixed = [{**pool(g), "m_inf": m, "n": n} for (rule, m, n), g in groups.items() if rule == ""]
+    fixed = [{**pool_rows(g), "m_inf": m, "n": n} for (rule, m, n), g in groups.items() if rule == ""]
     out = []
     for (rule, _, _), group in groups.items():
         if rule == "":
             continue
-        mine = pool(group)
+        mine = pool_rows(group)
         best = best_within_budget(fixed, mine["network_calls"])
-        apart = best is not None and (mine["success_ci_low"] > best["success_ci_high"]
-                                      or best["success_ci_low"] > mine["success_ci_high"])
+        apart = best is not None and intervals_apart(mine, best)
         out.append({"rule": rule, **mine, "fixed": best, "apart": apart})
     return out

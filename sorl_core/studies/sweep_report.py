@@ -268,6 +268,8 @@ def across_seeds(df: pd.DataFrame, compare: Sequence[str]) -> tuple[pd.DataFrame
         alike = all(d[c].nunique() == 1 for c in ("recipe", "m_btt", "verifier", "method"))
         d["series"] = (base_name(d.recipe.iloc[0], d.m_btt.iloc[0], d.verifier.iloc[0], method=d.method.iloc[0]) if alike
                        else "all loaded sweeps")
+    # An axis that is one value within every series (the recipe when methods are compared) tells no members apart.
+    others = [n for n in others if d.groupby("series")[AXES[n]].nunique().max() > 1]
     d["member"] = [" · ".join(_axis_text(n, v) for n, v in zip(others, vals)) or "the only one"
                    for vals in zip(*(d[AXES[n]] for n in others))] if others else "the only one"
     counts = d.groupby("series", sort=False)["member"].nunique()

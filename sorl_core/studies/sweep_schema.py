@@ -69,3 +69,23 @@ def best_within_budget(cells, budget: float, value: str = "success_rate") -> dic
     if not fit:
         return None
     return dict(min(fit, key=lambda c: (-float(c[value]), float(c["network_calls"]), c.get("m_inf", 0), c.get("n", 0))))
+
+
+def pool_rows(rows) -> dict:
+    """One cell's rows from several sweeps (e.g. one per training seed) as one measurement: all their episodes pooled,
+    the 95% Wilson interval of the pooled rate, and the mean network calls per action weighted by the actions each
+    took (episodes x mean length; for a fixed cell every row has the same calls)."""
+    from ..stats import wilson_interval
+
+    rows = list(rows)
+    successes, episodes = sum(int(r["successes"]) for r in rows), sum(int(r["episodes"]) for r in rows)
+    actions = [int(r["episodes"]) * float(r["mean_length"]) for r in rows]
+    calls = sum(a * float(r["network_calls"]) for a, r in zip(actions, rows)) / sum(actions)
+    low, high = wilson_interval(successes, episodes)
+    return {"successes": successes, "episodes": episodes, "success_rate": successes / episodes,
+            "success_ci_low": low, "success_ci_high": high, "network_calls": calls, "files": len(rows)}
+
+
+def intervals_apart(a: dict, b: dict) -> bool:
+    """Whether two cells' 95% intervals do not overlap."""
+    return a["success_ci_low"] > b["success_ci_high"] or b["success_ci_low"] > a["success_ci_high"]
