@@ -5,7 +5,7 @@ import pytest
 from sorl_core.ogbench.environments import ENVIRONMENTS, environment_for
 from sorl_core.ogbench.datasets import UnsupportedDatasetError, dataset_name_for, dataset_spec
 
-# SORL's published settings (docs/ALGORITHM.md §6): discount, AGG, alpha, default task.
+# SORL's published settings (docs/ALGORITHM.md §6): discount, AGG, alpha, default task; puzzle-3x3 is FQL's.
 PUBLISHED = {
     "antmaze-large-navigate": (0.99, "min", 500, 1),
     "antmaze-giant-navigate": (0.995, "min", 500, 1),
@@ -15,6 +15,7 @@ PUBLISHED = {
     "cube-single-play": (0.99, "mean", 10, 2),
     "cube-double-play": (0.99, "mean", 50, 2),
     "scene-play": (0.99, "mean", 100, 2),
+    "puzzle-3x3-play": (0.99, "mean", 3, 4),  # SORL publishes none: FQL's, alpha translated (settings_from says how)
 }
 
 

@@ -275,3 +275,33 @@ def test_a_recording_starts_from_the_reset_observation(cube_recording):
     first = envs.reset(recording.seeds)
     for e in range(envs.count):
         assert np.array_equal(recording.obs[e][0], first[e]) and len(recording.obs[e]) == recording.lengths[e] + 1
+
+
+def test_a_puzzle_state_just_after_a_button_press_restores_exactly():
+    """Puzzle state lives partly outside MuJoCo (the button states): a restore must bring it back, or replayed actions
+    would light other buttons. A press is made by driving a button's joint through its threshold (OGBench counts a
+    press when the joint crosses -0.02 during a step)."""
+    pytest.importorskip("ogbench")
+    from sorl_core.ogbench.rollouts import _layers, clone_env, env_state, make_env, restore_env_state
+
+    env = make_env("puzzle-3x3-play-singletask-task4-v0")
+    obs, _ = env.reset(seed=0)
+    puzzle = _layers(env)[-1]
+    before = puzzle._cur_button_states.copy()
+    joint = puzzle._data.joint("buttonbox_joint_4")  # the centre button: it flips itself and its four neighbours
+    joint.qpos[0], joint.qvel[0] = -0.015, -2.0
+    obs, *_ = env.step(np.zeros(env.action_space.shape))
+    assert list(np.flatnonzero(puzzle._cur_button_states != before)) == [1, 3, 4, 5, 7]
+    state = env_state(env, obs)
+    actions = np.random.default_rng(0).uniform(-1, 1, (20, *env.action_space.shape))
+    recorded = [env.step(a)[0] for a in actions]
+    other = clone_env(env)
+    other.reset(seed=1)  # somewhere else first: every button state must come from the saved state
+    assert np.array_equal(restore_env_state(other, state), state["obs"])
+    assert all(np.array_equal(a, b) for a, b in zip(recorded, (other.step(a)[0] for a in actions)))
+    assert np.array_equal(_layers(other)[-1]._cur_button_states, puzzle._cur_button_states)
+    # Without the Python-side state the buttons are the reset's, and the restore refuses rather than lie.
+    fresh = clone_env(env)
+    fresh.reset(seed=0)
+    with pytest.raises(RuntimeError, match="does not reproduce its observation"):
+        restore_env_state(fresh, {**state, "python": [{} for _ in state["python"]]})

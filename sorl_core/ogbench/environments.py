@@ -59,6 +59,14 @@ ENVIRONMENTS: dict[str, Environment] = {e.name: e for e in (
     Environment("cube-single-play", 0.99, "mean", 10, 2, "oracles"),
     Environment("cube-double-play", 0.99, "mean", 50, 2, "oracles"),
     Environment("scene-play", 0.99, "mean", 100, 2, "oracles"),
+    # SORL publishes no puzzle settings. FQL's (discount 0.99, mean over critics, task 4) are used, and its alpha is
+    # translated: FQL weighs its behaviour term 1000 on puzzle against 300 on cube, 3.3x more behaviour-bound, so
+    # SORL's Q weight is cube-single's 10 x 300 / 1000 = 3 (FQL's alpha multiplies the behaviour term, SORL's the
+    # normalised Q term: the two are not the same number).
+    Environment("puzzle-3x3-play", 0.99, "mean", 3, 4, "oracles",
+                settings_from="FQL's puzzle settings (SORL publishes none): discount 0.99, mean over critics; FQL's "
+                              "alpha 1000 (its behaviour weight; 300 on cube) translated to SORL's Q weight as "
+                              "cube-single's 10 x 300 / 1000 = 3"),
 )}
 
 
