@@ -116,12 +116,51 @@ def table() -> str:
         if run["curve"]:
             points = ", ".join(f"{step // 1000}k: {rate:.0%}" for step, rate in run["curve"])
             lines.append(f"| {run['name']} | {points} | {reading(run['curve'])} |")
+    lines += targets_section(runs)
     lines += methods_section(runs)
     lines += success_timing_section()
     lines += budget_section()
     lines += adaptive_section(runs)
     lines.append("")
     return "\n".join(lines)
+
+
+def targets_section(runs: list[dict]) -> list[str]:
+    """Per headline environment: its best bundled SORL policy at M_inf = 8, N = 1 against the lab's target and, when
+    short of it, the learning curve's rate at the end and where a straight line from there reaches the target."""
+    from sorl_core.ogbench.environments import ENVIRONMENTS
+    from sorl_core.studies.sweep_report import project_to_target
+
+    targets = {e.name.removesuffix("-play"): e.target for e in ENVIRONMENTS.values() if e.target is not None}
+    lines = ["", "## Are the headline tasks learned?", "",
+             "The lab's targets at M_inf = 8, N = 1 over 50 fresh episodes (`Environment.target`): " + ", ".join(
+                 f"{family} {target:.0%}" for family, target in targets.items()) + ". For each environment, its best",
+             "bundled SORL policy. One short of its target gets the rate its training evaluations (20 episodes each,",
+             "`eval.csv`) rose at over its last doubling of iterations, in points per doubling (a straight line in log",
+             "iterations: learning curves flatten), and where that line reaches the target: a rough guide through noisy",
+             "points, not a promise.", "",
+             "| environment | best policy | M_inf = 8, N = 1 | target | reached | rising at (per doubling) | "
+             "a straight line reaches the target at |",
+             "|---|---|---|---|---|---|---|"]
+    for family, target in targets.items():
+        mine = [r for r in runs if r["method"] == "sorl" and r["env"].startswith(family + "-play")
+                and r["m_btt"] == 8 and 8 in r["cells"]]
+        if not mine:
+            continue
+        best = max(mine, key=lambda r: (r["cells"][8][0] / r["cells"][8][1], -r["seed"]))
+        k, e = best["cells"][8]
+        reached = k / e >= target
+        row = f"| {family} | {best['name']} ({best['iterations']:,} iterations) | {percent(k, e)} | {target:.0%} | "
+        if reached:
+            lines.append(row + "yes | | |")
+            continue
+        p = project_to_target(best["curve"], target)
+        if p["rate_per_doubling"] is None:
+            lines.append(row + "no | never succeeded in training: no rate to project from | |")
+            continue
+        lines.append(row + f"no | {100 * p['rate_per_doubling']:+.1f} points | "
+                     + (f"about {p['projected']:,} iterations |" if p["projected"] else "not rising: no projection |"))
+    return lines
 
 
 def paper_column(method: str, m_btt: int, published) -> str:

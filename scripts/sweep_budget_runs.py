@@ -115,7 +115,9 @@ def trained_so_far(cfg: SweepBudgetConfig, run: str) -> int:
 
 def write_card(cfg: SweepBudgetConfig, job: str, merged: Path) -> Path:
     """The bundled folder's card.md: how the run was trained, what was swept, and the numbers with their reading."""
-    from sorl_core.studies.sweep_report import budget_markdown, budget_seed_markdown, parse_sweep, training_budget
+    from sorl_core.ogbench.environments import environment_for
+    from sorl_core.studies.sweep_report import (budget_markdown, budget_seed_markdown, parse_sweep, target_sentence,
+                                                training_budget)
 
     runs, bundle = JOBS[job]
     config = json.loads((cfg.runs / runs[0] / "config.json").read_text())
@@ -147,6 +149,8 @@ def write_card(cfg: SweepBudgetConfig, job: str, merged: Path) -> Path:
         *(budget_markdown(tb) if not tb.empty else ["One budget is measured so far; the table needs two."]), "",
         f"Each seed alone ({cfg.episodes} episodes per cell): pooled figures can hide seeds that disagree.", "",
         *budget_seed_markdown(raw), "",
+        *([target_sentence(tb, target), ""] if (target := environment_for(config["env"]).target) and not tb.empty
+          else []),
         "Differences from the paper, for a CPU budget: lab-size networks (3 x 256, not 4 x 512), bf16 matrices, "
         "learning rate 3e-4 (FQL's value; the spec's is 1e-4) and far fewer iterations than its 1,000,000.",
         "",

@@ -301,3 +301,16 @@ def test_a_baseline_s_sweep_is_named_by_its_method_and_an_unknown_method_is_refu
     assert "method" in S.varying_axes(df)
     with pytest.raises(S.SweepError, match="column method must name one of sorl, flow-bc, ifql, fql: line 2 \\('dqn'\\)"):
         S.parse_sweep(sweep_bytes([{**r, "method": "dqn"} for r in sweep_rows("x", 8, RATE_A)]))
+
+
+def test_a_learning_curve_short_of_its_target_is_projected_along_its_last_slope():
+    from sorl_core.studies.sweep_report import project_to_target
+
+    rising = [(5_000, 0.0), (10_000, 0.05), (20_000, 0.10), (40_000, 0.15), (80_000, 0.20)]
+    p = project_to_target(rising, 0.40)  # 5 points per doubling: 20 more points are 4 doublings on, 80k x 16
+    assert not p["reached"] and p["rate_per_doubling"] == pytest.approx(0.05) and p["projected"] == 1_280_000
+    assert project_to_target(rising, 0.20)["reached"] and project_to_target(rising, 0.20)["projected"] is None
+    flat = project_to_target([(10_000, 0.0), (20_000, 0.0), (30_000, 0.0)], 0.10)
+    assert flat["rate_per_doubling"] is None and flat["projected"] is None  # never succeeded: nothing to project from
+    falling = project_to_target([(10_000, 0.3), (20_000, 0.2), (40_000, 0.1)], 0.5)
+    assert falling["rate_per_doubling"] == pytest.approx(-0.1) and falling["projected"] is None

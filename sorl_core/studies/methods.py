@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 
 from .sweep_schema import best_within_budget, intervals_apart, pool_rows
 
-BUDGETS = (1, 2, 4, 8, 16, 32, 64, 128)  # network calls per action at which the methods are compared
+BUDGETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)  # calls per action at which methods are compared (ifql: up to 288)
 
 
 def calls_text(budget: float) -> str:
@@ -95,7 +95,8 @@ def verdict(best: dict[str, list[dict | None]], budgets: Sequence[float] = BUDGE
         parts = [f"{m} {cell_text(c, False)}: {against(mine, c)}" for m, c in rivals]
         lines.append(f"- {calls_text(budget)}: {subject} {cell_text(mine, False)}; against " + "; ".join(parts) + ".")
     summary = [f"{what} at {budgets_text(list(budgets), tally[key])}" for key, what in (
-        ("ahead", "ahead of every baseline's best, intervals apart,"), ("behind", "behind the best baseline, intervals apart,"),
+        ("ahead", "ahead of every baseline's best, intervals apart,"),
+        ("behind", "behind the best baseline, intervals apart,"),
         ("overlap", "not told apart from the best baseline")) if tally[key]]
     lines.append(f"- In short, {subject} is " + "; ".join(summary) + " per action.")
     return lines

@@ -626,6 +626,52 @@ def budget_findings(tb: pd.DataFrame, m_high: int = 8, n_high: int = 16, target:
     return lines
 
 
+def project_to_target(curve: Sequence[tuple[int, float]], target: float) -> dict:
+    """Where a learning curve would reach `target` success if it kept rising as it did over its last doubling.
+
+    curve: (training iterations, success) points in order. Success is fitted as a straight line in log2(iterations)
+    (least squares) over the points of the last doubling (from half the last point's iterations on; at least two),
+    because learning curves flatten: the rate is in points per doubling of the iterations, and the projection is
+    where that line crosses `target`, from its fitted value at the last point. A rough guide, given only for a curve
+    that rises.
+    Returns {"reached": bool, "rate_per_doubling": float | None, "projected": int | None, "best": float}.
+    """
+    steps = np.array([s for s, _ in curve], dtype=float)
+    rates = np.array([r for _, r in curve], dtype=float)
+    out = {"reached": bool(len(rates) and rates[-1] >= target), "rate_per_doubling": None, "projected": None,
+           "best": float(rates.max()) if len(rates) else 0.0}
+    tail = slice(min(int(np.searchsorted(steps, steps[-1] / 2)), len(steps) - 2), None) if len(steps) else slice(0)
+    tail_s, tail_r = np.log2(steps[tail]), rates[tail]
+    if out["reached"] or len(tail_s) < 2 or not rates.any():
+        return out
+    slope, intercept = np.polyfit(tail_s, tail_r, 1)
+    out["rate_per_doubling"] = float(slope)
+    if slope > 0:
+        fitted = slope * tail_s[-1] + intercept
+        out["projected"] = int(round(2 ** (tail_s[-1] + max(0.0, target - fitted) / slope), -3))
+    return out
+
+
+def target_sentence(tb: pd.DataFrame, target: float, m: int = 8) -> str:
+    """One run's success at M_inf = m, N = 1 along its training budgets (a `training_budget` table) against a
+    target: reached at which budget, or the rate it last rose at and where a straight line reaches it."""
+    cells = tb[(tb.m_inf == m) & (tb.n == 1)].drop_duplicates("train_iterations").sort_values("train_iterations")
+    curve = [(int(b), float(r)) for b, r in zip(cells.train_iterations, cells.success_rate)]
+    if not curve:
+        return f"Success at M_inf = {m}, N = 1 is not measured, so the {target:.0%} target cannot be judged."
+    first = next(((b, r) for b, r in curve if r >= target), None)
+    if first is not None:
+        return f"The {target:.0%} target at M_inf = {m}, N = 1 is reached after {first[0]:,} iterations ({first[1]:.0%})."
+    p = project_to_target(curve, target)
+    text = (f"The {target:.0%} target at M_inf = {m}, N = 1 is not reached: {curve[-1][1]:.0%} after "
+            f"{curve[-1][0]:,} iterations (best {p['best']:.0%}).")
+    if p["rate_per_doubling"] is None:
+        return text + " It never succeeded, so there is no rate to project from."
+    text += f" Over its last doubling it rose {100 * p['rate_per_doubling']:+.1f} points per doubling of the iterations"
+    return text + (f"; a straight line from there reaches the target near {p['projected']:,} iterations (a rough "
+                   "guide: learning curves bend)." if p["projected"] else ", so no projection can be made.")
+
+
 BUDGET_CELLS = ((1, 1, "q"), (8, 1, "q"), (8, 16, "q"), (8, 16, "consensus"))  # (M_inf, N, verifier) columns
 
 
