@@ -3,8 +3,9 @@
     .venv/bin/python scripts/build_results_table.py [--check]
 
 Reads each assets/ogbench/*/sweep.csv (the N = 1 cells at M_inf = 1 and 8) and config.json (the training budget);
-seeds of one recipe (folder names that differ only in a trailing -sK) share a row. --check exits 1 when RESULTS.md
-is not what the bundled files give (a test runs it).
+seeds of one recipe (folder names that differ only in a trailing -sK) share a row. It also writes BASELINES.md, the
+comparison of SORL with the baselines on its own. --check exits 1 when either is not what the bundled files give
+(a test runs it).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sorl_core.stats import wilson_interval  # noqa: E402
 from sorl_core.studies.sweep_schema import recipe  # noqa: E402
 ASSETS = ROOT / "assets" / "ogbench"
 OUT = ASSETS / "RESULTS.md"
+BASELINES = ASSETS / "BASELINES.md"  # the comparison with the baselines alone, the card of scripts/train_baselines.sh
 # docs/ALGORITHM.md §8: success %, mean over the environment's 5 tasks, 8 seeds, 1M iterations, paper-size networks.
 PUBLISHED = {"cube-single": (96, 97), "cube-double": (29, 25), "scene": (56, 57), "antmaze-large": (79, 89),
              "antmaze-giant": (9, 9), "humanoidmaze-medium": (58, 64), "humanoidmaze-large": (4, 5),
@@ -224,6 +226,16 @@ def methods_section(runs: list[dict]) -> list[str]:
     return lines
 
 
+def baselines_card() -> str:
+    """assets/ogbench/BASELINES.md: SORL against the baselines at equal calls (RESULTS.md's section, on its own)."""
+    section = methods_section(bundled_runs())
+    if not section:
+        return ""
+    return "\n".join(["# SORL against its baselines on OGBench, at equal network calls per action", "",
+                      "Written by `scripts/build_results_table.py` from the bundled sweeps; do not edit. The same section "
+                      "is in RESULTS.md.", *section[2:], ""])
+
+
 def budget_tables() -> list[tuple[Path, str, list[str]]]:
     """(bundled folder, run, markdown lines) for every run of every bundled `sweep_budget.csv`: its pooled cells at
     each training budget and the questions they answer (sorl_core.studies.sweep_report.budget_markdown)."""
@@ -355,14 +367,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="exit 1 if RESULTS.md differs from the bundled files")
     args = parser.parse_args()
-    text = table()
+    files = {OUT: table(), BASELINES: baselines_card()}
+    files = {path: text for path, text in files.items() if text}
     if args.check:
-        if not OUT.is_file() or OUT.read_text() != text:
-            print(f"{OUT.relative_to(ROOT)} is out of date: run scripts/build_results_table.py", file=sys.stderr)
-            return 1
-        return 0
-    OUT.write_text(text)
-    print(text)
+        stale = [path for path, text in files.items() if not path.is_file() or path.read_text() != text]
+        for path in stale:
+            print(f"{path.relative_to(ROOT)} is out of date: run scripts/build_results_table.py", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in files.items():
+        path.write_text(text)
+    print(files[OUT])
     return 0
 
 
