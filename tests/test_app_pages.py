@@ -525,6 +525,14 @@ def test_one_click_sets_sorl_beside_its_baselines_each_method_s_seeds_pooled(tmp
                                                           "task-s2"]
     assert at.multiselect(key="compare_axes").value == ["method"]
     assert sorted(m.label for m in at.metric) == ["fql · mean of 3 seeds", "sorl · mean of 3 seeds"]
+    # The figure opens on each method's best cell within each budget: the grids differ (fql has M_inf = 1 only).
+    assert at.radio(key="group").value == "best within each budget"
+    fig = specs(at)[0]
+    lines = {t["name"]: t for t in fig["data"] if t.get("line", {}).get("shape") == "hv"}
+    assert set(lines) == {"fql · mean of 3 seeds", "sorl · mean of 3 seeds"}
+    sorl = lines["sorl · mean of 3 seeds"]  # a step at every cost SORL's grid has, never falling
+    x, y = list(arr(sorl["x"])), list(arr(sorl["y"]))
+    assert x == sorted(set(x)) and y == sorted(y) and y[-1] == pytest.approx(max(RATE_A.values()))
     # At the whole grid's budget SORL's best cell (M_inf = 8, N = 16 of RATE_A: 100%) is the best (method, M_inf, N).
     assert any(md.value.startswith("Best under") and "**sorl · mean of 3 seeds** at M_inf = 8" in md.value
                for md in at.markdown)

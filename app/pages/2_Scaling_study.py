@@ -28,6 +28,8 @@ if page_off_message("scaling"):  # SORL_LAB_PAGES_OFF (app/paths.py)
     st.info(page_off_message("scaling"))
     st.stop()
 
+# The figure's line modes -> compute_figure's group_by.
+LINES = {"one per N (sequential)": "n", "one per M_inf (parallel)": "m", "best within each budget": "frontier"}
 HELP = {
     "bundled": "Sweeps shipped with the lab (assets/ogbench/**/sweep*.csv): each holds one checkpoint's success "
                "rate at every (M_inf, N) cell, measured in the environment with a 95% Wilson interval.",
@@ -39,7 +41,9 @@ HELP = {
               "Euler steps back-propagated through in the Q loss; a sweep ranked by another verifier than the "
               "paper's q adds the verifier to the name (· q-min, · consensus, ...).",
     "group": "Sequential scaling: one line per N, M_inf (Euler steps) grows along it. Parallel scaling: one line "
-             "per M_inf, N (best-of-N candidates ranked by the learned Q) grows along it. Same compute axis.",
+             "per M_inf, N (best-of-N candidates ranked by the learned Q) grows along it. Best within each budget: "
+             "one line per series through its best cell at each number of calls (the fair view when the series "
+             "have different grids, such as methods). Same compute axis.",
     "sweep_ckpt": "An OGBench policy to measure: a bundled one, or the path of a checkpoint from `sorl-lab train --env` "
                   "inside runs/, assets/ or a folder the lab's host listed in SORL_LAB_PATHS.",
     "sweep_m": "Euler steps of the shortcut policy to try (sequential test-time scaling).",
@@ -189,6 +193,7 @@ with st.container(border=True):
                 st.session_state["bundled"] = list(names)
                 st.session_state["compare_axes"] = ["method"]
                 st.session_state["_compare_seen"] = list(S.AXES)
+                st.session_state["group"] = "best within each budget"
             st.button("Compare SORL with the baselines", key="compare_methods", on_click=compare_methods,
                       help=HELP["compare_methods"])
         if "bundled" not in st.session_state:  # set here, not as default: the button above may set it too
@@ -297,8 +302,7 @@ with c1:
     budget = st.select_slider("Compute budget: network calls per action", options=options,
                               key="budget", help=HELP["budget"])
 with c2:
-    group = st.radio("Lines", ["one per N (sequential)", "one per M_inf (parallel)"], key="group", horizontal=True,
-                     help=HELP["group"])
+    group = st.radio("Lines", LINES, key="group", horizontal=True, help=HELP["group"])
 picks = {s: S.compute_optimal(table[table.series == s], budget) for s in series}
 # Only a cell that succeeds is an optimum: for a policy that never succeeds, the cheapest failing cell is not one.
 starred = {k: v for k, v in picks.items() if v is not None and v["success_rate"] > 0}
@@ -328,7 +332,7 @@ if len(starred) > 1:
 
 # ---- figures
 figures = []
-fig = S.compute_figure(table, "n" if group.startswith("one per N") else "m", budget, starred, members)
+fig = S.compute_figure(table, LINES[group], budget, starred, members)
 st.plotly_chart(fig, key="fig_compute", theme=None, config={"displaylogo": False})
 figures.append(("Success against compute", fig))
 

@@ -306,14 +306,18 @@ def compute_figure(df: pd.DataFrame, group_by: str = "n", budget: float | None =
                    picks: dict | None = None, members: pd.DataFrame | None = None) -> go.Figure:
     """Success rate against network calls per action (log x), 95% CI as error bars.
 
-    One line per N (group_by="n": M_inf grows along it) or per M_inf ("m"), for every series (checkpoint).
+    One line per N (group_by="n": M_inf grows along it) or per M_inf ("m"), for every series (checkpoint); or
+    ("frontier") one line per series through its best cell within each budget, a step at each cell that beats the
+    cheaper ones: series with different grids (e.g. methods) on one footing.
     One series: colour = the N or M value. Several: colour = the series, dash and marker = the N or M value,
     and the legend (below the plot) names each colour and each dash once instead of every line: with three
     series that is 3 + 3 entries rather than 9. `budget` draws a vertical line, `picks` ({series: row}) a star
     on each series' compute-optimal cell.
     """
-    if group_by not in ("n", "m"):
-        raise ValueError(f"group_by must be 'n' or 'm', not {group_by!r}")
+    if group_by not in ("n", "m", "frontier"):
+        raise ValueError(f"group_by must be 'n', 'm' or 'frontier', not {group_by!r}")
+    if group_by == "frontier":
+        return _frontier_figure(df, budget, picks)
     key, along, short = ("n", "m_inf", "N") if group_by == "n" else ("m_inf", "n", "M_inf")
     series = series_order(df)
     rules = df[df["adaptive"] != ""] if "adaptive" in df else df.iloc[:0]
@@ -411,6 +415,51 @@ def compute_figure(df: pd.DataFrame, group_by: str = "n", budget: float | None =
         yaxis=dict(title="success rate (95% Wilson CI)" if members is None else
                    "success rate (95% CI, seeds pooled)", range=[-0.03, 1.03]),
     )
+    return fig
+
+
+def _frontier_figure(df: pd.DataFrame, budget: float | None, picks: dict | None) -> go.Figure:
+    """compute_figure(group_by="frontier"): each series' compute-optimal cell at every budget its own cells set."""
+    fig = go.Figure()
+    series = series_order(df)
+    cells = fixed(df)
+    for si, s in enumerate(series):
+        mine = cells[cells.series == s]
+        budgets = sorted(set(mine.network_calls.tolist()))
+        line = pd.DataFrame([{**compute_optimal(mine, b), "budget": b} for b in budgets])
+        if line.empty:
+            continue
+        # A marker and its interval where the best cell changes; the line carries it on to the dearer budgets.
+        new = ((line.m_inf != line.m_inf.shift()) | (line.n != line.n.shift())).to_numpy()
+        fig.add_trace(go.Scatter(
+            x=line.budget.tolist(), y=line.success_rate.tolist(), mode="lines+markers", name=s, line_shape="hv",
+            line=dict(color=PALETTE[si % len(PALETTE)], width=2.5), marker=dict(size=np.where(new, 8, 0).tolist()),
+            error_y=dict(type="data", symmetric=False,
+                         array=np.where(new, line.success_ci_high - line.success_rate, 0).tolist(),
+                         arrayminus=np.where(new, line.success_rate - line.success_ci_low, 0).tolist(),
+                         thickness=1.2, width=4),
+            customdata=line[["m_inf", "n", "network_calls", "episodes", "success_ci_low", "success_ci_high"]].values.tolist(),
+            hovertemplate=f"{s}<br>budget %{{x}} calls/action: best cell M_inf=%{{customdata[0]}}, "
+                          "N=%{customdata[1]} (%{customdata[2]} calls)<br>success=%{y:.3f} [%{customdata[4]:.3f}, "
+                          "%{customdata[5]:.3f}]<br>%{customdata[3]} episodes<extra></extra>"))
+    if budget is not None:
+        fig.add_trace(go.Scatter(x=[budget, budget], y=[0, 1], mode="lines", name=f"budget: {calls_text(budget)}",
+                                 line=dict(color="#888", dash="dash", width=1.5), hoverinfo="skip"))
+    star = dict(symbol="star", size=18, color=OPTIMAL_COLOR, line=dict(width=1, color="black"))
+    for s, row in (picks or {}).items():
+        if row is not None:
+            fig.add_trace(go.Scatter(x=[row["network_calls"]], y=[row["success_rate"]], mode="markers",
+                                     name=f"compute-optimal · {s}", showlegend=False, marker=star,
+                                     hovertemplate=f"{s}<br>compute-optimal under the budget<extra></extra>"))
+    ticks = _pow2_ticks(cells.network_calls)
+    fig.update_layout(
+        title=dict(text="Best cell within each budget: one line per series", x=0.0, xanchor="left",
+                   font=dict(size=15)),
+        height=520, margin=dict(l=60, r=20, t=50, b=40),
+        legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.22, yanchor="top"),
+        xaxis=dict(title="budget: network calls per action (log scale)", type="log",
+                   tickvals=ticks, ticktext=[str(t) for t in ticks]),
+        yaxis=dict(title="success rate of the best cell (95% CI)", range=[-0.03, 1.03]))
     return fig
 
 
