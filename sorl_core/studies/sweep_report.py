@@ -35,6 +35,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 DASHES = ("solid", "dash", "dot", "dashdot")
 SYMBOLS = ("circle", "square", "diamond", "triangle-up")
 OPTIMAL_COLOR = "#ffd700"
+STAR = dict(symbol="star", size=18, color=OPTIMAL_COLOR, line=dict(width=1, color="black"))  # compute-optimal
 
 
 class SweepError(ValueError):
@@ -382,21 +383,18 @@ def compute_figure(df: pd.DataFrame, group_by: str = "n", budget: float | None =
     if members is not None and fixed(members).member.nunique() > 1:
         fig.add_trace(_key_entry("thin lines: one per member (seed)", "key members", mode="lines",
                                  line=dict(color="#999", width=1)))
-    if budget is not None:
-        fig.add_trace(go.Scatter(x=[budget, budget], y=[0, 1], mode="lines", name=f"budget: {calls_text(budget)}",
-                                 line=dict(color="#888", dash="dash", width=1.5), hoverinfo="skip"))
-    star = dict(symbol="star", size=18, color=OPTIMAL_COLOR, line=dict(width=1, color="black"))
+    _budget_line(fig, budget)
     for s, row in (picks or {}).items():
         if row is not None:
             fig.add_trace(go.Scatter(
                 x=[row["network_calls"]], y=[row["success_rate"]], mode="markers",
                 name=f"compute-optimal{' · ' + s if several else ''}: M_inf={row['m_inf']}, N={row['n']}",
-                legendgroup=s if several else None, showlegend=not several, marker=star,
+                legendgroup=s if several else None, showlegend=not several, marker=STAR,
                 hovertemplate=(f"{s}<br>" if several else "") + "compute-optimal under the budget<br>"
                               "calls/action=%{x}<br>success=%{y:.3f}<extra></extra>",
             ))
     if several and any(row is not None for row in (picks or {}).values()):
-        fig.add_trace(_key_entry("compute-optimal", "key compute-optimal", mode="markers", marker=star))
+        fig.add_trace(_key_entry("compute-optimal", "key compute-optimal", mode="markers", marker=STAR))
     ticks = _pow2_ticks(list(df.network_calls) + list(rules.network_calls))
     # The legend sits under the plot and pushes the bottom margin down as it grows; grow the figure with it, so
     # the plot keeps its height and the legend stays clear of the x-axis title (one entry a row at 1024 px).
@@ -416,6 +414,13 @@ def compute_figure(df: pd.DataFrame, group_by: str = "n", budget: float | None =
                    "success rate (95% CI, seeds pooled)", range=[-0.03, 1.03]),
     )
     return fig
+
+
+def _budget_line(fig: go.Figure, budget: float | None) -> None:
+    """The budget as a dashed vertical line (none without a budget)."""
+    if budget is not None:
+        fig.add_trace(go.Scatter(x=[budget, budget], y=[0, 1], mode="lines", name=f"budget: {calls_text(budget)}",
+                                 line=dict(color="#888", dash="dash", width=1.5), hoverinfo="skip"))
 
 
 def _frontier_figure(df: pd.DataFrame, budget: float | None, picks: dict | None) -> go.Figure:
@@ -442,14 +447,11 @@ def _frontier_figure(df: pd.DataFrame, budget: float | None, picks: dict | None)
             hovertemplate=f"{s}<br>budget %{{x}} calls/action: best cell M_inf=%{{customdata[0]}}, "
                           "N=%{customdata[1]} (%{customdata[2]} calls)<br>success=%{y:.3f} [%{customdata[4]:.3f}, "
                           "%{customdata[5]:.3f}]<br>%{customdata[3]} episodes<extra></extra>"))
-    if budget is not None:
-        fig.add_trace(go.Scatter(x=[budget, budget], y=[0, 1], mode="lines", name=f"budget: {calls_text(budget)}",
-                                 line=dict(color="#888", dash="dash", width=1.5), hoverinfo="skip"))
-    star = dict(symbol="star", size=18, color=OPTIMAL_COLOR, line=dict(width=1, color="black"))
+    _budget_line(fig, budget)
     for s, row in (picks or {}).items():
         if row is not None:
             fig.add_trace(go.Scatter(x=[row["network_calls"]], y=[row["success_rate"]], mode="markers",
-                                     name=f"compute-optimal · {s}", showlegend=False, marker=star,
+                                     name=f"compute-optimal · {s}", showlegend=False, marker=STAR,
                                      hovertemplate=f"{s}<br>compute-optimal under the budget<extra></extra>"))
     ticks = _pow2_ticks(cells.network_calls)
     fig.update_layout(
