@@ -19,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sorl_core.config import METHODS  # noqa: E402
 from sorl_core.stats import wilson_interval  # noqa: E402
 from sorl_core.studies.sweep_schema import recipe  # noqa: E402
 ASSETS = ROOT / "assets" / "ogbench"
@@ -189,11 +190,9 @@ def method_recipes(runs: list[dict]) -> dict[str, dict[str, list[dict]]]:
             if len(members) > len(best.get(method, [])):
                 best[method] = members
         if len(best) > 1:
-            out[env] = dict(sorted(best.items(), key=lambda kv: METHOD_ORDER.index(kv[0])))
+            out[env] = dict(sorted(best.items(), key=lambda kv: METHODS.index(kv[0])))
     return out
 
-
-METHOD_ORDER = ["sorl", "flow-bc", "ifql", "fql"]
 
 
 def methods_section(runs: list[dict]) -> list[str]:
