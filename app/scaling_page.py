@@ -17,7 +17,7 @@ from sorl_core.studies.sweep_report import (  # noqa: F401  (the page's vocabula
     AXES, SweepError, across_seeds, budget_findings, budget_options, cell_label, cheapest_for_target, combine,
     compute_figure, compute_optimal, compute_plane_figure, fixed, grid, has_seed_spread, headline_cells, heatmap_figure,
     name_series, parse_sweep, series_order, training_budget, training_curves_figure, varying_axes)
-from sorl_core.studies.sweep_schema import recipe
+from sorl_core.studies.sweep_schema import recipe, widest_recipe_per_method
 
 
 def sweep_dir() -> Path:
@@ -58,14 +58,8 @@ def method_sweeps(labels: dict[str, Path]) -> list[str]:
     if not opening:
         return []
     env = rows[opening[0]].get("env")
-    recipes: dict[tuple[str, str], list[str]] = {}
-    for name, row in rows.items():
-        if row.get("env") == env:
-            recipes.setdefault((row.get("method") or "sorl", recipe(name)), []).append(name)
-    best: dict[str, list[str]] = {}
-    for (method, _), names in recipes.items():
-        if len(names) > len(best.get(method, [])):
-            best[method] = names
+    best = widest_recipe_per_method((row.get("method") or "sorl", recipe(name), name)
+                                    for name, row in rows.items() if row.get("env") == env)
     return [n for names in best.values() for n in names] if len(best) > 1 else []
 
 

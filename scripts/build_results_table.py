@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from sorl_core.config import METHODS  # noqa: E402
 from sorl_core.stats import wilson_interval  # noqa: E402
-from sorl_core.studies.sweep_schema import recipe  # noqa: E402
+from sorl_core.studies.sweep_schema import recipe, widest_recipe_per_method  # noqa: E402
 ASSETS = ROOT / "assets" / "ogbench"
 OUT = ASSETS / "RESULTS.md"
 BASELINES = ASSETS / "BASELINES.md"  # the comparison with the baselines alone, the card of scripts/train_baselines.sh
@@ -181,14 +181,7 @@ def method_recipes(runs: list[dict]) -> dict[str, dict[str, list[dict]]]:
     environments where more than one method is bundled."""
     out: dict[str, dict[str, list[dict]]] = {}
     for env in dict.fromkeys(r["env"] for r in runs):
-        recipes: dict[tuple, list[dict]] = {}
-        for r in runs:
-            if r["env"] == env:
-                recipes.setdefault((r["method"], r["recipe"]), []).append(r)
-        best: dict[str, list[dict]] = {}
-        for (method, _), members in recipes.items():
-            if len(members) > len(best.get(method, [])):
-                best[method] = members
+        best = widest_recipe_per_method((r["method"], r["recipe"], r) for r in runs if r["env"] == env)
         if len(best) > 1:
             out[env] = dict(sorted(best.items(), key=lambda kv: METHODS.index(kv[0])))
     return out

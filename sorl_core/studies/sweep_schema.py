@@ -89,3 +89,16 @@ def pool_rows(rows) -> dict:
 def intervals_apart(a: dict, b: dict) -> bool:
     """Whether two cells' 95% intervals do not overlap."""
     return a["success_ci_low"] > b["success_ci_high"] or b["success_ci_low"] > a["success_ci_high"]
+
+
+def widest_recipe_per_method(members) -> dict:
+    """method -> the members of its recipe with the most members (the first such on a tie), in order of appearance.
+    members: (method, recipe, member) triples, e.g. one per bundled policy or sweep (its training seed)."""
+    recipes: dict[tuple, list] = {}
+    for method, name, member in members:
+        recipes.setdefault((method, name), []).append(member)
+    best: dict = {}
+    for (method, _), found in recipes.items():
+        if len(found) > len(best.get(method, [])):
+            best[method] = found
+    return best
