@@ -37,6 +37,7 @@ JOBS = {
     "cube-single": (("cube-single-s0", "cube-single-s1", "cube-single-s2"), "cube-single-task2-budget"),
     "scene": (("scene",), "scene-task2-budget"),
     "cube-double": (("cube-double",), "cube-double-task2-budget"),
+    "puzzle-3x3": (("puzzle-3x3",), "puzzle-3x3-task4-budget"),
 }
 
 
@@ -45,7 +46,7 @@ class SweepBudgetConfig:
     """Sweep the snapshots of the training-budget runs, resumably."""
 
     jobs: tuple[str, ...] = ("cube-single",)
-    """Which runs: cube-single (three seeds), scene, cube-double."""
+    """Which runs: cube-single (three seeds), scene, cube-double, puzzle-3x3."""
     minutes: float = 170.0
     """Stop after this many minutes (the cell in progress is lost; the next sitting resumes)."""
     episodes: int = 50

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The training-budget runs, across as many sittings as they need: cube-single task 2 with three seeds (one stacked
-# model) to 320,000 iterations, and scene and cube-double task 2 retrained as far as the time allows, each keeping
+# model) to 320,000 iterations, and scene task 2, cube-double task 2 and puzzle-3x3 task 4 (FQL's settings, see
+# docs/ENVIRONMENTS.md) trained as far as the time allows, each keeping
 # snapshots after 10k, 20k, 40k, ... iterations (sorl-lab train --snapshots) to sweep as the training-budget axis.
 #
-#   bash scripts/train_budget_runs.sh [--minutes M] [JOB ...]     # JOB: cube-single scene cube-double
+#   bash scripts/train_budget_runs.sh [--minutes M] [JOB ...]     # JOB: cube-single scene cube-double puzzle-3x3
 #
 # Each sitting: restores every run it finds archived in assets/training/<run>.tar (or resumes runs/budget/ as they
 # are), generates missing datasets with OGBench's oracles, trains the jobs one after the other until --minutes have
@@ -13,6 +14,7 @@
 #
 # Knobs (environment): BUDGET_ITERATIONS (cube-single target, default 320000; the others use BUDGET_OTHER,
 # default 320000), BUDGET_DATA (dataset folder, default data/ogbench), BUDGET_ARCHIVE (default assets/training),
+# BUDGET_WORKERS (processes for dataset generation and evaluation, default 2; 1 beside another lane of work),
 # BUDGET_EPISODE_LENGTH (quick tests only: shorter generated episodes; not the official recipe).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,14 +25,15 @@ jobs_wanted=("$@")
 DATA="${BUDGET_DATA:-data/ogbench}"
 ARCHIVE="${BUDGET_ARCHIVE:-assets/training}"
 RUNS=runs/budget
+WORKERS="${BUDGET_WORKERS:-2}"
 mkdir -p "$RUNS" "$ARCHIVE"
 deadline=$((SECONDS + MINUTES * 60))
 
 declare -A ENV=([cube-single]=cube-single-play-singletask-task2-v0 [scene]=scene-play-singletask-task2-v0
-                [cube-double]=cube-double-play-singletask-task2-v0)
-declare -A SEEDS=([cube-single]="0 1 2" [scene]="0" [cube-double]="0")
+                [cube-double]=cube-double-play-singletask-task2-v0 [puzzle-3x3]=puzzle-3x3-play-singletask-task4-v0)
+declare -A SEEDS=([cube-single]="0 1 2" [scene]="0" [cube-double]="0" [puzzle-3x3]="0")
 declare -A ITERATIONS=([cube-single]="${BUDGET_ITERATIONS:-320000}" [scene]="${BUDGET_OTHER:-320000}"
-                       [cube-double]="${BUDGET_OTHER:-320000}")
+                       [cube-double]="${BUDGET_OTHER:-320000}" [puzzle-3x3]="${BUDGET_OTHER:-320000}")
 
 log() { echo "$(date +%T) $*" | tee -a "$RUNS/status"; }
 
@@ -65,7 +68,7 @@ train() {
     log "$job: training ${ENV[$job]} seeds ${SEEDS[$job]} to ${ITERATIONS[$job]} iterations ${resume[*]} (at most $((left / 60)) min)"
     # SIGTERM at the deadline: the loop finishes its iteration and writes every seed's checkpoint (exit 130).
     timeout -s TERM "$left" .venv/bin/sorl-lab train --env "${ENV[$job]}" --seed ${SEEDS[$job]} \
-        --iterations "${ITERATIONS[$job]}" --eval-every 40000 --eval-episodes 20 --eval-workers 2 \
+        --iterations "${ITERATIONS[$job]}" --eval-every 40000 --eval-episodes 20 --eval-workers "$WORKERS" \
         --checkpoint-every 5000 --agent.precision bf16 --agent.lr 0.0003 --dataset-dir "$DATA" \
         --out "$base" --no-progress "${resume[@]}" "${quick[@]}" >>"$RUNS/$job.log" 2>&1
     local rc=$?
@@ -83,12 +86,12 @@ dataset() {
     [[ -f "$DATA/$name.npz" && -f "$DATA/$name-val.npz" ]] && return 0
     [[ -n "${BUDGET_EPISODE_LENGTH:-}" ]] && extra=(--episodes 4 --episode-length "$BUDGET_EPISODE_LENGTH")
     log "generating $name (about 15 min on 2 cores)"
-    .venv/bin/sorl-lab data generate "$name" --dataset-dir "$DATA" --workers 2 --no-progress "${extra[@]}" \
+    .venv/bin/sorl-lab data generate "$name" --dataset-dir "$DATA" --workers "$WORKERS" --no-progress "${extra[@]}" \
         >"$RUNS/data-$name.log" 2>&1
 }
 
 for job in "${jobs_wanted[@]}"; do
-    [[ -n "${ENV[$job]:-}" ]] || { echo "unknown job $job (cube-single scene cube-double)" >&2; exit 2; }
+    [[ -n "${ENV[$job]:-}" ]] || { echo "unknown job $job (cube-single scene cube-double puzzle-3x3)" >&2; exit 2; }
 done
 for job in "${jobs_wanted[@]}"; do
     dataset "${ENV[$job]}" || { log "dataset for $job failed"; exit 1; }
