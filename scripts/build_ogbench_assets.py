@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 from sorl_core.baselines import m_inf_values, ranking_verifier
 from sorl_core.checkpoint import load_agent, save_checkpoint
 from sorl_core.io import write_atomic
+from sorl_core.ogbench.environments import environment_for
 from sorl_core.studies.evaluate import EvaluateConfig, run_sweep, sweep_csv
 
 
@@ -106,7 +107,8 @@ def main() -> None:
         f"| networks | {NETWORKS[a.method]}, {a.size} size {list(a.hidden)}, {a.precision}"
         + (f", {a.mode} mode |" if a.method == "sorl" else " |"),
         method_row(a),
-        f"| preset | discount {a.discount}, AGG {a.q_agg}, q_loss_coef {a.q_loss_coef}, lr {a.lr} |"
+        f"| preset | discount {a.discount}, AGG {a.q_agg}, q_loss_coef {a.q_loss_coef}, lr {a.lr}; from "
+        f"{environment_for(extra['env']).settings_from} |"
         if a.method == "sorl" else f"| preset | discount {a.discount}, lr {a.lr} |",
         f"| dataset | `{config['env'].split('-singletask')[0]}-v0`, 1000 episodes x 1001 rows, regenerated offline with "
         "OGBench's scripted oracles (`sorl-lab data generate`, seed 0) |",

@@ -142,7 +142,7 @@ def write_card(cfg: SweepBudgetConfig, job: str, merged: Path) -> Path:
         f"{agent['mode']} mode |",
         f"| M_disc / M_BTT | {agent['m_disc']} / {agent['m_btt']} |",
         f"| preset | discount {agent['discount']}, AGG {agent['q_agg']}, q_loss_coef {agent['q_loss_coef']}, "
-        f"lr {agent['lr']}, batch {agent['batch_size']} |",
+        f"lr {agent['lr']}, batch {agent['batch_size']}; from {environment_for(config['env']).settings_from} |",
         f"| sweep | M_inf {', '.join(map(str, cfg.m_inf))} x N {', '.join(map(str, cfg.n))} x verifier "
         f"{', '.join(cfg.verifier)}; {cfg.episodes} seeded episodes per cell, the same initial states in every cell |",
         "", "## Success at each training budget", "",

@@ -398,6 +398,7 @@ def test_the_budget_sweep_script_sweeps_every_seed_at_each_budget_and_merges_the
     card = (tmp_path / "assets" / "cube-single-task2-budget" / "card.md").read_text()
     assert "## Success at each training budget" in card and "| 10 | 2 | " in card and "| 20 | 2 | " in card
     assert "| trained so far | 20 iterations of 20 planned" in card
+    assert "; from SORL (paper, Table 6) |" in card  # where the preset comes from (puzzle's: FQL's, translated)
     # cube-single's 80% target is judged at M_inf = 8, which this tiny sweep leaves out: the card says so
     assert "Success at M_inf = 8, N = 1 is not measured, so the 80% target cannot be judged." in card
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
