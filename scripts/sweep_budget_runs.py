@@ -57,6 +57,8 @@ class SweepBudgetConfig:
     """Best-of-N candidate counts."""
     verifier: tuple[str, ...] = ("q", "consensus")
     """How best-of-N ranks its candidates."""
+    workers: int = 2
+    """Processes stepping the environments per sweep (1 when another job shares a 2-core machine)."""
     runs: Path = REPO / "runs" / "budget"
     """The runs' folder (scripts/train_budget_runs.sh)."""
     archive: Path = REPO / "assets" / "training"
@@ -195,7 +197,7 @@ def main(cfg: SweepBudgetConfig) -> int:
                 print(f"{time.strftime('%T')} sweeping {checkpoint_label(snapshot)}", flush=True)
                 cmd = [sys.executable, "-m", "sorl_core.cli", "evaluate", "--checkpoint", str(snapshot),
                        "--m-inf", *map(str, cfg.m_inf), "--n", *map(str, cfg.n), "--verifier", *cfg.verifier,
-                       "--episodes", str(cfg.episodes), "--out", str(out), "--resume", "--no-progress"]
+                       "--episodes", str(cfg.episodes), "--workers", str(cfg.workers), "--out", str(out), "--resume", "--no-progress"]
                 # SIGINT at the deadline: evaluate keeps the cells it finished (sweep.csv is rewritten per cell).
                 started = time.monotonic()
                 rc = subprocess.call(["timeout", "-s", "INT", f"{int(left)}", *cmd], cwd=REPO)
