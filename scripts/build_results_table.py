@@ -144,8 +144,9 @@ def budget_snapshots() -> list[dict]:
     out = []
     for (folder, run), cells in seeds.items():
         curve = [(b, k / e) for b, (k, e) in sorted(cells.items())]
+        last = max(cells)
         out += [{"name": f"{folder}: {run} @ {b:,}", "env": envs[folder, run], "iterations": b, "cell": cell,
-                 "curve": curve} for b, cell in cells.items()]
+                 "curve": curve, "last": (last, cells[last])} for b, cell in cells.items()]
     return out
 
 
@@ -181,7 +182,10 @@ def targets_section(runs: list[dict]) -> list[str]:
         k, e = best["cell"]
         row = f"| {family} | {best['name']} | {percent(k, e)} | {target:.0%} | "
         if k / e >= target:
-            lines.append(row + "yes | | |")
+            later, (lk, le) = best.get("last", (best["iterations"], best["cell"]))
+            held = "" if later == best["iterations"] or lk / le >= target else \
+                f" at {best['iterations']:,}, not held: {percent(lk, le)} at {later:,}"
+            lines.append(row + f"yes{held} | | |")
             continue
         p = project_to_target(best["curve"], target)
         if p["rate_per_doubling"] is None:

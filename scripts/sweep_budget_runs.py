@@ -134,10 +134,10 @@ def write_card(cfg: SweepBudgetConfig, job: str, merged: Path) -> Path:
         f"A SORL run on `{config['env']}` measured along its training: snapshots kept after "
         f"{', '.join(f'{b:,}' for b in budgets)} iterations, each swept over M_inf x N x verifier. Trained on this "
         "machine (2 CPU cores) by `scripts/train_budget_runs.sh`, swept by `scripts/sweep_budget_runs.py`; the Scaling "
-        "page's training-budget view opens on it.", "",
+        "page's training-budget view draws it (and opens on the run with the most seeds).", "",
         "| | |", "|---|---|",
-        f"| seeds | {seeds} ({len(runs)} seed{'s' if len(runs) > 1 else ''} stacked in one model: same data, "
-        "separate weights, optimizers and noise) |",
+        f"| seeds | {seeds}" + (f" ({len(runs)} seeds stacked in one model: same data, separate weights, optimizers "
+                                "and noise) |" if len(runs) > 1 else " |"),
         f"| trained so far | {trained_so_far(cfg, runs[0]):,} iterations of {config['iterations']:,} "
         f"planned; `assets/training/<run>.tar` resumes it |",
         f"| networks | actor and {agent['num_critics']} critics, {agent['size']} size, {agent['precision']}, "

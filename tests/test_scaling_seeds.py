@@ -314,3 +314,23 @@ def test_a_learning_curve_short_of_its_target_is_projected_along_its_last_slope(
     assert flat["rate_per_doubling"] is None and flat["projected"] is None  # never succeeded: nothing to project from
     falling = project_to_target([(10_000, 0.3), (20_000, 0.2), (40_000, 0.1)], 0.5)
     assert falling["rate_per_doubling"] == pytest.approx(-0.1) and falling["projected"] is None
+
+
+def test_a_target_reached_and_lost_again_is_said_with_the_longest_trained_figure():
+    """scene's run reached its 40% at one snapshot and fell below at the next: the card must not stop at 'reached'."""
+    import pandas as pd
+
+    from sorl_core.stats import wilson_interval
+    from sorl_core.studies.sweep_report import target_sentence
+
+    def budget(points):
+        rows = [{"m_inf": 8, "n": 1, "train_iterations": b, "success_rate": k / 50,
+                 "success_ci_low": wilson_interval(k, 50)[0], "success_ci_high": wilson_interval(k, 50)[1]}
+                for b, k in points]
+        return pd.DataFrame(rows)
+
+    lost = target_sentence(budget([(40_000, 2), (80_000, 24), (160_000, 4)]), 0.40)
+    assert lost == ("The 40% target at M_inf = 8, N = 1 is reached after 80,000 iterations (48%), but it does not "
+                    "hold: after 160,000 iterations success is 8% [3%, 19%].")
+    held = target_sentence(budget([(40_000, 2), (80_000, 24), (160_000, 30)]), 0.40)
+    assert held == "The 40% target at M_inf = 8, N = 1 is reached after 80,000 iterations (48%)."

@@ -712,7 +712,13 @@ def target_sentence(tb: pd.DataFrame, target: float, m: int = 8) -> str:
         return f"Success at M_inf = {m}, N = 1 is not measured, so the {target:.0%} target cannot be judged."
     first = next(((b, r) for b, r in curve if r >= target), None)
     if first is not None:
-        return f"The {target:.0%} target at M_inf = {m}, N = 1 is reached after {first[0]:,} iterations ({first[1]:.0%})."
+        text = f"The {target:.0%} target at M_inf = {m}, N = 1 is reached after {first[0]:,} iterations ({first[1]:.0%})"
+        last = cells.iloc[-1]
+        if last.success_rate >= target:
+            return text + "."
+        # A curve that rises and falls again: the longest-trained budget is what more training has given so far.
+        return (text + f", but it does not hold: after {int(last.train_iterations):,} iterations success is "
+                f"{last.success_rate:.0%} [{last.success_ci_low:.0%}, {last.success_ci_high:.0%}].")
     p = project_to_target(curve, target)
     text = (f"The {target:.0%} target at M_inf = {m}, N = 1 is not reached: {curve[-1][1]:.0%} after "
             f"{curve[-1][0]:,} iterations (best {p['best']:.0%}).")
