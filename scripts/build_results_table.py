@@ -158,8 +158,9 @@ def targets_section(runs: list[dict]) -> list[str]:
     from sorl_core.studies.sweep_report import project_to_target
 
     targets = {e.name.removesuffix("-play"): e.target for e in ENVIRONMENTS.values() if e.target is not None}
+    # "last": the run's longest-trained measured cell (a bundled policy is its run's last point).
     policies = [{"name": f"{r['name']} ({r['iterations']:,} iterations)", "env": r["env"], "iterations": r["iterations"],
-                 "cell": r["cells"][8], "curve": r["curve"]} for r in runs
+                 "cell": r["cells"][8], "curve": r["curve"], "last": (r["iterations"], r["cells"][8])} for r in runs
                 if r["method"] == "sorl" and r["m_btt"] == 8 and 8 in r["cells"]]
     policies += budget_snapshots()
     lines = ["", "## Are the headline tasks learned?", "",
@@ -182,7 +183,7 @@ def targets_section(runs: list[dict]) -> list[str]:
         k, e = best["cell"]
         row = f"| {family} | {best['name']} | {percent(k, e)} | {target:.0%} | "
         if k / e >= target:
-            later, (lk, le) = best.get("last", (best["iterations"], best["cell"]))
+            later, (lk, le) = best["last"]
             held = "" if later == best["iterations"] or lk / le >= target else \
                 f" at {best['iterations']:,}, not held: {percent(lk, le)} at {later:,}"
             lines.append(row + f"yes{held} | | |")

@@ -197,7 +197,8 @@ def main(cfg: SweepBudgetConfig) -> int:
                 print(f"{time.strftime('%T')} sweeping {checkpoint_label(snapshot)}", flush=True)
                 cmd = [sys.executable, "-m", "sorl_core.cli", "evaluate", "--checkpoint", str(snapshot),
                        "--m-inf", *map(str, cfg.m_inf), "--n", *map(str, cfg.n), "--verifier", *cfg.verifier,
-                       "--episodes", str(cfg.episodes), "--workers", str(cfg.workers), "--out", str(out), "--resume", "--no-progress"]
+                       "--episodes", str(cfg.episodes), "--workers", str(cfg.workers), "--out", str(out), "--resume",
+                       "--no-progress"]
                 # SIGINT at the deadline: evaluate keeps the cells it finished (sweep.csv is rewritten per cell).
                 started = time.monotonic()
                 rc = subprocess.call(["timeout", "-s", "INT", f"{int(left)}", *cmd], cwd=REPO)
