@@ -10,7 +10,9 @@ Each snapshot's sweep goes to runs/budget/sweeps/<run>@<iterations>/sweep.csv th
 (rewritten after every cell; Ctrl-C or the deadline loses at most the cell in progress). After each snapshot the
 finished ones are merged, in training order, into assets/ogbench/<job bundle>/sweep_budget.csv, the file the Scaling
 page's training-budget view and RESULTS.md read. Snapshots come from runs/budget/<run>/snapshots, or from the run's
-archive in assets/training/<run>.tar when this machine has no run folder.
+archive in assets/training/<run>.tar when this machine has no run folder. On a machine without the sweep folders
+(a fresh clone), the cells already published in sweep_budget.csv come back into them first: a sitting measures
+only what is missing (a wider grid adds cells to a published snapshot), and no published snapshot is dropped.
 """
 
 from __future__ import annotations
@@ -89,13 +91,35 @@ def complete(path: Path, cells: int) -> bool:
         return sum(1 for _ in csv.DictReader(f)) >= cells
 
 
+def published(cfg: SweepBudgetConfig, job: str) -> dict[str, list[dict]]:
+    """The rows of the job's bundled sweep_budget.csv, by snapshot label (run@iterations)."""
+    path = cfg.bundle / JOBS[job][1] / "sweep_budget.csv"
+    by_label: dict[str, list[dict]] = {}
+    if path.is_file():
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                by_label.setdefault(row["checkpoint"], []).append(row)
+    return by_label
+
+
+def restore_published(cfg: SweepBudgetConfig, job: str) -> None:
+    """Published cells back into sweep folders this machine lacks, for `evaluate --resume` to reuse."""
+    for label, rows in published(cfg, job).items():
+        path = cfg.runs / "sweeps" / label / "sweep.csv"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, sweep_csv(rows))
+
+
 def merge(cfg: SweepBudgetConfig, job: str, cells: int) -> Path | None:
-    """Every finished snapshot sweep of the job, in (iterations, seed) order, into its bundled sweep_budget.csv."""
+    """Every finished snapshot sweep of the job, and every one published before (perhaps over a smaller grid), in
+    (iterations, seed) order, into its bundled sweep_budget.csv."""
     runs, bundle = JOBS[job]
     done = [sweep_folder(cfg, s) / "sweep.csv" for run in runs for s in snapshots_of(cfg, run)]
+    before = published(cfg, job)
     rows = []
     for path in done:
-        if complete(path, cells):
+        if complete(path, cells) or path.parent.name in before:
             with open(path, newline="") as f:
                 rows += list(csv.DictReader(f))
     if not rows:
@@ -179,6 +203,7 @@ def main(cfg: SweepBudgetConfig) -> int:
             print(f"unknown job {job!r}: choose from {', '.join(JOBS)}", file=sys.stderr)
             return 2
         runs, _ = JOBS[job]
+        restore_published(cfg, job)
         per_run = {run: snapshots_of(cfg, run) for run in runs}
         budgets = sorted({s.name for snaps in per_run.values() for s in snaps})
         for name in reversed(budgets):  # the longest-trained first (they answer most); every seed before the next

@@ -403,3 +403,21 @@ def test_the_budget_sweep_script_sweeps_every_seed_at_each_budget_and_merges_the
     assert "Success at M_inf = 8, N = 1 is not measured, so the 80% target cannot be judged." in card
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and " sweeping " not in again.stdout
+
+    # A fresh clone has the published sweep_budget.csv but no sweep folders: a sitting over a wider grid measures only
+    # the new cells (a published cell is kept as it was, marked here) and drops no published snapshot.
+    import shutil
+
+    shutil.rmtree(runs / "sweeps")
+    published = tmp_path / "assets" / "cube-single-task2-budget" / "sweep_budget.csv"
+    rows[0]["mean_return"] = "-12345.0"
+    with open(published, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    wider = subprocess.run(args[:-6] + ["--m-inf", "1", "2", "4", "--n", "1", "2"], capture_output=True, text=True,
+                           timeout=600)
+    assert wider.returncode == 0, wider.stderr[-2000:]
+    rows = read_csv(published)
+    assert len(rows) == 4 * 12 and {r["m_inf"] for r in rows} == {"1", "2", "4"}
+    assert [r["mean_return"] for r in rows if r["checkpoint"] == "cube-single-s0@10"].count("-12345.0") == 1
