@@ -178,7 +178,8 @@ def write_card(cfg: SweepBudgetConfig, job: str, merged: Path) -> Path:
         *budget_seed_markdown(raw), "",
         *([target_sentence(tb, target), ""] if (target := environment_for(config["env"]).target) and not tb.empty
           else []),
-        "Differences from the paper, for a CPU budget: lab-size networks (3 x 256, not 4 x 512), bf16 matrices, "
+        "Differences from the paper, for a CPU budget: lab-size networks (3 x 256, not 4 x 512), "
+        f"{'bf16' if agent['precision'] == 'bf16' else 'float32'} matrices, "
         "learning rate 3e-4 (FQL's value; the spec's is 1e-4) and far fewer iterations than its 1,000,000.",
         "",
     ]

@@ -15,6 +15,7 @@
 # Knobs (environment): BUDGET_ITERATIONS (cube-single target, default 320000; the others use BUDGET_OTHER,
 # default 320000), BUDGET_DATA (dataset folder, default data/ogbench), BUDGET_ARCHIVE (default assets/training),
 # BUDGET_WORKERS (processes for dataset generation and evaluation, default 2; 1 beside another lane of work),
+# BUDGET_PRECISION (default auto: bf16 where this machine multiplies bf16 natively, else fp32; a resumed run follows),
 # BUDGET_EPISODE_LENGTH (quick tests only: shorter generated episodes; not the official recipe).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -69,7 +70,7 @@ train() {
     # SIGTERM at the deadline: the loop finishes its iteration and writes every seed's checkpoint (exit 130).
     timeout -s TERM "$left" .venv/bin/sorl-lab train --env "${ENV[$job]}" --seed ${SEEDS[$job]} \
         --iterations "${ITERATIONS[$job]}" --eval-every 40000 --eval-episodes 20 --eval-workers "$WORKERS" \
-        --checkpoint-every 5000 --agent.precision bf16 --agent.lr 0.0003 --dataset-dir "$DATA" \
+        --checkpoint-every 5000 --agent.precision "${BUDGET_PRECISION:-auto}" --agent.lr 0.0003 --dataset-dir "$DATA" \
         --out "$base" --no-progress "${resume[@]}" "${quick[@]}" >>"$RUNS/$job.log" 2>&1
     local rc=$?
     case $rc in

@@ -45,7 +45,7 @@ train_and_bundle() {
     [[ -f "$out/checkpoint.pt" ]] && resume=(--resume)
     log "$job: training ${ENV[$job]} seed ${SEED[$job]} ${resume[*]}"
     .venv/bin/sorl-lab train --env "${ENV[$job]}" --seed "${SEED[$job]}" --iterations 80000 --eval-every 10000 \
-        --eval-episodes 20 --eval-workers 1 --agent.precision bf16 --agent.lr 0.0003 --dataset-dir "$DATA" \
+        --eval-episodes 20 --eval-workers 1 --agent.precision auto --agent.lr 0.0003 --dataset-dir "$DATA" \
         --out "$out" --no-progress "${resume[@]}" >>"$LOGS/$job.log" 2>&1 || { log "$job: training failed"; return 1; }
     log "$job: bundling"
     .venv/bin/python scripts/build_ogbench_assets.py "$out" "${NAME[$job]}" --workers 1 --note "${NOTE[$job]}" \

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import contextlib
 import copy
 from dataclasses import dataclass
@@ -209,8 +211,8 @@ class SORLAgent:
     has_critic = True
 
     def __init__(self, config: SORLConfig, seed: int | Sequence[int] = 0):
-        self.config = cfg = config
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(config.device)
+        self.config = cfg = resolve_precision(config, self.device)
         self.seeds = [int(s) for s in seed] if isinstance(seed, (list, tuple)) else [int(seed)]
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be one or more different numbers, got {list(self.seeds)}")
@@ -688,6 +690,14 @@ class SORLAgent:
 
 
 # ----------------------------------------------------------------------------- small utilities
+def resolve_precision(config: SORLConfig, device: torch.device, bf16_allowed: bool = True) -> SORLConfig:
+    """`config` with precision auto made concrete for `device`: bf16 where it multiplies bf16 at full speed."""
+    if config.precision != "auto":
+        return config
+    fast = bf16_allowed and cpu.bf16_matmul_native(device)
+    return dataclasses.replace(config, precision="bf16" if fast else "fp32")
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -21,7 +21,7 @@ from torch import nn
 
 from . import verifiers
 from .agent import (Batch, SampleResult, SORLAgent, _adam, _frozen_copy, best_of_n, clip_and_step, critic_loss,
-                    integrate, interpolate, polyak, requires_grad, resolve_device)
+                    integrate, interpolate, polyak, requires_grad, resolve_device, resolve_precision)
 from .config import SORLConfig
 from .networks import CriticEnsemble, ShortcutActor
 
@@ -120,10 +120,11 @@ class BaselineAgent:
             seed = seed[0]
         if config.method != self.method:
             raise ValueError(f"this is the {self.method} agent; a {config.method} configuration needs its own")
+        self.device = resolve_device(config.device)
+        config = resolve_precision(config, self.device, bf16_allowed=False)  # auto: float32
         if config.precision != "fp32":
             raise ValueError(f"{self.method} trains in float32 (bf16 is SORL's speed-up); drop --agent.precision bf16")
         self.config = cfg = config
-        self.device = resolve_device(cfg.device)
         self.seeds, self.stacked = [int(seed)], False
         init = torch.Generator().manual_seed(int(seed))  # initial weights from a generator of their own
         self.networks: dict[str, nn.Module] = {"actor": ShortcutActor(cfg.obs_dim, cfg.action_dim, cfg.hidden, generator=init)}

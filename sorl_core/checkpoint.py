@@ -81,12 +81,14 @@ def read_checkpoint(source) -> dict:
     return payload
 
 
-def load_agent(source, device: str = "auto") -> tuple[SORLAgent, dict]:
-    """Rebuild an agent (weights, optimiser and RNG state) from a checkpoint; returns (agent, extra)."""
+def load_agent(source, device: str = "auto", precision: str | None = None) -> tuple[SORLAgent, dict]:
+    """Rebuild an agent (weights, optimiser and RNG state) from a checkpoint; returns (agent, extra). `precision`
+    replaces the saved training precision (the float32 weights and Adam state carry over unchanged)."""
     payload = read_checkpoint(source)
     name = str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "upload")
     try:
-        config = SORLConfig.from_dict({**payload["config"], "device": device})
+        config = SORLConfig.from_dict({**payload["config"], "device": device, **({"precision": precision} if precision
+                                                                                  else {})})
         agent = make_agent(config)
         agent.load_state_dict(payload["agent"])
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
@@ -94,10 +96,10 @@ def load_agent(source, device: str = "auto") -> tuple[SORLAgent, dict]:
     return agent, payload["extra"]
 
 
-def load_for_resume(path: Path, device: str) -> tuple[SORLAgent, dict]:
+def load_for_resume(path: Path, device: str, precision: str | None = None) -> tuple[SORLAgent, dict]:
     """`load_agent` for `--resume`: the full training state must be there."""
     if not Path(path).exists():
         raise CheckpointError(f"--resume: no checkpoint at {path}; start the run without --resume")
     if read_checkpoint(path)["agent"].get("inference_only"):
         raise CheckpointError(f"{path} cannot resume training (an inference-only export?); start a new run")
-    return load_agent(path, device=device)
+    return load_agent(path, device=device, precision=precision)

@@ -67,9 +67,11 @@ class SORLConfig:
     """eps of the interpolation x_t = (1 - (1 - eps) t) x0 + t a."""
     critic_layer_norm: bool = True
     """LayerNorm after each hidden GELU of the critic (the paper: yes)."""
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
     """Precision of training: bf16 runs every forward and backward on bf16 copies of the networks;
-    the weights, Adam's state and the targets stay float32."""
+    the weights, Adam's state and the targets stay float32. auto: bf16 where the device multiplies bf16 matrices
+    at full speed (a CUDA GPU, a CPU with AVX-512), else fp32 (on AVX2-only CPUs bf16 is about 15x slower); the
+    agent records which. With --resume a run keeps its precision, unless this is auto (chosen again here)."""
     device: str = "auto"
     """`auto` (CUDA when present, else CPU), `cpu`, `cuda`, `cuda:1`, ..."""
     expectile: float = 0.9
@@ -88,8 +90,8 @@ class SORLConfig:
             raise ValueError(f"mode must be 'faithful' or 'clean', not {self.mode!r}")
         if self.q_agg not in ("min", "mean"):
             raise ValueError(f"q_agg must be 'min' or 'mean', not {self.q_agg!r}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', not {self.precision!r}")
+        if self.precision not in ("fp32", "bf16", "auto"):
+            raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', not {self.precision!r}")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if not 0 < self.expectile < 1:

@@ -40,6 +40,15 @@ _malloc_tuned = False
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters from glibc's malloc.h
 
 
+def bf16_matmul_native(device: torch.device) -> bool:
+    """Whether `device` multiplies bf16 matrices at full speed: a CUDA GPU with bf16, or a CPU oneDNN has bf16
+    kernels for (AVX-512). Elsewhere (CPUs with AVX2 only) PyTorch falls back to a slow generic routine: a lab-size
+    SORL update took 1,054 ms in bf16 against 71 ms in float32 on one core of such a CPU (AMD EPYC, AVX2)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def requested() -> bool:
     """False when the user switched the kernels off with SORL_LAB_FUSED=0."""
     return os.environ.get("SORL_LAB_FUSED", "1") != "0"

@@ -7,6 +7,7 @@ import json
 import signal
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import toy
+from . import cpu, toy
 from .agent import SORLAgent
 from .baselines import m_inf_values, make_agent
 from .checkpoint import CheckpointError, load_for_resume, save_checkpoint, snapshot_path
@@ -179,7 +180,13 @@ def open_run(run_dir: Path, cfg, arrays: dict, agent_config: SORLConfig, same_ru
     sampler where it stopped; config.json written and the logs cut back to the checkpoint."""
     ckpt_path = run_dir / "checkpoint.pt"
     if cfg.resume:
-        agent, saved = load_for_resume(ckpt_path, device=agent_config.device)
+        # A run keeps its precision, unless auto asks to choose again for this machine (bf16 -> fp32 on AVX2 CPUs).
+        agent, saved = load_for_resume(ckpt_path, device=agent_config.device,
+                                       precision="auto" if agent_config.precision == "auto" else None)
+        was = saved.get("train_config", {}).get("agent", {}).get("precision", agent.config.precision)
+        if agent.config.precision != was:
+            print(f"{run_dir}: trained in {was} up to iteration {agent.step:,}; it goes on in {agent.config.precision} "
+                  "(--agent.precision auto on this machine)")
         if agent.config.method != agent_config.method:
             raise CheckpointError(f"{ckpt_path} was trained with --agent.method {agent.config.method}; resume it with that "
                                   "method, or train the new one in a different --out")
@@ -217,6 +224,11 @@ def train_seeds(opened: list[tuple[SORLAgent, SeedRun]], iterations: int, log_ev
     Seeds resumed from different steps (a stop between two seeds' checkpoints) train as separate stacks,
     the ones behind first: each seed's run is its own either way.
     """
+    first = opened[0][0]
+    if first.config.precision == "bf16" and not cpu.bf16_matmul_native(first.device):
+        warnings.warn("bf16 training is slow here: this CPU has no native bf16 matrix products (no AVX-512), so it "
+                      "runs about 15 times slower than float32; train with --agent.precision auto (bf16 only where it "
+                      "is fast), which also switches a resumed run.", RuntimeWarning, stacklevel=2)
     finished: dict[int, SORLAgent] = {}
     if not opened[0][0].stackable:  # baselines: one seed after the other
         groups = [[i] for i in range(len(opened))]

@@ -196,3 +196,36 @@ def test_data_generate_and_info_end_to_end(tmp_path):
     assert "expert policies" in info.stdout and "antmaze-large-navigate-v0-val.npz" in info.stdout
     bad = run_cli("data", "generate", "cube-sextuple-play-v0", "--dataset-dir", str(tmp_path), check=False)
     assert bad.returncode == 2 and "cube-single-play-v0" in bad.stderr
+
+
+def test_precision_auto_trains_bf16_only_where_it_is_fast_and_can_switch_a_resumed_run(tmp_path, monkeypatch, capsys):
+    """bf16 matrix products run about 15 times slower than float32 on CPUs without AVX-512: auto trains in float32
+    there and in bf16 where they are native, bf16 asked for on a slow CPU warns, and a bf16 run resumed with auto
+    goes on in float32 from its float32 weights and Adam state (without auto it keeps its precision)."""
+    from sorl_core import cpu
+
+    base = ToyTrainConfig(world="moons", iterations=10, log_every=5, eval_every=0, checkpoint_every=10, progress=False)
+
+    def config(out, iterations=10, precision="auto", resume=False):
+        return replace(base, out=str(out), iterations=iterations, resume=resume,
+                       agent=replace(base.agent, size="tiny", precision=precision))
+
+    monkeypatch.setattr(cpu, "bf16_matmul_native", lambda device: True)
+    agent, _ = train_toy(config(tmp_path / "fast"))
+    assert agent.config.precision == "bf16"
+    monkeypatch.setattr(cpu, "bf16_matmul_native", lambda device: False)
+    out = tmp_path / "slow"
+    with pytest.warns(RuntimeWarning, match="bf16 training is slow here"):
+        train_toy(config(out, precision="bf16"))
+    kept, _ = train_toy(config(tmp_path / "kept", precision="fp32"))
+    assert kept.config.precision == "fp32"
+    with pytest.warns(RuntimeWarning, match="bf16 training is slow here"):
+        agent, _ = train_toy(config(out, iterations=15, precision="fp32", resume=True))  # no auto: stays bf16
+    assert agent.config.precision == "bf16"
+    logged = rows(out / "metrics.csv")
+    agent, _ = train_toy(config(out, iterations=20, resume=True))
+    assert "trained in bf16 up to iteration 15; it goes on in fp32" in capsys.readouterr().out
+    assert agent.config.precision == "fp32" and agent.step == 20
+    assert read_checkpoint(out / "checkpoint.pt")["config"]["precision"] == "fp32"
+    assert json.loads((out / "config.json").read_text())["agent"]["precision"] == "fp32"
+    assert rows(out / "metrics.csv")[:3] == logged  # it went on from step 15 (a new run would rewrite these)
