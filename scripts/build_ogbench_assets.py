@@ -77,7 +77,8 @@ def main() -> None:
     out = ROOT / "assets" / "ogbench" / args.name
     out.mkdir(parents=True, exist_ok=True)
     agent, extra = load_agent(args.run_dir / "checkpoint.pt", device="cpu")
-    config = extra["train_config"]
+    # The budget this policy was trained with: a snapshot or a run stopped early has fewer iterations than planned.
+    config = {**extra["train_config"], "iterations": agent.step}
     a = agent.config
     args.m_inf = args.m_inf or list(m_inf_values(a, [1, 2, 4, 8]))
     args.n = args.n or ([1, 4, 16, 32] if a.method in ("ifql", "fql") else [1, 4, 16])

@@ -179,9 +179,13 @@ def targets_section(runs: list[dict]) -> list[str]:
         mine = [p for p in policies if p["env"].startswith(family + "-play")]
         if not mine:
             continue
-        best = max(mine, key=lambda p: (p["cell"][0] / p["cell"][1], -p["iterations"]))
+        # Ties go to the one whose run was measured longer (a bundled snapshot's run knows what came after it).
+        best = max(mine, key=lambda p: (p["cell"][0] / p["cell"][1], -p["iterations"], p["last"][0]))
         k, e = best["cell"]
-        row = f"| {family} | {best['name']} | {percent(k, e)} | {target:.0%} | "
+        same = [p["name"].split(" (")[0] for p in mine if p is not best and "@" not in p["name"] and
+                (p["iterations"], p["cell"]) == (best["iterations"], best["cell"])]
+        name = best["name"] + (f", bundled as {same[0]}" if same and "@" in best["name"] else "")
+        row = f"| {family} | {name} | {percent(k, e)} | {target:.0%} | "
         if k / e >= target:
             later, (lk, le) = best["last"]
             held = "" if later == best["iterations"] or lk / le >= target else \
@@ -380,6 +384,9 @@ def reading(curve: list[tuple[int, float]]) -> str:
     rates = [rate for _, rate in curve]
     if max(rates) == 0:
         return "never succeeded: not learned at this budget"
+    if len(rates) < 3:
+        step, best = max(curve, key=lambda point: point[1])
+        return f"too few evaluations to read a trend (best {best:.0%}, at {step // 1000}k)"
     if len(rates) >= 3 and rates[-1] > rates[-3] and rates[-1] == max(rates):
         return "best at the last evaluation: more iterations may help"
     step, best = max(curve, key=lambda point: point[1])

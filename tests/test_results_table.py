@@ -40,3 +40,21 @@ def test_the_targets_table_weighs_the_training_budget_snapshots():
     row = next(line for line in build.targets_section(runs) if line.startswith("| cube-single |"))
     expected = f"{max(best_bundled, best_snapshot):.0%} ["
     assert expected in row and ("@" in row) == (best_snapshot > best_bundled), row
+
+
+def test_a_bundled_snapshot_is_judged_with_what_its_run_measured_later(monkeypatch):
+    """A policy bundled from a training-budget run's snapshot ties with that snapshot: the row names both and says
+    whether the target held later in the run (scene reached 48% at 80,000 iterations and 8% at 160,000)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_results_table", REPO / "scripts" / "build_results_table.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    env = "scene-play-singletask-task2-v0"
+    bundled = {"name": "scene-task2", "env": env, "iterations": 80_000, "cells": {8: (24, 50)}, "curve": [],
+               "method": "sorl", "m_btt": 8}
+    snapshot = {"name": "scene-task2-budget: scene @ 80,000", "env": env, "iterations": 80_000, "cell": (24, 50),
+                "curve": [(80_000, 0.48), (160_000, 0.08)], "last": (160_000, (4, 50))}
+    monkeypatch.setattr(build, "budget_snapshots", lambda: [snapshot])
+    row = next(line for line in build.targets_section([bundled]) if line.startswith("| scene |"))
+    assert "scene @ 80,000, bundled as scene-task2 | 48% [35%, 61%] | 40% | yes at 80,000, not held: 8% [" in row
