@@ -198,6 +198,8 @@ def run_bench(cfg: BenchConfig) -> dict:
         "torch": torch.__version__, "device": str(device),
         "machine": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "gelu": "fused" if cpu.load() else "eager", "results": {},
+        # Without native bf16 matrix products (AVX2-only CPUs) bf16 takes a slow generic path: say so beside its times.
+        "bf16_matmul": "native" if cpu.bf16_matmul_native(device) else "slow generic path",
     }
     report["seeds"] = cfg.seeds
     for precision in precisions:
@@ -262,7 +264,7 @@ def print_report(report: dict, as_json: bool) -> None:
     print(f"SORL iteration, size={report['size']} {report['hidden']}, mode={report['mode']}, batch={report['batch_size']}, "
           f"obs={report['obs_dim']}, act={report['action_dim']}, {report['device']} ({report['machine']}), "
           f"threads={report['threads']}, torch {report['torch']}, "
-          f"GELU {report['gelu']}")
+          f"GELU {report['gelu']}, bf16 matrix products: {report['bf16_matmul']}")
     print(f"{'precision':>9} {'s/iter':>8} {'best':>8} {'GFLOP/it':>9} {'GFLOP/s':>8} {'matmul':>8} {'frac':>6} {'sample ms (M=8,N=32)':>21}")
     for p, r in report["results"].items():
         print(f"{p:>9} {r['seconds_per_iteration']:>8.4f} {r['best_seconds_per_iteration']:>8.4f} "
