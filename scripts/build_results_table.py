@@ -179,8 +179,10 @@ def targets_section(runs: list[dict]) -> list[str]:
         mine = [p for p in policies if p["env"].startswith(family + "-play")]
         if not mine:
             continue
-        # Ties go to the one whose run was measured longer (a bundled snapshot's run knows what came after it).
-        best = max(mine, key=lambda p: (p["cell"][0] / p["cell"][1], -p["iterations"], p["last"][0]))
+        # The best success at the fewest iterations; a task never solved is shown at its longest training. Ties go to
+        # the one whose run was measured longer (a bundled snapshot's run knows what came after it).
+        rate = lambda p: p["cell"][0] / p["cell"][1]  # noqa: E731
+        best = max(mine, key=lambda p: (rate(p), -p["iterations"] if rate(p) else p["iterations"], p["last"][0]))
         k, e = best["cell"]
         same = [p["name"].split(" (")[0] for p in mine if p is not best and "@" not in p["name"] and
                 (p["iterations"], p["cell"]) == (best["iterations"], best["cell"])]
