@@ -145,8 +145,8 @@ def budget_snapshots() -> list[dict]:
     for (folder, run), cells in seeds.items():
         curve = [(b, k / e) for b, (k, e) in sorted(cells.items())]
         last = max(cells)
-        out += [{"name": f"{folder}: {run} @ {b:,}", "env": envs[folder, run], "iterations": b, "cell": cell,
-                 "curve": curve, "last": (last, cells[last])} for b, cell in cells.items()]
+        out += [{"name": f"{folder}: {run} @ {b:,}", "snapshot": True, "env": envs[folder, run], "iterations": b,
+                 "cell": cell, "curve": curve, "last": (last, cells[last])} for b, cell in cells.items()]
     return out
 
 
@@ -159,8 +159,9 @@ def targets_section(runs: list[dict]) -> list[str]:
 
     targets = {e.name.removesuffix("-play"): e.target for e in ENVIRONMENTS.values() if e.target is not None}
     # "last": the run's longest-trained measured cell (a bundled policy is its run's last point).
-    policies = [{"name": f"{r['name']} ({r['iterations']:,} iterations)", "env": r["env"], "iterations": r["iterations"],
-                 "cell": r["cells"][8], "curve": r["curve"], "last": (r["iterations"], r["cells"][8])} for r in runs
+    policies = [{"name": f"{r['name']} ({r['iterations']:,} iterations)", "folder": r["name"], "snapshot": False,
+                 "env": r["env"], "iterations": r["iterations"], "cell": r["cells"][8], "curve": r["curve"],
+                 "last": (r["iterations"], r["cells"][8])} for r in runs
                 if r["method"] == "sorl" and r["m_btt"] == 8 and 8 in r["cells"]]
     policies += budget_snapshots()
     lines = ["", "## Are the headline tasks learned?", "",
@@ -181,12 +182,16 @@ def targets_section(runs: list[dict]) -> list[str]:
             continue
         # The best success at the fewest iterations; a task never solved is shown at its longest training. Ties go to
         # the one whose run was measured longer (a bundled snapshot's run knows what came after it).
-        rate = lambda p: p["cell"][0] / p["cell"][1]  # noqa: E731
-        best = max(mine, key=lambda p: (rate(p), -p["iterations"] if rate(p) else p["iterations"], p["last"][0]))
+        def order(p):
+            rate = p["cell"][0] / p["cell"][1]
+            return rate, -p["iterations"] if rate else p["iterations"], p["last"][0]
+
+        best = max(mine, key=order)
         k, e = best["cell"]
-        same = [p["name"].split(" (")[0] for p in mine if p is not best and "@" not in p["name"] and
-                (p["iterations"], p["cell"]) == (best["iterations"], best["cell"])]
-        name = best["name"] + (f", bundled as {same[0]}" if same and "@" in best["name"] else "")
+        # A snapshot bundled as a policy of its own (same iterations, same cell) is named by both.
+        bundled = [p["folder"] for p in mine if not p["snapshot"] and best["snapshot"]
+                   and (p["iterations"], p["cell"]) == (best["iterations"], best["cell"])]
+        name = best["name"] + (f", bundled as {bundled[0]}" if bundled else "")
         row = f"| {family} | {name} | {percent(k, e)} | {target:.0%} | "
         if k / e >= target:
             later, (lk, le) = best["last"]
