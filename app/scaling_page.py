@@ -16,7 +16,8 @@ from app.paths import REPO_ROOT
 from sorl_core.studies.sweep_report import (  # noqa: F401  (the page's vocabulary, used as S.<name>)
     AXES, SweepError, across_seeds, budget_findings, budget_options, cell_label, cheapest_for_target, combine,
     compute_figure, compute_optimal, compute_plane_figure, fixed, grid, has_seed_spread, headline_cells, heatmap_figure,
-    name_series, parse_sweep, series_order, training_budget, training_curves_figure, varying_axes)
+    name_series, parse_sweep, series_order, success_target, training_budget, training_curves_figure,
+    varying_axes)
 from sorl_core.studies.sweep_schema import recipe, widest_recipe_per_method
 
 

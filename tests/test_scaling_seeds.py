@@ -262,6 +262,24 @@ def test_the_page_shows_training_against_test_time_compute(tmp_path, monkeypatch
     assert any(m.value.startswith("To reach 50% success: after 20,000 iterations") for m in at.markdown)
 
 
+def test_the_success_target_opens_on_the_tasks_own_target(tmp_path, monkeypatch):
+    """cube-double's target is 10%, not the 80% of cube-single: the sentence answers the question the task asks."""
+    from sorl_core.studies.sweep_report import success_target
+
+    root = tmp_path / "bundled"
+    rows = [{**r, "env": "cube-double-play-singletask-task2-v0"} for r in snapshot_rows(0) + snapshot_rows(1)]
+    assert success_target(S.training_budget(parsed(rows))) == 0.10
+    assert success_target(S.training_budget(parsed(snapshot_rows(0), snapshot_rows(1)))) is None  # no such task
+    (root / "run").mkdir(parents=True)
+    (root / "run" / "sweep_budget.csv").write_bytes(sweep_bytes(rows))
+    monkeypatch.setenv("SORL_LAB_SWEEP_DIR", str(root))
+    at = AppTest.from_file(str(SCALING_PAGE), default_timeout=TIMEOUT)
+    at.run()
+    assert_clean(at)
+    assert at.select_slider(key="budget_target").value == 0.10
+    assert any(m.value.startswith("To reach 10% success") for m in at.markdown)
+
+
 def test_the_page_opens_on_the_bundled_budget_sweep_and_counts_each_episode_once(tmp_path, monkeypatch):
     """A bundled sweep_budget.csv (scripts/sweep_budget_runs.py) feeds the training-budget view from the start, beside
     the seeds the page opens on; picking it above as well does not count its episodes twice."""

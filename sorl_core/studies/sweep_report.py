@@ -533,7 +533,8 @@ def training_budget(df: pd.DataFrame) -> pd.DataFrame:
     d["seed_key"] = d.train_seed.astype(str) + "|" + d.checkpoint.map(lambda c: SNAPSHOT_TAG.sub("", c))
     keys = ["run", "m_btt", "verifier", "train_iterations", "m_inf", "n"]
     out = d.groupby(keys, sort=True).agg(successes=("successes", "sum"), episodes=("episodes", "sum"),
-                                        network_calls=("network_calls", "mean"), seeds=("seed_key", "nunique")).reset_index()
+                                        network_calls=("network_calls", "mean"), seeds=("seed_key", "nunique"),
+                                        env=("env", "first")).reset_index()
     out["success_rate"] = out.successes / out.episodes
     bounds = [wilson_interval(int(k), int(e)) for k, e in zip(out.successes, out.episodes)]
     out["success_ci_low"], out["success_ci_high"] = [b[0] for b in bounds], [b[1] for b in bounds]
@@ -619,6 +620,20 @@ def compute_plane_figure(tb: pd.DataFrame) -> go.Figure:
         xaxis=dict(title="network calls per action", type="category"),
         yaxis=dict(title="training iterations", type="category"))
     return fig
+
+
+def success_target(tb: pd.DataFrame) -> float | None:
+    """The lab's success target (`Environment.target`, at M_inf = 8, N = 1) for the environment of a run's rows, or
+    None for an environment without one (a toy world, puzzle)."""
+    from ..ogbench.environments import environment_for
+
+    envs = set(tb.env) if "env" in tb else set()
+    if len(envs) != 1:
+        return None
+    try:
+        return environment_for(str(envs.pop())).target
+    except ValueError:
+        return None
 
 
 def cheapest_for_target(tb: pd.DataFrame, target: float) -> str:
