@@ -23,9 +23,12 @@ LAB_PORT ?= 8888
 APP_WARM ?= 1
 APP_ARENAS ?= 2
 # (APP_HOST/APP_PORT, not HOST/PORT: some shells and platforms export those.)
-# Extra pytest arguments, e.g. make test ARGS="-k shortcut -x"
+# Extra pytest arguments, e.g. make test ARGS="-k shortcut -x"; ARGS="-n 0" runs the files one after the other
+# (needed for -s, whose prints a worker process would swallow).
 ARGS ?=
-PYTEST_FLAGS ?= -q --timeout=600 --durations=15
+# One worker process per core (at most 4), each taking whole files so a file's shared fixtures are built once;
+# tests/conftest.py splits the cores' threads between the workers.
+PYTEST_FLAGS ?= -q --timeout=600 --durations=15 -n auto --maxprocesses 4 --dist loadfile
 # A test skipped because something the set-up installs is missing (ogbench, streamlit, playwright, chromium, ray, ...)
 # fails the run (tests/conftest.py); make test SORL_LAB_REQUIRE_ALL=0 accepts such skips on a partial install.
 SORL_LAB_REQUIRE_ALL ?= 1

@@ -19,6 +19,22 @@ import pytest
 import torch
 
 REQUIRE_ALL = "SORL_LAB_REQUIRE_ALL"
+
+
+def _share_the_cores() -> None:
+    """`make test` runs pytest-xdist workers, one per core: each takes its share of the cores for torch, here and in
+    the processes its tests start (servers, CLI runs), instead of every worker spinning a thread on every core."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    share = max(1, cores // workers)
+    torch.set_num_threads(share)
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, str(share))
+
+
+_share_the_cores()
 # Skip reasons that name a missing dependency, and the dependency each names.
 MISSING_DEPENDENCY = (
     re.compile(r"could not import '(?P<name>[^']+)'"),  # pytest.importorskip("module")

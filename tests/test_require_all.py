@@ -77,6 +77,12 @@ def test_a_skip_for_a_missing_dependency_fails_the_run_only_when_required(tmp_pa
     listed = out.split("SORL_LAB_REQUIRE_ALL=1:")[1].split("short test summary info")[0]
     assert "test_legitimate.py" not in listed  # the legitimate skips are not held against the run
 
+    # make test runs the files in pytest-xdist workers: their skips reach the same verdict
+    parallel = run_pytest(tmp_path, "1", "-n", "2", "--dist", "loadfile")
+    assert parallel.returncode == 1, parallel.stdout + parallel.stderr
+    assert f"missing dependency '{MISSING}': 2 skipped" in parallel.stdout
+    assert "missing dependency 'chromium': 1 skipped" in parallel.stdout
+
     accepted = run_pytest(tmp_path, None)  # a developer's partial install: the skips are skips
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
     assert "missing dependency" not in accepted.stdout
