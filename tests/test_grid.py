@@ -311,6 +311,38 @@ def test_the_ray_instance_the_grid_starts_itself_stays_on_127_0_0_1(tmp_path, mo
     assert not stray, f"Ray processes with a socket off 127.0.0.1: {stray}"
 
 
+def test_a_local_ray_that_times_out_while_starting_is_tried_again_then_explained():
+    """Ray's raylet takes its node down when its agents start late on a busy machine (a bare Exception from ray.init):
+    the grid's own Ray is started again, and after the last try the user reads what to do, not a traceback."""
+    from sorl_core.studies.grid_backends import OWN_RAY_ATTEMPTS, start_own_ray
+
+    class FlakyRay:
+        def __init__(self, failures):
+            self.failures, self.inits, self.shutdowns = failures, 0, 0
+
+        def init(self, **kwargs):
+            self.inits += 1
+            assert kwargs["_node_ip_address"] == "127.0.0.1"
+            if self.inits <= self.failures:
+                raise Exception("The current node timed out during startup. This could happen because ...")
+
+        def shutdown(self):
+            self.shutdowns += 1
+
+    late_twice = FlakyRay(OWN_RAY_ATTEMPTS - 1)
+    start_own_ray(late_twice)
+    assert (late_twice.inits, late_twice.shutdowns) == (OWN_RAY_ATTEMPTS, OWN_RAY_ATTEMPTS - 1)
+    with pytest.raises(GridError, match=r"did not start in time \(3 tries\).*ray start --head"):
+        start_own_ray(FlakyRay(OWN_RAY_ATTEMPTS))
+
+    class BrokenRay(FlakyRay):
+        def init(self, **kwargs):
+            raise Exception("something else")
+
+    with pytest.raises(Exception, match="something else"):  # other failures are not retried
+        start_own_ray(BrokenRay(0))
+
+
 def test_evaluate_cells_of_a_run_that_failed_to_train_are_blocked(tmp_path, capsys):
     grid = write_grid(tmp_path, f"""
 [train]

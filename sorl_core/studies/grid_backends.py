@@ -183,6 +183,25 @@ def on_loopback():
             constants.ENABLE_RAY_CLUSTER = saved_constant
 
 
+OWN_RAY_ATTEMPTS = 3
+
+
+def start_own_ray(ray, attempts: int = OWN_RAY_ATTEMPTS) -> None:
+    """ray.init of a local instance on 127.0.0.1. Ray 2.60's raylet gives its Python agents 15 s to start and takes
+    the node down when they are late, as they can be on a busy 2-core machine: a start that times out is retried."""
+    for _ in range(attempts):
+        try:
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     _node_ip_address=LOOPBACK, dashboard_host=LOOPBACK)
+            return
+        except Exception as exc:  # Ray raises a bare Exception for this one
+            if "timed out during startup" not in str(exc):
+                raise
+            ray.shutdown()
+    raise GridError(f"Ray's own processes did not start in time ({attempts} tries): the machine is too busy; run the "
+                    "grid again when it is quieter, or start Ray yourself (`ray start --head`) and pass --address")
+
+
 class RayBackend:
     """Each cell a Ray task (num_cpus = cpus_per_cell; train cells also num_gpus); results come back here."""
 
@@ -197,8 +216,7 @@ class RayBackend:
                     with connect_within(connect_timeout):
                         ray.init(address=address, log_to_driver=False, configure_logging=False)
                 else:  # a Ray instance of our own on 127.0.0.1 only, stopped in close()
-                    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
-                             _node_ip_address=LOOPBACK, dashboard_host=LOOPBACK)
+                    start_own_ray(ray)
         except ConnectionError:
             raise GridError(unreachable(address)) from None
         except (RuntimeError, ValueError) as exc:
