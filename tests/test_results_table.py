@@ -53,8 +53,8 @@ def test_a_bundled_snapshot_is_judged_with_what_its_run_measured_later(monkeypat
     env = "scene-play-singletask-task2-v0"
     bundled = {"name": "scene-task2", "env": env, "iterations": 80_000, "cells": {8: (24, 50)}, "curve": [],
                "method": "sorl", "m_btt": 8}
-    snapshot = {"name": "scene-task2-budget: scene @ 80,000", "env": env, "iterations": 80_000, "cell": (24, 50),
-                "curve": [(80_000, 0.48), (160_000, 0.08)], "last": (160_000, (4, 50))}
+    snapshot = {"name": "scene-task2-budget: scene @ 80,000", "snapshot": True, "env": env, "iterations": 80_000,
+                "cell": (24, 50), "curve": [(80_000, 0.48), (160_000, 0.08)], "last": (160_000, (4, 50))}
     monkeypatch.setattr(build, "budget_snapshots", lambda: [snapshot])
     row = next(line for line in build.targets_section([bundled]) if line.startswith("| scene |"))
     assert "scene @ 80,000, bundled as scene-task2 | 48% [35%, 61%] | 40% | yes at 80,000, not held: 8% [" in row
