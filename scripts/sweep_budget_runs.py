@@ -30,9 +30,9 @@ import tyro
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from sorl_core.checkpoint import SNAPSHOTS, checkpoint_label  # noqa: E402
+from sorl_core.checkpoint import SNAPSHOTS, checkpoint_label, read_checkpoint  # noqa: E402
 from sorl_core.io import write_atomic  # noqa: E402
-from sorl_core.studies.evaluate import sweep_csv  # noqa: E402
+from sorl_core.studies.evaluate import setting_key, sweep_csv  # noqa: E402
 
 # job -> (run folders under runs/budget, the bundled folder its merged sweep goes to)
 JOBS = {
@@ -121,7 +121,9 @@ def merge(cfg: SweepBudgetConfig, job: str, cells: int) -> Path | None:
     for path in done:
         if complete(path, cells) or path.parent.name in before:
             with open(path, newline="") as f:
-                rows += list(csv.DictReader(f))
+                here = list(csv.DictReader(f))
+            measured = {setting_key(r) for r in here}  # a published cell the folder lacks is kept, not dropped
+            rows += here + [r for r in before.get(path.parent.name, []) if setting_key(r) not in measured]
     if not rows:
         return None
     rows.sort(key=lambda r: (int(r["train_iterations"]), r["checkpoint"]))  # stable: cell order kept within a sweep
@@ -140,6 +142,22 @@ def trained_so_far(cfg: SweepBudgetConfig, run: str) -> int:
     return int(rows[-1]["step"]) if rows else 0
 
 
+def precision_history(cfg: SweepBudgetConfig, run: str, now: str) -> str:
+    """The matrices' precision in words, by snapshot: a bf16 run resumed with --agent.precision auto on a CPU without
+    native bf16 goes on in float32, and its earlier snapshots stay bf16-trained."""
+    words = {"bf16": "bf16", "fp32": "float32"}
+    by_snapshot = {}
+    for snapshot in snapshots_of(cfg, run):
+        saved = read_checkpoint(snapshot)
+        by_snapshot[int(saved["agent"]["step"])] = saved["config"]["precision"]
+    kinds = list(dict.fromkeys(by_snapshot.values()))
+    if kinds in ([], [now]):
+        return words.get(now, now)
+    last = {k: max(i for i, p in by_snapshot.items() if p == k) for k in kinds}
+    return ", then ".join(f"{words.get(k, k)} (snapshots to {last[k]:,})" for k in sorted(kinds, key=last.get)) + \
+        f", {words.get(now, now)} from there on"
+
+
 def write_card(cfg: SweepBudgetConfig, job: str, merged: Path) -> Path:
     """The bundled folder's card.md: how the run was trained, what was swept, and the numbers with their reading."""
     from sorl_core.ogbench.environments import environment_for
@@ -153,6 +171,11 @@ def write_card(cfg: SweepBudgetConfig, job: str, merged: Path) -> Path:
     tb = training_budget(raw)
     budgets = sorted({int(r) for r in raw.train_iterations})
     seeds = ", ".join(r.rsplit("-s", 1)[-1] if "-s" in r else "0" for r in runs)
+    precision = precision_history(cfg, runs[0], agent["precision"])
+
+    def measured(axis: str) -> str:  # what the published sweep holds, whatever grid this sitting was asked for
+        values = list(dict.fromkeys(raw[axis])) if axis == "verifier" else sorted(set(raw[axis]))
+        return ", ".join(map(str, values))
     lines = [
         f"# {bundle}", "",
         f"A SORL run on `{config['env']}` measured along its training: snapshots kept after "
@@ -164,13 +187,12 @@ def write_card(cfg: SweepBudgetConfig, job: str, merged: Path) -> Path:
                                 "and noise) |" if len(runs) > 1 else " |"),
         f"| trained so far | {trained_so_far(cfg, runs[0]):,} iterations of {config['iterations']:,} "
         f"planned; `assets/training/<run>.tar` resumes it |",
-        f"| networks | actor and {agent['num_critics']} critics, {agent['size']} size, {agent['precision']}, "
-        f"{agent['mode']} mode |",
+        f"| networks | actor and {agent['num_critics']} critics, {agent['size']} size, {precision}, {agent['mode']} mode |",
         f"| M_disc / M_BTT | {agent['m_disc']} / {agent['m_btt']} |",
         f"| preset | discount {agent['discount']}, AGG {agent['q_agg']}, q_loss_coef {agent['q_loss_coef']}, "
         f"lr {agent['lr']}, batch {agent['batch_size']}; from {environment_for(config['env']).settings_from} |",
-        f"| sweep | M_inf {', '.join(map(str, cfg.m_inf))} x N {', '.join(map(str, cfg.n))} x verifier "
-        f"{', '.join(cfg.verifier)}; {cfg.episodes} seeded episodes per cell, the same initial states in every cell |",
+        f"| sweep | M_inf {measured('m_inf')} x N {measured('n')} x verifier {measured('verifier')}; "
+        f"{cfg.episodes} seeded episodes per cell, the same initial states in every cell |",
         "", "## Success at each training budget", "",
         "All seeds' episodes pooled, 95% Wilson interval (every cell is in `sweep_budget.csv`):", "",
         *(budget_markdown(tb) if not tb.empty else ["One budget is measured so far; the table needs two."]), "",
@@ -178,8 +200,7 @@ def write_card(cfg: SweepBudgetConfig, job: str, merged: Path) -> Path:
         *budget_seed_markdown(raw), "",
         *([target_sentence(tb, target), ""] if (target := environment_for(config["env"]).target) and not tb.empty
           else []),
-        "Differences from the paper, for a CPU budget: lab-size networks (3 x 256, not 4 x 512), "
-        f"{'bf16' if agent['precision'] == 'bf16' else 'float32'} matrices, "
+        f"Differences from the paper, for a CPU budget: lab-size networks (3 x 256, not 4 x 512), matrices in {precision}, "
         "learning rate 3e-4 (FQL's value; the spec's is 1e-4) and far fewer iterations than its 1,000,000.",
         "",
     ]

@@ -166,6 +166,19 @@ def test_an_interrupted_sweep_keeps_its_cells_and_resumes_only_the_rest(trained,
     assert main([*args, "--out", str(out), "--resume", "--episodes", "3"]) == 0  # other settings: nothing reused
     assert len(calls) == 7
 
+    # A resume over another grid, interrupted at its first new cell, keeps every cell the file held (a sitting of
+    # scripts/sweep_budget_runs.py over a wider grid once lost published M_inf = 8 cells this way).
+    def settings():
+        return {(r["m_inf"], r["n"], r["verifier"], r["adaptive"]) for r in read_csv(out / "sweep.csv")}
+
+    held, calls[:], stop_at[0] = settings(), [], 1
+    other_grid = [*args[:7], "1", "4", *args[9:], "--episodes", "3", "--out", str(out), "--resume"]
+    assert main(other_grid) == 130 and calls == [(1, 4)]
+    assert settings() == held  # M_inf 1, N 1 reused; the rest kept although this grid had not reached them
+    assert main(other_grid) == 0
+    assert settings() == held | {("1", "4", "q", ""), ("1", "4", "consensus", ""), ("2", "4", "q", ""),
+                                 ("2", "4", "consensus", "")}  # N = 2 is outside this grid and stays
+
 
 def test_a_baseline_trains_and_sweeps_on_ogbench_with_its_method_recorded(data_dir, tmp_path, capsys):
     out = tmp_path / "fql"
@@ -398,6 +411,7 @@ def test_the_budget_sweep_script_sweeps_every_seed_at_each_budget_and_merges_the
     card = (tmp_path / "assets" / "cube-single-task2-budget" / "card.md").read_text()
     assert "## Success at each training budget" in card and "| 10 | 2 | " in card and "| 20 | 2 | " in card
     assert "| trained so far | 20 iterations of 20 planned" in card
+    assert "| sweep | M_inf 1, 2 x N 1, 2 x verifier q, consensus; 1 seeded episodes" in card  # what was measured
     assert "; from SORL (paper, Table 6) |" in card  # where the preset comes from (puzzle's: FQL's, translated)
     # cube-single's 80% target is judged at M_inf = 8, which this tiny sweep leaves out: the card says so
     assert "Success at M_inf = 8, N = 1 is not measured, so the 80% target cannot be judged." in card
@@ -421,3 +435,7 @@ def test_the_budget_sweep_script_sweeps_every_seed_at_each_budget_and_merges_the
     rows = read_csv(published)
     assert len(rows) == 4 * 12 and {r["m_inf"] for r in rows} == {"1", "2", "4"}
     assert [r["mean_return"] for r in rows if r["checkpoint"] == "cube-single-s0@10"].count("-12345.0") == 1
+    # a sitting that only republishes (--minutes 0, the default grid) still describes the grid the file holds
+    assert subprocess.run(args[:-6] + ["--minutes", "0"], capture_output=True, text=True, timeout=600).returncode == 0
+    assert "| sweep | M_inf 1, 2, 4 x N 1, 2 x verifier q, consensus;" in \
+        (tmp_path / "assets" / "cube-single-task2-budget" / "card.md").read_text()

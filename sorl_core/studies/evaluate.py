@@ -60,8 +60,9 @@ class EvaluateConfig:
     """Show a progress bar over episodes."""
     resume: bool = False
     """Keep the cells an interrupted sweep already wrote to the output folder's sweep.csv (same checkpoint, training
-    iterations, settings, episodes, seed and success timing) and run only the rest. sweep.csv is rewritten after
-    every cell, so an interrupted sweep loses at most the cell in progress."""
+    iterations, settings, episodes, seed and success timing) and run only the rest; its cells at settings outside
+    this grid stay in the file too. sweep.csv is rewritten after every cell, so an interrupted sweep loses at most the cell in
+    progress."""
 
 
 # What makes two rows the same measurement: a resumed sweep reuses a previous row only when all of these agree.
@@ -71,6 +72,11 @@ CELL_KEY = ("checkpoint", "train_iterations", "method", "m_inf", "n", "verifier"
 
 def cell_key(row: dict) -> tuple[str, ...]:
     return tuple(str(row[c]) for c in CELL_KEY)
+
+
+def setting_key(row: dict) -> tuple[str, ...]:
+    """The policy and test-time setting of a row, whatever the episodes, seed and success timing it was measured with."""
+    return tuple(str(row.get(c, "")) for c in CELL_KEY if c not in ("episodes", "seed", "success_timing"))
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -224,6 +230,10 @@ def evaluate(cfg: EvaluateConfig) -> tuple[Path, Path]:
     written = [0]
 
     def save(rows: list[dict]) -> None:  # the folder appears with the first measured cell: bad input writes nothing
+        # The earlier sweep's cells at settings this run has not reached (or does not ask for) stay: an interrupted
+        # resume loses only the cell in progress, never what the file held; a setting measured anew replaces its row.
+        reached = {setting_key(r) for r in rows}
+        rows = rows + [r for r in previous if setting_key(r) not in reached]
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(csv_path, sweep_csv(rows))
         written[0] = len(rows)
