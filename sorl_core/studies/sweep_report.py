@@ -671,10 +671,11 @@ def _versus(a, b) -> str:
             + ("intervals apart)" if apart else "intervals overlap)"))
 
 
-def budget_findings(tb: pd.DataFrame, m_high: int = 8, n_high: int = 16, target: float = 0.8) -> list[str]:
+def budget_findings(tb: pd.DataFrame, m_high: int = 8, n_high: int = 16, target: float | None = None) -> list[str]:
     """The training-budget questions answered from one run's pooled cells (a `training_budget` table), one sentence
     each: does best-of-N by Q stop hurting as the critic trains longer; does M_inf = 1 catch up with M_inf = m_high;
-    the cheapest (training iterations, calls per action) pair for `target` success."""
+    the cheapest (training iterations, calls per action) pair for `target` success (by default the task's own
+    target, `success_target`, or 80%)."""
     budgets = sorted(tb.train_iterations.unique().tolist())
     q_vs_one, one_vs_high = [], []
     for b in budgets:
@@ -688,7 +689,7 @@ def budget_findings(tb: pd.DataFrame, m_high: int = 8, n_high: int = 16, target:
         lines.append(f"Best-of-{n_high} by Q against one sample, both at M_inf = {m_high}: " + "; ".join(q_vs_one) + ".")
     if one_vs_high:
         lines.append(f"M_inf = 1 against M_inf = {m_high}, N = 1: " + "; ".join(one_vs_high) + ".")
-    lines.append(cheapest_for_target(tb, target))
+    lines.append(cheapest_for_target(tb, target or success_target(tb) or 0.8))
     return lines
 
 
