@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from sorl_core.checkpoint import SNAPSHOTS, checkpoint_label, read_checkpoint  # noqa: E402
 from sorl_core.io import write_atomic  # noqa: E402
-from sorl_core.studies.evaluate import setting_key, sweep_csv  # noqa: E402
+from sorl_core.studies.evaluate import sweep_csv, with_earlier  # noqa: E402
 
 # job -> (run folders under runs/budget, the bundled folder its merged sweep goes to)
 JOBS = {
@@ -122,8 +122,7 @@ def merge(cfg: SweepBudgetConfig, job: str, cells: int) -> Path | None:
         if complete(path, cells) or path.parent.name in before:
             with open(path, newline="") as f:
                 here = list(csv.DictReader(f))
-            measured = {setting_key(r) for r in here}  # a published cell the folder lacks is kept, not dropped
-            rows += here + [r for r in before.get(path.parent.name, []) if setting_key(r) not in measured]
+            rows += with_earlier(here, before.get(path.parent.name, []))  # a published cell the folder lacks stays
     if not rows:
         return None
     rows.sort(key=lambda r: (int(r["train_iterations"]), r["checkpoint"]))  # stable: cell order kept within a sweep

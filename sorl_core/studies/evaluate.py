@@ -74,6 +74,12 @@ def cell_key(row: dict) -> tuple[str, ...]:
     return tuple(str(row[c]) for c in CELL_KEY)
 
 
+def with_earlier(rows: list[dict], earlier: list[dict]) -> list[dict]:
+    """`rows`, then the `earlier` rows at settings (`setting_key`) that `rows` do not measure."""
+    measured = {setting_key(r) for r in rows}
+    return rows + [r for r in earlier if setting_key(r) not in measured]
+
+
 def setting_key(row: dict) -> tuple[str, ...]:
     """The policy and test-time setting of a row, whatever the episodes, seed and success timing it was measured with."""
     return tuple(str(row.get(c, "")) for c in CELL_KEY if c not in ("episodes", "seed", "success_timing"))
@@ -232,8 +238,7 @@ def evaluate(cfg: EvaluateConfig) -> tuple[Path, Path]:
     def save(rows: list[dict]) -> None:  # the folder appears with the first measured cell: bad input writes nothing
         # The earlier sweep's cells at settings this run has not reached (or does not ask for) stay: an interrupted
         # resume loses only the cell in progress, never what the file held; a setting measured anew replaces its row.
-        reached = {setting_key(r) for r in rows}
-        rows = rows + [r for r in previous if setting_key(r) not in reached]
+        rows = with_earlier(rows, previous)
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(csv_path, sweep_csv(rows))
         written[0] = len(rows)
