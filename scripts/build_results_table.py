@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sorl_core.config import METHODS  # noqa: E402
+from sorl_core.ogbench.train import training_curve  # noqa: E402
 from sorl_core.stats import wilson_interval  # noqa: E402
 from sorl_core.studies.sweep_schema import recipe, widest_recipe_per_method  # noqa: E402
 ASSETS = ROOT / "assets" / "ogbench"
@@ -43,18 +44,9 @@ def bundled_runs() -> list[dict]:
         runs.append({"name": folder.name, "recipe": recipe(folder.name), "env": config["env"], "seed": config["seed"],
                      "iterations": int(config["iterations"]), "m_btt": agent["m_btt"], "size": agent["size"],
                      "method": agent.get("method", "sorl"), "cells": cells, "rows": rows,
-                     "curve": training_curve(folder / "eval.csv")})
+                     "curve": training_curve((folder / "eval.csv").read_text())
+                     if (folder / "eval.csv").is_file() else []})
     return runs
-
-
-def training_curve(path: Path) -> list[tuple[int, float]]:
-    """(step, success) of the evaluations during training at M_inf = 8, N = 1 (20 episodes each; fql, which acts in
-    one call, at M_inf = 1); [] without a log."""
-    if not path.exists():
-        return []
-    rows = [r for r in csv.DictReader(path.read_text().splitlines()) if int(r["n"]) == 1]
-    m = 8 if any(int(r["m_inf"]) == 8 for r in rows) else 1
-    return [(int(r["step"]), float(r["success_rate"])) for r in rows if int(r["m_inf"]) == m]
 
 
 def percent(successes: int, episodes: int) -> str:

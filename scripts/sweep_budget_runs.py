@@ -132,12 +132,53 @@ def merge(cfg: SweepBudgetConfig, job: str, cells: int) -> Path | None:
     return out
 
 
+def run_file(cfg: SweepBudgetConfig, run: str, name: str) -> str | None:
+    """The text of one of a run's logs (eval.csv, metrics.csv): from its folder, else from its archive; None if absent."""
+    path, tar = cfg.runs / run / name, cfg.archive / f"{run}.tar"
+    if path.is_file():
+        return path.read_text()
+    if tar.is_file():
+        with tarfile.open(tar) as t:
+            if name in t.getnames():
+                return t.extractfile(name).read().decode()
+    return None
+
+
+def evaluations_during_training(cfg: SweepBudgetConfig, job: str) -> list[str]:
+    """The card's table of each seed's own evaluations during training at M_inf = 8, N = 1: denser than the snapshots
+    (every --eval-every iterations, past the last snapshot too) but rougher (20 episodes each by default, not 50)."""
+    from sorl_core.ogbench.train import training_curve
+    from sorl_core.stats import wilson_interval
+
+    rows, sizes = [], set()
+    for run in JOBS[job][0]:
+        text = run_file(cfg, run, "eval.csv")
+        if not text:
+            continue
+        episodes = {int(r["step"]): int(r["episodes"]) for r in csv.DictReader(text.splitlines())}
+        cells = []
+        for step, rate in training_curve(text):
+            k = episodes[step]
+            lo, hi = wilson_interval(round(rate * k), k)
+            cells.append(f"{step // 1000}k: {rate:.0%} [{lo:.0%}, {hi:.0%}]")
+            sizes.add(k)
+        if cells:
+            rows.append(f"| {run.rsplit('-s', 1)[-1] if '-s' in run else '0'} | {', '.join(cells)} |")
+    if not rows:
+        return []
+    return ["## Evaluations during training", "",
+            f"Each seed's own evaluations while it trained, at M_inf = 8, N = 1: {' or '.join(map(str, sorted(sizes)))} "
+            "episodes each (`eval.csv` in the run's archive), so rougher than the 50-episode sweeps above, but more of "
+            "them, and past the last snapshot (95% Wilson interval):", "",
+            "| seed | iterations: success |", "|---|---|", *rows, ""]
+
+
 def trained_so_far(cfg: SweepBudgetConfig, run: str) -> int:
     """The last logged training iteration of a run (its metrics.csv), 0 when unknown."""
-    metrics = cfg.runs / run / "metrics.csv"
-    if not metrics.is_file():
+    metrics = run_file(cfg, run, "metrics.csv")
+    if metrics is None:
         return 0
-    rows = list(csv.DictReader(metrics.read_text().splitlines()))
+    rows = list(csv.DictReader(metrics.splitlines()))
     return int(rows[-1]["step"]) if rows else 0
 
 
@@ -164,7 +205,7 @@ def write_card(cfg: SweepBudgetConfig, job: str, merged: Path) -> Path:
                                                 training_budget)
 
     runs, bundle = JOBS[job]
-    config = json.loads((cfg.runs / runs[0] / "config.json").read_text())
+    config = json.loads(run_file(cfg, runs[0], "config.json"))
     agent = config["agent"]
     raw = parse_sweep(merged.read_bytes(), merged.name)
     tb = training_budget(raw)
@@ -199,6 +240,7 @@ def write_card(cfg: SweepBudgetConfig, job: str, merged: Path) -> Path:
         *budget_seed_markdown(raw), "",
         *([target_sentence(tb, target), ""] if (target := environment_for(config["env"]).target) and not tb.empty
           else []),
+        *evaluations_during_training(cfg, job),
         f"Differences from the paper, for a CPU budget: lab-size networks (3 x 256, not 4 x 512), matrices in {precision}, "
         "learning rate 3e-4 (FQL's value; the spec's is 1e-4) and far fewer iterations than its 1,000,000.",
         "",
@@ -227,6 +269,7 @@ def main(cfg: SweepBudgetConfig) -> int:
         restore_published(cfg, job)
         per_run = {run: snapshots_of(cfg, run) for run in runs}
         budgets = sorted({s.name for snaps in per_run.values() for s in snaps})
+        out_of_time = False
         for name in reversed(budgets):  # the longest-trained first (they answer most); every seed before the next
             for run in runs:
                 snapshot = cfg.runs / run / SNAPSHOTS / name
@@ -236,10 +279,11 @@ def main(cfg: SweepBudgetConfig) -> int:
                 if complete(out / "sweep.csv", cells):
                     continue
                 left = deadline - time.monotonic()
-                if left < 60:
-                    print(f"{time.strftime('%T')} deadline: stopping; run this again to go on", flush=True)
-                    publish(cfg, job, cells)
-                    return 0
+                if left < 60:  # out of time: this job and the ones after it are still republished (--minutes 0)
+                    print(f"{time.strftime('%T')} {job}: no time left to sweep {checkpoint_label(snapshot)}; run this "
+                          "again to go on", flush=True)
+                    out_of_time = True
+                    break
                 print(f"{time.strftime('%T')} sweeping {checkpoint_label(snapshot)}", flush=True)
                 cmd = [sys.executable, "-m", "sorl_core.cli", "evaluate", "--checkpoint", str(snapshot),
                        "--m-inf", *map(str, cfg.m_inf), "--n", *map(str, cfg.n), "--verifier", *cfg.verifier,
@@ -253,6 +297,8 @@ def main(cfg: SweepBudgetConfig) -> int:
                 if rc not in (0, 124, 130):
                     return rc
             publish(cfg, job, cells)
+            if out_of_time:
+                break
     return 0
 
 

@@ -435,7 +435,33 @@ def test_the_budget_sweep_script_sweeps_every_seed_at_each_budget_and_merges_the
     rows = read_csv(published)
     assert len(rows) == 4 * 12 and {r["m_inf"] for r in rows} == {"1", "2", "4"}
     assert [r["mean_return"] for r in rows if r["checkpoint"] == "cube-single-s0@10"].count("-12345.0") == 1
-    # a sitting that only republishes (--minutes 0, the default grid) still describes the grid the file holds
+    # a sitting that only republishes (--minutes 0, the default grid) still describes the grid the file holds, and
+    # the card shows each seed's own evaluations during training (eval.csv: denser than the snapshots, 20 episodes)
+    (runs / "cube-single-s0" / "eval.csv").write_text(
+        "step,m_inf,n,episodes,success_rate,success_ci_low,success_ci_high,mean_return,mean_length\n"
+        "40000,1,1,20,0.0,0.0,0.16,-200,200\n40000,8,1,20,0.5,0.3,0.7,-150,150\n80000,8,1,20,0.9,0.7,0.97,-80,80\n")
     assert subprocess.run(args[:-6] + ["--minutes", "0"], capture_output=True, text=True, timeout=600).returncode == 0
-    assert "| sweep | M_inf 1, 2, 4 x N 1, 2 x verifier q, consensus;" in \
-        (tmp_path / "assets" / "cube-single-task2-budget" / "card.md").read_text()
+    card = (tmp_path / "assets" / "cube-single-task2-budget" / "card.md").read_text()
+    assert "| sweep | M_inf 1, 2, 4 x N 1, 2 x verifier q, consensus;" in card
+    assert "| 0 | 40k: 50% [30%, 70%], 80k: 90% [70%, 97%] |" in card
+
+
+def test_a_sitting_out_of_time_still_republishes_every_job(tmp_path, monkeypatch):
+    """--minutes 0 republishes the cards of every job asked for, also after one whose grid is not finished."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("sweep_budget_runs", REPO / "scripts" / "sweep_budget_runs.py")
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, script)  # its dataclass looks its module up there
+    spec.loader.exec_module(script)
+    published = []
+    monkeypatch.setattr(script, "publish", lambda cfg, job, cells: published.append(job))
+    cfg = script.SweepBudgetConfig(jobs=("cube-single", "scene", "cube-double"), minutes=0, runs=tmp_path / "runs",
+                                   archive=tmp_path / "none", bundle=tmp_path / "assets")
+    for run in ("cube-single-s0", "scene", "cube-double"):  # a snapshot in every run, none of them swept
+        (tmp_path / "runs" / run / "snapshots").mkdir(parents=True)
+        (tmp_path / "runs" / run / "snapshots" / "iteration-0000010.pt").touch()
+    monkeypatch.setattr(script, "snapshots_of", lambda cfg, run: sorted((cfg.runs / run / "snapshots").glob("*.pt")))
+    assert script.main(cfg) == 0
+    assert published == ["cube-single", "scene", "cube-double"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,6 +21,14 @@ from .rollouts import EnvBatch, episode_seeds, run_episodes, sample_seed
 ACTION_CLIP = 1 - 1e-5  # docs/ALGORITHM.md §7: dataset actions are clipped to +-(1 - 1e-5)
 SNAPSHOT_DEFAULT = tuple(10_000 * 2**i for i in range(8))  # 10k, 20k, 40k, ... 1.28M iterations
 EVAL_COLUMNS = ["step", "m_inf", "n", "episodes", "success_rate", "success_ci_low", "success_ci_high", "mean_return", "mean_length"]
+
+
+def training_curve(eval_csv: str) -> list[tuple[int, float]]:
+    """(step, success) of a run's evaluations during training (the text of its eval.csv, 20 episodes per row by
+    default) at M_inf = 8, N = 1, or at M_inf = 1 for a method that acts in one call (fql)."""
+    rows = [r for r in csv.DictReader(eval_csv.splitlines()) if int(r["n"]) == 1]
+    m = 8 if any(int(r["m_inf"]) == 8 for r in rows) else 1
+    return [(int(r["step"]), float(r["success_rate"])) for r in rows if int(r["m_inf"]) == m]
 
 
 @dataclass
