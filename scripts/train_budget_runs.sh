@@ -16,7 +16,11 @@
 # default 320000), BUDGET_DATA (dataset folder, default data/ogbench), BUDGET_ARCHIVE (default assets/training),
 # BUDGET_WORKERS (processes for dataset generation and evaluation, default 2; 1 beside another lane of work),
 # BUDGET_PRECISION (default auto: bf16 where this machine multiplies bf16 natively, else fp32; a resumed run follows),
-# BUDGET_EPISODE_LENGTH (quick tests only: shorter generated episodes; not the official recipe).
+# BUDGET_EPISODE_LENGTH (quick tests only: shorter generated episodes; not the official recipe), BUDGET_RUNS (the runs'
+# folder, default runs/budget).
+#
+# Replace this file with `mv` while a sitting runs, never edit it in place: bash reads a script as it goes, and a
+# running sitting would read the edited bytes from its old offset.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 MINUTES=170
@@ -25,7 +29,7 @@ jobs_wanted=("$@")
 ((${#jobs_wanted[@]})) || jobs_wanted=(cube-single scene cube-double)
 DATA="${BUDGET_DATA:-data/ogbench}"
 ARCHIVE="${BUDGET_ARCHIVE:-assets/training}"
-RUNS=runs/budget
+RUNS="${BUDGET_RUNS:-runs/budget}"
 WORKERS="${BUDGET_WORKERS:-2}"
 mkdir -p "$RUNS" "$ARCHIVE"
 deadline=$((SECONDS + MINUTES * 60))
@@ -81,21 +85,32 @@ train() {
     for out in $(folders "$job"); do archive "$out"; done
 }
 
-dataset() {
-    local name extra=()
+dataset() {  # 0: the dataset is there; 2: the deadline came first (finished chunks are kept); 1: generation failed
+    local name extra=() left=$((deadline - SECONDS))
     name=$(.venv/bin/python -c "from sorl_core.ogbench.datasets import dataset_name_for as f; print(f('$1'))")
     [[ -f "$DATA/$name.npz" && -f "$DATA/$name-val.npz" ]] && return 0
+    ((left > 60)) || { log "$name: no time left in this sitting to generate it"; return 2; }
     [[ -n "${BUDGET_EPISODE_LENGTH:-}" ]] && extra=(--episodes 4 --episode-length "$BUDGET_EPISODE_LENGTH")
-    log "generating $name (about 15 min on 2 cores)"
-    .venv/bin/sorl-lab data generate "$name" --dataset-dir "$DATA" --workers "$WORKERS" --no-progress "${extra[@]}" \
-        >"$RUNS/data-$name.log" 2>&1
+    log "generating $name with $WORKERS worker(s) (cube-double: 27 min on 2; at most $((left / 60)) min, resumable)"
+    # Generation obeys the sitting's deadline too: chunks are written atomically, so the next sitting resumes them.
+    timeout -s TERM "$left" .venv/bin/sorl-lab data generate "$name" --dataset-dir "$DATA" --workers "$WORKERS" \
+        --no-progress "${extra[@]}" >>"$RUNS/data-$name.log" 2>&1
+    case $? in
+        0) return 0 ;;
+        124|143) log "$name: generation stopped at the deadline; resumes next sitting"; return 2 ;;
+        *) log "$name: generation failed, see $RUNS/data-$name.log"; return 1 ;;
+    esac
 }
 
 for job in "${jobs_wanted[@]}"; do
     [[ -n "${ENV[$job]:-}" ]] || { echo "unknown job $job (cube-single scene cube-double puzzle-3x3)" >&2; exit 2; }
 done
 for job in "${jobs_wanted[@]}"; do
-    dataset "${ENV[$job]}" || { log "dataset for $job failed"; exit 1; }
-    train "$job"
+    dataset "${ENV[$job]}"
+    case $? in
+        0) train "$job" ;;
+        2) ;;  # out of time: the later jobs find none either, and say so
+        *) exit 1 ;;
+    esac
 done
 log "sitting over: commit $ARCHIVE/ to keep the runs (git add $ARCHIVE && git commit)"

@@ -465,3 +465,23 @@ def test_a_sitting_out_of_time_still_republishes_every_job(tmp_path, monkeypatch
     monkeypatch.setattr(script, "snapshots_of", lambda cfg, run: sorted((cfg.runs / run / "snapshots").glob("*.pt")))
     assert script.main(cfg) == 0
     assert published == ["cube-single", "scene", "cube-double"]
+
+
+def test_a_sitting_generates_no_dataset_past_its_deadline(tmp_path):
+    """scripts/train_budget_runs.sh: dataset generation obeys the sitting's deadline like training does (chunks are
+    resumable), so a sitting out of time starts neither and says so; an unknown job is named."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "BUDGET_DATA": str(tmp_path / "data"), "BUDGET_ARCHIVE": str(tmp_path / "archive"),
+           "BUDGET_RUNS": str(tmp_path / "runs")}
+    script = str(REPO / "scripts" / "train_budget_runs.sh")
+    done = subprocess.run(["bash", script, "--minutes", "0", "puzzle-3x3"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "puzzle-3x3-play-v0: no time left in this sitting to generate it" in done.stdout
+    assert " training " not in done.stdout and not list((tmp_path / "data").glob("*.npz"))
+    assert "puzzle-3x3-play-v0: no time left" in (tmp_path / "runs" / "status").read_text()
+    wrong = subprocess.run(["bash", script, "--minutes", "0", "cube-triple"], env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert wrong.returncode == 2 and "unknown job cube-triple" in wrong.stderr
