@@ -132,6 +132,11 @@ def merge(cfg: SweepBudgetConfig, job: str, cells: int) -> Path | None:
     return out
 
 
+def seed_of(run: str) -> str:
+    """A run folder's training seed: cube-single-s2 -> 2; a single-seed run (scene) -> 0."""
+    return run.rsplit("-s", 1)[-1] if "-s" in run else "0"
+
+
 def run_file(cfg: SweepBudgetConfig, run: str, name: str) -> str | None:
     """The text of one of a run's logs (eval.csv, metrics.csv): from its folder, else from its archive; None if absent."""
     path, tar = cfg.runs / run / name, cfg.archive / f"{run}.tar"
@@ -163,7 +168,7 @@ def evaluations_during_training(cfg: SweepBudgetConfig, job: str) -> list[str]:
             cells.append(f"{step // 1000}k: {rate:.0%} [{lo:.0%}, {hi:.0%}]")
             sizes.add(k)
         if cells:
-            rows.append(f"| {run.rsplit('-s', 1)[-1] if '-s' in run else '0'} | {', '.join(cells)} |")
+            rows.append(f"| {seed_of(run)} | {', '.join(cells)} |")
     if not rows:
         return []
     return ["## Evaluations during training", "",
@@ -210,7 +215,7 @@ def write_card(cfg: SweepBudgetConfig, job: str, merged: Path) -> Path:
     raw = parse_sweep(merged.read_bytes(), merged.name)
     tb = training_budget(raw)
     budgets = sorted({int(r) for r in raw.train_iterations})
-    seeds = ", ".join(r.rsplit("-s", 1)[-1] if "-s" in r else "0" for r in runs)
+    seeds = ", ".join(map(seed_of, runs))
     precision = precision_history(cfg, runs[0], agent["precision"])
 
     def measured(axis: str) -> str:  # what the published sweep holds, whatever grid this sitting was asked for
