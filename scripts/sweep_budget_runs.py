@@ -4,7 +4,7 @@ Every snapshot a run kept (10k, 20k, 40k, ... iterations) is swept over M_inf {1
 {q, consensus} on 50 seeded episodes (the N = 1 cells once), the longest-trained snapshot first and seed by seed
 within a snapshot, so a sitting that ends early leaves every seed measured at the same budgets:
 
-    .venv/bin/python scripts/sweep_budget_runs.py [--minutes 60] [--jobs cube-single]
+    .venv/bin/python scripts/sweep_budget_runs.py [--minutes 60] [--jobs cube-single] [--budgets 80000]
 
 Each snapshot's sweep goes to runs/budget/sweeps/<run>@<iterations>/sweep.csv through `sorl-lab evaluate --resume`
 (rewritten after every cell; Ctrl-C or the deadline loses at most the cell in progress). After each snapshot the
@@ -59,6 +59,9 @@ class SweepBudgetConfig:
     """Best-of-N candidate counts."""
     verifier: tuple[str, ...] = ("q", "consensus")
     """How best-of-N ranks its candidates."""
+    budgets: tuple[int, ...] = ()
+    """Sweep only the snapshots kept after these many training iterations (empty: every snapshot). The card and
+    sweep_budget.csv still show every budget measured before."""
     workers: int = 2
     """Processes stepping the environments per sweep (1 when another job shares a 2-core machine)."""
     runs: Path = REPO / "runs" / "budget"
@@ -78,6 +81,11 @@ def snapshots_of(cfg: SweepBudgetConfig, run: str) -> list[Path]:
             members = [m for m in t.getmembers() if m.name.startswith(f"{SNAPSHOTS}/") and m.isfile()]
             t.extractall(cfg.runs / run, members=members, filter="data")
     return sorted(folder.glob("iteration-*.pt"))
+
+
+def snapshot_iterations(name: str) -> int:
+    """iteration-0080000.pt -> 80000."""
+    return int(Path(name).stem.removeprefix("iteration-"))
 
 
 def sweep_folder(cfg: SweepBudgetConfig, snapshot: Path) -> Path:
@@ -273,9 +281,11 @@ def main(cfg: SweepBudgetConfig) -> int:
         runs, _ = JOBS[job]
         restore_published(cfg, job)
         per_run = {run: snapshots_of(cfg, run) for run in runs}
-        budgets = sorted({s.name for snaps in per_run.values() for s in snaps})
+        names = sorted({s.name for snaps in per_run.values() for s in snaps})
         out_of_time = False
-        for name in reversed(budgets):  # the longest-trained first (they answer most); every seed before the next
+        for name in reversed(names):  # the longest-trained first (they answer most); every seed before the next
+            if cfg.budgets and snapshot_iterations(name) not in cfg.budgets:
+                continue
             for run in runs:
                 snapshot = cfg.runs / run / SNAPSHOTS / name
                 if not snapshot.is_file():

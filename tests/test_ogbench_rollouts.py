@@ -467,6 +467,30 @@ def test_a_sitting_out_of_time_still_republishes_every_job(tmp_path, monkeypatch
     assert published == ["cube-single", "scene", "cube-double"]
 
 
+def test_a_sitting_can_sweep_only_the_budgets_asked_for(tmp_path, monkeypatch):
+    """--budgets 20 sweeps the snapshots kept after 20 iterations, of every seed, and no other."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("sweep_budget_runs", REPO / "scripts" / "sweep_budget_runs.py")
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, script)
+    spec.loader.exec_module(script)
+    swept = []
+    monkeypatch.setattr(script, "publish", lambda cfg, job, cells: None)
+    monkeypatch.setattr(script.subprocess, "call", lambda cmd, cwd: swept.append(cmd[cmd.index("--checkpoint") + 1]) or 0)
+    monkeypatch.setattr(script, "snapshots_of", lambda cfg, run: sorted((cfg.runs / run / "snapshots").glob("*.pt")))
+    cfg = script.SweepBudgetConfig(jobs=("cube-single",), minutes=5, budgets=(20,), runs=tmp_path / "runs",
+                                   archive=tmp_path / "none", bundle=tmp_path / "assets")
+    for run in ("cube-single-s0", "cube-single-s1", "cube-single-s2"):
+        for iterations in (10, 20, 40):
+            (tmp_path / "runs" / run / "snapshots").mkdir(parents=True, exist_ok=True)
+            (tmp_path / "runs" / run / "snapshots" / f"iteration-{iterations:07d}.pt").touch()
+    assert script.main(cfg) == 0
+    assert [Path(p).parent.parent.name + "/" + Path(p).name for p in swept] == [
+        f"cube-single-s{seed}/iteration-0000020.pt" for seed in range(3)]
+
+
 def test_a_sitting_generates_no_dataset_past_its_deadline(tmp_path):
     """scripts/train_budget_runs.sh: dataset generation obeys the sitting's deadline like training does (chunks are
     resumable), so a sitting out of time starts neither and says so; an unknown job is named."""
