@@ -207,7 +207,10 @@ def precision_history(cfg: SweepBudgetConfig, run: str, now: str) -> str:
     if kinds in ([], [now]):
         return words.get(now, now)
     last = {k: max(i for i, p in by_snapshot.items() if p == k) for k in kinds}
-    return ", then ".join(f"{words.get(k, k)} (snapshots to {last[k]:,})" for k in sorted(kinds, key=last.get)) + \
+    ordered = sorted(kinds, key=last.get)
+    if ordered[-1] == now:  # the run trains on as its latest snapshots did: name that precision once
+        ordered.pop()
+    return ", then ".join(f"{words.get(k, k)} (snapshots to {last[k]:,})" for k in ordered) + \
         f", {words.get(now, now)} from there on"
 
 

@@ -491,6 +491,27 @@ def test_a_sitting_can_sweep_only_the_budgets_asked_for(tmp_path, monkeypatch):
         f"cube-single-s{seed}/iteration-0000020.pt" for seed in range(3)]
 
 
+def test_the_card_names_each_precision_of_a_run_once(monkeypatch):
+    """A run trained in bf16, then resumed in float32 on a CPU without native bf16: its card says where each ends."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("sweep_budget_runs", REPO / "scripts" / "sweep_budget_runs.py")
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, script)
+    spec.loader.exec_module(script)
+    kept = {}
+    monkeypatch.setattr(script, "snapshots_of", lambda cfg, run: list(kept))
+    monkeypatch.setattr(script, "read_checkpoint", lambda path: {"agent": {"step": int(path)},
+                                                                  "config": {"precision": kept[path]}})
+    cfg = script.SweepBudgetConfig()
+    kept.update({"10": "bf16", "40": "bf16", "80": "fp32"})
+    assert script.precision_history(cfg, "run", "fp32") == "bf16 (snapshots to 40), float32 from there on"
+    kept.pop("80")
+    assert script.precision_history(cfg, "run", "fp32") == "bf16 (snapshots to 40), float32 from there on"
+    assert script.precision_history(cfg, "run", "bf16") == "bf16"
+
+
 def test_a_sitting_generates_no_dataset_past_its_deadline(tmp_path):
     """scripts/train_budget_runs.sh: dataset generation obeys the sitting's deadline like training does (chunks are
     resumable), so a sitting out of time starts neither and says so; an unknown job is named."""
