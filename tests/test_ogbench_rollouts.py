@@ -446,8 +446,8 @@ def test_the_budget_sweep_script_sweeps_every_seed_at_each_budget_and_merges_the
     assert "| 0 | 40k: 50% [30%, 70%], 80k: 90% [70%, 97%] |" in card
 
 
-def test_a_sitting_out_of_time_still_republishes_every_job(tmp_path, monkeypatch):
-    """--minutes 0 republishes the cards of every job asked for, also after one whose grid is not finished."""
+def sweep_script(monkeypatch):
+    """scripts/sweep_budget_runs.py as a module, to call its functions with some of them replaced."""
     import importlib.util
     import sys
 
@@ -455,6 +455,12 @@ def test_a_sitting_out_of_time_still_republishes_every_job(tmp_path, monkeypatch
     script = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, script)  # its dataclass looks its module up there
     spec.loader.exec_module(script)
+    return script
+
+
+def test_a_sitting_out_of_time_still_republishes_every_job(tmp_path, monkeypatch):
+    """--minutes 0 republishes the cards of every job asked for, also after one whose grid is not finished."""
+    script = sweep_script(monkeypatch)
     published = []
     monkeypatch.setattr(script, "publish", lambda cfg, job, cells: published.append(job))
     cfg = script.SweepBudgetConfig(jobs=("cube-single", "scene", "cube-double"), minutes=0, runs=tmp_path / "runs",
@@ -469,13 +475,7 @@ def test_a_sitting_out_of_time_still_republishes_every_job(tmp_path, monkeypatch
 
 def test_a_sitting_can_sweep_only_the_budgets_asked_for(tmp_path, monkeypatch):
     """--budgets 20 sweeps the snapshots kept after 20 iterations, of every seed, and no other."""
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("sweep_budget_runs", REPO / "scripts" / "sweep_budget_runs.py")
-    script = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, script)
-    spec.loader.exec_module(script)
+    script = sweep_script(monkeypatch)
     swept = []
     monkeypatch.setattr(script, "publish", lambda cfg, job, cells: None)
     monkeypatch.setattr(script.subprocess, "call", lambda cmd, cwd: swept.append(cmd[cmd.index("--checkpoint") + 1]) or 0)
@@ -493,13 +493,7 @@ def test_a_sitting_can_sweep_only_the_budgets_asked_for(tmp_path, monkeypatch):
 
 def test_the_card_names_each_precision_of_a_run_once(monkeypatch):
     """A run trained in bf16, then resumed in float32 on a CPU without native bf16: its card says where each ends."""
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("sweep_budget_runs", REPO / "scripts" / "sweep_budget_runs.py")
-    script = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, script)
-    spec.loader.exec_module(script)
+    script = sweep_script(monkeypatch)
     kept = {}
     monkeypatch.setattr(script, "snapshots_of", lambda cfg, run: list(kept))
     monkeypatch.setattr(script, "read_checkpoint", lambda path: {"agent": {"step": int(path)},
