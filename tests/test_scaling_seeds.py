@@ -239,6 +239,21 @@ def test_the_budget_findings_answer_each_question_from_the_pooled_cells():
     assert all(f" | 3 | {pooled_rate(b, 1, 1):.0%} [" in r for b, r in zip(BUDGETS, rows))
 
 
+def test_the_budget_findings_put_the_q_free_pick_beside_q_where_it_was_measured():
+    from sorl_core.studies.sweep_report import budget_findings
+
+    both = [{**r, "verifier": v} for r in snapshot_rows(0) for v in (("q", "consensus") if r["n"] == 1 else ("q",))]
+    both += [{**r, "verifier": "consensus", "successes": 0} for r in snapshot_rows(0) if r["n"] > 1]
+    q_line, consensus_line, m_line, cheapest = budget_findings(S.training_budget(parsed(both)))
+    assert q_line.startswith("Best-of-16 by Q against one sample")
+    assert consensus_line.startswith("Best-of-16 by consensus (no critic")
+    for b in BUDGETS:
+        one = next(int(r["successes"]) / int(r["episodes"]) for r in snapshot_rows(0)
+                   if (r["train_iterations"], r["m_inf"], r["n"]) == (b, 8, 1))
+        assert f"{b // 1000}k: 0% against {one:.0%} ({round(-100 * one):+d} points" in consensus_line
+    assert m_line.startswith("M_inf = 1 against M_inf = 8")
+
+
 def test_the_page_shows_training_against_test_time_compute(tmp_path, monkeypatch):
     root = tmp_path / "bundled"
     for seed in SHIFT:

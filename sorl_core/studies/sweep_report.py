@@ -673,20 +673,28 @@ def _versus(a, b) -> str:
 
 def budget_findings(tb: pd.DataFrame, m_high: int = 8, n_high: int = 16, target: float | None = None) -> list[str]:
     """The training-budget questions answered from one run's pooled cells (a `training_budget` table), one sentence
-    each: does best-of-N by Q stop hurting as the critic trains longer; does M_inf = 1 catch up with M_inf = m_high;
+    each: does best-of-N by Q stop hurting as the critic trains longer (and, where measured, does the Q-free
+    consensus pick); does M_inf = 1 catch up with M_inf = m_high;
     the cheapest (training iterations, calls per action) pair for `target` success (by default the task's own
     target, `success_target`, or 80%)."""
     budgets = sorted(tb.train_iterations.unique().tolist())
-    q_vs_one, one_vs_high = [], []
+    ranked_vs_one = {"q": [], "consensus": []}  # the critic's pick, and the Q-free one beside it where measured
+    one_vs_high = []
     for b in budgets:
-        base, q, low = _pick(tb, b, m_high, 1), _pick(tb, b, m_high, n_high, "q"), _pick(tb, b, 1, 1)
-        if base is not None and q is not None:
-            q_vs_one.append(f"{b // 1000:,}k: {_versus(q, base)}")
+        base, low = _pick(tb, b, m_high, 1), _pick(tb, b, 1, 1)
+        for verifier, found in ranked_vs_one.items():
+            ranked = _pick(tb, b, m_high, n_high, verifier)
+            if base is not None and ranked is not None:
+                found.append(f"{b // 1000:,}k: {_versus(ranked, base)}")
         if base is not None and low is not None:
             one_vs_high.append(f"{b // 1000:,}k: {_versus(low, base)}")
     lines = []
-    if q_vs_one:
-        lines.append(f"Best-of-{n_high} by Q against one sample, both at M_inf = {m_high}: " + "; ".join(q_vs_one) + ".")
+    if ranked_vs_one["q"]:
+        lines.append(f"Best-of-{n_high} by Q against one sample, both at M_inf = {m_high}: "
+                     + "; ".join(ranked_vs_one["q"]) + ".")
+    if ranked_vs_one["consensus"]:
+        lines.append(f"Best-of-{n_high} by consensus (no critic: the candidate nearest the others) against one sample, "
+                     f"both at M_inf = {m_high}: " + "; ".join(ranked_vs_one["consensus"]) + ".")
     if one_vs_high:
         lines.append(f"M_inf = 1 against M_inf = {m_high}, N = 1: " + "; ".join(one_vs_high) + ".")
     lines.append(cheapest_for_target(tb, target or success_target(tb) or 0.8))
