@@ -277,6 +277,27 @@ def test_a_recording_starts_from_the_reset_observation(cube_recording):
         assert np.array_equal(recording.obs[e][0], first[e]) and len(recording.obs[e]) == recording.lengths[e] + 1
 
 
+@pytest.mark.parametrize("env_name", ["puzzle-3x3-play-singletask-task4-v0", "cube-single-play-singletask-task2-v0"])
+def test_one_reset_seed_gives_one_start_bit_for_bit(env_name):
+    """OGBench's task resets settle the goal scene with unseeded random actions, which leave the controls and the
+    solver's warm start different from reset to reset (a puzzle replay drifted at a button press, and the verifier
+    study refused it): the lab's resets must give the whole integration state of MuJoCo again, not only qpos/qvel."""
+    pytest.importorskip("ogbench")
+    import mujoco
+
+    from sorl_core.ogbench.rollouts import EnvBatch, _mujoco
+
+    with EnvBatch(env_name, 2, workers=1, share_model=True) as envs:
+        first = envs.reset([5, 5])
+        states = []
+        for env in envs.local.envs:
+            model, data = _mujoco(env)
+            state = np.empty(mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_INTEGRATION))
+            mujoco.mj_getState(model, data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
+            states.append(state)
+        assert np.array_equal(first[0], first[1]) and np.array_equal(states[0], states[1])
+
+
 def test_a_puzzle_state_just_after_a_button_press_restores_exactly():
     """Puzzle state lives partly outside MuJoCo (the button states): a restore must bring it back, or replayed actions
     would light other buttons. A press is made by driving a button's joint through its threshold (OGBench counts a
