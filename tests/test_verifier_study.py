@@ -307,6 +307,7 @@ def test_a_puzzle_state_just_after_a_button_press_restores_exactly():
 
     env = make_env("puzzle-3x3-play-singletask-task4-v0")
     obs, _ = env.reset(seed=0)
+    at_reset = env_state(env, obs)  # kept in this process, as the Verifier page keeps its episode's states
     puzzle = _layers(env)[-1]
     before = puzzle._cur_button_states.copy()
     joint = puzzle._data.joint("buttonbox_joint_4")  # the centre button: it flips itself and its four neighbours
@@ -321,6 +322,9 @@ def test_a_puzzle_state_just_after_a_button_press_restores_exactly():
     assert np.array_equal(restore_env_state(other, state), state["obs"])
     assert all(np.array_equal(a, b) for a, b in zip(recorded, (other.step(a)[0] for a in actions)))
     assert np.array_equal(_layers(other)[-1]._cur_button_states, puzzle._cur_button_states)
+    # The press flipped the button states in place: the state saved before it must not have followed them.
+    assert np.array_equal(restore_env_state(other, at_reset), at_reset["obs"])
+    assert np.array_equal(_layers(other)[-1]._cur_button_states, before)
     # Without the Python-side state the buttons are the reset's, and the restore refuses rather than lie.
     fresh = clone_env(env)
     fresh.reset(seed=0)

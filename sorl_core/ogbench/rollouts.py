@@ -99,6 +99,8 @@ def env_state(env, obs: np.ndarray) -> dict:
     the environment reads between steps, and every plain Python attribute of every wrapper layer (task targets,
     button states, success flag, TimeLimit's step counter, the reset RNG).
     """
+    import copy
+
     import mujoco
 
     model, data = _mujoco(env)
@@ -106,7 +108,10 @@ def env_state(env, obs: np.ndarray) -> dict:
     physics = np.empty(mujoco.mj_stateSize(model, integration))
     mujoco.mj_getState(model, data, physics, integration)
     derived = {k: getattr(data, k).copy() for k in _MJ_DERIVED if isinstance(getattr(data, k, None), np.ndarray)}
-    python = [{k: v for k, v in vars(layer).items() if k not in _NOT_STATE and _plain(v)} for layer in _layers(env)]
+    # Copied, not referenced: the environment changes some of these arrays in place as it steps (the puzzle's and
+    # the scene's button states), and a state kept in this process must not follow them.
+    python = [{k: copy.deepcopy(v) for k, v in vars(layer).items() if k not in _NOT_STATE and _plain(v)}
+              for layer in _layers(env)]
     return {"physics": physics, "derived": derived, "python": python, "obs": np.array(obs, copy=True)}
 
 
