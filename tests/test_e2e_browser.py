@@ -203,7 +203,8 @@ def test_ogbench_rollouts_page_runs_and_plays_videos(server, browser, tmp_path):
     assert page.locator("[data-testid=stDataFrame]").count() == 2  # results, then one row per episode
     videos = page.locator("video")
     assert videos.count() == 1  # all configurations in one player: one clock
-    page.wait_for_function("Array.from(document.querySelectorAll('video')).every(v => v.readyState >= 2)",
+    # Loaded and autoplaying: on loaded cores playback can start a moment after the frames are ready.
+    page.wait_for_function("Array.from(document.querySelectorAll('video')).every(v => v.readyState >= 2 && !v.paused)",
                            timeout=30_000)
     before = page.evaluate("Array.from(document.querySelectorAll('video')).map(v => v.currentTime)")
     page.wait_for_timeout(1500)
