@@ -221,31 +221,40 @@ def train_seeds(opened: list[tuple[SORLAgent, SeedRun]], iterations: int, log_ev
                 on_progress: Callable[[int, int], None] | None = None, snapshots: tuple[int, ...] = ()) -> list[SORLAgent]:
     """Train the opened seeds to `iterations`, those at one step as one stacked model; returns each seed's agent.
 
-    Seeds resumed from different steps (a stop between two seeds' checkpoints) train as separate stacks,
-    the ones behind first: each seed's run is its own either way.
+    Seeds resumed from different steps (a stop between two seeds' checkpoints) are brought level first: the ones
+    behind train alone until they reach the others, then all go on as one stack. Each seed's run is its own either way.
     """
     first = opened[0][0]
     if first.config.precision == "bf16" and not cpu.bf16_matmul_native(first.device):
         warnings.warn("bf16 training is slow here: this CPU has no native bf16 matrix products (no AVX-512), so it "
                       "runs about 15 times slower than float32; train with --agent.precision auto (bf16 only where it "
                       "is fast), which also switches a resumed run.", RuntimeWarning, stacklevel=2)
-    finished: dict[int, SORLAgent] = {}
+    runs = [run for _, run in opened]
     if not opened[0][0].stackable:  # baselines: one seed after the other
-        groups = [[i] for i in range(len(opened))]
-    else:
-        groups = [[i for i, (agent, _) in enumerate(opened) if agent.step == step]
-                  for step in sorted({agent.step for agent, _ in opened})]
-    for group in groups:
-        agent = stack_seeds([opened[i][0] for i in group])
-        try:
-            run_loop(agent, [opened[i][1] for i in group], iterations, log_every, eval_every, checkpoint_every,
-                     desc=desc if len(opened) == 1 else f"{desc} seeds {', '.join(str(s) for s in agent.seeds)}",
+        for agent, run in opened:
+            run_loop(agent, [run], iterations, log_every, eval_every, checkpoint_every, desc=_desc(desc, opened, agent),
                      progress=progress, on_progress=on_progress, snapshots=snapshots)
+        return [agent for agent, _ in opened]
+    agents = [agent for agent, _ in opened]
+    # The seeds furthest behind train until they reach the next ones, then on as one stack with them.
+    while (low := min(a.step for a in agents)) < iterations:
+        group = [i for i, a in enumerate(agents) if a.step == low]
+        until = min([a.step for a in agents if a.step > low] + [iterations])
+        agent = stack_seeds([agents[i] for i in group])
+        try:
+            run_loop(agent, [runs[i] for i in group], iterations, log_every, eval_every, checkpoint_every,
+                     desc=_desc(desc, opened, agent), progress=progress, on_progress=on_progress,
+                     snapshots=snapshots, until=until)
         finally:
             if isinstance(agent, SeedGroups):
                 agent.close()
-        finished.update({i: agent.member(p) for p, i in enumerate(group)})
-    return [finished[i] for i in range(len(opened))]
+        for p, i in enumerate(group):
+            agents[i] = agent.member(p)
+    return agents
+
+
+def _desc(desc: str, opened: list, agent) -> str:
+    return desc if len(opened) == 1 else f"{desc} seeds {', '.join(str(s) for s in agent.seeds)}"
 
 
 def stack_seeds(agents: list[SORLAgent]):
@@ -314,12 +323,23 @@ TRAIN_COLUMNS = ["step", "seconds", "critic_loss", "fm_loss", "sc_loss", "q_loss
 
 def run_loop(agent: SORLAgent, runs: list[SeedRun], iterations: int, log_every: int, eval_every: int,
              checkpoint_every: int, desc: str, progress: bool = True,
-             on_progress: Callable[[int, int], None] | None = None, snapshots: tuple[int, ...] = ()) -> None:
-    """Update until `iterations`, logging, evaluating, checkpointing and snapshotting each seed's run on schedule;
-    Ctrl-C or SIGTERM saves first. `agent` is one seed's agent with one run, or a stack of len(runs) seeds."""
+             on_progress: Callable[[int, int], None] | None = None, snapshots: tuple[int, ...] = (),
+             until: int | None = None) -> None:
+    """Update until `iterations` (or stop early at `until`, a seed catching up), logging, evaluating, checkpointing and
+    snapshotting each seed's run on its `iterations` schedule; Ctrl-C or SIGTERM saves first. `agent` is one seed's
+    agent with one run, or a stack of len(runs) seeds."""
     at = {s for s in snapshots if 0 < s <= iterations} | ({iterations} if snapshots else set())
     with _interrupts_save() as stop:
-        _loop(agent, runs, iterations, log_every, eval_every, checkpoint_every, desc, progress, on_progress, stop, at)
+        _loop(agent, runs, iterations, min(until or iterations, iterations), log_every, eval_every, checkpoint_every,
+              desc, progress, on_progress, stop, at)
+
+
+@dataclass
+class _StopRequest:
+    """What SIGTERM and SIGINT have asked of the training loop, and whether it is inside an update."""
+
+    asked: bool = False
+    updating: bool = False
 
 
 @contextmanager
@@ -327,16 +347,18 @@ def _interrupts_save():
     """SIGTERM (kill, a scheduler's stop) and SIGINT (even when a background shell ignored it) ask the loop to
     stop: it finishes the iteration it is in, writes a checkpoint and exits with KeyboardInterrupt. An update
     is never cut in half, so the checkpoint resumes exactly. A second signal stops at once (e.g. during a long
-    evaluation); the checkpoint then holds the last finished iteration too."""
-    stop = threading.Event()
+    evaluation), except inside an update, which it lets finish: GNU `timeout` signals twice (the command, then its
+    process group), and a second signal that cut an update short left seeds trained on separate threads an
+    iteration apart, or one seed half-updated. The checkpoint then holds the last finished iteration too."""
+    stop = _StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield stop  # signal handlers can only be set from the main thread (e.g. not from a Streamlit script thread)
         return
 
     def handler(signum, frame):
-        if stop.is_set():
+        if stop.asked and not stop.updating:
             raise KeyboardInterrupt
-        stop.set()
+        stop.asked = True
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -346,7 +368,7 @@ def _interrupts_save():
             signal.signal(sig, handler)
 
 
-def _loop(agent, runs, iterations, log_every, eval_every, checkpoint_every, desc, progress, on_progress, stop,
+def _loop(agent, runs, iterations, until, log_every, eval_every, checkpoint_every, desc, progress, on_progress, stop,
           snapshots) -> None:
     bar = tqdm(total=iterations, initial=agent.step, desc=desc, disable=not progress, dynamic_ncols=True)
     # Seconds count on across resumes; a stack's seeds share one clock (the process trained them together).
@@ -367,12 +389,14 @@ def _loop(agent, runs, iterations, log_every, eval_every, checkpoint_every, desc
             run.checkpoint(member)
 
     try:
-        while agent.step < iterations:
+        while agent.step < until:
+            stop.updating = True  # sampling the batch too: the sampler's state is saved with the checkpoint
             if agent.stacked:
                 batches = [run.dataset.sample(batch_size) for run in runs]
                 info = agent.update({key: torch.stack([b[key] for b in batches]) for key in batches[0]})
             else:
                 info = agent.update(runs[0].dataset.sample(batch_size))
+            stop.updating = False
             step = agent.step
             if step % log_every == 0 or step == iterations:
                 seconds = time.perf_counter() - t0
@@ -389,7 +413,7 @@ def _loop(agent, runs, iterations, log_every, eval_every, checkpoint_every, desc
             bar.update(1)
             if on_progress is not None:
                 on_progress(step, iterations)
-            if stop.is_set():
+            if stop.asked:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
         save_all()

@@ -105,19 +105,30 @@ def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path):
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
 
 
-def test_a_signal_in_the_middle_of_an_update_still_resumes_exactly(straight_run, tmp_path, monkeypatch):
-    """SIGTERM arriving halfway through an update (after the critic step) finishes that update before saving:
-    a checkpoint of a half-made update would resume into another run."""
-    import os
+def signal_main_thread(times: int) -> None:
+    """SIGTERM `times` times to the main thread, whose handler runs at once, as a scheduler's stop would
+    (GNU timeout signals twice: the command, then its process group). A pause after each: signals sent closer
+    together may merge into one."""
     import signal
+    import threading
+    import time
 
+    for _ in range(times):
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("signals", [1, 2], ids=["one signal", "two signals as timeout sends"])
+def test_a_signal_in_the_middle_of_an_update_still_resumes_exactly(straight_run, tmp_path, monkeypatch, signals):
+    """SIGTERM arriving halfway through an update (after the critic step) finishes that update before saving:
+    a checkpoint of a half-made update would resume into another run. A second signal at once does not cut it."""
     from sorl_core.agent import SORLAgent
 
     actor_loss = SORLAgent.compute_actor_loss
 
     def signal_halfway(self, *args, **kwargs):
         if self.step == 12:
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal_main_thread(signals)
         return actor_loss(self, *args, **kwargs)
 
     monkeypatch.setattr(SORLAgent, "compute_actor_loss", signal_halfway)
