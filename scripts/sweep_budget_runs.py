@@ -195,6 +195,15 @@ def trained_so_far(cfg: SweepBudgetConfig, run: str) -> int:
     return int(rows[-1]["step"]) if rows else 0
 
 
+def trained_words(cfg: SweepBudgetConfig, runs: tuple[str, ...]) -> str:
+    """How far the runs have trained: one number when the seeds are level, else each seed's (a stop can leave them
+    apart, and the ones behind catch up first when resumed)."""
+    done = {run: d for run in runs if (d := trained_so_far(cfg, run))}  # 0: no log here to read
+    if len(set(done.values())) <= 1:
+        return f"{max(done.values(), default=0):,}"
+    return ", ".join(f"seed {seed_of(run)}: {d:,}" for run, d in done.items())
+
+
 def precision_history(cfg: SweepBudgetConfig, run: str, now: str) -> str:
     """The matrices' precision in words, by snapshot: a bf16 run resumed with --agent.precision auto on a CPU without
     native bf16 goes on in float32, and its earlier snapshots stay bf16-trained."""
@@ -241,7 +250,7 @@ def write_card(cfg: SweepBudgetConfig, job: str, merged: Path) -> Path:
         "| | |", "|---|---|",
         f"| seeds | {seeds}" + (f" ({len(runs)} seeds stacked in one model: same data, separate weights, optimizers "
                                 "and noise) |" if len(runs) > 1 else " |"),
-        f"| trained so far | {trained_so_far(cfg, runs[0]):,} iterations of {config['iterations']:,} "
+        f"| trained so far | {trained_words(cfg, runs)} iterations of {config['iterations']:,} "
         f"planned; `assets/training/<run>.tar` resumes it |",
         f"| networks | actor and {agent['num_critics']} critics, {agent['size']} size, {precision}, {agent['mode']} mode |",
         f"| M_disc / M_BTT | {agent['m_disc']} / {agent['m_btt']} |",

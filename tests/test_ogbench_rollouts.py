@@ -458,6 +458,20 @@ def sweep_script(monkeypatch):
     return script
 
 
+def test_the_card_says_how_far_each_seed_trained_when_they_are_apart(tmp_path, monkeypatch):
+    """A stop can leave a stack's seeds at different steps (cube-single: 320,000, 299,765, 320,000): the card must not
+    report the first seed's count as the run's."""
+    script = sweep_script(monkeypatch)
+    cfg = script.SweepBudgetConfig(runs=tmp_path, archive=tmp_path / "none")
+    runs = ("cube-single-s0", "cube-single-s1", "cube-single-s2")
+    for run, step in zip(runs, (320000, 299765, 320000)):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "metrics.csv").write_text(f"step,seconds\n1000,1.0\n{step},2.0\n")
+    assert script.trained_words(cfg, runs) == "seed 0: 320,000, seed 1: 299,765, seed 2: 320,000"
+    (tmp_path / runs[1] / "metrics.csv").write_text("step,seconds\n320000,3.0\n")
+    assert script.trained_words(cfg, runs) == "320,000"
+
+
 def test_a_sitting_out_of_time_still_republishes_every_job(tmp_path, monkeypatch):
     """--minutes 0 republishes the cards of every job asked for, also after one whose grid is not finished."""
     script = sweep_script(monkeypatch)
