@@ -230,6 +230,9 @@ def train_seeds(opened: list[tuple[SORLAgent, SeedRun]], iterations: int, log_ev
                       "runs about 15 times slower than float32; train with --agent.precision auto (bf16 only where it "
                       "is fast), which also switches a resumed run.", RuntimeWarning, stacklevel=2)
     runs = [run for _, run in opened]
+    for agent, run in opened:  # resumed where a stop during an evaluation left its snapshot unwritten (older versions)
+        if agent.step in snapshot_steps(snapshots, iterations) and not snapshot_path(run.run_dir, agent.step).is_file():
+            run.snapshot(agent)
     if not opened[0][0].stackable:  # baselines: one seed after the other
         for agent, run in opened:
             run_loop(agent, [run], iterations, log_every, eval_every, checkpoint_every, desc=_desc(desc, opened, agent),
@@ -328,10 +331,14 @@ def run_loop(agent: SORLAgent, runs: list[SeedRun], iterations: int, log_every: 
     """Update until `iterations` (or stop early at `until`, a seed catching up), logging, evaluating, checkpointing and
     snapshotting each seed's run on its `iterations` schedule; Ctrl-C or SIGTERM saves first. `agent` is one seed's
     agent with one run, or a stack of len(runs) seeds."""
-    at = {s for s in snapshots if 0 < s <= iterations} | ({iterations} if snapshots else set())
     with _interrupts_save() as stop:
         _loop(agent, runs, iterations, min(until or iterations, iterations), log_every, eval_every, checkpoint_every,
-              desc, progress, on_progress, stop, at)
+              desc, progress, on_progress, stop, snapshot_steps(snapshots, iterations))
+
+
+def snapshot_steps(snapshots: tuple[int, ...], iterations: int) -> set[int]:
+    """The iterations a run keeps snapshots after: those asked for within the run, and its last one."""
+    return {s for s in snapshots if 0 < s <= iterations} | ({iterations} if snapshots else set())
 
 
 @dataclass
@@ -388,6 +395,13 @@ def _loop(agent, runs, iterations, until, log_every, eval_every, checkpoint_ever
             _flush(run.train_log, rows)
             run.checkpoint(member)
 
+    def snapshot_if_missing() -> None:
+        """A stop during the evaluation that comes before a snapshot: keep the snapshot with the checkpoint."""
+        if agent.step in snapshots:
+            for run, member in zip(runs, members()):
+                if not snapshot_path(run.run_dir, agent.step).is_file():
+                    run.snapshot(member)
+
     try:
         while agent.step < until:
             stop.updating = True  # sampling the batch too: the sampler's state is saved with the checkpoint
@@ -416,6 +430,7 @@ def _loop(agent, runs, iterations, until, log_every, eval_every, checkpoint_ever
             if stop.asked:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
+        snapshot_if_missing()
         save_all()
         bar.close()
         folders = " ".join(str(run.run_dir) for run in runs)

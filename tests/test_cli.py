@@ -144,6 +144,40 @@ def test_a_signal_in_the_middle_of_an_update_still_resumes_exactly(straight_run,
         assert torch.equal(a, b)
 
 
+def test_a_stop_during_the_last_evaluation_still_keeps_the_last_snapshot(tmp_path, monkeypatch):
+    """The evaluation at a snapshot's iteration comes before the snapshot; two signals during it (GNU timeout's)
+    stop the run there with its checkpoint, and the snapshot must be kept too: a resume at the last iteration
+    trains nothing more, so nothing else would write it. A resume also writes one that an older version left out."""
+    from sorl_core import train
+    from sorl_core.checkpoint import snapshot_path
+
+    evaluate = train.evaluate_toy
+
+    def stopped_at_20(agent, *args, **kwargs):
+        if agent.step == 20:
+            signal_main_thread(2)  # the second one stops the evaluation at once
+        return evaluate(agent, *args, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate_toy", stopped_at_20)
+    out = tmp_path / "stopped"
+    cfg = ToyTrainConfig(world="moons", iterations=20, out=str(out), log_every=5, eval_every=10, checkpoint_every=10,
+                         eval_contexts=32, progress=False, snapshots=(10,),
+                         agent=replace(ToyTrainConfig().agent, size="tiny"))
+    with pytest.raises(KeyboardInterrupt):
+        train_toy(cfg)
+    monkeypatch.undo()
+    assert read_checkpoint(out / "checkpoint.pt")["agent"]["step"] == 20
+    last = snapshot_path(out, 20)
+    assert read_checkpoint(last)["extra"]["train_iterations"] == 20
+    for a, b in zip(weights(out / "checkpoint.pt"), weights(last)):
+        assert torch.equal(a.to(torch.bfloat16), b)
+
+    last.unlink()
+    run_cli("train", "--world", "moons", "--iterations", "20", "--snapshots", "10", "--out", str(out), "--resume", *TINY)
+    assert read_checkpoint(last)["extra"]["train_iterations"] == 20
+    assert read_checkpoint(out / "checkpoint.pt")["agent"]["step"] == 20
+
+
 @pytest.mark.parametrize("kind", ["random bytes", "truncated", "foreign dict", "pickled object", "empty"])
 def test_bad_checkpoints_get_clear_errors(straight_run, tmp_path, kind):
     bad = tmp_path / "bad.pt"
