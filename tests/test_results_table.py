@@ -32,7 +32,7 @@ def test_the_targets_table_weighs_the_training_budget_snapshots():
     spec.loader.exec_module(build)
     snapshots = [s for s in build.budget_snapshots() if s["env"].startswith("cube-single")]
     budgets = {s["iterations"] for s in snapshots}
-    assert {10_000, 160_000} <= budgets and all(len(s["curve"]) == len(budgets) for s in snapshots)
+    assert {10_000, 160_000, 320_000} <= budgets and all(len(s["curve"]) == len(budgets) for s in snapshots)
     runs = build.bundled_runs()
     best_bundled = max(r["cells"][8][0] / r["cells"][8][1] for r in runs
                        if r["method"] == "sorl" and r["env"].startswith("cube-single") and 8 in r["cells"])
@@ -58,3 +58,23 @@ def test_a_bundled_snapshot_is_judged_with_what_its_run_measured_later(monkeypat
     monkeypatch.setattr(build, "budget_snapshots", lambda: [snapshot])
     row = next(line for line in build.targets_section([bundled]) if line.startswith("| scene |"))
     assert "scene @ 80,000, bundled as scene-task2 | 48% [35%, 61%] | 40% | yes at 80,000, not held: 8% [" in row
+
+
+def test_the_readme_training_budget_table_is_the_bundled_run_pooled():
+    """README's 'Does it hold with more training?' table: one row per swept budget of the bundled cube-single run,
+    each cell its seeds pooled, as the card computes them (a new snapshot swept must reach the README too)."""
+    import re
+
+    from sorl_core.studies.sweep_report import BUDGET_CELLS, read_sweeps, training_budget
+
+    tb = training_budget(read_sweeps(REPO / "assets" / "ogbench" / "cube-single-task2-budget" / "sweep_budget.csv"))
+    expected = []
+    for b in sorted(tb.train_iterations.unique()):
+        at = tb[tb.train_iterations == b]
+        cells = [at[(at.m_inf == m) & (at.n == n) & ((at.verifier == v) | (n == 1))].success_rate.iloc[0]
+                 for m, n, v in BUDGET_CELLS]
+        expected.append(f"| {b:,} | " + " | ".join(f"{c:.0%}" for c in cells) + " |")
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("**Does it hold with more training?**", 1)[1].split("\n\n", 2)[1]
+    rows = [line for line in section.splitlines() if re.match(r"\| [\d,]+ \|", line)]
+    assert rows == expected

@@ -367,3 +367,7 @@ def test_a_target_reached_and_lost_again_is_said_with_the_longest_trained_figure
                     "hold: after 160,000 iterations success is 8% [3%, 19%].")
     held = target_sentence(budget([(40_000, 2), (80_000, 24), (160_000, 30)]), 0.40)
     assert held == "The 40% target at M_inf = 8, N = 1 is reached after 80,000 iterations (48%)."
+    # below the target by less than the interval's reach (cube-single's pooled seeds at 320k: 79% [72%, 85%])
+    near = target_sentence(budget([(160_000, 42), (320_000, 39)]), 0.80)
+    assert near == ("The 80% target at M_inf = 8, N = 1 is reached after 160,000 iterations (84%); after 320,000 "
+                    "iterations success is 78% [65%, 87%], below it, though its interval still holds the target.")

@@ -741,8 +741,11 @@ def target_sentence(tb: pd.DataFrame, target: float, m: int = 8) -> str:
         if last.success_rate >= target:
             return text + "."
         # A curve that rises and falls again: the longest-trained budget is what more training has given so far.
-        return (text + f", but it does not hold: after {int(last.train_iterations):,} iterations success is "
-                f"{last.success_rate:.0%} [{last.success_ci_low:.0%}, {last.success_ci_high:.0%}].")
+        later = (f"after {int(last.train_iterations):,} iterations success is {last.success_rate:.0%} "
+                 f"[{last.success_ci_low:.0%}, {last.success_ci_high:.0%}]")
+        if last.success_ci_high >= target:  # below the target by fewer episodes than the interval's width
+            return text + f"; {later}, below it, though its interval still holds the target."
+        return text + f", but it does not hold: {later}."
     p = project_to_target(curve, target)
     text = (f"The {target:.0%} target at M_inf = {m}, N = 1 is not reached: {curve[-1][1]:.0%} after "
             f"{curve[-1][0]:,} iterations (best {p['best']:.0%}).")
