@@ -168,6 +168,7 @@ def targets_section(runs: list[dict]) -> list[str]:
              "| environment | best policy | M_inf = 8, N = 1 | target | reached | rising at (per doubling) | "
              "a straight line reaches the target at |",
              "|---|---|---|---|---|---|---|"]
+    notes = []
     for family, target in targets.items():
         mine = [p for p in policies if p["env"].startswith(family + "-play")]
         if not mine:
@@ -185,6 +186,8 @@ def targets_section(runs: list[dict]) -> list[str]:
                    and (p["iterations"], p["cell"]) == (best["iterations"], best["cell"])]
         name = best["name"] + (f", bundled as {bundled[0]}" if bundled else "")
         row = f"| {family} | {name} | {percent(k, e)} | {target:.0%} | "
+        if best["snapshot"]:
+            notes.append(pooled_note(family, best, [p for p in mine if p["snapshot"]]))
         if k / e >= target:
             later, (lk, le) = best["last"]
             held = "" if later == best["iterations"] or lk / le >= target else \
@@ -197,7 +200,22 @@ def targets_section(runs: list[dict]) -> list[str]:
             continue
         lines.append(row + f"no | {100 * p['rate_per_doubling']:+.1f} points | "
                      + (f"about {p['projected']:,} iterations |" if p["projected"] else "not rising: no projection |"))
-    return lines
+    return lines + [""] + [n for n in notes if n]
+
+
+def pooled_note(family: str, best: dict, snapshots: list[dict]) -> str:
+    """The best of several seeds' snapshots flatters its recipe: the seeds pooled at each budget of its run."""
+    folder = best["name"].split(":")[0]
+    budgets: dict[int, list[tuple[int, int]]] = {}
+    for p in snapshots:
+        if p["name"].startswith(folder + ":"):
+            budgets.setdefault(p["iterations"], []).append(p["cell"])
+    if max(len(cells) for cells in budgets.values()) < 2:
+        return ""
+    pooled = "; ".join(f"{b:,}: {percent(sum(k for k, _ in cells), sum(e for _, e in cells))}"
+                       for b, cells in sorted(budgets.items()))
+    return (f"{family}'s best policy is the best of {len(budgets[best['iterations']])} seeds' snapshots, which "
+            f"flatters the recipe; its seeds pooled at M_inf = 8, N = 1 after each budget: {pooled}.")
 
 
 def paper_column(method: str, m_btt: int, published) -> str:
