@@ -395,13 +395,6 @@ def _loop(agent, runs, iterations, until, log_every, eval_every, checkpoint_ever
             _flush(run.train_log, rows)
             run.checkpoint(member)
 
-    def snapshot_if_missing() -> None:
-        """A stop during the evaluation that comes before a snapshot: keep the snapshot with the checkpoint."""
-        if agent.step in snapshots:
-            for run, member in zip(runs, members()):
-                if not snapshot_path(run.run_dir, agent.step).is_file():
-                    run.snapshot(member)
-
     try:
         while agent.step < until:
             stop.updating = True  # sampling the batch too: the sampler's state is saved with the checkpoint
@@ -416,12 +409,12 @@ def _loop(agent, runs, iterations, until, log_every, eval_every, checkpoint_ever
                 seconds = time.perf_counter() - t0
                 for p, rows in enumerate(pending):  # tensors; read only when written
                     rows.append((step, seconds, {k: v[p] for k, v in info.items()} if agent.stacked else info))
+            if step in snapshots:  # before the evaluation: a stop during it must not lose the snapshot
+                for run, member in zip(runs, members()):
+                    run.snapshot(member)
             if eval_every and (step % eval_every == 0 or step == iterations):
                 for run, member in zip(runs, members()):
                     run.eval_log.append([{"step": step, **r} for r in run.evaluate(member)])
-            if step in snapshots:
-                for run, member in zip(runs, members()):
-                    run.snapshot(member)
             if step % checkpoint_every == 0 or step == iterations:
                 save_all()
             bar.update(1)
@@ -430,7 +423,6 @@ def _loop(agent, runs, iterations, until, log_every, eval_every, checkpoint_ever
             if stop.asked:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
-        snapshot_if_missing()
         save_all()
         bar.close()
         folders = " ".join(str(run.run_dir) for run in runs)
