@@ -641,18 +641,20 @@ def cheapest_for_target(tb: pd.DataFrame, target: float) -> str:
     `target` (point estimate; its interval in brackets); where no budget reaches it, how close the best came."""
     if tb.empty:
         return "No run measured at two or more training budgets yet."
-    parts, best = [], None
+    parts = []
     for iterations in sorted(tb.train_iterations.unique()):
         at = tb[tb.train_iterations == iterations]
-        best = max([best, at.success_rate.max()], key=lambda v: -1 if v is None else v)
         hits = at[at.success_rate >= target].sort_values(["network_calls", "m_inf"])
         if not hits.empty:
             h = hits.iloc[0]
             parts.append(f"after {iterations:,} iterations, {calls_text(h.network_calls)} per action ({cell_label(h)}: "
                          f"{h.success_rate:.0%} [{h.success_ci_low:.0%}, {h.success_ci_high:.0%}])")
-    if not parts:
+    if not parts:  # how close the best cell came, and which it is (ties to fewer iterations, then fewer calls)
+        b = tb.sort_values(["success_rate", "train_iterations", "network_calls"],
+                           ascending=[False, True, True]).iloc[0]
+        where = (f" ({cell_label(b)}, after {b.train_iterations:,} iterations)" if b.success_rate > 0 else "")
         return (f"No measured (training iterations, calls per action) pair reaches {target:.0%} success; the best cell "
-                f"reaches {best:.0%}.")
+                f"reaches {b.success_rate:.0%} [{b.success_ci_low:.0%}, {b.success_ci_high:.0%}]{where}.")
     return f"To reach {target:.0%} success: " + "; ".join(parts) + "."
 
 
