@@ -542,6 +542,11 @@ def training_budget(df: pd.DataFrame) -> pd.DataFrame:
     return out[budgets >= 2].reset_index(drop=True)
 
 
+def rate_with_interval(r) -> str:
+    """A pooled cell's success in words: '84% [77%, 89%]' (95% Wilson interval)."""
+    return f"{r.success_rate:.0%} [{r.success_ci_low:.0%}, {r.success_ci_high:.0%}]"
+
+
 def cell_label(r) -> str:
     """A test-time setting in words: M_inf=8, N=16 · q (the verifier only where N > 1 ranks something)."""
     return f"M_inf={r.m_inf}, N={r.n}" + (f" · {r.verifier}" if r.n > 1 else "")
@@ -648,13 +653,13 @@ def cheapest_for_target(tb: pd.DataFrame, target: float) -> str:
         if not hits.empty:
             h = hits.iloc[0]
             parts.append(f"after {iterations:,} iterations, {calls_text(h.network_calls)} per action ({cell_label(h)}: "
-                         f"{h.success_rate:.0%} [{h.success_ci_low:.0%}, {h.success_ci_high:.0%}])")
+                         f"{rate_with_interval(h)})")
     if not parts:  # how close the best cell came, and which it is (ties to fewer iterations, then fewer calls)
         b = tb.sort_values(["success_rate", "train_iterations", "network_calls"],
                            ascending=[False, True, True]).iloc[0]
         where = (f" ({cell_label(b)}, after {b.train_iterations:,} iterations)" if b.success_rate > 0 else "")
         return (f"No measured (training iterations, calls per action) pair reaches {target:.0%} success; the best cell "
-                f"reaches {b.success_rate:.0%} [{b.success_ci_low:.0%}, {b.success_ci_high:.0%}]{where}.")
+                f"reaches {rate_with_interval(b)}{where}.")
     return f"To reach {target:.0%} success: " + "; ".join(parts) + "."
 
 
@@ -743,8 +748,7 @@ def target_sentence(tb: pd.DataFrame, target: float, m: int = 8) -> str:
         if last.success_rate >= target:
             return text + "."
         # A curve that rises and falls again: the longest-trained budget is what more training has given so far.
-        later = (f"after {int(last.train_iterations):,} iterations success is {last.success_rate:.0%} "
-                 f"[{last.success_ci_low:.0%}, {last.success_ci_high:.0%}]")
+        later = f"after {int(last.train_iterations):,} iterations success is {rate_with_interval(last)}"
         if last.success_ci_high >= target:  # below the target by fewer episodes than the interval's width
             return text + f"; {later}, below it, though its interval still holds the target."
         return text + f", but it does not hold: {later}."
